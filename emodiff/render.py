@@ -1,0 +1,142 @@
+"""Rich tables for the command line: what a step did and what a store holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import h5py
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from emodiff import store as st
+from emodiff.summary import CorpusStats, corpus_stats
+
+if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importing torch
+    from emodiff.embed import EmbedResult
+    from emodiff.prepare import PrepareResult
+
+MAX_SKIPPED_ROWS = 20
+
+
+def emotion_table(stats: CorpusStats) -> Table:
+    table = Table(title=f"/corpora/{stats.name}: {stats.utterances} utterances, {stats.segments} segments, "
+                        f"{stats.speakers} speakers, {stats.hours:.2f} h")
+    table.add_column("emotion")
+    table.add_column("utterances", justify="right")
+    table.add_column("segments", justify="right")
+    for name, (n_utt, n_seg) in stats.per_emotion.items():
+        table.add_row(name, str(n_utt), str(n_seg))
+    table.add_row("[bold]total", f"[bold]{stats.utterances}", f"[bold]{stats.segments}")
+    return table
+
+
+def speaker_table(stats: CorpusStats) -> Table:
+    table = Table(title=f"/corpora/{stats.name} per speaker")
+    for col, just in (("speaker", "left"), ("gender", "left"), ("utterances", "right"), ("segments", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for spk, (gender, n_utt, n_seg) in stats.per_speaker.items():
+        table.add_row(spk, gender, str(n_utt), str(n_seg))
+    return table
+
+
+def skipped_table(stats: CorpusStats) -> Table:
+    table = Table(title=f"skipped files: {len(stats.skipped)}")
+    table.add_column("file")
+    table.add_column("reason")
+    for path, reason in stats.skipped[:MAX_SKIPPED_ROWS]:
+        table.add_row(escape(path), escape(reason))
+    if len(stats.skipped) > MAX_SKIPPED_ROWS:
+        table.add_row("...", f"{len(stats.skipped) - MAX_SKIPPED_ROWS} more in /corpora/{stats.name}/skipped")
+    return table
+
+
+def prepare_summary(console: Console, store: Path, result: "PrepareResult") -> None:
+    stats = result.stats
+    console.print(emotion_table(stats))
+    if stats.excluded:
+        console.print("left out (not in the four classes): " +
+                      ", ".join(f"{k} {v}" for k, v in sorted(stats.excluded.items())))
+    if stats.skipped:
+        console.print(skipped_table(stats))
+    speed = result.audio_seconds / result.seconds if result.seconds else 0.0
+    console.print(f"wrote /corpora/{stats.name} to {store} in {result.seconds:.1f} s ({speed:.0f}x real time)")
+
+
+def embed_summary(console: Console, store: Path, results: Sequence["EmbedResult"]) -> None:
+    table = Table(title=f"embeddings in {store}")
+    for col in ("group", "utterances", "dim", "status"):
+        table.add_column(col)
+    for r in results:
+        status = "already there (--overwrite replaces)" if r.already_there else f"written in {r.seconds:.1f} s"
+        table.add_row(r.group, str(r.utterances), str(r.dim), status)
+    console.print(table)
+
+
+def store_overview(console: Console, store: Path) -> None:
+    """Print every group of the store; corpora in detail."""
+    with st.open_store(store) as f:
+        console.print(groups_table(f, store))
+        if "corpora" in f:
+            for name in st.visible(f["corpora"]):
+                stats = corpus_stats(f["corpora"][name])
+                console.print(emotion_table(stats))
+                console.print(speaker_table(stats))
+                console.print(attrs_table(stats))
+                if stats.skipped:
+                    console.print(skipped_table(stats))
+
+
+KEY_ATTRS = ("root", "created", "emodiff_version", "config_hash", "sample_rate", "n_mels", "segment_frames",
+             "log_min", "log_max", "dtype", "calm", "n_skipped", "model", "template", "dim")
+
+
+def attrs_table(stats: CorpusStats) -> Table:
+    table = Table(title=f"/corpora/{stats.name} attrs")
+    table.add_column("attr")
+    table.add_column("value")
+    for key in KEY_ATTRS:
+        if key in stats.attrs:
+            table.add_row(key, escape(str(stats.attrs[key])))
+    if stats.excluded:
+        table.add_row("excluded", escape(json.dumps(stats.excluded)))
+    return table
+
+
+def groups_table(f: h5py.File, store: Path) -> Table:
+    """One row per leaf group under the top-level sections (corpora, embeddings, ...)."""
+    table = Table(title=f"{store}")
+    table.add_column("group", no_wrap=True)
+    table.add_column("holds")
+    table.add_column("created", no_wrap=True)
+    table.add_column("config hash", no_wrap=True)
+    for section in st.visible(f):
+        for path, group in _leaf_groups(f[section]):
+            created = str(group.attrs.get("created", ""))[:16].replace("T", " ")
+            table.add_row(path, _holds(group), created, str(group.attrs.get("config_hash", ""))[:12])
+    return table
+
+
+def _leaf_groups(section: h5py.Group) -> list[tuple[str, h5py.Group]]:
+    # A leaf is a group written by one step: it carries the standard config_hash attr.
+    out: list[tuple[str, h5py.Group]] = []
+    for key in st.visible(section):
+        item = section[key]
+        if not isinstance(item, h5py.Group):
+            continue
+        if "config_hash" in item.attrs:
+            out.append((item.name, item))
+        else:
+            out.extend(_leaf_groups(item))
+    return out
+
+
+def _holds(group: h5py.Group) -> str:
+    if "utterances" in group and "id" in group["utterances"]:
+        return f"{len(group['utterances/id'])} utterances, {len(group['segments/utt'])} segments"
+    for key in ("pooled", "mel"):
+        if key in group:
+            return f"{key} {tuple(group[key].shape)}"
+    return ", ".join(group.keys())
