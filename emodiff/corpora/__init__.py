@@ -7,7 +7,8 @@ corpora in their canonical (store group) spelling.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from emodiff.corpora.base import Listing, Problem, Utterance
 from emodiff.errors import EmodiffError

@@ -1,0 +1,94 @@
+"""Helpers shared by the corpus recipes: root checks, hidden-file filtering, the listing builder."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from emodiff.corpora.base import Listing, Problem, Utterance
+from emodiff.errors import EmodiffError
+
+_SPACES = re.compile(r"\s+")
+
+
+def corpus_root(root: Path, expected: str) -> Path:
+    """``root`` as an absolute path, or EmodiffError when it is not a directory.
+
+    ``expected`` names what the user should point at ("the IEMOCAP_full_release folder").
+    The path is made absolute without resolving symlinks, so records keep the user's spelling.
+    """
+    if not root.is_dir():
+        raise EmodiffError(f"{root}: no such directory (expected {expected})")
+    return Path(os.path.abspath(root))
+
+
+def visible_files(root: Path, pattern: str, recursive: bool = False) -> list[Path]:
+    """Files under ``root`` matching ``pattern``, sorted by path, hidden entries left out.
+
+    macOS copies carry AppleDouble ``._name`` companions that match the same globs but hold
+    resource forks, not data; any path component starting with ``.`` (those, ``.git``) is skipped.
+    """
+    found = root.rglob(pattern) if recursive else root.glob(pattern)
+    return sorted(
+        path
+        for path in found
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def squeeze(text: str) -> str:
+    """Collapse runs of whitespace to one space and strip the ends."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def duplicate_reason(utt_id: str, other: str) -> str:
+    """The one wording every recipe uses for a second occurrence of an utterance id."""
+    return f"duplicate utterance id {utt_id} (also at {other})"
+
+
+class ListingBuilder:
+    """Collects a recipe's utterances, exclusions and problems into a :class:`Listing`.
+
+    Ids are claimed once: the first claim wins and every later one becomes a duplicate
+    problem, so a recipe claims an id before it looks at the label or the audio.
+    """
+
+    def __init__(self) -> None:
+        self._first_at: dict[str, str] = {}
+        self._utterances: list[Utterance] = []
+        self._excluded: Counter[str] = Counter()
+        self._problems: list[Problem] = []
+
+    def claim(self, utt_id: str, path: Path | str, location: str | None = None) -> bool:
+        """Register ``utt_id`` found at ``path``; False (and a problem) if it was seen before.
+
+        ``location`` is how later duplicates refer to this occurrence (``file:line`` for label
+        files where one file may hold many ids); it defaults to ``path``.
+        """
+        if utt_id in self._first_at:
+            self.problem(path, duplicate_reason(utt_id, self._first_at[utt_id]))
+            return False
+        self._first_at[utt_id] = location if location is not None else str(path)
+        return True
+
+    def exclude(self, label: str) -> None:
+        """Count one utterance whose corpus label is deliberately outside the 4-class set."""
+        self._excluded[label] += 1
+
+    def problem(self, path: Path | str, reason: str) -> None:
+        """Record a defect of the copy; the entry is left out of the listing."""
+        self._problems.append(Problem(str(path), reason))
+
+    def add(self, utterance: Utterance) -> None:
+        """Keep one 4-class utterance."""
+        self._utterances.append(utterance)
+
+    def listing(self) -> Listing:
+        """The collected records, utterances sorted by id and exclusions by label."""
+        return Listing(
+            utterances=sorted(self._utterances, key=lambda utt: utt.id),
+            excluded=dict(sorted(self._excluded.items())),
+            problems=list(self._problems),
+        )
