@@ -133,7 +133,8 @@ def prepare(
             excluded=json.dumps(listing.excluded, sort_keys=True), n_skipped=len(problems),
             **mel_cfg.attrs(), **({"calm": cfg.calm} if name == "ravdess" else {}),
         )
-        stats = corpus_stats(group)
+    with st.open_store(store) as f:
+        stats = corpus_stats(f[group_name])
     return PrepareResult(stats, already_there=False, seconds=time.perf_counter() - start,
                          audio_seconds=audio_seconds)
 

@@ -216,9 +216,11 @@ def write_table(group: h5py.Group, columns: Mapping[str, Sequence[Any] | np.ndar
 
 
 def read_table(group: h5py.Group) -> dict[str, np.ndarray]:
-    """Read every 1-D dataset of ``group``; strings come back as numpy str arrays."""
+    """Read every 1-D dataset of ``group`` (subgroups are skipped); strings come back as str arrays."""
     out: dict[str, np.ndarray] = {}
     for key, ds in group.items():
+        if not isinstance(ds, h5py.Dataset):
+            continue
         if h5py.check_string_dtype(ds.dtype) is not None:
             out[key] = ds.asstr()[()].astype(str) if len(ds) else np.array([], dtype=str)
         else:
