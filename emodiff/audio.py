@@ -67,7 +67,9 @@ def load_audio(path: Path) -> tuple[np.ndarray, int]:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise AudioError(f"cannot decode audio: {_first_line(err)}") from None
+        # libsndfile repeats the path ("Error opening '/x.wav': ..."); the caller names the file.
+        reason = _first_line(err).replace(f"Error opening {str(path)!r}: ", "")
+        raise AudioError(f"cannot decode audio: {reason}") from None
     # Averaging keeps the level of correlated channels (the usual stereo speech recording).
     wave = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     check_waveform(wave)

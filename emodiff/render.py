@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import h5py
 from rich.console import Console
@@ -53,7 +54,7 @@ def skipped_table(stats: CorpusStats) -> Table:
     return table
 
 
-def prepare_summary(console: Console, store: Path, result: "PrepareResult") -> None:
+def prepare_summary(console: Console, store: Path, result: PrepareResult) -> None:
     stats = result.stats
     console.print(emotion_table(stats))
     if stats.excluded:
@@ -65,13 +66,18 @@ def prepare_summary(console: Console, store: Path, result: "PrepareResult") -> N
     console.print(f"wrote /corpora/{stats.name} to {store} in {result.seconds:.1f} s ({speed:.0f}x real time)")
 
 
-def embed_summary(console: Console, store: Path, results: Sequence["EmbedResult"]) -> None:
+def embed_summary(console: Console, store: Path, results: Sequence[EmbedResult]) -> None:
     table = Table(title=f"embeddings in {store}")
-    for col in ("group", "utterances", "dim", "status"):
+    for col in ("group", "utterances", "dim", "tokens (L)", "truncated", "status"):
         table.add_column(col)
     for r in results:
-        status = "already there (--overwrite replaces)" if r.already_there else f"written in {r.seconds:.1f} s"
-        table.add_row(r.group, str(r.utterances), str(r.dim), status)
+        if not r.already_there:
+            status = f"written in {r.seconds:.1f} s"
+        elif r.stale:
+            status = "[yellow]already there, made with other settings or an older corpus; --overwrite redoes it"
+        else:
+            status = "already there"
+        table.add_row(r.group, str(r.utterances), str(r.dim), str(r.max_tokens), str(r.truncated), status)
     console.print(table)
 
 

@@ -22,9 +22,10 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -77,7 +78,7 @@ def has_group(path: Path, name: str) -> bool:
 
 def visible(group: h5py.Group) -> list[str]:
     """Member names of ``group`` without in-flight ``.tmp-*`` groups, sorted."""
-    return sorted(k for k in group.keys() if not k.startswith(TMP_PREFIX))
+    return sorted(k for k in group if not k.startswith(TMP_PREFIX))
 
 
 class _WriteLock:
@@ -88,7 +89,7 @@ class _WriteLock:
         self.what = what
         self.fd: int | None = None
 
-    def __enter__(self) -> "_WriteLock":
+    def __enter__(self) -> _WriteLock:
         try:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
@@ -191,7 +192,7 @@ def _merge(side: Path, store: Path, name: str, overwrite: bool) -> None:
     parent_name, _, leaf = name.rpartition("/")
     with h5py.File(side, "r") as src, h5py.File(store, "a") as dst:
         parent = dst.require_group(parent_name) if parent_name else dst
-        for stale in [k for k in parent.keys() if k.startswith(TMP_PREFIX)]:
+        for stale in [k for k in parent if k.startswith(TMP_PREFIX)]:
             del parent[stale]  # left by a writer killed during its copy
         tmp = f"{TMP_PREFIX}{leaf}-{os.getpid()}"
         dst.copy(src["g"], parent, name=tmp)

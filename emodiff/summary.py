@@ -47,12 +47,12 @@ def corpus_stats(group: h5py.Group) -> CorpusStats:
     skipped: list[tuple[str, str]] = []
     if "skipped" in group:
         table = read_table(group["skipped"])
-        skipped = list(zip(table["path"].tolist(), table["reason"].tolist()))
+        skipped = list(zip(table["path"].tolist(), table["reason"].tolist(), strict=True))
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in group.attrs.items()}
     return CorpusStats(
         name=str(attrs.get("corpus") or group.name.rsplit("/", 1)[-1]),
         utterances=len(utt["id"]),
-        segments=int(len(seg_utt)),
+        segments=len(seg_utt),
         hours=float(utt["duration_s"].sum()) / 3600.0,
         speakers=len(per_speaker),
         per_emotion=per_emotion,

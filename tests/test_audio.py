@@ -11,8 +11,17 @@ import soundfile as sf
 import torch
 
 from emodiff.audio import (
-    LOG_MAX, LOG_MIN, AudioError, MelConfig, MelExtractor, load_audio, mel_filters, resample,
-    scale_log_mel, segment, unscale_log_mel,
+    LOG_MAX,
+    LOG_MIN,
+    AudioError,
+    MelConfig,
+    MelExtractor,
+    load_audio,
+    mel_filters,
+    resample,
+    scale_log_mel,
+    segment,
+    unscale_log_mel,
 )
 from emodiff.data import ravdess_sample
 

@@ -110,7 +110,7 @@ def test_miniature_layouts_end_to_end(tmp_path, corpus, make):
     assert utt["emotion"].tolist() == [u.emotion for u in expected]
     assert utt["text"].tolist() == [u.text for u in expected]
     assert utt["path"].tolist() == [str(u.path) for u in expected]
-    for u, stored in zip(expected, utt["duration_s"]):
+    for u, stored in zip(expected, utt["duration_s"], strict=True):
         seconds = sf.info(str(u.path)).duration
         assert stored == pytest.approx(seconds, abs=2e-3)
     assert [(p, r) for p, r in result.stats.skipped] == [(p.path, p.reason) for p in expected_problems(corpus, root)]

@@ -44,14 +44,12 @@ def test_failure_inside_the_body_changes_nothing(tmp_path):
     path = tmp_path / "s.h5"
     _add(path, "corpora/a", 3)
     before = path.read_bytes()
-    with pytest.raises(RuntimeError):
-        with st.write_group(path, "corpora/b", config={}) as g:
-            g.create_dataset("half", data=np.zeros(10))
-            raise RuntimeError("killed halfway")
+    with pytest.raises(RuntimeError), st.write_group(path, "corpora/b", config={}) as g:
+        g.create_dataset("half", data=np.zeros(10))
+        raise RuntimeError("killed halfway")
     assert path.read_bytes() == before
-    with pytest.raises(RuntimeError):
-        with st.write_group(path, "corpora/a", config={}, overwrite=True) as g:
-            raise RuntimeError("overwrite that fails")
+    with pytest.raises(RuntimeError), st.write_group(path, "corpora/a", config={}, overwrite=True) as g:
+        raise RuntimeError("overwrite that fails")
     with st.open_store(path) as f:
         assert st.visible(f["corpora"]) == ["a"]
         assert f["corpora/a/x"].shape == (3,)
@@ -104,15 +102,13 @@ def test_unwritable_store_path(tmp_path, where):
 def test_not_a_store(tmp_path):
     path = tmp_path / "s.h5"
     path.write_text("hello")
-    with pytest.raises(EmodiffError, match=r"s\.h5: not an HDF5 file"):
-        with st.open_store(path):
-            pass
+    with pytest.raises(EmodiffError, match=r"s\.h5: not an HDF5 file"), st.open_store(path):
+        pass
     with pytest.raises(EmodiffError, match=r"not an HDF5 file"):
         _add(path, "corpora/a", 1)
     assert path.read_text() == "hello"
-    with pytest.raises(EmodiffError, match=r"no store there"):
-        with st.open_store(tmp_path / "missing.h5"):
-            pass
+    with pytest.raises(EmodiffError, match=r"no store there"), st.open_store(tmp_path / "missing.h5"):
+        pass
 
 
 def test_resolve_store_precedence(monkeypatch, tmp_path):

@@ -6,9 +6,9 @@ corpora in their canonical (store group) spelling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 from emodiff.corpora.base import Listing, Problem, Utterance
 from emodiff.errors import EmodiffError

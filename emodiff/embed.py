@@ -1,0 +1,281 @@
+"""``emodiff embed``: each utterance's condition text -> ``/embeddings/<model>/<corpus>``.
+
+One text per row of ``/corpora/<corpus>/utterances``, worded by the template and encoded by
+:class:`emodiff.text.TextEncoder`. Texts are encoded longest first in batches of similar
+length (little padding, and a batch too large for memory fails at once rather than at the
+end) and written back in row order, so row ``i`` of every dataset is utterance ``i``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from emodiff import store as st
+from emodiff.errors import EmodiffError
+from emodiff.text import (
+    DEFAULT_MODEL,
+    DEFAULT_TEMPLATE,
+    TextEncoder,
+    check_device,
+    check_template,
+    model_name,
+    render_condition,
+)
+
+# gzip level 1: hidden states barely compress beyond the zero padding, which level 1 already gets.
+GZIP_LEVEL = 1
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Settings of one ``embed`` run; ``corpus`` None means every prepared corpus in the store."""
+
+    corpus: list[str] | None = None
+    model: str = DEFAULT_MODEL
+    template: str = DEFAULT_TEMPLATE
+    batch_size: int = 64
+    device: str = "cpu"
+    max_length: int = 128
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        check_template(self.template)
+        check_device(self.device)
+        if self.batch_size < 1:
+            raise EmodiffError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.max_length < 2:
+            raise EmodiffError(f"--max-length must be at least 2 ([CLS] and [SEP]), got {self.max_length}")
+        if not str(self.model).strip():
+            raise EmodiffError("--model must name a model or a folder, got an empty string")
+        if self.corpus is not None:
+            if not self.corpus or any(not str(c).strip() for c in self.corpus):
+                raise EmodiffError(f"--corpus must name corpora, got {self.corpus!r}")
+            if len(set(self.corpus)) != len(self.corpus):
+                raise EmodiffError(f"--corpus names a corpus twice: {self.corpus!r}")
+
+    @property
+    def model_name(self) -> str:
+        """The store-safe name the embeddings are filed under: ``/embeddings/<model_name>``."""
+        return model_name(self.model)
+
+    def group_config(self, corpus: str) -> dict[str, Any]:
+        """The settings recorded in (and hashed into) the group of ``corpus``."""
+        return {"model": self.model_name, "template": self.template, "max_length": self.max_length, "corpus": corpus}
+
+
+@dataclass
+class EmbedResult:
+    """What ``embed`` did for one corpus: wrote its group, or found it already there.
+
+    ``stale`` (only when ``already_there``) says the group was made with other settings or from
+    an earlier preparation of the corpus: ``--overwrite`` redoes it. ``truncated`` counts texts
+    longer than ``max_length`` tokens; ``max_tokens`` is L of ``tokens`` [U, L, D].
+    """
+
+    corpus: str
+    group: str
+    utterances: int
+    dim: int
+    seconds: float
+    already_there: bool
+    stale: bool = False
+    max_tokens: int = 0
+    truncated: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    corpus: str
+    group: str
+    texts: list[str]
+    corpus_created: str
+
+
+def embed(
+    store: Path,
+    cfg: EmbedConfig,
+    on_total: Callable[[int], None] = lambda n: None,
+    on_advance: Callable[[int], None] = lambda k: None,
+) -> list[EmbedResult]:
+    """Embed the condition texts of ``cfg.corpus`` (default: all prepared corpora) into ``store``.
+
+    Corpora whose group exists are skipped (``already_there``) unless ``cfg.overwrite``. Every
+    corpus is checked and its texts rendered before the model is loaded; the model is loaded
+    only if some corpus needs it. For each corpus encoded, ``on_total`` hears its number of
+    texts and ``on_advance`` the size of each batch done. Raises EmodiffError for a missing
+    store or corpus, a bad utterance table, or a model that cannot be loaded; a corpus whose
+    write fails leaves the store as it was for that corpus.
+    """
+    store = Path(store)
+    results: dict[str, EmbedResult] = {}
+    jobs: list[_Job] = []
+    with _open(store, cfg) as f:
+        corpora = _corpora(f, store, cfg)
+        for corpus in corpora:
+            group = f"embeddings/{cfg.model_name}/{corpus}"
+            if group in f and not cfg.overwrite:
+                results[corpus] = _existing(f, group, corpus, cfg)
+            else:
+                jobs.append(_read_job(f, store, corpus, group, cfg.template))
+    if jobs:
+        encoder = TextEncoder(cfg.model, device=cfg.device, max_length=cfg.max_length)
+        for job in jobs:
+            results[job.corpus] = _embed_corpus(store, job, encoder, cfg, on_total, on_advance)
+    return [results[c] for c in corpora]
+
+
+@contextlib.contextmanager
+def _open(store: Path, cfg: EmbedConfig) -> Iterator[h5py.File]:
+    if not store.exists():
+        what = cfg.corpus[0] if cfg.corpus and len(cfg.corpus) == 1 else "CORPUS"
+        raise EmodiffError(f"{store}: no store there; run `emodiff prepare {what} ROOT` first, or pass --store")
+    with st.open_store(store) as f:
+        yield f
+
+
+def _corpora(f: h5py.File, store: Path, cfg: EmbedConfig) -> list[str]:
+    """The corpus groups to embed, in the store's spelling; all are checked before any work."""
+    prepared = st.visible(f["corpora"]) if "corpora" in f else []
+    if cfg.corpus is None:
+        if not prepared:
+            raise EmodiffError(f"{store}: holds no prepared corpus; run `emodiff prepare CORPUS ROOT` first")
+        return prepared
+    names = []
+    for name in cfg.corpus:
+        # Accept the CLI's spellings (MSP_IMPROV, msp-improv) of the store's group names.
+        key = name.strip().lower().replace("_", "-")
+        match = name if name in prepared else key if key in prepared else None
+        if match is None:
+            have = ", ".join(prepared) or "none"
+            raise EmodiffError(
+                f"{store}: corpus {name} is not prepared (prepared: {have}); run `emodiff prepare {key} ROOT` first"
+            )
+        names.append(match)
+    return names
+
+
+def _existing(f: h5py.File, group: str, corpus: str, cfg: EmbedConfig) -> EmbedResult:
+    g = f[group]
+    attrs = _attrs(g)
+    pooled = g["pooled"]
+    same_config = attrs.get("config_hash") == st.config_hash(cfg.group_config(corpus))[1]
+    same_corpus = attrs.get("corpus_created") == _attrs(f[f"corpora/{corpus}"]).get("created")
+    return EmbedResult(
+        corpus=corpus,
+        group=f"/{group}",
+        utterances=int(pooled.shape[0]),
+        dim=int(pooled.shape[1]),
+        seconds=0.0,
+        already_there=True,
+        stale=not (same_config and same_corpus),
+        max_tokens=int(g["tokens"].shape[1]),
+        truncated=int(attrs.get("truncated", 0)),
+        attrs=attrs,
+    )
+
+
+def _read_job(f: h5py.File, store: Path, corpus: str, group: str, template: str) -> _Job:
+    """Read and check the utterance table of ``corpus`` and word one condition text per row."""
+    where = f"{store}:/corpora/{corpus}/utterances"
+    if "utterances" not in f[f"corpora/{corpus}"]:
+        raise EmodiffError(f"{where}: missing; run `emodiff prepare {corpus} ROOT --overwrite` to rebuild it")
+    table = st.read_table(f[f"corpora/{corpus}/utterances"])
+    missing = [k for k in ("id", "text", "emotion", "speaker", "gender") if k not in table]
+    if missing:
+        raise EmodiffError(f"{where}: lacks column(s) {', '.join(missing)}; re-run `emodiff prepare {corpus} ROOT`")
+    if len(table["id"]) == 0:
+        raise EmodiffError(f"{where}: no utterances to embed")
+    texts = []
+    for i, row_id in enumerate(table["id"]):
+        try:
+            texts.append(
+                render_condition(
+                    template,
+                    text=str(table["text"][i]),
+                    emotion=int(table["emotion"][i]),
+                    speaker=str(table["speaker"][i]),
+                    gender=str(table["gender"][i]),
+                    corpus=corpus,
+                )
+            )
+        except ValueError as err:
+            raise EmodiffError(f"{where}: row {i} ({row_id}): {err}") from None
+    return _Job(corpus, group, texts, str(_attrs(f[f"corpora/{corpus}"]).get("created", "")))
+
+
+def _embed_corpus(
+    store: Path,
+    job: _Job,
+    encoder: TextEncoder,
+    cfg: EmbedConfig,
+    on_total: Callable[[int], None],
+    on_advance: Callable[[int], None],
+) -> EmbedResult:
+    start = time.perf_counter()
+    n, dim = len(job.texts), encoder.dim
+    counts = encoder.count_tokens(job.texts)
+    width = int(min(counts.max(), encoder.max_length))  # L: the longest text after truncation
+    order = np.argsort(-counts, kind="stable")
+    on_total(n)
+    with st.write_group(
+        store, job.group, config=cfg.group_config(job.corpus), overwrite=cfg.overwrite, what=f"embed {job.corpus}"
+    ) as g:
+        tokens = g.create_dataset(
+            "tokens",
+            shape=(n, width, dim),
+            dtype=np.float16,
+            chunks=(1, width, dim),
+            compression="gzip",
+            compression_opts=GZIP_LEVEL,
+            shuffle=True,
+        )
+        pooled = np.zeros((n, dim), np.float32)
+        lengths = np.zeros(n, np.int32)
+        for lo in range(0, n, cfg.batch_size):
+            rows = np.sort(order[lo : lo + cfg.batch_size])  # h5py writes rows in increasing order
+            p, t, k = encoder.encode([job.texts[i] for i in rows])
+            full = np.zeros((len(rows), width, dim), np.float16)
+            full[:, : t.shape[1]] = t
+            tokens[rows] = full  # whole rows, so each chunk is compressed once
+            pooled[rows], lengths[rows] = p, k
+            on_advance(len(rows))
+        g.create_dataset("pooled", data=pooled)
+        g.create_dataset("lengths", data=lengths)
+        st.write_table(g, {"text": job.texts})
+        g.attrs.update(
+            model=str(encoder.source),
+            model_name=encoder.name,
+            template=cfg.template,
+            pooling=encoder.pooling,
+            dim=dim,
+            max_length=encoder.max_length,
+            corpus=job.corpus,
+            corpus_created=job.corpus_created,
+            truncated=int(np.sum(counts > encoder.max_length)),
+        )
+    with st.open_store(store) as f:
+        attrs = _attrs(f[job.group])  # with the standard attrs write_group added on the way in
+    return EmbedResult(
+        corpus=job.corpus,
+        group=f"/{job.group}",
+        utterances=n,
+        dim=dim,
+        seconds=time.perf_counter() - start,
+        already_there=False,
+        max_tokens=width,
+        truncated=int(attrs["truncated"]),
+        attrs=attrs,
+    )
+
+
+def _attrs(group: h5py.Group) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in group.attrs.items()}

@@ -1,0 +1,129 @@
+"""The command line against the real app: flags, tables, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from emodiff import __version__
+from emodiff import store as st
+from emodiff.cli import app
+from emodiff.data import ravdess_sample
+
+runner = CliRunner()
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    # a progress bar may come first (on stderr); the error is the last line, and the only one
+    lines = result.stderr.strip().splitlines()
+    errors = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
+    assert len(errors) == 1, lines
+    text = "\n".join(lines[errors[0]:])
+    flat = " ".join(text.split())  # rich may fold a long line at the terminal width
+    for fragment in fragments:
+        assert fragment in flat, (fragment, flat)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "s.h5"
+
+
+def test_prepare_then_inspect(store: Path):
+    result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store), "--limit", "16"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "/corpora/ravdess: 16 utterances" in out
+    assert "neutral" in out and "angry" in out and "real time" in out
+    again = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store)])
+    assert again.exit_code == 0
+    assert "already holds /corpora/ravdess (16 utterances" in " ".join(again.stdout.split())
+    shown = runner.invoke(app, ["inspect", "--store", str(store)])
+    assert shown.exit_code == 0, shown.output
+    out = " ".join(shown.stdout.split())
+    for text in ("/corpora/ravdess", "per speaker", "config_hash", "log_max", "16 utterances"):
+        assert text in out, text
+
+
+def test_store_from_environment(store: Path, monkeypatch):
+    monkeypatch.setenv("EMODIFF_STORE", str(store))
+    result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--limit", "4"])
+    assert result.exit_code == 0, result.output
+    assert st.has_group(store, "corpora/ravdess")
+
+
+def test_missing_root_is_one_line(store: Path, tmp_path: Path):
+    result = runner.invoke(app, ["prepare", "iemocap", str(tmp_path / "nope"), "--store", str(store)])
+    _one_line_error(result, "nope: no such directory")
+    assert not store.exists()
+
+
+def test_wrong_layout_names_what_was_expected(store: Path, tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["prepare", "iemocap", str(tmp_path / "empty"), "--store", str(store)])
+    _one_line_error(result, "not an IEMOCAP release", "Session1..Session5")
+
+
+def test_unknown_corpus(store: Path):
+    result = runner.invoke(app, ["prepare", "timit", ".", "--store", str(store)])
+    _one_line_error(result, "unknown corpus 'timit'", "iemocap, msp-improv, crema-d, ravdess")
+
+
+def test_unwritable_store(tmp_path: Path):
+    store = tmp_path / "no" / "such" / "dir" / "s.h5"
+    result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store), "--limit", "2"])
+    _one_line_error(result, "cannot write the store there")
+
+
+def test_store_held_by_another_writer(store: Path):
+    with st.write_group(store, "corpora/other", config={}, what="prepare other"):
+        result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store), "--limit", "2"])
+    _one_line_error(result, "held by another writer", "prepare other")
+
+
+def test_inspect_without_store(tmp_path: Path):
+    result = runner.invoke(app, ["inspect", "--store", str(tmp_path / "none.h5")])
+    _one_line_error(result, "none.h5: no store there")
+
+
+def test_strict_flag(store: Path, tmp_path: Path):
+    root = tmp_path / "r" / "Actor_01"
+    root.mkdir(parents=True)
+    (root / "03-01-05-01-01-01-01.wav").write_bytes(b"")
+    result = runner.invoke(app, ["prepare", "ravdess", str(tmp_path / "r"), "--store", str(store), "--strict"])
+    _one_line_error(result, "03-01-05-01-01-01-01.wav: cannot decode audio", "--strict")
+
+
+def test_every_flag_is_documented():
+    for command in ("prepare", "embed", "inspect"):
+        result = runner.invoke(app, [command, "--help"], terminal_width=200)
+        assert result.exit_code == 0
+        lines = [ln for ln in result.stdout.splitlines() if ln.strip().startswith(("│ --", "│ *"))]
+        assert lines, result.stdout
+        for line in lines:
+            # an option row has its flag, then a help text after the type column
+            assert len(line.split("│")[1].split()) > 2, line
+
+
+def test_version_and_module_entry_point():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+    done = subprocess.run([sys.executable, "-m", "emodiff", "--help"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "prepare" in done.stdout and "embed" in done.stdout
+
+
+def test_console_script_error_has_no_traceback(tmp_path: Path):
+    exe = Path(sys.executable).with_name("emodiff")
+    if not exe.exists():
+        pytest.skip("console script not installed in this environment")
+    done = subprocess.run([str(exe), "prepare", "ravdess", str(tmp_path / "missing")], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'missing'}: no such directory (expected the RAVDESS folder holding Actor_01..Actor_24)"
+    ]
