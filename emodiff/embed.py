@@ -165,10 +165,10 @@ def _corpora(f: h5py.File, store: Path, cfg: EmbedConfig) -> list[str]:
 
 def _existing(f: h5py.File, group: str, corpus: str, cfg: EmbedConfig) -> EmbedResult:
     g = f[group]
-    attrs = _attrs(g)
+    attrs = st.attrs_dict(g)
     pooled = g["pooled"]
     same_config = attrs.get("config_hash") == st.config_hash(cfg.group_config(corpus))[1]
-    same_corpus = attrs.get("corpus_created") == _attrs(f[f"corpora/{corpus}"]).get("created")
+    same_corpus = attrs.get("corpus_created") == st.attrs_dict(f[f"corpora/{corpus}"]).get("created")
     return EmbedResult(
         corpus=corpus,
         group=f"/{group}",
@@ -209,7 +209,7 @@ def _read_job(f: h5py.File, store: Path, corpus: str, group: str, template: str)
             )
         except ValueError as err:
             raise EmodiffError(f"{where}: row {i} ({row_id}): {err}") from None
-    return _Job(corpus, group, texts, str(_attrs(f[f"corpora/{corpus}"]).get("created", "")))
+    return _Job(corpus, group, texts, str(st.attrs_dict(f[f"corpora/{corpus}"]).get("created", "")))
 
 
 def _embed_corpus(
@@ -263,7 +263,7 @@ def _embed_corpus(
             truncated=int(np.sum(counts > encoder.max_length)),
         )
     with st.open_store(store) as f:
-        attrs = _attrs(f[job.group])  # with the standard attrs write_group added on the way in
+        attrs = st.attrs_dict(f[job.group])  # with the standard attrs write_group added on the way in
     return EmbedResult(
         corpus=job.corpus,
         group=f"/{job.group}",
@@ -276,6 +276,3 @@ def _embed_corpus(
         attrs=attrs,
     )
 
-
-def _attrs(group: h5py.Group) -> dict[str, Any]:
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in group.attrs.items()}

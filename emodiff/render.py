@@ -68,8 +68,8 @@ def prepare_summary(console: Console, store: Path, result: PrepareResult) -> Non
 
 def embed_summary(console: Console, store: Path, results: Sequence[EmbedResult]) -> None:
     table = Table(title=f"embeddings in {store}")
-    for col in ("group", "utterances", "dim", "tokens (L)", "truncated", "status"):
-        table.add_column(col)
+    for col in ("corpus", "model", "utterances", "dim", "tokens (L)", "truncated", "status"):
+        table.add_column(col, overflow="fold")
     for r in results:
         if not r.already_there:
             status = f"written in {r.seconds:.1f} s"
@@ -77,7 +77,8 @@ def embed_summary(console: Console, store: Path, results: Sequence[EmbedResult])
             status = "[yellow]already there, made with other settings or an older corpus; --overwrite redoes it"
         else:
             status = "already there"
-        table.add_row(r.group, str(r.utterances), str(r.dim), str(r.max_tokens), str(r.truncated), status)
+        model = r.group.split("/")[2]  # /embeddings/<model>/<corpus>
+        table.add_row(r.corpus, model, str(r.utterances), str(r.dim), str(r.max_tokens), str(r.truncated), status)
     console.print(table)
 
 
@@ -114,14 +115,14 @@ def attrs_table(stats: CorpusStats) -> Table:
 def groups_table(f: h5py.File, store: Path) -> Table:
     """One row per leaf group under the top-level sections (corpora, embeddings, ...)."""
     table = Table(title=f"{store}")
-    table.add_column("group", no_wrap=True)
-    table.add_column("holds")
-    table.add_column("created", no_wrap=True)
+    table.add_column("group", overflow="fold")
+    table.add_column("holds", min_width=14)
+    table.add_column("created")
     table.add_column("config hash", no_wrap=True)
     for section in st.visible(f):
         for path, group in _leaf_groups(f[section]):
             created = str(group.attrs.get("created", ""))[:16].replace("T", " ")
-            table.add_row(path, _holds(group), created, str(group.attrs.get("config_hash", ""))[:12])
+            table.add_row(path, _holds(group), created, str(group.attrs.get("config_hash", ""))[:8])
     return table
 
 
@@ -141,8 +142,8 @@ def _leaf_groups(section: h5py.Group) -> list[tuple[str, h5py.Group]]:
 
 def _holds(group: h5py.Group) -> str:
     if "utterances" in group and "id" in group["utterances"]:
-        return f"{len(group['utterances/id'])} utterances, {len(group['segments/utt'])} segments"
+        return f"{len(group['utterances/id'])} utt, {len(group['segments/utt'])} seg"
     for key in ("pooled", "mel"):
         if key in group:
-            return f"{key} {tuple(group[key].shape)}"
+            return f"{key} " + "x".join(str(n) for n in group[key].shape)
     return ", ".join(group.keys())

@@ -204,6 +204,11 @@ def _merge(side: Path, store: Path, name: str, overwrite: bool) -> None:
         parent.move(tmp, leaf)
 
 
+def attrs_dict(group: h5py.Group) -> dict[str, Any]:
+    """A group's attrs as plain Python values (numpy scalars unwrapped)."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in group.attrs.items()}
+
+
 def write_table(group: h5py.Group, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
     """Write equal-length columns as 1-D datasets; str columns become UTF-8 strings."""
     lengths = {k: len(v) for k, v in columns.items()}

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from emodiff.emotions import EMOTIONS
-from emodiff.store import read_table
+from emodiff.store import attrs_dict, read_table
 
 
 @dataclass
@@ -48,7 +48,7 @@ def corpus_stats(group: h5py.Group) -> CorpusStats:
     if "skipped" in group:
         table = read_table(group["skipped"])
         skipped = list(zip(table["path"].tolist(), table["reason"].tolist(), strict=True))
-    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in group.attrs.items()}
+    attrs = attrs_dict(group)
     return CorpusStats(
         name=str(attrs.get("corpus") or group.name.rsplit("/", 1)[-1]),
         utterances=len(utt["id"]),
