@@ -246,3 +246,11 @@ def test_float16_storage_error():
     scaled = torch.linspace(-1, 1, 2_000_001)
     err = (unscale_log_mel(scaled.half().float()) - unscale_log_mel(scaled)).abs().max().item()
     assert 0.0017 < err < 0.0019
+
+
+def test_reflect_pad_equals_torch_reflect_padding():
+    from emodiff.audio import reflect_pad
+
+    x = torch.randn(3, 2000)
+    expected = torch.nn.functional.pad(x[:, None], (384, 384), mode="reflect")[:, 0]
+    assert torch.equal(reflect_pad(x, 384), expected)

@@ -37,7 +37,7 @@ def _check_segments(group: h5py.Group, n_utt: int) -> None:
     utt = group["segments/utt"][()]
     frames = group["segments/frames"][()]
     assert mel.ndim == 3 and mel.shape[1:] == (80, 256) and mel.shape[0] == len(utt) == len(frames)
-    assert mel.chunks == (1, 80, 256) and mel.compression == "gzip"
+    assert mel.chunks == (1, 80, 256) and mel.compression == "gzip" and mel.shuffle
     assert np.all(np.diff(utt) >= 0) and set(utt.tolist()) == set(range(n_utt))
     assert frames.min() >= 1 and frames.max() <= 256
     data = mel[()].astype(np.float32)
