@@ -149,6 +149,91 @@ def embed(
     embed_summary(console, path, results)
 
 
+DeviceOpt = Annotated[str, typer.Option(help="Torch device: auto (CUDA when present), cpu, cuda, cuda:1, ...")]
+
+
+@app.command()
+@_friendly
+def train(
+    recipe: Annotated[Path, typer.Option(help="Recipe YAML, or a shipped one by name: demo (minutes on a CPU) or paper (the paper's model).")] = Path("demo"),
+    corpus: Annotated[list[str] | None, typer.Option(help="Corpus to train on (repeatable). Default: every prepared corpus.", show_default=False)] = None,
+    exclude_speakers: Annotated[list[str] | None, typer.Option("--exclude-speakers", help="Speaker to leave out, as CORPUS:SPEAKER or SPEAKER (repeatable; also comma-separated), e.g. for a leave-one-speaker-out fold.", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps (overrides the recipe's train.steps; may grow on --resume).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder for checkpoints and metrics. Default: runs/RECIPE-NAME.", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint, exactly.")] = False,
+    model: Annotated[str, typer.Option(help="Which text embeddings to condition on (/embeddings/MODEL).")] = "all-MiniLM-L6-v2",
+    device: DeviceOpt = "auto",
+    store: StoreOpt = None,
+) -> None:
+    """Train the text-conditioned diffusion model on stored segments (multi-GPU: run it under torchrun)."""
+    from emodiff.config import load_recipe, override
+    from emodiff.render import train_summary
+    from emodiff.store import resolve_store
+    from emodiff.train import TrainJob
+    from emodiff.train import train as run_train
+
+    path = resolve_store(store)
+    loaded = load_recipe(recipe)
+    loaded = type(loaded)(name=loaded.name, diffusion=loaded.diffusion, denoiser=loaded.denoiser,
+                          train=override(loaded.train, "--steps", steps=steps), sample=loaded.sample)
+    corpora = tuple(corpus or _prepared_corpora(path))
+    excluded = tuple(s.strip() for item in (exclude_speakers or []) for s in item.split(",") if s.strip())
+    job = TrainJob(store=path, recipe=loaded, corpora=corpora, out=out or Path("runs") / loaded.name,
+                   exclude_speakers=excluded, embed_model=model, resume=resume, device=device)
+    with _Bar(f"train {job.out.name}") as bar:
+        def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
+            if bar.task is None:
+                bar.total(total)
+                bar.advance(done - 1)
+            bar.advance()
+            if metrics:
+                bar.progress.update(bar.task, description=f"train {job.out.name} loss {metrics['loss']:.4f}")  # type: ignore[arg-type]
+
+        result = run_train(job, on_step=on_step)
+    train_summary(console, result)
+
+
+@app.command()
+@_friendly
+def sample(
+    n: Annotated[int, typer.Option("--n", help="How many segments to draw.")] = 64,
+    run: Annotated[str | None, typer.Option(help="A run recorded in the store, a run folder or a checkpoint file. Default: the latest run.", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help="Respaced sampling steps S. Default: the recipe's (100).", show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option(help="ddpm (ancestral) or ddim. Default: the recipe's.", show_default=False)] = None,
+    eta: Annotated[float | None, typer.Option(help="DDIM noise (0 = deterministic). Default: the recipe's.", show_default=False)] = None,
+    emotion: Annotated[list[str] | None, typer.Option(help="Only these emotions (repeatable). Default: all four, balanced.", show_default=False)] = None,
+    speaker: Annotated[list[str] | None, typer.Option(help="Only these training speakers, CORPUS:SPEAKER or SPEAKER (repeatable). Default: all, balanced.", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Segments per sampling batch. Default: the recipe's.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the noise and of the condition choice.")] = 0,
+    name: Annotated[str | None, typer.Option(help="Name of the set: /synthetic/NAME. Default: the run's name.", show_default=False)] = None,
+    device: DeviceOpt = "auto",
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Draw labelled synthetic mel segments from a trained run into /synthetic/NAME (interrupted runs resume)."""
+    from emodiff.render import sample_summary
+    from emodiff.sample import SampleJob
+    from emodiff.sample import sample as run_sample
+    from emodiff.store import resolve_store
+
+    job = SampleJob(store=resolve_store(store), n=n, run=run, steps=steps, sampler=sampler, eta=eta,  # type: ignore[arg-type]
+                    emotions=tuple(emotion or ()), speakers=tuple(speaker or ()), batch_size=batch_size,
+                    seed=seed, name=name, device=device, overwrite=overwrite)
+    with _Bar("sample") as bar:
+        result = run_sample(job, on_total=bar.total, on_advance=bar.advance)
+    sample_summary(console, job.store, result)
+
+
+def _prepared_corpora(path: Path) -> list[str]:
+    from emodiff.store import open_store, visible
+
+    with open_store(path) as f:
+        names = visible(f["corpora"]) if "corpora" in f else []
+    if not names:
+        raise EmodiffError(f"{path}: holds no prepared corpus; run `emodiff prepare CORPUS ROOT` first")
+    return names
+
+
 @app.command()
 @_friendly
 def inspect(store: StoreOpt = None) -> None:

@@ -18,6 +18,8 @@ from emodiff.summary import CorpusStats, corpus_stats
 if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importing torch
     from emodiff.embed import EmbedResult
     from emodiff.prepare import PrepareResult
+    from emodiff.sample import SampleResult
+    from emodiff.train import TrainResult
 
 MAX_SKIPPED_ROWS = 20
 
@@ -80,6 +82,20 @@ def embed_summary(console: Console, store: Path, results: Sequence[EmbedResult])
         model = r.group.split("/")[2]  # /embeddings/<model>/<corpus>
         table.add_row(r.corpus, model, str(r.utterances), str(r.dim), str(r.max_tokens), str(r.truncated), status)
     console.print(table)
+
+
+def train_summary(console: Console, result: TrainResult) -> None:
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.last.items())
+    console.print(f"trained {result.run} to step {result.step} on {len(result.training_speakers)} speakers; "
+                  f"checkpoint {result.checkpoint}")
+    if metrics:
+        console.print(f"last logged: {metrics}")
+
+
+def sample_summary(console: Console, store: Path, result: SampleResult) -> None:
+    resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
+    console.print(f"wrote {result.n} segments to {result.group} in {store} in {result.seconds:.1f} s{resumed} "
+                  f"(from {result.checkpoint})")
 
 
 def store_overview(console: Console, store: Path) -> None:

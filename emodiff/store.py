@@ -149,12 +149,16 @@ def write_group(
     config: Mapping[str, Any],
     overwrite: bool = False,
     what: str = "",
+    resumable: bool = False,
 ) -> Iterator[h5py.Group]:
     """Build the group ``name`` (for example ``corpora/ravdess``) and add it to the store.
 
     Yields an empty h5py group in a side file; the caller fills it and may set attrs. On a
     clean exit the group gets the standard attrs and replaces (with ``overwrite``) or joins the
-    store's groups atomically. On an exception nothing in the store changes. Raises
+    store's groups atomically. On an exception nothing in the store changes. With
+    ``resumable`` the side file survives a failure, and a later call with the same ``config``
+    yields its group again as it was left (the caller sees what is already written and goes
+    on); another config starts afresh. Raises
     EmodiffError if the group exists and ``overwrite`` is false, if the store is held by
     another writer, or if the store's folder is not writable.
     """
@@ -165,15 +169,15 @@ def write_group(
         if not overwrite and has_group(store, name):
             raise EmodiffError(f"{store}: already holds /{name}; pass --overwrite to replace it")
         side = store.with_name(f"{store.name}.{name.replace('/', '.')}.partial")
-        try:
-            side_file = h5py.File(side, "w")
-        except OSError as err:
-            raise EmodiffError(f"{side}: cannot write beside the store ({err})") from None
+        text, digest = config_hash(config)
+        side_file = _open_side(side, digest if resumable else None)
+        completed = False
         try:
             with side_file:
-                group = side_file.create_group("g")
+                group = side_file.require_group("g")
+                group.attrs["partial_config_hash"] = digest
                 yield group
-                text, digest = config_hash(config)
+                del group.attrs["partial_config_hash"]
                 group.attrs.update(
                     emodiff_version=__version__,
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -181,8 +185,27 @@ def write_group(
                     config_hash=digest,
                 )
             _merge(side, store, name, overwrite)
+            completed = True
         finally:
-            side.unlink(missing_ok=True)
+            if completed or not resumable:
+                side.unlink(missing_ok=True)
+
+
+def _open_side(side: Path, resume_hash: str | None) -> h5py.File:
+    """The side file: reopened when it holds a partial group of the same config, else new."""
+    try:
+        if resume_hash is not None and side.exists():
+            try:
+                f = h5py.File(side, "a")
+            except OSError:
+                f = None  # damaged by a kill: start afresh
+            if f is not None:
+                if "g" in f and f["g"].attrs.get("partial_config_hash") == resume_hash:
+                    return f
+                f.close()
+        return h5py.File(side, "w")
+    except OSError as err:
+        raise EmodiffError(f"{side}: cannot write beside the store ({err})") from None
 
 
 def _merge(side: Path, store: Path, name: str, overwrite: bool) -> None:

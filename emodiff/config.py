@@ -1,0 +1,180 @@
+"""Recipes: YAML files -> typed, frozen dataclasses, one per concern.
+
+Precedence, lowest first: the dataclass defaults, the recipe file, then command-line flags
+(each command passes its flags to :func:`override`). Unknown keys are errors, never ignored,
+so a misspelt setting cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
+
+import yaml
+
+from emodiff.errors import EmodiffError
+
+Schedule = Literal["cosine", "linear"]
+TimestepSampler = Literal["uniform", "loss-second-moment"]
+Sampler = Literal["ddpm", "ddim"]
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """IDDPM: T steps of a cosine schedule, epsilon prediction with learned-range variance."""
+
+    steps: int = 4000
+    schedule: Schedule = "cosine"
+    learn_sigma: bool = True
+    lambda_vb: float = 0.001  # weight of L_vb in the hybrid loss L_simple + lambda L_vb
+    timestep_sampler: TimestepSampler = "uniform"
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Sizes of the text-conditioned 1-D convolutional denoiser (emodiff/diffusion/denoiser.py)."""
+
+    mel_channels: int = 80
+    channels: int = 1536
+    blocks_before: int = 8  # residual blocks before the self-attention
+    blocks_after: int = 3  # residual blocks after it
+    kernel_size: int = 3
+    heads: int = 8  # attention heads, over time frames and over text tokens
+    time_dim: int = 512  # sinusoidal timestep embedding, after its MLP
+    text_dim: int = 384  # width of the stored token vectors (all-MiniLM-L6-v2: 384, BERT-base: 768)
+    text_hidden: int = 256  # text path: Linear + SiLU to this width, then self-attention
+    cond_channels: int = 64  # pooled text vector projected to this many channels, concatenated to the mel
+    norm_groups: int = 32
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop (emodiff/train.py)."""
+
+    batch_size: int = 64  # per process; the global batch is batch_size x world size
+    steps: int = 120_000
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    bf16: bool = True  # autocast on CUDA; ignored on CPU
+    compile: bool = False  # torch.compile the denoiser (CUDA only)
+    val_fraction: float = 0.05  # utterances held out for the validation loss
+    val_every: int = 1000
+    log_every: int = 100
+    checkpoint_every: int = 5000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Defaults of ``emodiff sample``."""
+
+    steps: int = 100  # respaced steps S
+    sampler: Sampler = "ddpm"
+    eta: float = 0.0  # DDIM only
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole recipe file: a name and one section per concern."""
+
+    name: str = "custom"
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+T = TypeVar("T")
+SECTIONS: dict[str, type] = {
+    "diffusion": DiffusionConfig, "denoiser": DenoiserConfig, "train": TrainConfig, "sample": SampleConfig,
+}
+
+
+def build(cls: type[T], values: dict[str, Any], where: str) -> T:
+    """``cls(**values)`` with every key and value checked against the dataclass's annotations."""
+    if not isinstance(values, dict):
+        raise EmodiffError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise EmodiffError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    checked = {key: _check(value, hints[key], f"{where}.{key}") for key, value in values.items()}
+    return cls(**checked)
+
+
+def _check(value: Any, hint: Any, where: str) -> Any:
+    choices = get_args(hint) if getattr(hint, "__origin__", None) is Literal else None
+    if choices:
+        if value not in choices:
+            raise EmodiffError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise EmodiffError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EmodiffError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise EmodiffError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise EmodiffError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: no check for type {hint!r}")
+
+
+def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
+    """Build a Recipe from its YAML mapping; EmodiffError names the first bad key or value."""
+    if not isinstance(data, dict):
+        raise EmodiffError(f"{where}: expected a mapping with sections {', '.join(SECTIONS)}")
+    unknown = sorted(set(data) - set(SECTIONS) - {"name"})
+    if unknown:
+        raise EmodiffError(f"{where}: unknown section(s) {', '.join(unknown)}; known: name, {', '.join(SECTIONS)}")
+    parts = {key: build(cls, data.get(key) or {}, f"{where}:{key}") for key, cls in SECTIONS.items()}
+    name = data.get("name", "custom")
+    if not isinstance(name, str):
+        raise EmodiffError(f"{where}:name: expected a string, got {name!r}")
+    return Recipe(name=name, **parts)
+
+
+RECIPES = Path(__file__).resolve().parent / "recipes"  # shipped with the package; ./recipes links here
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe YAML file, or a shipped recipe by name (``demo``, ``paper``)."""
+    path = Path(path)
+    if not path.is_file() and (RECIPES / f"{path.stem}.yaml").is_file() and path.parent == Path("."):
+        path = RECIPES / f"{path.stem}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+        raise EmodiffError(f"{path}: no such recipe file (shipped recipes: {shipped})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        first = str(err).strip().splitlines()[0]
+        raise EmodiffError(f"{path}: not valid YAML ({first})") from None
+    return recipe_from_dict(data or {}, str(path))
+
+
+def override(config: T, where: str = "flags", **values: Any) -> T:
+    """A copy of ``config`` with the non-None ``values`` replaced (command-line flags win)."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return config
+    merged = {**dataclasses.asdict(config), **given}  # type: ignore[call-overload]
+    return build(type(config), merged, where)

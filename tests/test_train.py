@@ -1,0 +1,170 @@
+"""``train`` and ``sample`` on a toy store: checkpoints, exact resume, DDP, provenance, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from toy import make_toy_store, tiny_recipe
+
+from emodiff import store as st
+from emodiff.checkpoint import MANIFEST, latest_checkpoint, load_checkpoint
+from emodiff.errors import EmodiffError
+from emodiff.sample import SampleJob, sample
+from emodiff.train import TrainJob, train
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory) -> Path:
+    return make_toy_store(tmp_path_factory.mktemp("toy") / "toy.h5")
+
+
+@pytest.fixture()
+def store(toy_store: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "s.h5"
+    shutil.copy(toy_store, copy)
+    return copy
+
+
+def _job(store: Path, out: Path, steps: int = 6, resume: bool = False, **kw) -> TrainJob:
+    return TrainJob(store=store, recipe=tiny_recipe(steps), corpora=("toy",), out=out, resume=resume,
+                    device="cpu", **kw)
+
+
+def test_train_writes_checkpoints_metrics_and_run(store, tmp_path):
+    out = tmp_path / "runs" / "tiny"
+    result = train(_job(store, out))
+    assert result.step == 6 and result.checkpoint == out / "ckpt-0000006.pt"
+    assert sorted(p.name for p in out.glob("*.pt")) == ["ckpt-0000003.pt", "ckpt-0000006.pt"]
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert set(manifest) == {"ckpt-0000003.pt", "ckpt-0000006.pt"}
+    lines = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [3, 6]
+    assert all(np.isfinite(r["loss"]) and "val_loss" in r and "steps_per_s" in r for r in lines)
+    state = load_checkpoint(out / "ckpt-0000006.pt")
+    assert state["step"] == 6 and state["corpora"] == ["toy"]
+    assert state["training_speakers"] == ["toy:s1", "toy:s2", "toy:s3"]
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["denoiser"]["channels"] == 16
+    with st.open_store(store) as f:
+        run = f["runs/tiny"]
+        assert run.attrs["checkpoint"] == str((out / "ckpt-0000006.pt").resolve())
+        assert json.loads(run.attrs["training_speakers"]) == ["toy:s1", "toy:s2", "toy:s3"]
+
+
+def test_resume_ends_with_the_same_weights(store, tmp_path):
+    whole = train(_job(store, tmp_path / "whole"))
+    train(_job(store, tmp_path / "split", steps=3))
+    resumed = train(_job(store, tmp_path / "split", steps=6, resume=True))
+    a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
+    for key in ("model", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    assert torch.equal(a["generators"][0], b["generators"][0])
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["step"] for ln in lines] == [3, 6]
+
+
+def test_resume_refuses_another_model_and_a_busy_out(store, tmp_path):
+    out = tmp_path / "r"
+    train(_job(store, out, steps=3))
+    with pytest.raises(EmodiffError, match="pass --resume"):
+        train(_job(store, out, steps=6))
+    other = dataclasses.replace(tiny_recipe(6), denoiser=dataclasses.replace(tiny_recipe().denoiser, channels=32))
+    with pytest.raises(EmodiffError, match="other diffusion/denoiser settings"):
+        train(TrainJob(store=store, recipe=other, corpora=("toy",), out=out, resume=True, device="cpu"))
+    with pytest.raises(EmodiffError, match="no checkpoint to resume"):
+        train(_job(store, tmp_path / "empty", resume=True))
+
+
+def test_exclude_speakers(store, tmp_path):
+    result = train(_job(store, tmp_path / "x", steps=3, exclude_speakers=("s1", "toy:s3")))
+    assert result.training_speakers == ["toy:s2"]
+
+
+def test_checkpoint_errors(store, tmp_path):
+    out = tmp_path / "c"
+    train(_job(store, out, steps=3))
+    ckpt = out / "ckpt-0000003.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(EmodiffError, match="sha256 differs"):
+        load_checkpoint(ckpt)
+    (out / MANIFEST).unlink()
+    with pytest.raises(EmodiffError, match="not a loadable emodiff checkpoint"):
+        load_checkpoint(ckpt)
+    (out / "model-final.pt").write_bytes(b"x")
+    with pytest.raises(EmodiffError, match="not a checkpoint name"):
+        latest_checkpoint(out)
+
+
+def test_checkpoint_of_another_configuration(store, tmp_path):
+    out = tmp_path / "o"
+    train(_job(store, out, steps=3))
+    state = load_checkpoint(out / "ckpt-0000003.pt")
+    from emodiff.checkpoint import load_weights
+    from emodiff.diffusion.denoiser import Denoiser
+
+    bigger = Denoiser(dataclasses.replace(tiny_recipe().denoiser, channels=32), learn_sigma=True)
+    with pytest.raises(EmodiffError, match="another model configuration"):
+        load_weights(bigger, state["model"], out / "ckpt-0000003.pt")
+
+
+def test_sample_writes_provenance(store, tmp_path):
+    train(_job(store, tmp_path / "runs" / "tiny"))
+    result = sample(SampleJob(store=store, n=10, steps=5, seed=3, device="cpu"))
+    assert result.group == "/synthetic/tiny" and result.n == 10
+    with st.open_store(store) as f:
+        g = f["synthetic/tiny"]
+        assert g["mel"].shape == (10, 80, 256) and np.isfinite(g["mel"][()]).all()
+        assert np.abs(g["mel"][()]).max() <= 1.0
+        assert g["cond"].shape == (10, 384)
+        table = st.read_table(g)
+        assert table["emotion"].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+        assert set(table["speaker"].tolist()) <= {"toy:s1", "toy:s2", "toy:s3"}
+        assert all("sounds" in t for t in table["text"])
+        assert g.attrs["steps"] == 5 and g.attrs["sampler"] == "ddpm" and g.attrs["seed"] == 3
+        assert len(g.attrs["checkpoint_sha256"]) == 64
+        assert json.loads(g.attrs["training_speakers"]) == ["toy:s1", "toy:s2", "toy:s3"]
+
+
+def test_interrupted_sampling_resumes_and_matches(store, tmp_path):
+    train(_job(store, tmp_path / "runs" / "tiny"))
+    whole = SampleJob(store=store, n=10, steps=4, batch_size=4, name="whole", device="cpu")
+    sample(whole)
+    seen = []
+
+    def stop_after_first_batch(k: int) -> None:
+        seen.append(k)
+        if sum(seen) >= 4:
+            raise KeyboardInterrupt
+
+    cut = dataclasses.replace(whole, name="cut")
+    with pytest.raises(KeyboardInterrupt):
+        sample(cut, on_advance=stop_after_first_batch)
+    assert not st.has_group(store, "synthetic/cut")
+    again = sample(cut)
+    assert again.resumed_from == 4
+    with st.open_store(store) as f:
+        np.testing.assert_array_equal(f["synthetic/cut/mel"][()], f["synthetic/whole/mel"][()])
+
+
+def test_ddp_on_two_cpu_processes(store, tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(4).to_dict()))
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "emodiff", "train", "--recipe", str(recipe), "--store", str(store), "--out", str(out),
+           "--device", "cpu"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = load_checkpoint(out / "ckpt-0000004.pt")
+    assert state["world_size"] == 2 and len(state["generators"]) == 2
+    assert not torch.equal(state["generators"][0], state["generators"][1])  # each rank draws its own batches
