@@ -123,7 +123,7 @@ def test_sample_writes_provenance(store, tmp_path):
     assert result.group == "/synthetic/tiny" and result.n == 10
     with st.open_store(store) as f:
         g = f["synthetic/tiny"]
-        assert g["mel"].shape == (10, 80, 256) and np.isfinite(g["mel"][()]).all()
+        assert g["mel"].shape == (10, 80, 32) and np.isfinite(g["mel"][()]).all()
         assert np.abs(g["mel"][()]).max() <= 1.0
         assert g["cond"].shape == (10, 384)
         table = st.read_table(g)
