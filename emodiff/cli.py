@@ -7,6 +7,7 @@ code 1, so no user ever sees a traceback for bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -174,8 +175,7 @@ def train(
 
     path = resolve_store(store)
     loaded = load_recipe(recipe)
-    loaded = type(loaded)(name=loaded.name, diffusion=loaded.diffusion, denoiser=loaded.denoiser,
-                          train=override(loaded.train, "--steps", steps=steps), sample=loaded.sample)
+    loaded = dataclasses.replace(loaded, train=override(loaded.train, "--steps", steps=steps))
     corpora = tuple(corpus or _prepared_corpora(path))
     excluded = tuple(s.strip() for item in (exclude_speakers or []) for s in item.split(",") if s.strip())
     job = TrainJob(store=path, recipe=loaded, corpora=corpora, out=out or Path("runs") / loaded.name,

@@ -19,6 +19,7 @@ from emodiff.errors import EmodiffError
 Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
 Sampler = Literal["ddpm", "ddim"]
+Load = Literal["auto", "memory", "chunks"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA; ignored on CPU
     compile: bool = False  # torch.compile the denoiser (CUDA only)
     val_fraction: float = 0.05  # utterances held out for the validation loss
+    load: Load = "auto"  # mels into memory, or read per batch from the store (auto: memory if they fit)
     val_every: int = 1000
     log_every: int = 100
     checkpoint_every: int = 5000

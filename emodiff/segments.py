@@ -8,8 +8,10 @@ everywhere outside a corpus group, since speaker ids are only unique within a co
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import h5py
 import numpy as np
@@ -17,6 +19,42 @@ import torch
 
 from emodiff import store as st
 from emodiff.errors import EmodiffError
+
+Load = Literal["auto", "memory", "chunks"]
+# "auto" reads everything into memory when it takes at most this share of the available RAM.
+MEMORY_SHARE = 0.5
+
+
+class StoreMel:
+    """Mel segments left in the store and read on demand: ``mel[rows]`` -> [B, n_mels, F] float16.
+
+    Stands in for the in-memory tensor when a training set is larger than memory: each batch
+    reads its rows (sorted, as HDF5 wants them) from the chunked, compressed datasets.
+    """
+
+    def __init__(self, store: Path, datasets: list[str], part: np.ndarray, local: np.ndarray,
+                 shape: tuple[int, int]):
+        self.store, self.datasets, self.part, self.local = store, datasets, part, local
+        self.shape = (len(local), *shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor | StoreMel:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float16)
+        with st.open_store(self.store) as f:
+            for p, name in enumerate(self.datasets):
+                mine = np.flatnonzero(self.part[rows] == p)
+                if len(mine) == 0:
+                    continue
+                wanted = self.local[rows[mine]]
+                unique, back = np.unique(wanted, return_inverse=True)
+                out[mine] = f[name][unique][back]
+        return torch.from_numpy(out)
+
+    def subset(self, rows: np.ndarray) -> StoreMel:
+        return StoreMel(self.store, self.datasets, self.part[rows], self.local[rows], self.shape[1:])
 
 
 @dataclass
@@ -27,7 +65,7 @@ class SegmentSet:
     run over all corpora in order.
     """
 
-    mel: torch.Tensor  # [N, n_mels, F] float16
+    mel: torch.Tensor | StoreMel  # [N, n_mels, F] float16, in memory or read from the store
     utt: torch.Tensor  # [N] long
     tokens: torch.Tensor  # [U, L, D] float16
     lengths: torch.Tensor  # [U] long
@@ -45,7 +83,8 @@ class SegmentSet:
     def subset(self, rows: np.ndarray) -> SegmentSet:
         """The segments ``rows`` (utterance arrays are kept whole, so ``utt`` stays valid)."""
         index = torch.as_tensor(rows, dtype=torch.long)
-        return SegmentSet(self.mel[index], self.utt[index], self.tokens, self.lengths, self.emotion,
+        mel = self.mel.subset(np.asarray(rows)) if isinstance(self.mel, StoreMel) else self.mel[index]
+        return SegmentSet(mel, self.utt[index], self.tokens, self.lengths, self.emotion,
                           self.speaker, self.text, self.utt_id)
 
     def conditions(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,29 +101,53 @@ def speaker_matches(speaker: str, patterns: list[str]) -> bool:
     return any(p in (speaker, bare) for p in patterns)
 
 
-def load_segments(
-    store: Path, corpora: list[str], embed_model: str, exclude_speakers: list[str] | None = None
-) -> tuple[SegmentSet, dict[str, str]]:
-    """Read the segments of ``corpora`` (all into memory) with their ``embed_model`` tokens.
+def available_memory() -> int:
+    """Bytes of RAM available now (Linux and macOS); a large number where it cannot be told."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
-    Returns the set and a fingerprint of what it was built from: group -> config_hash.
-    Raises EmodiffError when a corpus or its embeddings are missing, or when the exclusion
-    leaves nothing.
+
+def load_segments(
+    store: Path, corpora: list[str], embed_model: str, exclude_speakers: list[str] | None = None,
+    load: Load = "auto",
+) -> tuple[SegmentSet, dict[str, str]]:
+    """Read the segments of ``corpora`` with their ``embed_model`` tokens.
+
+    ``load``: "memory" reads every mel into RAM once; "chunks" leaves them in the store and
+    reads each batch's rows on demand; "auto" picks memory when the mels take at most half the
+    available RAM. Returns the set and a fingerprint of what it was built from: group ->
+    config_hash. Raises EmodiffError when a corpus or its embeddings are missing, or when the
+    exclusion leaves nothing.
     """
+    if load not in ("auto", "memory", "chunks"):
+        raise EmodiffError(f"unknown load mode {load!r}; expected auto, memory or chunks")
     exclude = exclude_speakers or []
     parts, fingerprint = [], {}
     with st.open_store(store) as f:
         for corpus in corpora:
             parts.append(_read_corpus(f, store, corpus, embed_model, fingerprint))
+        size = sum(f[p["mel"]].size * 2 for p in parts)  # float16 bytes
+        in_memory = load == "memory" or (load == "auto" and size <= MEMORY_SHARE * available_memory())
+        for p in parts:
+            p["mel"] = f[p["mel"]][()].astype(np.float16, copy=False) if in_memory else p["mel"]
+    shapes = {p["frame_shape"] for p in parts}
+    if len(shapes) > 1:
+        raise EmodiffError(f"{store}: corpora {', '.join(corpora)} have segments of different shapes {sorted(shapes)}")
     width = max(p["tokens"].shape[1] for p in parts)
     dims = {p["tokens"].shape[2] for p in parts}
     if len(dims) > 1:
         raise EmodiffError(f"{store}: embeddings of {embed_model} differ in width across corpora: {sorted(dims)}")
     mel, utt, tokens, lengths, emotion, speaker, text, ids = [], [], [], [], [], [], [], []
+    part, local = [], []
     offset = 0
-    for p in parts:
+    for i, p in enumerate(parts):
         keep = np.array([not speaker_matches(s, exclude) for s in p["speaker"]])[p["utt"]]
-        mel.append(torch.from_numpy(p["mel"][keep]))
+        if in_memory:
+            mel.append(torch.from_numpy(p["mel"][keep]))
+        part.append(np.full(int(keep.sum()), i))
+        local.append(np.flatnonzero(keep))
         utt.append(torch.from_numpy(p["utt"][keep].astype(np.int64) + offset))
         pad = width - p["tokens"].shape[1]
         tokens.append(torch.nn.functional.pad(torch.from_numpy(p["tokens"]), (0, 0, 0, pad)))
@@ -94,7 +157,9 @@ def load_segments(
         text.append(p["text"])
         ids.append(p["ids"])
         offset += len(p["emotion"])
-    data = SegmentSet(torch.cat(mel), torch.cat(utt), torch.cat(tokens), torch.cat(lengths),
+    mels: torch.Tensor | StoreMel = torch.cat(mel) if in_memory else StoreMel(
+        store, [p["mel"] for p in parts], np.concatenate(part), np.concatenate(local), parts[0]["frame_shape"])
+    data = SegmentSet(mels, torch.cat(utt), torch.cat(tokens), torch.cat(lengths),
                       np.concatenate(emotion), np.concatenate(speaker), np.concatenate(text), np.concatenate(ids))
     if len(data) == 0:
         raise EmodiffError(f"{store}: no segments left in {', '.join(corpora)} after excluding {', '.join(exclude)}")
@@ -115,7 +180,8 @@ def _read_corpus(f: h5py.File, store: Path, corpus: str, model: str, fingerprint
     for name in (group, emb):
         fingerprint[name] = str(f[name].attrs.get("config_hash", ""))
     return {
-        "mel": c["segments/mel"][()].astype(np.float16, copy=False),
+        "mel": f"{group}/segments/mel",  # read by the caller, into memory or on demand
+        "frame_shape": tuple(c["segments/mel"].shape[1:]),
         "utt": c["segments/utt"][()],
         "tokens": e["tokens"][()].astype(np.float16, copy=False),
         "lengths": e["lengths"][()],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -141,12 +142,7 @@ def _resolve_resume(job: TrainJob) -> tuple[Recipe, dict[str, Any] | None]:
     if list(state["corpora"]) != list(job.corpora) or list(state["exclude_speakers"]) != list(job.exclude_speakers):
         raise EmodiffError(f"{ckpt}: trained on {state['corpora']} excluding {state['exclude_speakers'] or 'nobody'}; "
                            "resume with the same --corpus and --exclude-speakers")
-    return _with_steps(saved, job.recipe), state
-
-
-def _with_steps(saved: Recipe, asked: Recipe) -> Recipe:
-    return Recipe(name=saved.name, diffusion=saved.diffusion, denoiser=saved.denoiser,
-                  train=override(saved.train, "--steps", steps=asked.train.steps), sample=saved.sample)
+    return dataclasses.replace(saved, train=override(saved.train, "--steps", steps=job.recipe.train.steps)), state
 
 
 def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] = lambda s, n, m: None) -> TrainResult:
@@ -155,7 +151,8 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
     recipe, state = _resolve_resume(job)
     cfg = recipe.train
     with _distributed(device) as (rank, world):
-        data, fingerprint = load_segments(job.store, list(job.corpora), job.embed_model, list(job.exclude_speakers))
+        data, fingerprint = load_segments(job.store, list(job.corpora), job.embed_model,
+                                          list(job.exclude_speakers), load=cfg.load)
         if data.tokens.shape[2] != recipe.denoiser.text_dim:
             raise EmodiffError(f"recipe denoiser.text_dim is {recipe.denoiser.text_dim} but the {job.embed_model} "
                                f"embeddings are {data.tokens.shape[2]}-dimensional; set text_dim in the recipe")

@@ -83,7 +83,8 @@ def test_unwritable_store(tmp_path: Path):
 
 def test_store_held_by_another_writer(store: Path):
     with st.write_group(store, "corpora/other", config={}, what="prepare other"):
-        result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store), "--limit", "2"])
+        args = ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store), "--limit", "2"]
+        result = runner.invoke(app, args)
     _one_line_error(result, "held by another writer", "prepare other")
 
 
@@ -122,7 +123,8 @@ def test_console_script_error_has_no_traceback(tmp_path: Path):
     exe = Path(sys.executable).with_name("emodiff")
     if not exe.exists():
         pytest.skip("console script not installed in this environment")
-    done = subprocess.run([str(exe), "prepare", "ravdess", str(tmp_path / "missing")], capture_output=True, text=True, check=False)
+    cmd = [str(exe), "prepare", "ravdess", str(tmp_path / "missing")]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'missing'}: no such directory (expected the RAVDESS folder holding Actor_01..Actor_24)"

@@ -255,7 +255,8 @@ def test_ravdess_miniature(tmp_path: Path, calm: str) -> None:
         == [
             Problem(
                 str(mirror),
-                f"duplicate utterance id 03-01-01-01-01-01-01 (also at {tmp_path / 'Actor_01/03-01-01-01-01-01-01.wav'})",
+                "duplicate utterance id 03-01-01-01-01-01-01 "
+                f"(also at {tmp_path / 'Actor_01/03-01-01-01-01-01-01.wav'})",
             )
         ]
     )

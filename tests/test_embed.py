@@ -219,7 +219,7 @@ def test_embed_writes_the_group(tmp_path, shared_encoder):
     )
     texts = [
         render_condition(DEFAULT_TEMPLATE, text=t, emotion=int(e), speaker=s, gender=g, corpus="toy")
-        for t, e, s, g in zip(TOY["text"], TOY["emotion"], TOY["speaker"], TOY["gender"])
+        for t, e, s, g in zip(TOY["text"], TOY["emotion"], TOY["speaker"], TOY["gender"], strict=True)
     ]
     expected, _, counts = shared_encoder.encode(texts)
     with h5py.File(store, "r") as f:

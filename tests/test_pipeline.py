@@ -37,7 +37,8 @@ def test_prepare_and_embed_the_real_ravdess_subset(tmp_path):
 
 def test_cli_embed_on_the_bundled_sample(tmp_path):
     store = str(tmp_path / "s.h5")
-    assert runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", store, "--limit", "8"]).exit_code == 0
+    prepared = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", store, "--limit", "8"])
+    assert prepared.exit_code == 0
     done = runner.invoke(app, ["embed", "--corpus", "ravdess", "--store", store, "--batch-size", "3"])
     assert done.exit_code == 0, done.output
     out = " ".join(done.stdout.split())

@@ -168,3 +168,13 @@ def test_ddp_on_two_cpu_processes(store, tmp_path):
     state = load_checkpoint(out / "ckpt-0000004.pt")
     assert state["world_size"] == 2 and len(state["generators"]) == 2
     assert not torch.equal(state["generators"][0], state["generators"][1])  # each rank draws its own batches
+
+
+def test_reading_chunks_from_the_store_trains_the_same_model(store, tmp_path):
+    """train.load: chunks (for sets larger than memory) draws the very same batches as memory."""
+    in_memory = train(_job(store, tmp_path / "memory", steps=3))
+    recipe = tiny_recipe(3, load="chunks")
+    chunked = train(TrainJob(store=store, recipe=recipe, corpora=("toy",), out=tmp_path / "chunks", device="cpu"))
+    a, b = load_checkpoint(in_memory.checkpoint), load_checkpoint(chunked.checkpoint)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name

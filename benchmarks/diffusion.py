@@ -1,0 +1,279 @@
+"""Training and sampling speed of the denoiser at the demo and paper sizes, eager fp32 against the fast path.
+
+On synthetic inputs (random mels [B, 80, 256] in [-1, 1], random token vectors [B, 20, text_dim] with a
+full mask; no store needed), for each size it measures:
+
+1. training steps/s: the real step of ``emodiff train`` (uniform t, ``training_losses``, backward,
+   clip_grad_norm, AdamW, EMA lerp) at the recipe's batch size, after ``--warmup`` untimed steps;
+2. sampling segments/s: ``p_sample_loop`` on the process respaced to S steps, after an untimed 2-step
+   loop, and the seconds that 5000 segments at S = 100 would take (linear in S);
+3. both as "eager fp32" (the baseline) and "fast" (bf16 autocast + torch.compile, CUDA only), in this
+   process, with the ratio; model FLOPs utilisation on a GPU (forward FLOPs counted by FlopCounterMode
+   at batch 1, x3 for a training step), achieved GFLOP/s on a CPU.
+
+Run: ``python benchmarks/diffusion.py [--sizes demo,paper] [--device auto|cpu|cuda] [--json OUT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+SIZES = ("demo", "paper")
+FRAMES, TOKENS = 256, 20  # segment frames, text tokens per condition
+CPU_PAPER_BATCH, CPU_PAPER_SAMPLE_STEPS, CPU_SAMPLE_BATCH = 2, 10, 8  # keeps a CPU run to a few minutes
+TARGET_MFU, TARGET_TRAIN_STEPS, TARGET_TRAIN_S = 0.40, 120_000, 3600.0  # issue: paper training >= 40 % MFU, < 1 h
+TARGET_SEGMENTS, TARGET_S, TARGET_SAMPLE_S = 5000, 100, 60.0  # issue: 5000 segments at S = 100 in under 60 s
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="demo,paper", help="comma-separated recipes to measure (default: demo,paper)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: cuda when available, else cpu (default: auto)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"training batch (default: the recipe's; on CPU the paper size uses {CPU_PAPER_BATCH})")
+    p.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default: 2)")
+    p.add_argument("--steps", type=int, default=None, help="timed training steps (default: 5 on CPU, 20 on GPU)")
+    p.add_argument("--sample-steps", type=int, default=None, metavar="S",
+                   help=f"respaced sampling steps (default: the recipe's; on CPU the paper size uses "
+                        f"{CPU_PAPER_SAMPLE_STEPS})")
+    p.add_argument("--sample-batch", type=int, default=None,
+                   help=f"segments per sampling loop (default: {CPU_SAMPLE_BATCH} on CPU, the recipe's on GPU)")
+    p.add_argument("--noise-on", choices=("cpu", "device"), default="cpu",
+                   help="where the sampler draws its noise: cpu, a seeded CPU generator as emodiff sample does, "
+                        "or device (default: cpu)")
+    p.add_argument("--peak-tflops", type=float, default=989.0,
+                   help="the GPU's peak dense bf16 TFLOP/s, for MFU (default: 989, H100 SXM)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write every figure to this JSON file")
+    args = p.parse_args(argv)
+    args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    bad = [s for s in args.sizes if s not in SIZES]
+    if bad or not args.sizes:
+        p.error(f"--sizes {','.join(bad) or '(empty)'}: expected a comma-separated subset of {', '.join(SIZES)}")
+    for name in ("batch_size", "steps", "sample_steps", "sample_batch"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0 or args.peak_tflops <= 0:
+        p.error("--warmup must be >= 0 and --peak-tflops > 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available here")
+    args.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                               "cpu" if args.device == "auto" else args.device)
+    return args
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def synthetic(cfg, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x0 [B, 80, F] in [-1, 1] and tokens [B, L, D], float16 on the CPU as the store holds them; mask [B, L]."""
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.rand((batch, cfg.mel_channels, FRAMES), generator=gen).mul(2).sub(1).half()
+    tokens = torch.randn((batch, TOKENS, cfg.text_dim), generator=gen).half()
+    return x0, tokens, torch.ones(batch, TOKENS, dtype=torch.bool)
+
+
+def forward_flops(model: torch.nn.Module, cfg, device: torch.device) -> int:
+    """FLOPs of one forward at batch 1 (matmuls, convolutions, attention), counted by FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x0, tokens, mask = synthetic(cfg, 1)
+    t = torch.zeros(1, dtype=torch.long, device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x0.float().to(device), t, tokens.float().to(device), mask.to(device))
+    return counter.get_total_flops()
+
+
+def wrapped(model: torch.nn.Module, device: torch.device, fast: bool):
+    """The model as train.py calls it: compiled and under bf16 autocast on the fast path, output in float32."""
+    # dynamic=False: training and sampling batches differ, and a dynamic-shape recompile would be slower.
+    net = torch.compile(model, dynamic=False) if fast else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast)
+
+    def forward(x: torch.Tensor, t: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            return net(x, t, **kw).float()
+    return forward
+
+
+def measure(recipe, device: torch.device, fast: bool, plan: dict, args: argparse.Namespace) -> dict[str, float]:
+    """Training steps/s, then sampling segments/s, on one freshly initialised model."""
+    from emodiff.diffusion import create_diffusion, create_named_schedule_sampler
+    from emodiff.diffusion.denoiser import Denoiser
+    from emodiff.train import EMA
+
+    cfg, tc, batch = recipe.denoiser, recipe.train, plan["batch"]
+    torch.manual_seed(0)
+    diffusion = create_diffusion(recipe.diffusion)
+    model = Denoiser(cfg, recipe.diffusion.learn_sigma).to(device)
+    ema = EMA(model, tc.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sampler = create_named_schedule_sampler("uniform", diffusion)
+    gen = torch.Generator().manual_seed(0)
+    x0, tokens, mask = synthetic(cfg, batch)
+    forward = wrapped(model, device, fast)
+
+    def step() -> None:  # the body of train.py's loop, less logging and checkpoints
+        x = x0.to(device, torch.float32)
+        kwargs = {"tokens": tokens.to(device), "mask": mask.to(device)}
+        t, weights = sampler.sample(batch, device, generator=gen)
+        noise = torch.randn(x.shape, generator=gen).to(device)
+        losses = diffusion.training_losses(forward, x, t, model_kwargs=kwargs, noise=noise)
+        loss = (losses["loss"] * weights).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        ema.update(model)
+
+    for _ in range(args.warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(plan["steps"]):
+        step()
+    sync(device)
+    train_s = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+
+    model.eval()
+    S, sb = plan["sample_steps"], plan["sample_batch"]
+    forward = wrapped(model, device, fast)
+    x0, tokens, mask = synthetic(cfg, sb)
+    kwargs = {"tokens": tokens.float().to(device), "mask": mask.to(device)}
+
+    def loop(steps: int) -> None:
+        gen = torch.Generator(device="cpu" if args.noise_on == "cpu" else device).manual_seed(0)
+        create_diffusion(recipe.diffusion, respace=steps).p_sample_loop(
+            forward, (sb, cfg.mel_channels, FRAMES), model_kwargs=kwargs, generator=gen, device=device)
+
+    loop(min(2, S))  # warm-up (and compilation on the fast path)
+    sync(device)
+    start = time.perf_counter()
+    loop(S)
+    sync(device)
+    sample_s = time.perf_counter() - start
+    steps_per_s, segments_per_s = plan["steps"] / train_s, sb / sample_s
+    return {"train_steps_per_s": steps_per_s, "train_segments_per_s": steps_per_s * batch,
+            "train_flops_per_s": 3 * plan["fwd_flops"] * batch * steps_per_s,
+            "train_projected_120k_s": TARGET_TRAIN_STEPS / steps_per_s,
+            "sample_segments_per_s": segments_per_s, "sample_flops_per_s": plan["fwd_flops"] * sb * S / sample_s,
+            "sample_projected_5000_at_100_s": TARGET_SEGMENTS / segments_per_s * TARGET_S / S}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from rich.console import Console
+    from rich.table import Table
+
+    from emodiff.config import load_recipe
+    from emodiff.diffusion.denoiser import Denoiser, count_parameters
+
+    device, gpu, console, notes = args.device, args.device.type == "cuda", Console(), []
+    name = torch.cuda.get_device_name(device) if gpu else "cpu"
+    paths = ("eager fp32", "fast") if gpu else ("eager fp32",)
+    steps = args.steps or (20 if gpu else 5)
+    figures: dict = {"device": str(device), "device_name": name, "torch": torch.__version__,
+                     "threads": torch.get_num_threads(), "peak_tflops": args.peak_tflops if gpu else None,
+                     "warmup": args.warmup, "noise_on": args.noise_on, "sizes": {}, "notes": notes}
+    for size in args.sizes:
+        recipe = load_recipe(size)
+        small_cpu = not gpu and size == "paper"
+        model = Denoiser(recipe.denoiser, recipe.diffusion.learn_sigma).to(device)
+        plan = {"batch": args.batch_size or (CPU_PAPER_BATCH if small_cpu else recipe.train.batch_size),
+                "steps": steps, "params": count_parameters(model), "fwd_flops": forward_flops(model, recipe.denoiser,
+                                                                                              device),
+                "sample_steps": args.sample_steps or (CPU_PAPER_SAMPLE_STEPS if small_cpu else recipe.sample.steps),
+                "sample_batch": args.sample_batch or (recipe.sample.batch_size if gpu else CPU_SAMPLE_BATCH)}
+        del model
+        if small_cpu and args.batch_size is None:
+            notes.append(f"paper size on CPU: training batch {CPU_PAPER_BATCH}, not the recipe's "
+                         f"{recipe.train.batch_size} (a step would take minutes); --batch-size overrides")
+        if small_cpu and args.sample_steps is None:
+            notes.append(f"paper size on CPU: S = {CPU_PAPER_SAMPLE_STEPS}, not the recipe's {recipe.sample.steps}; "
+                         "the 5000-segment figure is scaled linearly to S = 100")
+        results = {}
+        for path in paths:
+            console.print(f"measuring {size}, {path} ...")
+            results[path] = measure(recipe, device, path == "fast", plan, args)
+            if gpu:
+                torch.cuda.empty_cache()
+        figures["sizes"][size] = {**plan, "recipe_batch": recipe.train.batch_size, "paths": results}
+        if gpu:
+            e, f = results["eager fp32"], results["fast"]
+            figures["sizes"][size]["fast_vs_eager"] = {
+                "train": f["train_steps_per_s"] / e["train_steps_per_s"],
+                "sample": f["sample_segments_per_s"] / e["sample_segments_per_s"]}
+
+    def rate(flops_per_s: float) -> str:
+        if gpu:
+            return f"{flops_per_s / 1e12:.1f} TFLOP/s, {100 * flops_per_s / (args.peak_tflops * 1e12):.1f} % MFU"
+        return f"{flops_per_s / 1e9:.1f} GFLOP/s"
+
+    train = Table(title=f"training, {FRAMES}-frame segments, {steps} timed steps after {args.warmup}, {name}")
+    sample = Table(title=f"sampling (p_sample_loop, noise on {args.noise_on}), {name}")
+    for table, cols in ((train, ("size, path", "params", "batch", "steps/s", "segments/s", "vs eager",
+                                 "FLOP rate" if gpu else "GFLOP/s", "120k steps")),
+                        (sample, ("size, path", "S x batch", "segments/s", "vs eager", "5000 at S=100",
+                                  "FLOP rate" if gpu else "GFLOP/s"))):
+        for col in cols:
+            table.add_column(col, justify="left" if col == "size, path" else "right")
+    for size, fig in figures["sizes"].items():
+        for path, r in fig["paths"].items():
+            ratio = fig.get("fast_vs_eager", {"train": 1.0, "sample": 1.0}) if path == "fast" else None
+            train.add_row(f"{size}, {path}", f"{fig['params'] / 1e6:.2f} M", str(fig["batch"]),
+                          f"{r['train_steps_per_s']:.2f}", f"{r['train_segments_per_s']:.1f}",
+                          f"{ratio['train']:.2f}x" if ratio else "1.00x", rate(r["train_flops_per_s"]),
+                          f"{r['train_projected_120k_s'] / 3600:.1f} h")
+            sample.add_row(f"{size}, {path}", f"{fig['sample_steps']} x {fig['sample_batch']}",
+                           f"{r['sample_segments_per_s']:.2f}", f"{ratio['sample']:.2f}x" if ratio else "1.00x",
+                           f"{r['sample_projected_5000_at_100_s']:.0f} s", rate(r["sample_flops_per_s"]))
+    console.print(train)
+    console.print(sample)
+    console.print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads; forward "
+                  f"FLOPs per segment: " + ", ".join(f"{s} {f['fwd_flops'] / 1e9:.1f} G"
+                                                     for s, f in figures["sizes"].items()))
+    console.print("training: 3 x forward FLOPs per segment; 120k steps = the paper's run at the measured rate. "
+                  "Sampling: 5000 at S=100 is 5000 / segments/s x 100 / S")
+    console.print("fast sampling wraps the model as the training loop does; emodiff sample itself runs eager fp32")
+    if not gpu:
+        notes.append("the fast path (bf16 autocast + torch.compile) needs a GPU: emodiff enables both on CUDA only, "
+                     "so on CPU it equals eager fp32 and one row is shown")
+    for note in notes:
+        console.print(f"note: {note}")
+
+    paper = figures["sizes"].get("paper")
+    best = paper and paper["paths"][paths[-1]]
+    checks = (("paper-size training >= 40 % MFU", lambda: best["train_flops_per_s"] / (args.peak_tflops * 1e12),
+               TARGET_MFU, True, lambda v: f"{100 * v:.1f} %"),
+              ("120k paper steps in under an hour", lambda: best["train_projected_120k_s"], TARGET_TRAIN_S, False,
+               lambda v: f"{v / 3600:.2f} h"),
+              ("5000 segments at S=100 in under 60 s", lambda: best["sample_projected_5000_at_100_s"],
+               TARGET_SAMPLE_S, False, lambda v: f"{v:.0f} s"))
+    figures["targets"] = {}
+    for label, value, target, above, shown in checks:
+        if not gpu or not paper:
+            why = "no GPU" if not gpu else "paper size not run"
+            figures["targets"][label] = {"target": target, "measured": None, "pass": None}
+            console.print(f"target {label}: not measured: {why}")
+            continue
+        v = value()
+        ok = v >= target if above else v < target
+        figures["targets"][label] = {"target": target, "measured": v, "pass": ok}
+        batch_note = "" if paper["batch"] == paper["recipe_batch"] else f" (batch {paper['batch']}, not the recipe's)"
+        console.print(f"target {label}: measured {shown(v)} on the fast path{batch_note}  "
+                      + ("[green]PASS[/]" if ok else "[red]MISS[/]"))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        console.print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
