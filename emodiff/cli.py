@@ -187,7 +187,8 @@ def train(
                 bar.advance(done - 1)
             bar.advance()
             if metrics:
-                bar.progress.update(bar.task, description=f"train {job.out.name} loss {metrics['loss']:.4f}")  # type: ignore[arg-type]
+                text = f"train {job.out.name} loss {metrics['loss']:.4f}, {metrics['steps_per_s']:.1f} steps/s"
+                bar.progress.update(bar.task, description=text)  # type: ignore[arg-type]
 
         result = run_train(job, on_step=on_step)
     train_summary(console, result)

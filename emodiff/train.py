@@ -233,7 +233,8 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
                                     train_set.mel.shape[2])
                 if rank == 0:
                     ckpt_path = save_checkpoint(job.out, done, ckpt_state)
-            on_step(done, cfg.steps, last)
+            if rank == 0:  # one progress bar, not one per process
+                on_step(done, cfg.steps, last)
         if world > 1:
             dist.barrier()
     final = ckpt_path or latest_checkpoint(job.out)

@@ -178,3 +178,29 @@ def test_reading_chunks_from_the_store_trains_the_same_model(store, tmp_path):
     a, b = load_checkpoint(in_memory.checkpoint), load_checkpoint(chunked.checkpoint)
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_cli_train_and_sample(store, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from emodiff.cli import app
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(2).to_dict()))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    done = runner.invoke(app, ["train", "--recipe", str(recipe), "--store", str(store), "--device", "cpu"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "runs" / "tiny" / "ckpt-0000002.pt").is_file()
+    done = runner.invoke(app, ["sample", "--n", "6", "--emotion", "angry", "--speaker", "s2", "--steps", "3",
+                               "--store", str(store), "--device", "cpu"])
+    assert done.exit_code == 0, done.output
+    with st.open_store(store) as f:
+        table = st.read_table(f["synthetic/tiny"])
+    assert table["emotion"].tolist() == [3] * 6 and set(table["speaker"].tolist()) == {"toy:s2"}
+    bad = runner.invoke(app, ["sample", "--n", "2", "--speaker", "nobody", "--store", str(store), "--name", "x"])
+    assert bad.exit_code == 1 and "not among the run's training speakers" in " ".join(bad.stderr.split())
+    bad = runner.invoke(app, ["sample", "--n", "2", "--emotion", "bored", "--store", str(store), "--name", "x"])
+    assert bad.exit_code == 1 and "expected one of neutral, happy, sad, angry" in " ".join(bad.stderr.split())
+    bad = runner.invoke(app, ["train", "--recipe", str(tmp_path / "nope.yaml"), "--store", str(store)])
+    assert bad.exit_code == 1 and "no such recipe file" in bad.stderr
