@@ -33,43 +33,46 @@ TARGET_SEGMENTS, TARGET_S, TARGET_SAMPLE_S = 5000, 100, 60.0  # issue: 5000 segm
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="demo,paper", help="comma-separated recipes to measure (default: demo,paper)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: cuda when available, else cpu (default: auto)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"training batch (default: the recipe's; on CPU the paper size uses {CPU_PAPER_BATCH})")
     p.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default: 2)")
     p.add_argument("--steps", type=int, default=None, help="timed training steps (default: 5 on CPU, 20 on GPU)")
-    p.add_argument("--sample-steps", type=int, default=None, metavar="S",
-                   help=f"respaced sampling steps (default: the recipe's; on CPU the paper size uses "
-                        f"{CPU_PAPER_SAMPLE_STEPS})")
+    p.add_argument("--sample-steps", type=int, default=None, metavar="S", help=f"respaced sampling steps "
+                   f"(default: the recipe's; on CPU the paper size uses {CPU_PAPER_SAMPLE_STEPS})")
     p.add_argument("--sample-batch", type=int, default=None,
                    help=f"segments per sampling loop (default: {CPU_SAMPLE_BATCH} on CPU, the recipe's on GPU)")
-    p.add_argument("--noise-on", choices=("cpu", "device"), default="cpu",
-                   help="where the sampler draws its noise: cpu, a seeded CPU generator as emodiff sample does, "
-                        "or device (default: cpu)")
-    p.add_argument("--peak-tflops", type=float, default=989.0,
-                   help="the GPU's peak dense bf16 TFLOP/s, for MFU (default: 989, H100 SXM)")
+    p.add_argument("--noise-on", choices=("cpu", "device"), default="cpu", help="the sampler's noise generator: "
+                   "cpu (seeded CPU generator, as emodiff sample does) or device (default: cpu)")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="GPU peak dense bf16 TFLOP/s (default: 989, H100)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write every figure to this JSON file")
     args = p.parse_args(argv)
     args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in args.sizes if s not in SIZES]
     if bad or not args.sizes:
         p.error(f"--sizes {','.join(bad) or '(empty)'}: expected a comma-separated subset of {', '.join(SIZES)}")
-    for name in ("batch_size", "steps", "sample_steps", "sample_batch"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if any(v is not None and v < 1 for v in (args.batch_size, args.steps, args.sample_steps, args.sample_batch)):
+        p.error("--batch-size, --steps, --sample-steps and --sample-batch must be at least 1")
     if args.warmup < 0 or args.peak_tflops <= 0:
         p.error("--warmup must be >= 0 and --peak-tflops > 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available here")
-    args.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                               "cpu" if args.device == "auto" else args.device)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = torch.device(auto if args.device == "auto" else args.device)
     return args
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def timed(fn, warmup: int, repeats: int, device: torch.device) -> float:
+    """Seconds for ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, the GPU's queue drained at both ends."""
+    for _ in range(warmup):
+        fn()
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync()
+    return time.perf_counter() - start
 
 
 def synthetic(cfg, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,14 +136,7 @@ def measure(recipe, device: torch.device, fast: bool, plan: dict, args: argparse
         opt.step()
         ema.update(model)
 
-    for _ in range(args.warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(plan["steps"]):
-        step()
-    sync(device)
-    train_s = time.perf_counter() - start
+    train_s = timed(step, args.warmup, plan["steps"], device)
     model.zero_grad(set_to_none=True)
 
     model.eval()
@@ -155,11 +151,7 @@ def measure(recipe, device: torch.device, fast: bool, plan: dict, args: argparse
             forward, (sb, cfg.mel_channels, FRAMES), model_kwargs=kwargs, generator=gen, device=device)
 
     loop(min(2, S))  # warm-up (and compilation on the fast path)
-    sync(device)
-    start = time.perf_counter()
-    loop(S)
-    sync(device)
-    sample_s = time.perf_counter() - start
+    sample_s = timed(lambda: loop(S), 0, 1, device)
     steps_per_s, segments_per_s = plan["steps"] / train_s, sb / sample_s
     return {"train_steps_per_s": steps_per_s, "train_segments_per_s": steps_per_s * batch,
             "train_flops_per_s": 3 * plan["fwd_flops"] * batch * steps_per_s,
@@ -177,99 +169,90 @@ def main(argv: list[str] | None = None) -> None:
     from emodiff.diffusion.denoiser import Denoiser, count_parameters
 
     device, gpu, console, notes = args.device, args.device.type == "cuda", Console(), []
-    name = torch.cuda.get_device_name(device) if gpu else "cpu"
+    name, peak = (torch.cuda.get_device_name(device), args.peak_tflops * 1e12) if gpu else ("cpu", None)
     paths = ("eager fp32", "fast") if gpu else ("eager fp32",)
     steps = args.steps or (20 if gpu else 5)
     figures: dict = {"device": str(device), "device_name": name, "torch": torch.__version__,
                      "threads": torch.get_num_threads(), "peak_tflops": args.peak_tflops if gpu else None,
                      "warmup": args.warmup, "noise_on": args.noise_on, "sizes": {}, "notes": notes}
+    if not gpu:
+        notes.append("the fast path (bf16 autocast + torch.compile) needs a GPU: emodiff enables both on CUDA only, "
+                     "so on CPU it equals eager fp32 and only that row is shown")
     for size in args.sizes:
         recipe = load_recipe(size)
-        small_cpu = not gpu and size == "paper"
+        small = not gpu and size == "paper"
         model = Denoiser(recipe.denoiser, recipe.diffusion.learn_sigma).to(device)
-        plan = {"batch": args.batch_size or (CPU_PAPER_BATCH if small_cpu else recipe.train.batch_size),
-                "steps": steps, "params": count_parameters(model), "fwd_flops": forward_flops(model, recipe.denoiser,
-                                                                                              device),
-                "sample_steps": args.sample_steps or (CPU_PAPER_SAMPLE_STEPS if small_cpu else recipe.sample.steps),
+        plan = {"batch": args.batch_size or (CPU_PAPER_BATCH if small else recipe.train.batch_size),
+                "recipe_batch": recipe.train.batch_size, "steps": steps, "params": count_parameters(model),
+                "fwd_flops": forward_flops(model, recipe.denoiser, device),
+                "sample_steps": args.sample_steps or (CPU_PAPER_SAMPLE_STEPS if small else recipe.sample.steps),
                 "sample_batch": args.sample_batch or (recipe.sample.batch_size if gpu else CPU_SAMPLE_BATCH)}
         del model
-        if small_cpu and args.batch_size is None:
+        if small and args.batch_size is None:
             notes.append(f"paper size on CPU: training batch {CPU_PAPER_BATCH}, not the recipe's "
                          f"{recipe.train.batch_size} (a step would take minutes); --batch-size overrides")
-        if small_cpu and args.sample_steps is None:
+        if small and args.sample_steps is None:
             notes.append(f"paper size on CPU: S = {CPU_PAPER_SAMPLE_STEPS}, not the recipe's {recipe.sample.steps}; "
-                         "the 5000-segment figure is scaled linearly to S = 100")
-        results = {}
+                         "5000 at S=100 is scaled linearly in S; --sample-steps overrides")
+        fig = figures["sizes"][size] = {**plan, "paths": {}}
         for path in paths:
             console.print(f"measuring {size}, {path} ...")
-            results[path] = measure(recipe, device, path == "fast", plan, args)
+            r = fig["paths"][path] = measure(recipe, device, path == "fast", plan, args)
             if gpu:
+                r.update(train_mfu=r["train_flops_per_s"] / peak, sample_mfu=r["sample_flops_per_s"] / peak)
                 torch.cuda.empty_cache()
-        figures["sizes"][size] = {**plan, "recipe_batch": recipe.train.batch_size, "paths": results}
-        if gpu:
-            e, f = results["eager fp32"], results["fast"]
-            figures["sizes"][size]["fast_vs_eager"] = {
-                "train": f["train_steps_per_s"] / e["train_steps_per_s"],
-                "sample": f["sample_segments_per_s"] / e["sample_segments_per_s"]}
+        base = fig["paths"]["eager fp32"]
+        for r in fig["paths"].values():
+            r.update(train_vs_eager=r["train_steps_per_s"] / base["train_steps_per_s"],
+                     sample_vs_eager=r["sample_segments_per_s"] / base["sample_segments_per_s"])
 
     def rate(flops_per_s: float) -> str:
         if gpu:
-            return f"{flops_per_s / 1e12:.1f} TFLOP/s, {100 * flops_per_s / (args.peak_tflops * 1e12):.1f} % MFU"
-        return f"{flops_per_s / 1e9:.1f} GFLOP/s"
+            return f"{flops_per_s / 1e12:.1f} TFLOP/s, {100 * flops_per_s / peak:.1f} % MFU"
+        return f"{flops_per_s / 1e9:.1f}"
 
-    train = Table(title=f"training, {FRAMES}-frame segments, {steps} timed steps after {args.warmup}, {name}")
-    sample = Table(title=f"sampling (p_sample_loop, noise on {args.noise_on}), {name}")
-    for table, cols in ((train, ("size, path", "params", "batch", "steps/s", "segments/s", "vs eager",
-                                 "FLOP rate" if gpu else "GFLOP/s", "120k steps")),
-                        (sample, ("size, path", "S x batch", "segments/s", "vs eager", "5000 at S=100",
-                                  "FLOP rate" if gpu else "GFLOP/s"))):
+    unit = "FLOP/s, MFU" if gpu else "GFLOP/s"
+    train = Table(title=f"training: {FRAMES}-frame segments, {steps} timed steps after {args.warmup}, {name}")
+    sample = Table(title=f"sampling: p_sample_loop, noise drawn on {args.noise_on}, {name}")
+    for table, cols in ((train, ("size, path", "params", "batch", "steps/s", "seg/s", "vs eager", unit, "120k steps")),
+                        (sample, ("size, path", "S x batch", "seg/s", "vs eager", "5000 @ S=100", unit))):
         for col in cols:
             table.add_column(col, justify="left" if col == "size, path" else "right")
     for size, fig in figures["sizes"].items():
         for path, r in fig["paths"].items():
-            ratio = fig.get("fast_vs_eager", {"train": 1.0, "sample": 1.0}) if path == "fast" else None
             train.add_row(f"{size}, {path}", f"{fig['params'] / 1e6:.2f} M", str(fig["batch"]),
                           f"{r['train_steps_per_s']:.2f}", f"{r['train_segments_per_s']:.1f}",
-                          f"{ratio['train']:.2f}x" if ratio else "1.00x", rate(r["train_flops_per_s"]),
+                          f"{r['train_vs_eager']:.2f}x", rate(r["train_flops_per_s"]),
                           f"{r['train_projected_120k_s'] / 3600:.1f} h")
             sample.add_row(f"{size}, {path}", f"{fig['sample_steps']} x {fig['sample_batch']}",
-                           f"{r['sample_segments_per_s']:.2f}", f"{ratio['sample']:.2f}x" if ratio else "1.00x",
+                           f"{r['sample_segments_per_s']:.2f}", f"{r['sample_vs_eager']:.2f}x",
                            f"{r['sample_projected_5000_at_100_s']:.0f} s", rate(r["sample_flops_per_s"]))
-    console.print(train)
-    console.print(sample)
-    console.print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads; forward "
-                  f"FLOPs per segment: " + ", ".join(f"{s} {f['fwd_flops'] / 1e9:.1f} G"
-                                                     for s, f in figures["sizes"].items()))
-    console.print("training: 3 x forward FLOPs per segment; 120k steps = the paper's run at the measured rate. "
-                  "Sampling: 5000 at S=100 is 5000 / segments/s x 100 / S")
-    console.print("fast sampling wraps the model as the training loop does; emodiff sample itself runs eager fp32")
-    if not gpu:
-        notes.append("the fast path (bf16 autocast + torch.compile) needs a GPU: emodiff enables both on CUDA only, "
-                     "so on CPU it equals eager fp32 and one row is shown")
+    console.print(train, sample)
+    console.print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads; forward FLOPs "
+                  "per segment: " + ", ".join(f"{s} {f['fwd_flops'] / 1e9:.2f} G" for s, f in figures["sizes"].items()))
+    console.print("training FLOPs = 3 x forward; 120k steps: the paper's run at the measured rate; 5000 @ S=100 = "
+                  "5000 / (seg/s) x 100 / S. Fast sampling wraps the model as train.py does (emodiff sample runs "
+                  "eager fp32)")
     for note in notes:
         console.print(f"note: {note}")
 
     paper = figures["sizes"].get("paper")
-    best = paper and paper["paths"][paths[-1]]
-    checks = (("paper-size training >= 40 % MFU", lambda: best["train_flops_per_s"] / (args.peak_tflops * 1e12),
-               TARGET_MFU, True, lambda v: f"{100 * v:.1f} %"),
-              ("120k paper steps in under an hour", lambda: best["train_projected_120k_s"], TARGET_TRAIN_S, False,
-               lambda v: f"{v / 3600:.2f} h"),
-              ("5000 segments at S=100 in under 60 s", lambda: best["sample_projected_5000_at_100_s"],
-               TARGET_SAMPLE_S, False, lambda v: f"{v:.0f} s"))
     figures["targets"] = {}
-    for label, value, target, above, shown in checks:
+    for key, label, target, higher, shown in (
+            ("train_mfu", "paper-size training >= 40 % MFU", TARGET_MFU, True, lambda v: f"{100 * v:.1f} %"),
+            ("train_projected_120k_s", "120k paper steps in under an hour", TARGET_TRAIN_S, False,
+             lambda v: f"{v / 3600:.2f} h"),
+            ("sample_projected_5000_at_100_s", "5000 segments at S=100 in under 60 s", TARGET_SAMPLE_S, False,
+             lambda v: f"{v:.0f} s")):
         if not gpu or not paper:
-            why = "no GPU" if not gpu else "paper size not run"
-            figures["targets"][label] = {"target": target, "measured": None, "pass": None}
-            console.print(f"target {label}: not measured: {why}")
+            figures["targets"][key] = {"target": target, "measured": None, "pass": None}
+            console.print(f"target {label}: not measured: {'no GPU' if not gpu else 'paper size not run'}")
             continue
-        v = value()
-        ok = v >= target if above else v < target
-        figures["targets"][label] = {"target": target, "measured": v, "pass": ok}
-        batch_note = "" if paper["batch"] == paper["recipe_batch"] else f" (batch {paper['batch']}, not the recipe's)"
-        console.print(f"target {label}: measured {shown(v)} on the fast path{batch_note}  "
-                      + ("[green]PASS[/]" if ok else "[red]MISS[/]"))
+        v = paper["paths"]["fast"][key]
+        ok = v >= target if higher else v < target
+        figures["targets"][key] = {"target": target, "measured": v, "pass": ok}
+        at = "" if paper["batch"] == paper["recipe_batch"] or key.startswith("sample") else f", batch {paper['batch']}"
+        console.print(f"target {label}: measured {shown(v)} (fast path{at})  " + ("[green]PASS" if ok else "[red]MISS"))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
         console.print(f"figures written to {args.json}")

@@ -93,6 +93,10 @@ def train_summary(console: Console, result: TrainResult) -> None:
 
 
 def sample_summary(console: Console, store: Path, result: SampleResult) -> None:
+    if result.already_there:
+        console.print(f"{store} already holds {result.group} ({result.n} segments, same settings and checkpoint); "
+                      "pass --overwrite to draw it again")
+        return
     resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
     console.print(f"wrote {result.n} segments to {result.group} in {store} in {result.seconds:.1f} s{resumed} "
                   f"(from {result.checkpoint})")

@@ -66,6 +66,7 @@ class SampleResult:
     resumed_from: int
     seconds: float
     checkpoint: Path
+    already_there: bool = False
 
 
 def find_checkpoint(store: Path, run: str | None) -> tuple[Path, str]:
@@ -137,6 +138,14 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
     name = job.name or run_name
     config = {"checkpoint_sha256": sha256_file(ckpt_path), "n": job.n, "steps": steps, "sampler": sampler,
               "eta": eta, "seed": job.seed, "emotions": emotions, "speakers": speakers, "batch_size": batch}
+    if not job.overwrite and st.has_group(job.store, f"synthetic/{name}"):
+        with st.open_store(job.store) as f:
+            same = f[f"synthetic/{name}"].attrs.get("config_hash") == st.config_hash(config)[1]
+        if not same:
+            raise EmodiffError(f"{job.store}: already holds /synthetic/{name}, drawn with other settings; "
+                               "pass --overwrite to replace it or --name for a new set")
+        return SampleResult(group=f"/synthetic/{name}", n=job.n, resumed_from=0, seconds=0.0,
+                            checkpoint=ckpt_path, already_there=True)
     model = Denoiser(recipe.denoiser, learn_sigma=recipe.diffusion.learn_sigma)
     load_weights(model, state["ema"], ckpt_path)
     model = model.to(device).eval()

@@ -204,3 +204,20 @@ def test_cli_train_and_sample(store, tmp_path, monkeypatch):
     assert bad.exit_code == 1 and "expected one of neutral, happy, sad, angry" in " ".join(bad.stderr.split())
     bad = runner.invoke(app, ["train", "--recipe", str(tmp_path / "nope.yaml"), "--store", str(store)])
     assert bad.exit_code == 1 and "no such recipe file" in bad.stderr
+
+
+def test_sampling_again_is_already_there_unless_settings_differ(store, tmp_path):
+    train(_job(store, tmp_path / "runs" / "tiny", steps=3))
+    job = SampleJob(store=store, n=4, steps=3, device="cpu")
+    assert not sample(job).already_there
+    assert sample(job).already_there
+    with pytest.raises(EmodiffError, match="drawn with other settings"):
+        sample(dataclasses.replace(job, seed=1))
+    assert not sample(dataclasses.replace(job, seed=1, overwrite=True)).already_there
+
+
+def test_resuming_a_finished_run_returns_at_once(store, tmp_path):
+    out = tmp_path / "done"
+    first = train(_job(store, out, steps=3))
+    again = train(_job(store, out, steps=3, resume=True))
+    assert again.checkpoint == first.checkpoint and again.step == 3
