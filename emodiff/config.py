@@ -20,6 +20,7 @@ Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
 Sampler = Literal["ddpm", "ddim"]
 Load = Literal["auto", "memory", "chunks"]
+Normalize = Literal["center", "none"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class DiffusionConfig:
     learn_sigma: bool = True
     lambda_vb: float = 0.001  # weight of L_vb in the hybrid loss L_simple + lambda L_vb
     timestep_sampler: TimestepSampler = "uniform"
+    # Diffuse mels centred on their per-bin training-set mean: see diffusion/normalize.py.
+    normalize: Normalize = "center"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights,
 from emodiff.config import Sampler, recipe_from_dict
 from emodiff.diffusion import create_diffusion
 from emodiff.diffusion.denoiser import Denoiser
+from emodiff.diffusion.normalize import MelNormalizer
 from emodiff.emotions import EMOTIONS, emotion_id
 from emodiff.errors import EmodiffError
 from emodiff.segments import speaker_matches
@@ -149,7 +150,9 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
     model = Denoiser(recipe.denoiser, learn_sigma=recipe.diffusion.learn_sigma)
     load_weights(model, state["ema"], ckpt_path)
     model = model.to(device).eval()
-    diffusion = create_diffusion(recipe.diffusion, respace=steps)
+    norm = (MelNormalizer.from_state(state["normalizer"]) if state.get("normalizer") is not None
+            else MelNormalizer.identity(recipe.denoiser.mel_channels))
+    diffusion = create_diffusion(recipe.diffusion, respace=steps, clip_bounds=norm.bounds())
     frames = int(state.get("segment_frames", 256))
     encoder = TextEncoder(model_source, device=str(device))
 
@@ -166,7 +169,7 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
             hi = min(lo + batch, job.n)
             pooled, tokens, lengths = encoder.encode(texts[lo:hi])
             out = _draw(model, diffusion, sampler, eta, tokens, lengths, (recipe.denoiser.mel_channels, frames),
-                        job.seed, lo // batch, device)
+                        job.seed, lo // batch, device, norm)
             mel[lo:hi] = out.astype(np.float16)
             cond[lo:hi] = pooled
             g.attrs["rows_done"] = hi
@@ -189,8 +192,9 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
 
 @torch.no_grad()
 def _draw(model: torch.nn.Module, diffusion: Any, sampler: str, eta: float, tokens: np.ndarray,
-          lengths: np.ndarray, shape: tuple[int, int], seed: int, index: int, device: torch.device) -> np.ndarray:
-    """One batch of samples [B, *shape] (mel channels, frames) from noise seeded by (seed, batch index)."""
+          lengths: np.ndarray, shape: tuple[int, int], seed: int, index: int, device: torch.device,
+          norm: MelNormalizer) -> np.ndarray:
+    """One batch of mels [B, *shape] (channels, frames) in [-1, 1], from noise seeded by (seed, batch index)."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
     b = len(lengths)
     tok = torch.from_numpy(tokens).float().to(device)
@@ -201,7 +205,7 @@ def _draw(model: torch.nn.Module, diffusion: Any, sampler: str, eta: float, toke
         x = diffusion.ddim_sample_loop(model, noise.shape, model_kwargs=kwargs, eta=eta, noise=noise, generator=gen)
     else:
         x = diffusion.p_sample_loop(model, noise.shape, model_kwargs=kwargs, noise=noise, generator=gen)
-    return x.clamp(-1, 1).float().cpu().numpy()
+    return norm.inverse(x.float()).clamp(-1, 1).cpu().numpy()
 
 
 def _training_utterances(store: Path, state: dict) -> tuple[dict[str, np.ndarray], str, str]:

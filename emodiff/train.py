@@ -32,6 +32,7 @@ from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights,
 from emodiff.config import Recipe, override, recipe_from_dict
 from emodiff.diffusion import LossSecondMomentResampler, create_diffusion, create_named_schedule_sampler
 from emodiff.diffusion.denoiser import Denoiser
+from emodiff.diffusion.normalize import MelNormalizer
 from emodiff.errors import EmodiffError
 from emodiff.segments import SegmentSet, load_segments
 from emodiff.text import DEFAULT_MODEL
@@ -116,9 +117,11 @@ def _lr(step: int, recipe: Recipe) -> float:
     return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
 
 
-def _batch(data: SegmentSet, rows: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _batch(data: SegmentSet, rows: torch.Tensor, norm: MelNormalizer,
+           device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(x_0 [B, C, F] normalised, model kwargs) of the segments ``rows``."""
     tokens, mask = data.conditions(rows)
-    x0 = data.mel[rows].to(device, torch.float32)
+    x0 = norm.forward(data.mel[rows].to(device, torch.float32))
     return x0, {"tokens": tokens.to(device), "mask": mask.to(device)}
 
 
@@ -158,6 +161,13 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
                                f"embeddings are {data.tokens.shape[2]}-dimensional; set text_dim in the recipe")
         train_set, val_set = _split(data, cfg.val_fraction, cfg.seed)
         speakers = train_set.speakers()
+        channels = recipe.denoiser.mel_channels
+        if state is not None and state.get("normalizer") is not None:
+            norm = MelNormalizer.from_state(state["normalizer"])
+        elif recipe.diffusion.normalize == "center":
+            norm = MelNormalizer.fit(train_set.mel, seed=cfg.seed)
+        else:
+            norm = MelNormalizer.identity(channels)
 
         torch.manual_seed(cfg.seed + rank)
         diffusion = create_diffusion(recipe.diffusion)
@@ -203,7 +213,7 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
             for group in opt.param_groups:
                 group["lr"] = _lr(step, recipe)
             rows = torch.randint(len(train_set), (cfg.batch_size,), generator=gen)
-            x0, kwargs = _batch(train_set, rows, device)
+            x0, kwargs = _batch(train_set, rows, norm, device)
             t, weights = sampler.sample(cfg.batch_size, device, generator=gen)
             noise = torch.randn(x0.shape, generator=gen).to(device)
             losses = diffusion.training_losses(forward, x0, t, model_kwargs=kwargs, noise=noise)
@@ -223,14 +233,15 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
                         "steps_per_s": cfg.log_every / max(now - tick, 1e-9)}
                 tick = now
                 if done % cfg.val_every == 0 or done == cfg.steps:
-                    last["val_loss"] = _val_loss(diffusion, forward, val_set, device, cfg.seed)
-                    last["val_loss_ema"] = _val_loss(diffusion, _plain(ema.model, autocast), val_set, device, cfg.seed)
+                    last["val_loss"] = _val_loss(diffusion, forward, val_set, norm, device, cfg.seed)
+                    last["val_loss_ema"] = _val_loss(diffusion, _plain(ema.model, autocast), val_set, norm, device,
+                                                     cfg.seed)
                 if log is not None:
                     log.write({"step": done, **last})
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 # every rank joins the gather of generator states; rank 0 alone writes
                 ckpt_state = _state(model, ema, opt, sampler, gen, recipe, speakers, fingerprint, job, world,
-                                    train_set.mel.shape[2])
+                                    train_set.mel.shape[2], norm)
                 if rank == 0:
                     ckpt_path = save_checkpoint(job.out, done, ckpt_state)
             if rank == 0:  # one progress bar, not one per process
@@ -267,14 +278,14 @@ def _plain(model: torch.nn.Module, autocast: torch.autocast) -> Callable[..., to
 
 
 @torch.no_grad()
-def _val_loss(diffusion: Any, forward: Callable[..., torch.Tensor], val: SegmentSet, device: torch.device,
-              seed: int) -> float:
+def _val_loss(diffusion: Any, forward: Callable[..., torch.Tensor], val: SegmentSet, norm: MelNormalizer,
+              device: torch.device, seed: int) -> float:
     """Mean hybrid loss over the held-out segments at fixed, seeded timesteps and noise."""
     gen = torch.Generator().manual_seed(seed + 12345)
     total, count = 0.0, 0
     for lo in range(0, len(val), 64):
         rows = torch.arange(lo, min(lo + 64, len(val)))
-        x0, kwargs = _batch(val, rows, device)
+        x0, kwargs = _batch(val, rows, norm, device)
         t = torch.randint(diffusion.num_timesteps, (len(rows),), generator=gen).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
         total += diffusion.training_losses(forward, x0, t, model_kwargs=kwargs, noise=noise)["loss"].sum().item()
@@ -295,7 +306,7 @@ def _update_sampler(sampler: Any, t: torch.Tensor, losses: torch.Tensor, world: 
 
 def _state(model: torch.nn.Module, ema: EMA, opt: torch.optim.Optimizer, sampler: Any, gen: torch.Generator,
            recipe: Recipe, speakers: list[str], fingerprint: dict[str, str], job: TrainJob, world: int,
-           segment_frames: int) -> dict:
+           segment_frames: int, norm: MelNormalizer) -> dict:
     """Everything a resume needs, as tensors and plain values (torch.load(weights_only=True) reads it)."""
     generators, rngs = [gen.get_state()], [torch.get_rng_state()]
     if world > 1:  # rank 0 writes, so it collects the other ranks' generator states
@@ -308,7 +319,7 @@ def _state(model: torch.nn.Module, ema: EMA, opt: torch.optim.Optimizer, sampler
         "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
         "generators": generators, "torch_rng": rngs, "world_size": world,
         "recipe": recipe.to_dict(), "training_speakers": speakers, "corpora": list(job.corpora),
-        "segment_frames": int(segment_frames),
+        "segment_frames": int(segment_frames), "normalizer": norm.state_dict(),
         "exclude_speakers": list(job.exclude_speakers), "embed_model": job.embed_model,
         "store": str(job.store.resolve()), "store_fingerprint": fingerprint, "emodiff_version": __version__,
     }

@@ -454,3 +454,33 @@ def test_create_diffusion():
         create_diffusion(DiffusionConfig(schedule="sigmoid"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="lambda_vb"):
         GaussianDiffusion(cosine_betas(10), lambda_vb=-1.0)
+
+
+def test_centering_round_trip_and_symmetric_bounds():
+    from emodiff.diffusion.normalize import MelNormalizer
+
+    x = torch.rand(6, 80, 16) * 2 - 1
+    x[:, :40] = -1.0  # mostly silent bins, as in real mels
+    norm = MelNormalizer.fit(x)
+    torch.testing.assert_close(norm.mean, x.double().mean(dim=(0, 2)).float())
+    y = norm.forward(x)
+    torch.testing.assert_close(y.mean(dim=(0, 2)), torch.zeros(80), atol=1e-6, rtol=0)
+    torch.testing.assert_close(norm.inverse(y), x)
+    lo, hi = norm.bounds()
+    assert torch.equal(lo, -hi)  # clipped noise averages to the data's mean, not above it
+    assert (y >= lo).all() and (y <= hi).all()  # real data is never clipped
+    assert torch.equal(MelNormalizer.from_state(norm.state_dict()).mean, norm.mean)
+
+
+def test_clip_bounds_apply_per_channel():
+    from emodiff.diffusion import create_diffusion
+
+    cfg = DiffusionConfig(steps=20)
+    bounds = (torch.full((1, 2, 1), -0.5), torch.full((1, 2, 1), 0.5))
+    d = create_diffusion(cfg, clip_bounds=bounds)
+
+    def wild(x, t, **kw):  # eps that puts x_0 far outside any bound
+        return torch.cat([-50 * torch.ones_like(x), torch.zeros_like(x)], 1)
+
+    out = d.p_mean_variance(wild, torch.zeros(3, 2, 4), torch.full((3,), 10))
+    assert out["pred_xstart"].max() == pytest.approx(0.5)

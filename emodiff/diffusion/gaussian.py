@@ -34,7 +34,8 @@ class GaussianDiffusion:
     """
 
     def __init__(self, betas: np.ndarray, learn_sigma: bool = True, lambda_vb: float = 0.001,
-                 timestep_map: list[int] | None = None) -> None:
+                 timestep_map: list[int] | None = None,
+                 clip_bounds: tuple[Tensor | float, Tensor | float] = (-1.0, 1.0)) -> None:
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size == 0 or not np.all((betas > 0) & (betas <= 1)):
             raise ValueError(f"betas must be a non-empty 1-D array in (0, 1], got shape {betas.shape}")
@@ -48,6 +49,9 @@ class GaussianDiffusion:
             raise ValueError(f"timestep_map must list {T} non-negative original steps, got {timestep_map!r}")
         self.betas, self.num_timesteps = betas, T
         self.learn_sigma, self.lambda_vb = learn_sigma, float(lambda_vb)
+        # Where clip_denoised clamps predicted x_0: [-1, 1] for raw mels, per-bin bounds [1, C, 1]
+        # for mels normalised per bin (emodiff.diffusion.normalize).
+        self.clip_bounds = clip_bounds
         self.timestep_map = steps.astype(np.int64)
 
         # q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), and its inverse x_0 = (x_t - sqrt(1 - abar_t) eps) / ...
@@ -150,7 +154,8 @@ class GaussianDiffusion:
         pred_xstart = (self._extract("sqrt_recip_alphas_cumprod", t, x_t) * x_t
                        - self._extract("sqrt_recipm1_alphas_cumprod", t, x_t) * eps)
         if clip_denoised:
-            pred_xstart = pred_xstart.clamp(-1.0, 1.0)
+            lo, hi = self.clip_bounds
+            pred_xstart = pred_xstart.clamp(_bound(lo, x_t), _bound(hi, x_t))
             eps = self._predict_eps_from_xstart(x_t, t, pred_xstart)  # keep eps consistent with the clipped x_0
         # 3. Mean: the posterior mean with x_0 replaced by its prediction (Ho et al. eq. 7).
         mean, _, _ = self.q_posterior_mean_variance(pred_xstart, x_t, t)
@@ -292,7 +297,8 @@ class SpacedDiffusion(GaussianDiffusion):
         self.base_num_timesteps = len(base_betas)
 
 
-def create_diffusion(cfg: DiffusionConfig, respace: int | None = None) -> GaussianDiffusion:
+def create_diffusion(cfg: DiffusionConfig, respace: int | None = None,
+                     clip_bounds: tuple[Tensor | float, Tensor | float] = (-1.0, 1.0)) -> GaussianDiffusion:
     """The process of ``cfg`` with cfg.steps steps, or respaced to ``respace`` evenly strided steps for sampling."""
     if cfg.schedule == "cosine":
         betas = cosine_betas(cfg.steps)
@@ -301,9 +307,11 @@ def create_diffusion(cfg: DiffusionConfig, respace: int | None = None) -> Gaussi
     else:
         raise ValueError(f"unknown noise schedule {cfg.schedule!r}; expected one of: cosine, linear")
     if respace is None:
-        return GaussianDiffusion(betas, learn_sigma=cfg.learn_sigma, lambda_vb=cfg.lambda_vb)
+        return GaussianDiffusion(betas, learn_sigma=cfg.learn_sigma, lambda_vb=cfg.lambda_vb,
+                                 clip_bounds=clip_bounds)
     kept = space_timesteps(cfg.steps, respace)
-    return SpacedDiffusion(betas, kept, learn_sigma=cfg.learn_sigma, lambda_vb=cfg.lambda_vb)
+    return SpacedDiffusion(betas, kept, learn_sigma=cfg.learn_sigma, lambda_vb=cfg.lambda_vb,
+                           clip_bounds=clip_bounds)
 
 
 def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
@@ -315,6 +323,10 @@ def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) ->
 def gaussian_log_likelihood(x: Tensor, mean: Tensor, log_variance: Tensor) -> Tensor:
     """log N(x; mean, e^log_variance) elementwise, in nats: a density, so it can exceed 0 for small variances."""
     return -0.5 * (math.log(2 * math.pi) + log_variance + (x - mean) ** 2 * torch.exp(-log_variance))
+
+
+def _bound(value: Tensor | float, like: Tensor) -> Tensor:
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
 
 def _mean_flat(x: Tensor) -> Tensor:
