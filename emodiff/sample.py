@@ -150,6 +150,8 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
     model = Denoiser(recipe.denoiser, learn_sigma=recipe.diffusion.learn_sigma)
     load_weights(model, state["ema"], ckpt_path)
     model = model.to(device).eval()
+    if device.type == "cuda" and recipe.train.bf16:  # as in training: bf16 autocast on a GPU
+        model = _Bf16(model)
     norm = (MelNormalizer.from_state(state["normalizer"]) if state.get("normalizer") is not None
             else MelNormalizer.identity(recipe.denoiser.mel_channels))
     diffusion = create_diffusion(recipe.diffusion, respace=steps, clip_bounds=norm.bounds())
@@ -206,6 +208,18 @@ def _draw(model: torch.nn.Module, diffusion: Any, sampler: str, eta: float, toke
     else:
         x = diffusion.p_sample_loop(model, noise.shape, model_kwargs=kwargs, noise=noise, generator=gen)
     return norm.inverse(x.float()).clamp(-1, 1).cpu().numpy()
+
+
+class _Bf16(torch.nn.Module):
+    """Runs the denoiser under bf16 autocast and hands float32 back to the sampler's arithmetic."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return self.model(x, t, **kw).float()
 
 
 def _training_utterances(store: Path, state: dict) -> tuple[dict[str, np.ndarray], str, str]:
