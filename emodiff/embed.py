@@ -19,12 +19,12 @@ import h5py
 import numpy as np
 
 from emodiff import store as st
+from emodiff.devices import check_device
 from emodiff.errors import EmodiffError
 from emodiff.text import (
     DEFAULT_MODEL,
     DEFAULT_TEMPLATE,
     TextEncoder,
-    check_device,
     check_template,
     model_name,
     render_condition,

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import h5py
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from emodiff import store as st
+from emodiff.emotions import EMOTIONS
 from emodiff.summary import CorpusStats, corpus_stats
 
 if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importing torch
@@ -114,6 +116,24 @@ def store_overview(console: Console, store: Path) -> None:
                 console.print(attrs_table(stats))
                 if stats.skipped:
                     console.print(skipped_table(stats))
+        if "synthetic" in f:
+            console.print(synthetic_table(f["synthetic"]))
+
+
+def synthetic_table(section: h5py.Group) -> Table:
+    """One row per synthetic set: size, segments per emotion, how it was drawn."""
+    table = Table(title="synthetic sets")
+    for col in ("set", "segments", *EMOTIONS, "run", "sampler", "steps", "seed"):
+        table.add_column(col)
+    for name in st.visible(section):
+        g = section[name]
+        if "emotion" not in g:
+            continue
+        counts = np.bincount(g["emotion"][()].astype(int), minlength=len(EMOTIONS))
+        a = st.attrs_dict(g)
+        table.add_row(name, str(len(g["emotion"])), *map(str, counts), str(a.get("run", "")),
+                      str(a.get("sampler", "")), str(a.get("steps", "")), str(a.get("seed", "")))
+    return table
 
 
 KEY_ATTRS = ("root", "created", "emodiff_version", "config_hash", "sample_rate", "n_mels", "segment_frames",

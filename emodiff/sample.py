@@ -23,6 +23,7 @@ import torch
 from emodiff import store as st
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, sha256_file
 from emodiff.config import Sampler, recipe_from_dict
+from emodiff.devices import resolve_device
 from emodiff.diffusion import create_diffusion
 from emodiff.diffusion.denoiser import Denoiser
 from emodiff.diffusion.normalize import MelNormalizer
@@ -118,8 +119,7 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
     sampler = job.sampler or recipe.sample.sampler
     eta = recipe.sample.eta if job.eta is None else job.eta
     batch = job.batch_size or recipe.sample.batch_size
-    device = torch.device("cuda" if job.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if job.device == "auto" else job.device)
+    device = resolve_device(job.device)
 
     trained = list(state["training_speakers"])
     speakers = [s for s in trained if speaker_matches(s, list(job.speakers))] if job.speakers else trained

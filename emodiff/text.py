@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emodiff.devices import check_device
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
 
@@ -188,25 +189,6 @@ def model_name(name: str | Path) -> str:
     if path.is_dir() or isinstance(name, Path) or _looks_like_path(str(name)):
         return path.resolve().name
     return str(name).replace("/", "--")
-
-
-def check_device(device: str) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` as a torch.device; EmodiffError if not usable here."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise EmodiffError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EmodiffError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise EmodiffError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) here")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise EmodiffError(f"device {device!r}: MPS is not available here; use --device cpu")
-    elif dev.type != "cpu":
-        raise EmodiffError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps")
-    return dev
 
 
 @contextlib.contextmanager

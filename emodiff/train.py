@@ -30,6 +30,7 @@ from emodiff import __version__
 from emodiff import store as st
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, sha256_file
 from emodiff.config import Recipe, override, recipe_from_dict
+from emodiff.devices import resolve_device
 from emodiff.diffusion import LossSecondMomentResampler, create_diffusion, create_named_schedule_sampler
 from emodiff.diffusion.denoiser import Denoiser
 from emodiff.diffusion.normalize import MelNormalizer
@@ -74,15 +75,6 @@ class EMA:
     def update(self, model: torch.nn.Module) -> None:
         for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
             ema_p.lerp_(p.detach(), 1.0 - self.decay)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EmodiffError(f"--device {name}: no CUDA device is available here")
-    return device
 
 
 @contextlib.contextmanager
@@ -150,10 +142,13 @@ def _resolve_resume(job: TrainJob) -> tuple[Recipe, dict[str, Any] | None]:
 
 def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] = lambda s, n, m: None) -> TrainResult:
     """Train (or resume) a denoiser; returns the final checkpoint. See the module docstring."""
-    device = _device(job.device)
+    device = resolve_device(job.device)
     recipe, state = _resolve_resume(job)
     cfg = recipe.train
     with _distributed(device) as (rank, world):
+        if world > 1 and device.type == "cuda":  # one GPU per process, as torchrun numbers them
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+            torch.cuda.set_device(device)
         data, fingerprint = load_segments(job.store, list(job.corpora), job.embed_model,
                                           list(job.exclude_speakers), load=cfg.load)
         if data.tokens.shape[2] != recipe.denoiser.text_dim:
@@ -207,7 +202,7 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
             job.out.mkdir(parents=True, exist_ok=True)
             (job.out / "recipe.yaml").write_text(_yaml(recipe))
         last: dict[str, float] = {}
-        tick = time.perf_counter()
+        tick, tick_step = time.perf_counter(), start
         ckpt_path = None
         for step in range(start, cfg.steps):
             for group in opt.param_groups:
@@ -230,14 +225,14 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
                 now = time.perf_counter()
                 last = {"loss": loss.item(), "mse": losses["mse"].mean().item(), "vb": losses["vb"].mean().item(),
                         "grad_norm": float(grad_norm), "lr": _lr(step, recipe),
-                        "steps_per_s": cfg.log_every / max(now - tick, 1e-9)}
-                tick = now
+                        "steps_per_s": (done - tick_step) / max(now - tick, 1e-9)}
                 if done % cfg.val_every == 0 or done == cfg.steps:
                     last["val_loss"] = _val_loss(diffusion, forward, val_set, norm, device, cfg.seed)
                     last["val_loss_ema"] = _val_loss(diffusion, _plain(ema.model, autocast), val_set, norm, device,
                                                      cfg.seed)
                 if log is not None:
                     log.write({"step": done, **last})
+                tick, tick_step = time.perf_counter(), done  # validation time stays out of steps/s
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 # every rank joins the gather of generator states; rank 0 alone writes
                 ckpt_state = _state(model, ema, opt, sampler, gen, recipe, speakers, fingerprint, job, world,

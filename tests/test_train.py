@@ -198,6 +198,8 @@ def test_cli_train_and_sample(store, tmp_path, monkeypatch):
     with st.open_store(store) as f:
         table = st.read_table(f["synthetic/tiny"])
     assert table["emotion"].tolist() == [3] * 6 and set(table["speaker"].tolist()) == {"toy:s2"}
+    shown = runner.invoke(app, ["inspect", "--store", str(store)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "synthetic sets" in shown.stdout and "/runs/tiny" in shown.stdout
     bad = runner.invoke(app, ["sample", "--n", "2", "--speaker", "nobody", "--store", str(store), "--name", "x"])
     assert bad.exit_code == 1 and "not among the run's training speakers" in " ".join(bad.stderr.split())
     bad = runner.invoke(app, ["sample", "--n", "2", "--emotion", "bored", "--store", str(store), "--name", "x"])
