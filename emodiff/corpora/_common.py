@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from emodiff.corpora.base import Listing, Problem, Utterance
@@ -80,6 +81,18 @@ class ListingBuilder:
     def problem(self, path: Path | str, reason: str) -> None:
         """Record a defect of the copy; the entry is left out of the listing."""
         self._problems.append(Problem(str(path), reason))
+
+    def emotion(self, label: str, kept: Mapping[str, int], excluded: Collection[str], path: Path | str,
+                what: str = "") -> int | None:
+        """The emotion id of a corpus ``label``, or None after counting an excluded label or
+        reporting an unknown one (``what``, such as " for <id>", ends the problem's reason)."""
+        if label in excluded:
+            self.exclude(label)
+            return None
+        if label not in kept:
+            self.problem(path, f"unknown label {label!r}{what}")
+            return None
+        return kept[label]
 
     def add(self, utterance: Utterance) -> None:
         """Keep one 4-class utterance."""

@@ -76,11 +76,10 @@ def _read_file(path: Path, genders: dict[str, Gender], builder: ListingBuilder) 
         builder.problem(path, f"file name does not follow {NAME_SCHEME}")
         return
     actor, sentence, label, _level = match.groups()
-    if label in EXCLUDED:
-        builder.exclude(label)
-    elif label not in KEPT:
-        builder.problem(path, f"unknown label {label!r}")
-    elif path.stem in SILENT:
+    emotion = builder.emotion(label, KEPT, EXCLUDED, path)
+    if emotion is None:
+        return
+    if path.stem in SILENT:
         builder.problem(path, "known silent file in CREMA-D (no audio)")
     elif _is_lfs_pointer(path):
         builder.problem(path, "git-lfs pointer, not audio (run git lfs pull)")
@@ -94,7 +93,7 @@ def _read_file(path: Path, genders: dict[str, Gender], builder: ListingBuilder) 
                 speaker=actor,
                 gender=genders[actor],
                 session="",
-                emotion=KEPT[label],
+                emotion=emotion,
                 text=SENTENCES[sentence],
             )
         )

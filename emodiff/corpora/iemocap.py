@@ -81,28 +81,27 @@ def _read_dialog(session: Path, label_file: Path, builder: ListingBuilder) -> No
         id_match = _ID.match(utt_id)
         if id_match is None:
             builder.problem(label_file, f"utterance id {utt_id!r} does not follow {ID_SCHEME}")
-        elif label in EXCLUDED:
-            builder.exclude(label)
-        elif label not in KEPT:
-            builder.problem(label_file, f"unknown label {label!r} for {utt_id}")
-        else:
-            session_digits, speaking = id_match.groups()
-            audio = session / "sentences" / "wav" / utt_id[:-5] / f"{utt_id}.wav"
-            if not audio.is_file():
-                builder.problem(audio, "audio file missing")
-                continue
-            builder.add(
-                Utterance(
-                    id=utt_id,
-                    path=audio,
-                    speaker=f"Ses{session_digits}{speaking}",
-                    gender="F" if speaking == "F" else "M",
-                    session=str(int(session_digits)),
-                    emotion=KEPT[label],
-                    text=texts.get(utt_id, ""),
-                    duration_s=round(float(end) - float(start), 4),
-                )
+            continue
+        emotion = builder.emotion(label, KEPT, EXCLUDED, label_file, f" for {utt_id}")
+        if emotion is None:
+            continue
+        session_digits, speaking = id_match.groups()
+        audio = session / "sentences" / "wav" / utt_id[:-5] / f"{utt_id}.wav"
+        if not audio.is_file():
+            builder.problem(audio, "audio file missing")
+            continue
+        builder.add(
+            Utterance(
+                id=utt_id,
+                path=audio,
+                speaker=f"Ses{session_digits}{speaking}",
+                gender="F" if speaking == "F" else "M",
+                session=str(int(session_digits)),
+                emotion=emotion,
+                text=texts.get(utt_id, ""),
+                duration_s=round(float(end) - float(start), 4),
             )
+        )
 
 
 def _read_transcripts(path: Path) -> dict[str, str]:

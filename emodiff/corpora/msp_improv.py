@@ -70,25 +70,25 @@ def prepare_msp_improv(root: Path) -> Listing:
         name_match = _NAME.match(utt_id)
         if name_match is None:
             builder.problem(label_file, f"utterance id {utt_id!r} does not follow {NAME_SCHEME}")
-        elif label in EXCLUDED:
-            builder.exclude(label)
-        elif label not in KEPT:
-            builder.problem(label_file, f"unknown label {label!r} for {utt_id}")
-        elif utt_id not in audio:
+            continue
+        emotion = builder.emotion(label, KEPT, EXCLUDED, label_file, f" for {utt_id}")
+        if emotion is None:
+            continue
+        if utt_id not in audio:
             builder.problem(_official_path(root, utt_id), "audio file missing")
-        else:
-            gender, digits = name_match.groups()
-            builder.add(
-                Utterance(
-                    id=utt_id,
-                    path=audio[utt_id],
-                    speaker=f"{gender}{digits}",
-                    gender="F" if gender == "F" else "M",
-                    session=str(int(digits)),
-                    emotion=KEPT[label],
-                    text=_text(root / "Text" / f"{utt_id}.txt"),
-                )
+            continue
+        gender, digits = name_match.groups()
+        builder.add(
+            Utterance(
+                id=utt_id,
+                path=audio[utt_id],
+                speaker=f"{gender}{digits}",
+                gender="F" if gender == "F" else "M",
+                session=str(int(digits)),
+                emotion=emotion,
+                text=_text(root / "Text" / f"{utt_id}.txt"),
             )
+        )
     return builder.listing()
 
 
