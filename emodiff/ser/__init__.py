@@ -1,0 +1,1 @@
+"""Speech emotion recognition: classifier, protocols, metrics."""

@@ -1,0 +1,171 @@
+"""The CNN-BLSTM speech emotion classifier, its config, and its training-time augmentations.
+
+Architecture (the paper's classifier row): three blocks Conv1d -> BatchNorm1d -> ReLU -> Dropout(0.1)
+over time, a bidirectional LSTM over the valid frames, dropout 0.2, a masked mean over valid frames,
+and a linear layer to the emotion classes. Inputs are store segments: mel [B, 80, F] scaled so that
+-1.0 is silence (the padding value), with ``frames`` [B] the number of valid frames in each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+PAD_VALUE = -1.0  # silence in the store's mel scaling; padding frames and SpecAugment masks hold it
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Sizes and training settings of the CNN-BLSTM; defaults are the paper's.
+
+    ``channels`` is the width of all three conv layers (one int rather than a tuple, so that it
+    reads plainly in YAML and passes ``emodiff.config.build``).
+    """
+
+    mel_channels: int = 80
+    channels: int = 128  # every one of the three Conv1d layers
+    kernel_size: int = 5  # odd, so that "same" padding is symmetric
+    lstm_hidden: int = 128  # per direction
+    conv_dropout: float = 0.1
+    lstm_dropout: float = 0.2
+    n_classes: int = 4
+    epochs: int = 100
+    lr: float = 1e-5
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("mel_channels", "channels", "lstm_hidden", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ClassifierConfig.{name}: expected >= 1, got {getattr(self, name)!r}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"ClassifierConfig.kernel_size: expected an odd integer >= 1, got {self.kernel_size!r}")
+        if self.n_classes < 2:
+            raise ValueError(f"ClassifierConfig.n_classes: expected >= 2, got {self.n_classes!r}")
+        for name in ("conv_dropout", "lstm_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"ClassifierConfig.{name}: expected a probability in [0, 1), got {value!r}")
+        if self.lr <= 0.0:
+            raise ValueError(f"ClassifierConfig.lr: expected > 0, got {self.lr!r}")
+        if self.weight_decay < 0.0:
+            raise ValueError(f"ClassifierConfig.weight_decay: expected >= 0, got {self.weight_decay!r}")
+
+
+def valid_mask(frames: torch.Tensor, length: int) -> torch.Tensor:
+    """Bool [B, length], True on the first ``frames[b]`` frames of row b."""
+    return torch.arange(length, device=frames.device)[None, :] < frames[:, None]
+
+
+class CnnBlstm(nn.Module):
+    """Segment classifier: mel [B, C, F] and valid frames [B] -> logits [B, n_classes]."""
+
+    def __init__(self, cfg: ClassifierConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or ClassifierConfig()
+        blocks: list[nn.Module] = []
+        width = cfg.mel_channels
+        for _ in range(3):
+            blocks.append(nn.Sequential(
+                nn.Conv1d(width, cfg.channels, cfg.kernel_size, padding=cfg.kernel_size // 2),
+                nn.BatchNorm1d(cfg.channels),
+                nn.ReLU(),
+                nn.Dropout(cfg.conv_dropout),
+            ))
+            width = cfg.channels
+        self.convs = nn.ModuleList(blocks)
+        self.lstm = nn.LSTM(cfg.channels, cfg.lstm_hidden, batch_first=True, bidirectional=True)
+        self.lstm_dropout = nn.Dropout(cfg.lstm_dropout)
+        self.out = nn.Linear(2 * cfg.lstm_hidden, cfg.n_classes)
+
+    def forward(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """mel [B, C, F] float, frames [B] int in [1, F] -> logits [B, n_classes].
+
+        The segment representation is the mean over valid frames of the BLSTM outputs (forward and
+        backward states concatenated, [B, 2H]): every valid frame counts, and padding counts nowhere.
+        """
+        batch, channels, length = mel.shape
+        if channels != self.cfg.mel_channels:
+            raise ValueError(f"mel: expected {self.cfg.mel_channels} channels, got {channels}")
+        if frames.shape != (batch,) or int(frames.min()) < 1 or int(frames.max()) > length:
+            raise ValueError(f"frames: expected shape ({batch},) with values in [1, {length}], got {frames.tolist()}")
+        mask = valid_mask(frames, length)[:, None, :]  # [B, 1, F]
+        # A "same" convolution would read padding into the last valid frames; pinning padding to a
+        # fixed value before, and zero after, each block makes the logits independent of its content
+        # (also in training mode, where BatchNorm's statistics see the fixed values only).
+        h = mel.masked_fill(~mask, PAD_VALUE)
+        for block in self.convs:
+            h = block(h).masked_fill(~mask, 0.0)
+        packed = pack_padded_sequence(h.transpose(1, 2), frames.cpu().long(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)  # [B, F, 2H], zeros on padding
+        out = self.lstm_dropout(out)
+        pooled = out.sum(dim=1) / frames.to(out.dtype)[:, None]
+        return self.out(pooled)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def mixup(x: torch.Tensor, y_onehot: torch.Tensor, alpha: float,
+          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup: x_mix = lam x + (1 - lam) x[perm], same for labels; lam ~ Beta(alpha, alpha), one per batch.
+
+    x [B, ...], y_onehot [B, K] (rows summing to 1) -> x_mix [B, ...], y_mix [B, K] (rows summing to 1).
+    torch's Beta takes no generator, so lam comes from a numpy Generator seeded by a draw from
+    ``generator``: the same torch generator state gives the same lam and permutation.
+    """
+    if not alpha > 0.0:
+        raise ValueError(f"mixup: alpha must be > 0, got {alpha!r}")
+    if y_onehot.ndim != 2 or y_onehot.shape[0] != x.shape[0]:
+        raise ValueError(f"mixup: y_onehot must be [B, K] with B = {x.shape[0]}, got {tuple(y_onehot.shape)}")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    x_mix = lam * x + (1.0 - lam) * x[perm]
+    y_mix = lam * y_onehot + (1.0 - lam) * y_onehot[perm]
+    return x_mix, y_mix
+
+
+def spec_augment(x: torch.Tensor, frames: torch.Tensor, n_freq_masks: int = 2, freq_width: int = 8,
+                 n_time_masks: int = 2, time_width: int = 20,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """SpecAugment masks on x [B, C, F] -> a new [B, C, F]; masked cells hold PAD_VALUE (silence).
+
+    Per row: ``n_freq_masks`` bands of width ~ U{0..freq_width} over the channels and ``n_time_masks``
+    spans of width ~ U{0..time_width} (capped at the row's frames), all within the valid frames
+    ``frames`` [B], so padding is left exactly as it was.
+    """
+    if min(n_freq_masks, freq_width, n_time_masks, time_width) < 0:
+        raise ValueError(f"spec_augment: mask counts and widths must be >= 0, got {n_freq_masks}, {freq_width}, "
+                         f"{n_time_masks}, {time_width}")
+    batch, channels, length = x.shape
+
+    def draw(high: int) -> int:  # uniform on {0, ..., high}
+        return int(torch.randint(0, high + 1, (1,), generator=generator))
+
+    masked = torch.zeros(batch, channels, length, dtype=torch.bool)
+    for b in range(batch):
+        n = int(frames[b])
+        for _ in range(n_freq_masks):
+            width = draw(min(freq_width, channels))
+            start = draw(channels - width)
+            masked[b, start:start + width, :n] = True
+        for _ in range(n_time_masks):
+            width = draw(min(time_width, n))
+            start = draw(n - width)
+            masked[b, :, start:start + width] = True
+    return x.masked_fill(masked.to(x.device), PAD_VALUE)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -sum_k p_k log softmax(logits)_k; logits, target_probs [B, K] -> scalar."""
+    return -(target_probs * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()

@@ -1,0 +1,223 @@
+"""Fold plans over utterance rows: speaker-independent train / validation / test splits.
+
+Every builder takes one speaker label (and, where needed, session label) per utterance row and
+returns :class:`Fold` records of row indices. No speaker is ever on two sides of a fold;
+each builder checks this with :func:`check_disjoint` before returning.
+
+Protocols (see shared/corpora.md "Protocols"): IEMOCAP leave-one-speaker-out, 10 folds, validation =
+the other speaker of the same session (:func:`loso` with ``pair_by_session=True``); RAVDESS speaker
+groups (:func:`speaker_groups`); leave-one-session-out (:func:`by_session`); IEMOCAP -> MSP-IMPROV
+with 30 % dev / 70 % test (:func:`cross_corpus`); source + x % of a target corpus, tested on a fixed
+50 % of its speakers (:func:`adaptation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from emodiff.errors import EmodiffError
+
+# With fraction = 1 no target utterance is left for validation, so this share of the source rows
+# (the last ones, at least one) moves from training to validation.
+SOURCE_VAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One split: sorted utterance row indices for training, validation (model selection) and test."""
+
+    name: str
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+    test: tuple[int, ...]
+
+
+def check_disjoint(fold: Fold, speakers: Sequence[str | None]) -> None:
+    """Raise EmodiffError if a row or a speaker is on two sides of ``fold``.
+
+    ``speakers[r]`` is the speaker of row r; ``None`` marks a row whose speaker is unknown (source
+    corpus rows in cross-corpus plans), which is not checked for speaker overlap.
+    """
+    sides = {"train": fold.train, "val": fold.val, "test": fold.test}
+    owner: dict[str, str] = {}
+    seen_rows: dict[int, str] = {}
+    for side, rows in sides.items():
+        for r in rows:
+            if not 0 <= r < len(speakers):
+                raise EmodiffError(f"fold {fold.name}: row {r} outside 0..{len(speakers) - 1}")
+            if r in seen_rows and seen_rows[r] != side:
+                raise EmodiffError(f"fold {fold.name}: row {r} is in both {seen_rows[r]} and {side}")
+            seen_rows[r] = side
+            if speakers[r] is None:
+                continue
+            spk = str(speakers[r])  # np.str_ would print as np.str_('a') in the message
+            if owner.setdefault(spk, side) != side:
+                raise EmodiffError(f"fold {fold.name}: speaker {spk!r} is in both {owner[spk]} and {side}")
+
+
+def _rows(labels: np.ndarray, chosen: Sequence[str], offset: int = 0) -> tuple[int, ...]:
+    """Sorted row indices (plus ``offset``) whose label is in ``chosen``."""
+    return tuple(int(r) + offset for r in np.flatnonzero(np.isin(labels, list(chosen))))
+
+
+def _fold(name: str, labels: np.ndarray, test: Sequence[str], val: Sequence[str]) -> Fold:
+    """Fold testing rows of ``test`` labels, validating on ``val`` labels, training on all others."""
+    train = sorted(set(labels.tolist()) - set(test) - set(val))
+    fold = Fold(name, _rows(labels, train), _rows(labels, val), _rows(labels, test))
+    if not fold.train:
+        raise EmodiffError(f"fold {name}: no training utterances left; more speakers or sessions are needed")
+    return fold
+
+
+def _speaker_array(speakers: Sequence[str], what: str) -> np.ndarray:
+    """Speakers as a 1-D str array; raises if empty."""
+    if len(speakers) == 0:
+        raise EmodiffError(f"{what}: expected at least one utterance, got none")
+    return np.asarray([str(s) for s in speakers])
+
+
+def loso(speakers: Sequence[str], sessions: Sequence[str], pair_by_session: bool) -> list[Fold]:
+    """Leave-one-speaker-out: one fold per speaker s (sorted), named ``test=<s>``.
+
+    test = rows of s; val = rows of the other speaker(s) of s's session when ``pair_by_session``
+    (IEMOCAP, MSP-IMPROV; a session with a single speaker, or a speaker in two sessions, raises),
+    otherwise rows of the next speaker in sorted order (cyclic; ``sessions`` is then unused);
+    train = all other rows.
+    """
+    spk = _speaker_array(speakers, "loso")
+    if len(sessions) != len(spk):
+        raise EmodiffError(f"loso: {len(spk)} speakers but {len(sessions)} sessions; expected one of each per row")
+    names = sorted(set(spk.tolist()))
+    if not pair_by_session:
+        return _checked([_fold(f"test={s}", spk, [s], [names[(i + 1) % len(names)]])
+                         for i, s in enumerate(names)], spk)
+    session_of: dict[str, str] = {}
+    for s, ses in zip(spk.tolist(), sessions, strict=True):
+        if session_of.setdefault(s, str(ses)) != str(ses):
+            raise EmodiffError(f"loso: speaker {s!r} is in sessions {session_of[s]!r} and {ses!r}; expected one")
+    folds = []
+    for s in names:
+        partners = [o for o in names if o != s and session_of[o] == session_of[s]]
+        if not partners:
+            raise EmodiffError(f"loso: session {session_of[s]!r} has the single speaker {s!r}; "
+                               "pair_by_session needs two or more speakers per session")
+        folds.append(_fold(f"test={s}", spk, [s], partners))
+    return _checked(folds, spk)
+
+
+def _checked(folds: list[Fold], speakers: Sequence[str | None]) -> list[Fold]:
+    """``folds`` after :func:`check_disjoint` on each."""
+    for f in folds:
+        check_disjoint(f, speakers)
+    return folds
+
+
+def speaker_groups(speakers: Sequence[str], k: int) -> list[Fold]:
+    """k-fold over speaker groups: sorted speakers cut into k contiguous groups as equal as possible.
+
+    Group sizes are ceil(n/k) for the first n mod k groups and floor(n/k) for the rest (RAVDESS 24
+    actors, k = 6 -> 6 groups of 4). Fold i (named ``group=i``) tests group i, validates on group
+    (i + 1) mod k and trains on the rest. k must be in 3..n_speakers: k = 2 would leave no training
+    speakers (test and validation would be the two groups).
+    """
+    spk = _speaker_array(speakers, "speaker_groups")
+    names = sorted(set(spk.tolist()))
+    if not 3 <= k <= len(names):
+        raise EmodiffError(f"speaker_groups: k={k} groups, expected 3..{len(names)} (the number of speakers)")
+    groups = [list(g) for g in np.array_split(np.asarray(names), k)]
+    return _checked([_fold(f"group={i}", spk, groups[i], groups[(i + 1) % k]) for i in range(k)], spk)
+
+
+def by_session(speakers: Sequence[str], sessions: Sequence[str]) -> list[Fold]:
+    """Leave-one-session-out: fold i (named ``test=<session>``) tests sorted session i, validates on
+    session (i + 1) mod S and trains on the rest. Needs S >= 3 sessions; a speaker in two sessions raises.
+    """
+    spk = _speaker_array(speakers, "by_session")
+    if len(sessions) != len(spk):
+        raise EmodiffError(f"by_session: {len(spk)} speakers but {len(sessions)} sessions; "
+                           "expected one of each per row")
+    ses = np.asarray([str(s) for s in sessions])
+    names = sorted(set(ses.tolist()))
+    if len(names) < 3:
+        raise EmodiffError(f"by_session: {len(names)} sessions, expected at least 3 (test, validation, training)")
+    return _checked([_fold(f"test={s}", ses, [s], [names[(i + 1) % len(names)]])
+                     for i, s in enumerate(names)], spk)
+
+
+def _shuffled_speakers(spk: np.ndarray, seed: int) -> list[str]:
+    """Sorted unique speakers in a seeded random order (same seed -> same order)."""
+    names = sorted(set(spk.tolist()))
+    return [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+
+
+def _cumulative(spk: np.ndarray, order: Sequence[str]) -> np.ndarray:
+    """cum[m] = number of rows of the first m speakers of ``order`` (cum[0] = 0)."""
+    counts = [int(np.sum(spk == s)) for s in order]
+    return np.concatenate([[0], np.cumsum(counts)])
+
+
+def _target_labels(n_source: int, target_speakers: Sequence[str], what: str) -> tuple[np.ndarray, list[str | None]]:
+    """Target speakers [T] and the full per-row speaker list (None for the n_source source rows)."""
+    if n_source < 1:
+        raise EmodiffError(f"{what}: n_source={n_source}, expected at least one source utterance")
+    tgt = _speaker_array(target_speakers, what)
+    return tgt, [None] * n_source + [f"target/{s}" for s in tgt.tolist()]
+
+
+def cross_corpus(n_source: int, target_speakers: Sequence[str], dev_fraction: float = 0.3, seed: int = 0) -> Fold:
+    """Train on the source corpus (rows 0..n_source-1); split the target (rows n_source..) by speaker.
+
+    Target speakers are shuffled (seeded); val = the first m speakers, test = the rest, with m in
+    1..n_spk-1 chosen so that cum[m] (their utterance count) is closest to dev_fraction * T
+    (ties -> smaller m). So |val| / T is about ``dev_fraction`` and no target speaker is in both.
+    """
+    if not 0.0 < dev_fraction < 1.0:
+        raise EmodiffError(f"cross_corpus: dev_fraction={dev_fraction}, expected 0 < dev_fraction < 1")
+    tgt, all_spk = _target_labels(n_source, target_speakers, "cross_corpus")
+    order = _shuffled_speakers(tgt, seed)
+    if len(order) < 2:
+        raise EmodiffError("cross_corpus: expected at least 2 target speakers (validation and test)")
+    cum = _cumulative(tgt, order)
+    goal = dev_fraction * len(tgt)
+    m = 1 + int(np.argmin(np.abs(cum[1:-1] - goal)))
+    fold = Fold("cross-corpus", tuple(range(n_source)), _rows(tgt, order[:m], n_source),
+                _rows(tgt, order[m:], n_source))
+    check_disjoint(fold, all_spk)
+    return fold
+
+
+def adaptation(n_source: int, target_speakers: Sequence[str], fraction: float, seed: int = 0) -> Fold:
+    """Source + ``fraction`` of the other target utterances for training; test on a fixed half of target speakers.
+
+    Target speakers are shuffled (seeded, independent of ``fraction``); the first floor(n_spk / 2) are
+    the test set, the same for every fraction. The others, in that order, give cum[m] = utterances of
+    the first m; training takes the first m = max{m : cum[m] <= fraction * T_other} of them (at most
+    ``fraction``, chosen by speaker), so the set for a larger fraction contains the set for a smaller one.
+    val = the remaining other target utterances; when fraction = 1 none remain, so the last
+    ``SOURCE_VAL_FRACTION`` of the source rows (at least one) move from training to validation instead
+    (their speakers are unknown here and may also be in training).
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise EmodiffError(f"adaptation: fraction={fraction}, expected 0 <= fraction <= 1")
+    tgt, all_spk = _target_labels(n_source, target_speakers, "adaptation")
+    order = _shuffled_speakers(tgt, seed)
+    if len(order) < 2:
+        raise EmodiffError("adaptation: expected at least 2 target speakers (adaptation and test)")
+    n_test = len(order) // 2
+    test_spk, other = order[:n_test], order[n_test:]
+    cum = _cumulative(tgt, other)
+    m = int(np.searchsorted(cum, fraction * cum[-1] + 1e-9, side="right")) - 1
+    source = tuple(range(n_source))
+    adapt = _rows(tgt, other[:m], n_source)
+    val = _rows(tgt, other[m:], n_source)
+    if not val:
+        n_val = min(max(1, round(SOURCE_VAL_FRACTION * n_source)), n_source - 1)
+        if n_val < 1:
+            raise EmodiffError("adaptation: fraction=1 needs at least 2 source utterances (training and validation)")
+        source, val = source[:-n_val], source[-n_val:]
+    fold = Fold(f"adapt={fraction:g}", tuple(sorted(source + adapt)), val, _rows(tgt, test_spk, n_source))
+    check_disjoint(fold, all_spk)
+    return fold

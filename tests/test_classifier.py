@@ -1,0 +1,197 @@
+"""The CNN-BLSTM classifier's contract: shapes, padding invariance, gradients, augmentations, loss, config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emodiff.config import build
+from emodiff.ser.classifier import (
+    PAD_VALUE,
+    ClassifierConfig,
+    CnnBlstm,
+    count_parameters,
+    mixup,
+    soft_cross_entropy,
+    spec_augment,
+)
+
+TINY = ClassifierConfig(mel_channels=80, channels=16, kernel_size=5, lstm_hidden=12)
+
+
+def _model(cfg: ClassifierConfig = TINY, seed: int = 0) -> CnnBlstm:
+    torch.manual_seed(seed)
+    return CnnBlstm(cfg).eval()
+
+
+@pytest.mark.parametrize(("batch", "length"), [(3, 256), (3, 100), (1, 256), (1, 100)])
+def test_logit_shapes(batch: int, length: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(batch, 80, length, generator=g)
+    frames = torch.tensor([length - 17 * i for i in range(batch)])
+    logits = _model()(mel, frames)
+    assert logits.shape == (batch, 4)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_padding_content_does_not_change_logits(train: bool) -> None:
+    g = torch.Generator().manual_seed(1)
+    mel = torch.randn(4, 80, 100, generator=g)
+    frames = torch.tensor([100, 60, 1, 37])
+    other = mel.clone()
+    for b, n in enumerate(frames.tolist()):
+        other[b, :, n:] = 5.0 * torch.randn(80, 100 - n, generator=g)
+    model = _model()
+    model.train(train)
+    torch.manual_seed(3)
+    a = model(mel, frames)
+    torch.manual_seed(3)  # same dropout masks in training mode
+    b = model(other, frames)
+    torch.testing.assert_close(a, b)
+
+
+def test_valid_frames_change_logits() -> None:
+    mel = torch.randn(1, 80, 50, generator=torch.Generator().manual_seed(2))
+    model = _model()
+    assert not torch.allclose(model(mel, torch.tensor([50])), model(mel, torch.tensor([25])))
+
+
+def test_bad_frames_rejected() -> None:
+    mel = torch.zeros(2, 80, 10)
+    with pytest.raises(ValueError, match="frames"):
+        _model()(mel, torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="frames"):
+        _model()(mel, torch.tensor([11, 5]))
+    with pytest.raises(ValueError, match="channels"):
+        _model()(torch.zeros(2, 40, 10), torch.tensor([10, 5]))
+
+
+def test_gradient_reaches_every_parameter() -> None:
+    model = _model().train()
+    g = torch.Generator().manual_seed(4)
+    mel = torch.randn(4, 80, 40, generator=g)
+    loss = F.cross_entropy(model(mel, torch.tensor([40, 30, 20, 10])), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_paper_size_builds() -> None:
+    model = CnnBlstm(ClassifierConfig())
+    assert model.cfg == ClassifierConfig()
+    assert count_parameters(model) > count_parameters(CnnBlstm(TINY)) > 0
+    logits = model.eval()(torch.zeros(2, 80, 64), torch.tensor([64, 3]))
+    assert logits.shape == (2, 4)
+
+
+def _labels(batch: int, k: int = 4) -> torch.Tensor:
+    return F.one_hot(torch.arange(batch) % k, k).float()
+
+
+def test_mixup_label_mass_hull_and_reproducibility() -> None:
+    x = torch.randn(8, 80, 30, generator=torch.Generator().manual_seed(5))
+    y = _labels(8)
+    xm, ym = mixup(x, y, 0.4, torch.Generator().manual_seed(7))
+    assert xm.shape == x.shape and ym.shape == y.shape
+    torch.testing.assert_close(ym.sum(dim=1), torch.ones(8))
+    assert (ym >= 0).all()
+    # Each mixed cell lies between the two cells it mixes, so within the batch's min and max.
+    assert (xm >= x.min(dim=0).values - 1e-6).all() and (xm <= x.max(dim=0).values + 1e-6).all()
+    xm2, ym2 = mixup(x, y, 0.4, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(xm, xm2)
+    torch.testing.assert_close(ym, ym2)
+    xm3, _ = mixup(x, y, 0.4, torch.Generator().manual_seed(8))
+    assert not torch.allclose(xm, xm3)
+
+
+def test_mixup_is_a_pairwise_convex_combination() -> None:
+    x = torch.arange(6, dtype=torch.float32)[:, None] * 10.0  # distinct rows
+    y = _labels(6, 6)
+    xm, ym = mixup(x, y, 1.0, torch.Generator().manual_seed(0))
+    # Row i mixes x[i] (weight lam) and x[perm[i]]: its labels give both the partner and lam.
+    for i in range(6):
+        weights = ym[i]
+        torch.testing.assert_close(xm[i, 0], (weights * x[:, 0]).sum())
+
+
+@pytest.mark.parametrize("alpha", [0.0, -1.0])
+def test_mixup_rejects_nonpositive_alpha(alpha: float) -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        mixup(torch.zeros(2, 3), _labels(2), alpha)
+
+
+def test_spec_augment_masks_only_valid_frames() -> None:
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(4, 80, 100, generator=g) + 2.0  # nowhere equal to PAD_VALUE before masking
+    frames = torch.tensor([100, 50, 3, 1])
+    out = spec_augment(x, frames, generator=torch.Generator().manual_seed(11))
+    assert out.shape == x.shape
+    changed = out != x
+    for b, n in enumerate(frames.tolist()):
+        assert not changed[b, :, n:].any(), "padding was touched"
+    assert (out[changed] == PAD_VALUE).all()
+    assert changed.any()
+    again = spec_augment(x, frames, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(out, again)
+    assert (x > 1.0).all(), "input was modified in place"
+
+
+def test_spec_augment_mask_widths_bounded() -> None:
+    x = torch.zeros(2, 80, 200)
+    out = spec_augment(x, torch.tensor([200, 200]), n_freq_masks=1, freq_width=8, n_time_masks=0,
+                       generator=torch.Generator().manual_seed(0))
+    assert ((out == PAD_VALUE).all(dim=2).sum(dim=1) <= 8).all()  # whole-row bands of at most 8 bins
+    out = spec_augment(x, torch.tensor([200, 200]), n_freq_masks=0, n_time_masks=1, time_width=20,
+                       generator=torch.Generator().manual_seed(0))
+    assert ((out == PAD_VALUE).all(dim=1).sum(dim=1) <= 20).all()
+    assert torch.equal(spec_augment(x, torch.tensor([200, 200]), 0, 8, 0, 20), x)
+    with pytest.raises(ValueError):
+        spec_augment(x, torch.tensor([200, 200]), n_freq_masks=-1)
+
+
+def test_soft_cross_entropy_matches_hard_labels() -> None:
+    logits = torch.randn(5, 4, generator=torch.Generator().manual_seed(12))
+    target = torch.tensor([0, 3, 1, 2, 3])
+    torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(target, 4).float()),
+                               F.cross_entropy(logits, target))
+    probs = torch.full((5, 4), 0.25)  # uniform targets: -mean log softmax
+    torch.testing.assert_close(soft_cross_entropy(logits, probs), -F.log_softmax(logits, -1).mean(-1).mean())
+
+
+def test_tiny_model_overfits_random_segments() -> None:
+    cfg = ClassifierConfig(mel_channels=16, channels=16, kernel_size=3, lstm_hidden=16)
+    torch.manual_seed(0)
+    model = CnnBlstm(cfg)
+    g = torch.Generator().manual_seed(13)
+    mel = torch.randn(16, 16, 32, generator=g)
+    frames = torch.randint(8, 33, (16,), generator=g)
+    labels = torch.arange(16) % 4
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        F.cross_entropy(model(mel, frames), labels).backward()
+        opt.step()
+    with torch.no_grad():
+        acc = (model.eval()(mel, frames).argmax(-1) == labels).float().mean().item()
+    assert acc > 0.9
+
+
+def test_config_defaults_are_the_papers() -> None:
+    cfg = ClassifierConfig()
+    assert (cfg.channels, cfg.kernel_size, cfg.conv_dropout, cfg.lstm_dropout, cfg.n_classes) == (128, 5, 0.1, 0.2, 4)
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed) == (100, 1e-5, 64, 0)
+    assert build(ClassifierConfig, {"channels": 64, "lr": 1}, "recipe:classifier") == ClassifierConfig(
+        channels=64, lr=1.0)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("channels", 0), ("mel_channels", -1), ("lstm_hidden", 0), ("epochs", 0), ("batch_size", 0),
+    ("kernel_size", 4), ("kernel_size", 0), ("n_classes", 1), ("conv_dropout", 1.0), ("lstm_dropout", -0.1),
+    ("lr", 0.0), ("weight_decay", -1e-4),
+])
+def test_config_rejects_bad_values(key: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{key}.*{value!r}"):
+        ClassifierConfig(**{key: value})
