@@ -225,6 +225,46 @@ def sample(
     sample_summary(console, job.store, result)
 
 
+@app.command()
+@_friendly
+def classify(
+    corpus: Annotated[str | None, typer.Option(help="The corpus to classify. Default: the only prepared corpus.", show_default=False)] = None,
+    loso: Annotated[bool, typer.Option("--loso", help="Leave-one-speaker-out (the default protocol; same as --folds loso).")] = False,
+    folds: Annotated[str, typer.Option(help="Protocol: loso, session (leave-one-session-out) or groups:K (K speaker groups, e.g. groups:6 for RAVDESS).")] = "loso",
+    train_on: Annotated[str, typer.Option(help="real, synthetic or real+synthetic.")] = "real",
+    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds a /synthetic set to the training data), mixup[:alpha], specaugment.")] = "",
+    allow_leak: Annotated[bool, typer.Option("--allow-leak", help="Use a synthetic set whose generator saw a fold's test or validation speakers; the result is marked leaky.")] = False,
+    recipe: Annotated[Path, typer.Option(help="Recipe whose classifier section sets the model and training (demo or paper, or a YAML file).")] = Path("demo"),
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per fold (overrides the recipe).", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the results: /results/NAME. Default: from the settings.", show_default=False)] = None,
+    device: DeviceOpt = "auto",
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train and test the CNN-BLSTM per fold (UAR per utterance) -> /results/NAME."""
+    from emodiff.classify import Augment, ClassifyJob
+    from emodiff.classify import classify as run_classify
+    from emodiff.config import load_recipe, override
+    from emodiff.render import classify_summary
+    from emodiff.store import resolve_store
+
+    path = resolve_store(store)
+    if loso and folds != "loso":
+        raise EmodiffError(f"--loso and --folds {folds} disagree; give one of them")
+    if train_on not in ("real", "synthetic", "real+synthetic"):
+        raise EmodiffError(f"--train-on {train_on!r}: expected real, synthetic or real+synthetic")
+    cfg = override(load_recipe(recipe).classifier, "--epochs", epochs=epochs)
+    corpora = _prepared_corpora(path)
+    if corpus is None and len(corpora) > 1:
+        raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
+    job = ClassifyJob(store=path, corpus=corpus or corpora[0], folds=folds, train_on=train_on,  # type: ignore[arg-type]
+                      augment=Augment.parse(augment), allow_leak=allow_leak, classifier=cfg, name=name,
+                      device=device, overwrite=overwrite)
+    with _Bar("classify") as bar:
+        result = run_classify(job, on_total=bar.total, on_fold=lambda r: bar.advance())
+    classify_summary(console, result)
+
+
 def _prepared_corpora(path: Path) -> list[str]:
     from emodiff.store import open_store, visible
 

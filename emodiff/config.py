@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, get_args, get_type_hints
 import yaml
 
 from emodiff.errors import EmodiffError
+from emodiff.ser.classifier import ClassifierConfig
 
 Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
@@ -94,6 +95,7 @@ class Recipe:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,6 +104,7 @@ class Recipe:
 T = TypeVar("T")
 SECTIONS: dict[str, type] = {
     "diffusion": DiffusionConfig, "denoiser": DenoiserConfig, "train": TrainConfig, "sample": SampleConfig,
+    "classifier": ClassifierConfig,
 }
 
 
@@ -115,7 +118,10 @@ def build(cls: type[T], values: dict[str, Any], where: str) -> T:
     if unknown:
         raise EmodiffError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     checked = {key: _check(value, hints[key], f"{where}.{key}") for key, value in values.items()}
-    return cls(**checked)
+    try:
+        return cls(**checked)
+    except ValueError as err:  # a dataclass's own range checks
+        raise EmodiffError(f"{where}: {err}") from None
 
 
 def _check(value: Any, hint: Any, where: str) -> Any:

@@ -18,6 +18,7 @@ from emodiff.emotions import EMOTIONS
 from emodiff.summary import CorpusStats, corpus_stats
 
 if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importing torch
+    from emodiff.classify import ClassifyResult
     from emodiff.embed import EmbedResult
     from emodiff.prepare import PrepareResult
     from emodiff.sample import SampleResult
@@ -102,6 +103,18 @@ def sample_summary(console: Console, store: Path, result: SampleResult) -> None:
     resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
     console.print(f"wrote {result.n} segments to {result.group} in {store} in {result.seconds:.1f} s{resumed} "
                   f"(from {result.checkpoint})")
+
+
+def classify_summary(console: Console, result: ClassifyResult) -> None:
+    leaky = " [red]LEAKY: the generator saw test or validation speakers[/red]" if result.leaky else ""
+    table = Table(title=f"{result.group}: UAR {100 * result.uar[0]:.2f} +/- {100 * result.uar[1]:.2f} %{leaky}")
+    for col in ("fold", "UAR %", "WA %", "macro-F1 %", "best epoch", "val UAR %"):
+        table.add_column(col, justify="left" if col == "fold" else "right")
+    for r in result.folds:
+        table.add_row(r.name, f"{100 * r.uar:.2f}", f"{100 * r.wa:.2f}", f"{100 * r.f1:.2f}", str(r.best_epoch),
+                      f"{100 * r.val_uar:.2f}")
+    console.print(table)
+    console.print(f"{len(result.folds)} folds in {result.seconds:.0f} s")
 
 
 def store_overview(console: Console, store: Path) -> None:

@@ -1,0 +1,115 @@
+"""``classify``: real RAVDESS above chance, the leak guard, results in the store, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+from toy import make_toy_store, tiny_recipe
+from typer.testing import CliRunner
+
+from emodiff import store as st
+from emodiff.classify import Augment, ClassifyJob, classify
+from emodiff.cli import app
+from emodiff.data import ravdess_sample
+from emodiff.errors import EmodiffError
+from emodiff.prepare import PrepareConfig, prepare
+from emodiff.sample import SampleJob, sample
+from emodiff.ser.classifier import ClassifierConfig
+from emodiff.train import TrainJob, train
+
+TINY = ClassifierConfig(channels=32, lstm_hidden=32, epochs=8, lr=1e-3, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def ravdess_store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ravdess") / "s.h5"
+    prepare(path, PrepareConfig("ravdess", ravdess_sample()))
+    return path
+
+
+def test_loso_on_real_ravdess_is_clearly_above_chance(ravdess_store, tmp_path):
+    store = tmp_path / "s.h5"
+    shutil.copy(ravdess_store, store)
+    result = classify(ClassifyJob(store=store, corpus="ravdess", folds="loso", classifier=TINY, device="cpu"))
+    assert [r.name for r in result.folds] == [f"test={s}" for s in ("01", "02", "03", "04", "05", "06")]
+    # Chance is 0.25. Six actors leave four to train on per fold; this tiny model reaches 0.36
+    # here. The issue's "well over" is for the 24-actor subset, still to be measured (see note).
+    assert result.uar[0] > 0.30, result.folds
+    with st.open_store(store) as f:
+        g = f["results/ravdess-loso-real"]
+        assert g.attrs["uar_mean"] == pytest.approx(result.uar[0]) and not g.attrs["leaky"]
+        fold = g["test=01"]
+        assert fold["confusion"].shape == (4, 4) and fold["confusion"][()].sum() == 28  # actor 01's utterances
+        preds = st.read_table(fold["predictions"])
+        assert set(preds["speaker"].tolist()) == {"01"} and len(preds["id"]) == 28
+        assert fold.attrs["uar"] == pytest.approx(result.folds[0].uar)
+
+
+@pytest.fixture(scope="module")
+def toy_with_synthetic(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("toy")
+    store = make_toy_store(root / "toy.h5")
+    train(TrainJob(store=store, recipe=tiny_recipe(3), corpora=("toy",), out=root / "runs" / "tiny", device="cpu"))
+    sample(SampleJob(store=store, n=8, steps=3, device="cpu"))
+    return store
+
+
+def test_leak_guard_refuses_and_allow_leak_marks(toy_with_synthetic, tmp_path):
+    store = tmp_path / "s.h5"
+    shutil.copy(toy_with_synthetic, store)
+    cfg = dataclasses.replace(TINY, epochs=1)
+    job = ClassifyJob(store=store, corpus="toy", train_on="real+synthetic", classifier=cfg, device="cpu")
+    with pytest.raises(EmodiffError, match=r"fold test=s1: .*trained on toy:s1.*--exclude-speakers toy:s1,toy:s2"):
+        classify(job)
+    assert not st.has_group(store, "results/toy-loso-real-synthetic")
+    result = classify(dataclasses.replace(job, allow_leak=True))
+    assert result.leaky
+    with st.open_store(store) as f:
+        assert f["results/toy-loso-real-synthetic"].attrs["leaky"]
+
+
+def test_synthetic_only_training_uses_the_set(toy_with_synthetic, tmp_path):
+    store = tmp_path / "s.h5"
+    shutil.copy(toy_with_synthetic, store)
+    job = ClassifyJob(store=store, corpus="toy", train_on="synthetic", allow_leak=True,
+                      classifier=dataclasses.replace(TINY, epochs=1), device="cpu")
+    result = classify(job)
+    assert len(result.folds) == 3
+    with st.open_store(store) as f:
+        assert f["results/toy-loso-synthetic"].attrs["synthetic"] == "tiny"
+
+
+def test_augment_parsing():
+    a = Augment.parse("synthetic+mixup")
+    assert a.synthetic == "" and a.mixup == pytest.approx(0.2) and not a.specaugment
+    b = Augment.parse("synthetic:demo+mixup:0.4+specaugment")
+    assert (b.synthetic, b.mixup, b.specaugment) == ("demo", 0.4, True)
+    with pytest.raises(EmodiffError, match="expected synthetic"):
+        Augment.parse("pitch")
+    with pytest.raises(EmodiffError, match="not built yet"):
+        Augment.parse("speed")
+    with pytest.raises(EmodiffError, match="expected a number"):
+        Augment.parse("mixup:x")
+
+
+def test_cli_classify_and_bad_input(ravdess_store, tmp_path):
+    store = tmp_path / "s.h5"
+    shutil.copy(ravdess_store, store)
+    runner = CliRunner()
+    done = runner.invoke(app, ["classify", "--folds", "groups:3", "--epochs", "1", "--store", str(store),
+                               "--device", "cpu", "--augment", "mixup+specaugment"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "UAR" in done.stdout and "group=2" in done.stdout
+    for args, message in (
+        (["--corpus", "iemocap"], "corpus iemocap is not prepared"),
+        (["--augment", "synthetic"], "holds no synthetic set"),
+        (["--folds", "groups:1"], "groups"),
+        (["--train-on", "fake"], "expected real, synthetic or real+synthetic"),
+        (["--loso", "--folds", "session"], "disagree"),
+    ):
+        bad = runner.invoke(app, ["classify", "--store", str(store), "--epochs", "1", *args])
+        assert bad.exit_code == 1 and "Traceback" not in bad.output, (args, bad.output)
+        assert message in " ".join(bad.stderr.split()), (args, bad.stderr)
