@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from emodiff.errors import EmodiffError
@@ -31,3 +33,16 @@ def check_device(device: str) -> torch.device:
     elif dev.type != "cpu":
         raise EmodiffError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps")
     return dev
+
+
+def autocast_forward(model: Callable[..., torch.Tensor], device: torch.device,
+                     bf16: bool) -> Callable[..., torch.Tensor]:
+    """``model(x, t, **kw)`` under bf16 autocast on CUDA when ``bf16`` (off elsewhere), returning
+    float32 so that the diffusion losses and samplers never do their arithmetic in bf16."""
+    enabled = bf16 and device.type == "cuda"
+
+    def forward(x: torch.Tensor, t: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
+            return model(x, t, **kw).float()
+
+    return forward

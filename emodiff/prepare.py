@@ -17,7 +17,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -281,8 +281,3 @@ def _torch_threads(n: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(before)
 
-
-def result_dict(result: PrepareResult) -> dict[str, object]:
-    """A JSON-able view of a result (for scripts and the benchmark)."""
-    return {"already_there": result.already_there, "seconds": result.seconds,
-            "audio_seconds": result.audio_seconds, **asdict(result.stats)}

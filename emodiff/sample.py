@@ -23,7 +23,7 @@ import torch
 from emodiff import store as st
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, sha256_file
 from emodiff.config import Sampler, recipe_from_dict
-from emodiff.devices import resolve_device
+from emodiff.devices import autocast_forward, resolve_device
 from emodiff.diffusion import create_diffusion
 from emodiff.diffusion.denoiser import Denoiser
 from emodiff.diffusion.normalize import MelNormalizer
@@ -149,9 +149,7 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
                             checkpoint=ckpt_path, already_there=True)
     model = Denoiser(recipe.denoiser, learn_sigma=recipe.diffusion.learn_sigma)
     load_weights(model, state["ema"], ckpt_path)
-    model = model.to(device).eval()
-    if device.type == "cuda" and recipe.train.bf16:  # as in training: bf16 autocast on a GPU
-        model = _Bf16(model)
+    forward = autocast_forward(model.to(device).eval(), device, recipe.train.bf16)
     norm = (MelNormalizer.from_state(state["normalizer"]) if state.get("normalizer") is not None
             else MelNormalizer.identity(recipe.denoiser.mel_channels))
     diffusion = create_diffusion(recipe.diffusion, respace=steps, clip_bounds=norm.bounds())
@@ -170,7 +168,7 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
         for lo in range(done - done % batch, job.n, batch):
             hi = min(lo + batch, job.n)
             pooled, tokens, lengths = encoder.encode(texts[lo:hi])
-            out = _draw(model, diffusion, sampler, eta, tokens, lengths, (recipe.denoiser.mel_channels, frames),
+            out = _draw(forward, diffusion, sampler, eta, tokens, lengths, (recipe.denoiser.mel_channels, frames),
                         job.seed, lo // batch, device, norm)
             mel[lo:hi] = out.astype(np.float16)
             cond[lo:hi] = pooled
@@ -193,7 +191,7 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
 
 
 @torch.no_grad()
-def _draw(model: torch.nn.Module, diffusion: Any, sampler: str, eta: float, tokens: np.ndarray,
+def _draw(model: Callable[..., torch.Tensor], diffusion: Any, sampler: str, eta: float, tokens: np.ndarray,
           lengths: np.ndarray, shape: tuple[int, int], seed: int, index: int, device: torch.device,
           norm: MelNormalizer) -> np.ndarray:
     """One batch of mels [B, *shape] (channels, frames) in [-1, 1], from noise seeded by (seed, batch index)."""
@@ -208,18 +206,6 @@ def _draw(model: torch.nn.Module, diffusion: Any, sampler: str, eta: float, toke
     else:
         x = diffusion.p_sample_loop(model, noise.shape, model_kwargs=kwargs, noise=noise, generator=gen)
     return norm.inverse(x.float()).clamp(-1, 1).cpu().numpy()
-
-
-class _Bf16(torch.nn.Module):
-    """Runs the denoiser under bf16 autocast and hands float32 back to the sampler's arithmetic."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return self.model(x, t, **kw).float()
 
 
 def _training_utterances(store: Path, state: dict) -> tuple[dict[str, np.ndarray], str, str]:

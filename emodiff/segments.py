@@ -8,6 +8,7 @@ everywhere outside a corpus group, since speaker ids are only unique within a co
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +70,7 @@ class SegmentSet:
     utt: torch.Tensor  # [N] long
     tokens: torch.Tensor  # [U, L, D] float16
     lengths: torch.Tensor  # [U] long
-    emotion: np.ndarray  # [U] int
     speaker: np.ndarray  # [U] str, "corpus:speaker"
-    text: np.ndarray  # [U] str, the transcript
-    utt_id: np.ndarray  # [U] str, "corpus:id"
 
     def __len__(self) -> int:
         return int(self.mel.shape[0])
@@ -84,8 +82,7 @@ class SegmentSet:
         """The segments ``rows`` (utterance arrays are kept whole, so ``utt`` stays valid)."""
         index = torch.as_tensor(rows, dtype=torch.long)
         mel = self.mel.subset(np.asarray(rows)) if isinstance(self.mel, StoreMel) else self.mel[index]
-        return SegmentSet(mel, self.utt[index], self.tokens, self.lengths, self.emotion,
-                          self.speaker, self.text, self.utt_id)
+        return dataclasses.replace(self, mel=mel, utt=self.utt[index])
 
     def conditions(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens [B, L, D] float32, mask [B, L] bool) of the segments ``rows``."""
@@ -139,7 +136,7 @@ def load_segments(
     dims = {p["tokens"].shape[2] for p in parts}
     if len(dims) > 1:
         raise EmodiffError(f"{store}: embeddings of {embed_model} differ in width across corpora: {sorted(dims)}")
-    mel, utt, tokens, lengths, emotion, speaker, text, ids = [], [], [], [], [], [], [], []
+    mel, utt, tokens, lengths, speaker = [], [], [], [], []
     part, local = [], []
     offset = 0
     for i, p in enumerate(parts):
@@ -152,15 +149,11 @@ def load_segments(
         pad = width - p["tokens"].shape[1]
         tokens.append(torch.nn.functional.pad(torch.from_numpy(p["tokens"]), (0, 0, 0, pad)))
         lengths.append(torch.from_numpy(p["lengths"].astype(np.int64)))
-        emotion.append(p["emotion"])
         speaker.append(p["speaker"])
-        text.append(p["text"])
-        ids.append(p["ids"])
-        offset += len(p["emotion"])
+        offset += len(p["speaker"])
     mels: torch.Tensor | StoreMel = torch.cat(mel) if in_memory else StoreMel(
         store, [p["mel"] for p in parts], np.concatenate(part), np.concatenate(local), parts[0]["frame_shape"])
-    data = SegmentSet(mels, torch.cat(utt), torch.cat(tokens), torch.cat(lengths),
-                      np.concatenate(emotion), np.concatenate(speaker), np.concatenate(text), np.concatenate(ids))
+    data = SegmentSet(mels, torch.cat(utt), torch.cat(tokens), torch.cat(lengths), np.concatenate(speaker))
     if len(data) == 0:
         raise EmodiffError(f"{store}: no segments left in {', '.join(corpora)} after excluding {', '.join(exclude)}")
     return data, fingerprint
@@ -185,8 +178,5 @@ def _read_corpus(f: h5py.File, store: Path, corpus: str, model: str, fingerprint
         "utt": c["segments/utt"][()],
         "tokens": e["tokens"][()].astype(np.float16, copy=False),
         "lengths": e["lengths"][()],
-        "emotion": utt["emotion"].astype(np.int64),
         "speaker": np.array([f"{corpus}:{s}" for s in utt["speaker"]]),
-        "text": utt["text"],
-        "ids": np.array([f"{corpus}:{i}" for i in utt["id"]]),
     }

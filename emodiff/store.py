@@ -184,7 +184,7 @@ def write_group(
                     config=text,
                     config_hash=digest,
                 )
-            _merge(side, store, name, overwrite)
+            _merge(side, store, name)
             completed = True
         finally:
             if completed or not resumable:
@@ -208,7 +208,7 @@ def _open_side(side: Path, resume_hash: str | None) -> h5py.File:
         raise EmodiffError(f"{side}: cannot write beside the store ({err})") from None
 
 
-def _merge(side: Path, store: Path, name: str, overwrite: bool) -> None:
+def _merge(side: Path, store: Path, name: str) -> None:
     """Copy the finished group from ``side`` into ``store`` under a temporary name, then rename."""
     if not store.exists():
         _create_store(store)
@@ -220,9 +220,7 @@ def _merge(side: Path, store: Path, name: str, overwrite: bool) -> None:
         tmp = f"{TMP_PREFIX}{leaf}-{os.getpid()}"
         dst.copy(src["g"], parent, name=tmp)
         dst.flush()
-        if leaf in parent:
-            if not overwrite:  # checked before, but another writer cannot have added it: we hold the lock
-                raise EmodiffError(f"{store}: already holds /{name}; pass --overwrite to replace it")
+        if leaf in parent:  # only with overwrite: write_group checked it under the same lock
             del parent[leaf]
         parent.move(tmp, leaf)
 

@@ -30,7 +30,7 @@ from emodiff import __version__
 from emodiff import store as st
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, sha256_file
 from emodiff.config import Recipe, override, recipe_from_dict
-from emodiff.devices import resolve_device
+from emodiff.devices import autocast_forward, resolve_device
 from emodiff.diffusion import LossSecondMomentResampler, create_diffusion, create_named_schedule_sampler
 from emodiff.diffusion.denoiser import Denoiser
 from emodiff.diffusion.normalize import MelNormalizer
@@ -191,11 +191,8 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
             net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if cfg.compile and device.type == "cuda":
             net = torch.compile(net)
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
-
-        def forward(x: torch.Tensor, t: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
-            with autocast:
-                return net(x, t, **kw).float()  # losses in float32 whatever the autocast
+        forward = autocast_forward(net, device, cfg.bf16)
+        ema_forward = autocast_forward(ema.model, device, cfg.bf16)
 
         log = _Log(job.out / "metrics.jsonl") if rank == 0 else None
         if rank == 0:
@@ -228,8 +225,7 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
                         "steps_per_s": (done - tick_step) / max(now - tick, 1e-9)}
                 if done % cfg.val_every == 0 or done == cfg.steps:
                     last["val_loss"] = _val_loss(diffusion, forward, val_set, norm, device, cfg.seed)
-                    last["val_loss_ema"] = _val_loss(diffusion, _plain(ema.model, autocast), val_set, norm, device,
-                                                     cfg.seed)
+                    last["val_loss_ema"] = _val_loss(diffusion, ema_forward, val_set, norm, device, cfg.seed)
                 if log is not None:
                     log.write({"step": done, **last})
                 tick, tick_step = time.perf_counter(), done  # validation time stays out of steps/s
@@ -263,13 +259,6 @@ def _record_run(job: TrainJob, recipe: Recipe, result: TrainResult) -> None:
                        corpora=json.dumps(list(job.corpora)), exclude_speakers=json.dumps(list(job.exclude_speakers)),
                        embed_model=job.embed_model, training_speakers=json.dumps(result.training_speakers),
                        **{f"final_{k}": v for k, v in result.last.items()})
-
-
-def _plain(model: torch.nn.Module, autocast: torch.autocast) -> Callable[..., torch.Tensor]:
-    def forward(x: torch.Tensor, t: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
-        with autocast:
-            return model(x, t, **kw).float()
-    return forward
 
 
 @torch.no_grad()
