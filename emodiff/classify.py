@@ -1,11 +1,16 @@
 """``emodiff classify``: the CNN-BLSTM under a speaker-independent protocol -> ``/results/<name>``.
 
-For each fold of the protocol the classifier trains on the fold's training utterances (real
-segments, synthetic segments, or both, with mixup and SpecAugment on the fly), keeps the
-epoch with the best validation UAR, and scores the test utterances by pooling their segments.
-Synthetic sets are used only if the generator that drew them never saw the fold's test or
-validation speakers (their ``training_speakers`` attr); otherwise the run stops, or with
-``allow_leak`` goes on and is marked leaky.
+Protocols: within one corpus (``loso``, ``session``, ``groups:K``), cross-corpus (train on one
+corpus, select on a seeded 30 % of the other's speakers, test on the rest) and adaptation (the
+source plus a share of the target's other speakers, tested on a fixed half of them).
+
+For each fold and each of ``repeats`` seeds the classifier trains on the fold's training
+utterances (real segments, their offline augmentations, synthetic segments, or a mix, with mixup
+and SpecAugment on the fly), keeps the epoch with the best validation UAR, and scores the test
+utterances by pooling their segments. A synthetic set is used in a fold only if the generator that
+drew it never saw the fold's test or validation speakers (its ``training_speakers`` attr); when the
+store holds several sets, each fold takes one that qualifies. Otherwise the run stops before any
+training, or with ``allow_leak`` goes on and is marked leaky.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -21,28 +26,32 @@ import numpy as np
 import torch
 
 from emodiff import store as st
+from emodiff.corpora import CORPORA
 from emodiff.devices import resolve_device
-from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
-from emodiff.ser.classifier import ClassifierConfig, CnnBlstm, mixup, soft_cross_entropy, spec_augment
-from emodiff.ser.metrics import confusion, macro_f1, pool_segments, summarize, uar, weighted_accuracy
-from emodiff.ser.protocols import Fold, by_session, loso, speaker_groups
+from emodiff.ser.classifier import ClassifierConfig
+from emodiff.ser.metrics import confusion, macro_f1, summarize, uar, weighted_accuracy
+from emodiff.ser.protocols import Fold, adaptation, by_session, cross_corpus, loso, speaker_groups
+from emodiff.ser.training import Segments, fit, utterance_scores
 
 TrainOn = Literal["real", "synthetic", "real+synthetic"]
 PAIRED = ("iemocap", "msp-improv")  # corpora whose sessions pair two speakers (validation partner)
+OFFLINE = ("speed", "noise")  # augmentations materialised by `emodiff augment` into /augmented
 
 
 @dataclass(frozen=True)
 class Augment:
-    """``--augment`` parsed: sources joined by '+', e.g. ``synthetic:demo+mixup:0.4+specaugment``."""
+    """``--augment`` parsed: sources joined by '+', e.g. ``synthetic:demo+mixup:0.4+specaugment+speed``."""
 
-    synthetic: str | None = None  # a /synthetic set name; "" means the only one in the store
+    synthetic: str | None = None  # a /synthetic set name; "" means: the store's set(s), chosen per fold
     mixup: float | None = None  # Beta(alpha, alpha)
     specaugment: bool = False
+    offline: tuple[str, ...] = ()  # kinds in /augmented/<corpus>/<kind>
 
     @classmethod
     def parse(cls, text: str) -> Augment:
         values: dict[str, object] = {}
+        offline: list[str] = []
         for part in filter(None, (p.strip() for p in text.split("+"))):
             kind, _, arg = part.partition(":")
             if kind == "synthetic":
@@ -52,27 +61,87 @@ class Augment:
                     values["mixup"] = float(arg) if arg else 0.2
                 except ValueError:
                     raise EmodiffError(f"--augment mixup:{arg}: expected a number (Beta alpha)") from None
+                if values["mixup"] <= 0:  # type: ignore[operator]
+                    raise EmodiffError(f"--augment mixup:{arg}: expected alpha > 0")
             elif kind == "specaugment":
                 values["specaugment"] = True
-            elif kind in ("speed", "noise"):
-                raise EmodiffError(f"--augment {kind}: needs `emodiff augment {kind}`, which is not built yet")
+            elif kind in OFFLINE:
+                offline.append(kind)
             else:
-                raise EmodiffError(f"--augment {part!r}: expected synthetic[:NAME], mixup[:alpha] or specaugment")
-        return cls(**values)  # type: ignore[arg-type]
+                raise EmodiffError(f"--augment {part!r}: expected synthetic[:NAME], mixup[:alpha], specaugment, "
+                                   "speed or noise")
+        return cls(**values, offline=tuple(dict.fromkeys(offline)))  # type: ignore[arg-type]
+
+    def label(self) -> str:
+        """The canonical ``--augment`` string ("" when nothing is added)."""
+        parts = []
+        if self.synthetic is not None:
+            parts.append(f"synthetic:{self.synthetic}" if self.synthetic else "synthetic")
+        if self.mixup is not None:
+            parts.append(f"mixup:{self.mixup:g}")
+        if self.specaugment:
+            parts.append("specaugment")
+        return "+".join(parts + list(self.offline))
 
 
 @dataclass(frozen=True)
 class ClassifyJob:
     store: Path
-    corpus: str
-    folds: str = "loso"  # loso | session | groups:K
+    corpus: str  # the corpus tested on (within-corpus: the only one)
+    train_corpus: str | None = None  # cross-corpus and adaptation: the source corpus
+    folds: str = "loso"  # within-corpus protocol: loso | session | groups:K
+    target_fraction: float | None = None  # adaptation: share of the target's non-test utterances trained on
+    dev_fraction: float = 0.3  # cross-corpus: share of target utterances (by speaker) for model selection
+    split_seed: int = 0  # seeds the cross-corpus and adaptation speaker splits
     train_on: TrainOn = "real"
     augment: Augment = field(default_factory=Augment)
     allow_leak: bool = False
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    repeats: int = 1  # seeds classifier.seed, +1, ...
     name: str | None = None
     device: str = "auto"
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.train_on not in ("real", "synthetic", "real+synthetic"):
+            raise EmodiffError(f"--train-on {self.train_on!r}: expected real, synthetic or real+synthetic")
+        if self.repeats < 1:
+            raise EmodiffError(f"--repeats must be at least 1, got {self.repeats}")
+        if self.target_fraction is not None:
+            if self.train_corpus is None:
+                raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
+            if not 0.0 <= self.target_fraction <= 1.0:
+                raise EmodiffError(f"--target-fraction {self.target_fraction:g}: expected a fraction in [0, 1] "
+                                   "(30 % is 0.3)")
+        if self.train_corpus is not None and self.train_corpus == self.corpus:
+            raise EmodiffError(f"--train and --test are both {self.corpus}; for one corpus use --corpus with --loso "
+                               "or --folds")
+        if self.effective_train_on == "synthetic" and self.augment.offline:
+            raise EmodiffError(f"--augment {'+'.join(self.augment.offline)} augments real utterances; it needs "
+                               "--train-on real or real+synthetic")
+
+    @property
+    def protocol(self) -> str:
+        if self.target_fraction is not None:
+            return "adaptation"
+        return "cross-corpus" if self.train_corpus is not None else self.folds
+
+    @property
+    def effective_train_on(self) -> TrainOn:
+        """``--augment synthetic`` adds synthetic data to the real training set."""
+        if self.train_on == "real" and self.augment.synthetic is not None:
+            return "real+synthetic"
+        return self.train_on
+
+    def default_name(self) -> str:
+        if self.protocol == "adaptation":
+            where = f"{self.train_corpus}-to-{self.corpus}-adapt{self.target_fraction:g}"
+        elif self.protocol == "cross-corpus":
+            where = f"{self.train_corpus}-to-{self.corpus}"
+        else:
+            where = f"{self.corpus}-{self.folds.replace(':', '')}"
+        extras = [k for k in ("mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
+        return "-".join([where, self.effective_train_on.replace("+", "-"), *extras, *self.augment.offline])
 
 
 @dataclass
@@ -83,59 +152,124 @@ class FoldResult:
     f1: float
     best_epoch: int
     val_uar: float
+    seed: int = 0
+    synthetic: str = ""
 
 
 @dataclass
 class ClassifyResult:
     group: str
     folds: list[FoldResult]
-    uar: tuple[float, float]
+    uar: tuple[float, float]  # mean over all folds and seeds, std over folds (of their seed means)
+    uar_seed_std: float  # std over seeds of the per-seed mean (0 with one seed)
     leaky: bool
     seconds: float
+    protocol: str = "loso"
 
 
 @dataclass
 class _Data:
+    """The utterances of one or two corpora (source first), with their segments."""
+
     mel: torch.Tensor  # [N, C, F] float16
     frames: torch.Tensor  # [N]
     utt: np.ndarray  # [N] row in the utterance arrays
     emotion: np.ndarray  # [U]
-    speaker: np.ndarray  # [U]
+    speaker: np.ndarray  # [U] as the corpus names them
     session: np.ndarray  # [U]
     ids: np.ndarray  # [U]
+    corpus: np.ndarray  # [U]
+    offset: dict[str, int]  # first utterance row of each corpus
+
+    @property
+    def qualified(self) -> np.ndarray:
+        """[U] "corpus:speaker", the form the generator's training speakers are recorded in."""
+        return np.char.add(np.char.add(self.corpus.astype(str), ":"), self.speaker.astype(str))
+
+    def rows_of(self, utts: tuple[int, ...]) -> np.ndarray:
+        """Segment rows of the utterances ``utts``."""
+        return np.flatnonzero(np.isin(self.utt, np.asarray(utts, dtype=np.int64)))
 
 
-def _read_corpus(store: Path, corpus: str) -> _Data:
+@dataclass
+class _Synthetic:
+    name: str
+    training_speakers: frozenset[str]
+    shape: tuple[int, ...]
+    count: int
+    _segments: Segments | None = None
+
+    def segments(self, store: Path) -> Segments:
+        if self._segments is None:
+            with st.open_store(store) as f:
+                g = f[f"synthetic/{self.name}"]
+                mel = torch.from_numpy(g["mel"][()].astype(np.float16))
+                frames = (torch.from_numpy(g["frames"][()].astype(np.int64)) if "frames" in g
+                          else torch.full((len(mel),), mel.shape[2]))
+                self._segments = Segments(mel, frames, torch.from_numpy(g["emotion"][()].astype(np.int64)))
+        return self._segments
+
+
+def _read_corpora(store: Path, corpora: list[str]) -> _Data:
+    mels, frames, utts, tables, offset, n = [], [], [], [], {}, 0
     with st.open_store(store) as f:
-        if f"corpora/{corpus}" not in f:
-            raise EmodiffError(f"{store}: corpus {corpus} is not prepared; run `emodiff prepare {corpus} ROOT` first")
-        g = f[f"corpora/{corpus}"]
-        table = st.read_table(g["utterances"])
-        return _Data(torch.from_numpy(g["segments/mel"][()].astype(np.float16)),
-                     torch.from_numpy(g["segments/frames"][()].astype(np.int64)), g["segments/utt"][()],
-                     table["emotion"].astype(np.int64), table["speaker"], table["session"], table["id"])
+        for corpus in corpora:
+            if "corpora" not in f or corpus not in st.visible(f["corpora"]):
+                if corpus not in CORPORA:
+                    raise EmodiffError(f"unknown corpus {corpus!r}; expected one of {', '.join(CORPORA)}")
+                raise EmodiffError(f"{store}: corpus {corpus} is not prepared; run `emodiff prepare {corpus} ROOT` "
+                                   "first")
+            g = f[f"corpora/{corpus}"]
+            table = st.read_table(g["utterances"])
+            mels.append(torch.from_numpy(g["segments/mel"][()].astype(np.float16)))
+            frames.append(torch.from_numpy(g["segments/frames"][()].astype(np.int64)))
+            utts.append(g["segments/utt"][()].astype(np.int64) + n)
+            tables.append(table | {"corpus": np.full(len(table["id"]), corpus)})
+            offset[corpus] = n
+            n += len(table["id"])
+    if len({m.shape[1:] for m in mels}) > 1:
+        shapes = ", ".join(f"{c} {tuple(m.shape[1:])}" for c, m in zip(corpora, mels, strict=True))
+        raise EmodiffError(f"{store}: the corpora's segments differ in shape ({shapes})")
+
+    def col(key: str) -> np.ndarray:
+        return np.concatenate([t[key] for t in tables])
+
+    return _Data(torch.cat(mels), torch.cat(frames), np.concatenate(utts), col("emotion").astype(np.int64),
+                 col("speaker"), col("session"), col("id"), col("corpus"), offset)
 
 
-def _synthetic(store: Path, name: str | None) -> tuple[str, torch.Tensor, np.ndarray, list[str]]:
-    """(set name, mels [M, C, F], emotions [M], the generator's training speakers)."""
+def _synthetic_sets(store: Path, wanted: str) -> list[_Synthetic]:
+    """The synthetic sets a run may draw on: the one named, or every set in the store."""
     with st.open_store(store) as f:
-        sets = st.visible(f["synthetic"]) if "synthetic" in f else []
-        if not sets:
+        names = st.visible(f["synthetic"]) if "synthetic" in f else []
+        if not names:
             raise EmodiffError(f"{store}: holds no synthetic set; run `emodiff sample --n N` first")
-        if not name:
-            if len(sets) > 1:
-                raise EmodiffError(f"{store}: several synthetic sets ({', '.join(sets)}); name one: synthetic:NAME")
-            name = sets[0]
-        if name not in sets:
-            raise EmodiffError(f"{store}: no synthetic set {name!r}; sets: {', '.join(sets)}")
-        g = f[f"synthetic/{name}"]
-        return (name, torch.from_numpy(g["mel"][()].astype(np.float16)), g["emotion"][()].astype(np.int64),
-                json.loads(str(g.attrs["training_speakers"])))
+        if wanted and wanted not in names:
+            raise EmodiffError(f"{store}: no synthetic set {wanted!r}; sets: {', '.join(names)}")
+        sets = []
+        for name in [wanted] if wanted else names:
+            g = f[f"synthetic/{name}"]
+            if "mel" not in g or "emotion" not in g or "training_speakers" not in g.attrs:
+                raise EmodiffError(f"{store}: /synthetic/{name} lacks mel, emotion or its training_speakers attr")
+            if len(g["mel"].shape) != 3 or g["emotion"].shape != g["mel"].shape[:1]:
+                raise EmodiffError(f"{store}: /synthetic/{name}: expected mel (M, C, F) and emotion (M,), got "
+                                   f"{g['mel'].shape} and {g['emotion'].shape}")
+            sets.append(_Synthetic(name, frozenset(json.loads(str(g.attrs["training_speakers"]))),
+                                   tuple(g["mel"].shape[1:]), len(g["mel"])))
+    return sets
 
 
-def plan_folds(data: _Data, corpus: str, folds: str) -> list[Fold]:
+def plan_folds(data: _Data, job: ClassifyJob) -> list[Fold]:
+    """The protocol's folds over ``data``'s utterance rows (source rows first where there are two corpora)."""
+    if job.train_corpus is not None:
+        n_source = data.offset[job.corpus]  # the target's rows follow the source's
+        target = data.speaker[n_source:].tolist()
+        if job.target_fraction is not None:
+            return [adaptation(n_source, target, job.target_fraction, seed=job.split_seed)]
+        return [cross_corpus(n_source, target, job.dev_fraction, seed=job.split_seed)]
+    folds = job.folds
     if folds == "loso":
-        return loso(data.speaker.tolist(), data.session.tolist(), pair_by_session=corpus in PAIRED)
+        return loso(data.speaker.tolist(), data.session.tolist(), pair_by_session=job.corpus in PAIRED)
     if folds == "session":
         return by_session(data.speaker.tolist(), data.session.tolist())
     if folds.startswith("groups:"):
@@ -147,126 +281,198 @@ def plan_folds(data: _Data, corpus: str, folds: str) -> list[Fold]:
     raise EmodiffError(f"--folds {folds!r}: expected loso, session or groups:K")
 
 
-def leak_check(fold: Fold, data: _Data, corpus: str, seen: list[str], allow: bool) -> bool:
-    """True if the generator saw a test or validation speaker of ``fold`` (EmodiffError unless ``allow``)."""
-    held = sorted({f"{corpus}:{data.speaker[i]}" for i in fold.test + fold.val})
-    leaked = [s for s in held if s in set(seen)]
-    if leaked and not allow:
+def held_out(fold: Fold, data: _Data) -> list[str]:
+    """Speakers the fold tests or validates on and does not also train on ("corpus:speaker", sorted).
+
+    Only adaptation with fraction 1 validates on training speakers (source rows); a generator that
+    saw those tells the classifier nothing it does not already train on.
+    """
+    q = data.qualified
+    train = set(q[list(fold.train)].tolist())
+    return sorted(set(q[list(fold.test + fold.val)].tolist()) - train)
+
+
+def choose_synthetic(fold: Fold, data: _Data, sets: list[_Synthetic], allow: bool) -> tuple[_Synthetic, bool]:
+    """The set this fold trains on and whether it leaks; EmodiffError for a leak unless ``allow``.
+
+    With several sets, a fold takes one whose generator saw none of its held-out speakers (the one
+    trained on most speakers, then by name); a leaky one only with ``allow``.
+    """
+    held = held_out(fold, data)
+    clean = [s for s in sets if not s.training_speakers.intersection(held)]
+    if clean:
+        return sorted(clean, key=lambda s: (-len(s.training_speakers), s.name))[0], False
+    chosen = sorted(sets, key=lambda s: (len(s.training_speakers.intersection(held)), s.name))[0]
+    if not allow:
+        leaked = sorted(chosen.training_speakers.intersection(held))
+        which = f"the generator of /synthetic/{chosen.name}" if len(sets) == 1 else "every synthetic set's generator"
         raise EmodiffError(
-            f"fold {fold.name}: the synthetic set's generator was trained on {', '.join(leaked)}, which this fold "
-            f"tests or validates on; train one with `emodiff train --exclude-speakers {','.join(held)}` "
+            f"fold {fold.name}: {which} was trained on {', '.join(leaked)}, which this fold tests or validates on; "
+            f"train one with `emodiff train --exclude-speakers {','.join(held)}` and sample from it "
             "(or pass --allow-leak to go on, marked leaky)")
-    return bool(leaked)
+    return chosen, True
 
 
 def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
              on_fold: Callable[[FoldResult], None] = lambda r: None) -> ClassifyResult:
-    """Run every fold of ``job.folds`` and store per-fold metrics and predictions; see the module docstring."""
+    """Run every fold of the protocol for each seed and store metrics and predictions; see the module docstring."""
     start = time.perf_counter()
     device = resolve_device(job.device)
-    data = _read_corpus(job.store, job.corpus)
-    folds = plan_folds(data, job.corpus, job.folds)
-    use_synth = job.train_on != "real" or job.augment.synthetic is not None
-    synth = _synthetic(job.store, job.augment.synthetic) if use_synth else None
-    if synth is not None and synth[1].shape[1:] != data.mel.shape[1:]:
-        raise EmodiffError(f"{job.store}: /synthetic/{synth[0]} segments are {tuple(synth[1].shape[1:])}, "
-                           f"the corpus's are {tuple(data.mel.shape[1:])}")
-    name = job.name or f"{job.corpus}-{job.folds.replace(':', '')}-{job.train_on.replace('+', '-')}"
+    corpora = [job.corpus] if job.train_corpus is None else [job.train_corpus, job.corpus]
+    data = _read_corpora(job.store, corpora)
+    folds = plan_folds(data, job)
+    for fold in folds:
+        if not fold.train or not fold.test or not fold.val:
+            raise EmodiffError(f"fold {fold.name}: an empty training, validation or test set")
+    offline = {kind: _read_offline(job.store, kind, data, corpora) for kind in job.augment.offline}
+    train_on = job.effective_train_on
+    sets = _synthetic_sets(job.store, job.augment.synthetic or "") if train_on != "real" else []
+    for s in sets:
+        if s.shape != tuple(data.mel.shape[1:]):
+            raise EmodiffError(f"{job.store}: /synthetic/{s.name} segments are {s.shape}, the corpus's are "
+                               f"{tuple(data.mel.shape[1:])}")
     # Every fold is checked before any training, so a leak stops the run at once.
-    leaky = synth is not None and any([leak_check(f, data, job.corpus, synth[3], job.allow_leak) for f in folds])
-    results = []
-    with st.write_group(job.store, f"results/{name}", config=_config(job, synth), overwrite=job.overwrite,
+    plan = [(fold, *choose_synthetic(fold, data, sets, job.allow_leak)) if sets else (fold, None, False)
+            for fold in folds]
+    for fold, synth, _ in plan:
+        real = len(data.rows_of(fold.train)) if train_on != "synthetic" else 0
+        if real + (synth.count if synth else 0) == 0:
+            raise EmodiffError(f"fold {fold.name}: no training segments ({train_on} data)")
+    leaky = any(leak for _, _, leak in plan)
+    name = job.name or job.default_name()
+    seeds = [job.classifier.seed + r for r in range(job.repeats)]
+    results: list[FoldResult] = []
+    with st.write_group(job.store, f"results/{name}", config=_config(job), overwrite=job.overwrite,
                         what=f"classify {name}") as g:
-        on_total(len(folds))
-        for fold in folds:
-            res, preds = _run_fold(fold, data, synth, job, device)
-            _write_fold(g.create_group(fold.name.replace("/", "_")), res, preds, data)
-            results.append(res)
-            on_fold(res)
-        mean_std = summarize([r.uar for r in results])
-        g.attrs.update(uar_mean=mean_std[0], uar_std=mean_std[1], leaky=leaky, corpus=job.corpus,
-                       folds=job.folds, train_on=job.train_on, synthetic=synth[0] if synth else "")
-    return ClassifyResult(f"/results/{name}", results, mean_std, leaky, time.perf_counter() - start)
+        on_total(len(plan) * len(seeds))
+        for seed in seeds:
+            for fold, synth, leak in plan:
+                train = _training_segments(fold, data, synth, offline, job)
+                res, preds = _run_fold(fold, data, train, job, device, seed)
+                res.synthetic = synth.name if synth else ""
+                group_name = fold.name.replace("/", "_") + (f"@seed{seed}" if len(seeds) > 1 else "")
+                _write_fold(g.create_group(group_name), res, preds, data, fold, leak)
+                results.append(res)
+                on_fold(res)
+        summary = _summary(results, seeds)
+        g.attrs.update(
+            corpus=job.corpus, train_corpus=job.train_corpus or job.corpus, protocol=job.protocol, folds=job.folds,
+            target_fraction=job.target_fraction if job.target_fraction is not None else float("nan"),
+            train_on=train_on, augment=job.augment.label(), leaky=leaky, repeats=job.repeats,
+            seeds=json.dumps(seeds), split_seed=job.split_seed,
+            synthetic=",".join(sorted({r.synthetic for r in results} - {""})), **summary)
+    return ClassifyResult(f"/results/{name}", results, (summary["uar_mean"], summary["uar_std"]),
+                          summary["uar_seed_std"], leaky, time.perf_counter() - start, job.protocol)
 
 
-def _config(job: ClassifyJob, synth: tuple | None) -> dict:
-    return {"corpus": job.corpus, "folds": job.folds, "train_on": job.train_on, "augment": asdict(job.augment),
-            "classifier": asdict(job.classifier), "synthetic": synth[0] if synth else None,
-            "allow_leak": job.allow_leak}
+def _summary(results: list[FoldResult], seeds: list[int]) -> dict[str, float]:
+    """Mean over every (fold, seed); std over folds of their seed-averaged values; std over seeds of their means."""
+    out: dict[str, float] = {}
+    for key, attr in (("uar", "uar"), ("wa", "wa"), ("f1", "f1")):
+        table = np.array([getattr(r, attr) for r in results]).reshape(len(seeds), -1)  # [seeds, folds]
+        out[f"{key}_mean"] = float(table.mean())
+        out[f"{key}_std"] = summarize(table.mean(axis=0))[1]
+        out[f"{key}_seed_std"] = summarize(table.mean(axis=1))[1]
+    return out
 
 
-def _rows_of(utts: tuple[int, ...], data: _Data) -> np.ndarray:
-    return np.flatnonzero(np.isin(data.utt, np.asarray(utts)))
+def _config(job: ClassifyJob) -> dict:
+    return {"corpus": job.corpus, "train_corpus": job.train_corpus, "protocol": job.protocol, "folds": job.folds,
+            "target_fraction": job.target_fraction, "dev_fraction": job.dev_fraction, "split_seed": job.split_seed,
+            "train_on": job.effective_train_on, "augment": asdict(job.augment), "classifier": asdict(job.classifier),
+            "repeats": job.repeats, "allow_leak": job.allow_leak}
 
 
-def _run_fold(fold: Fold, data: _Data, synth: tuple | None, job: ClassifyJob,
-              device: torch.device) -> tuple[FoldResult, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _read_offline(store: Path, kind: str, data: _Data, corpora: list[str]) -> _Offline:
+    """Every training corpus's /augmented/<corpus>/<kind> segments, labelled; ``utt`` mapped into ``data``."""
+    parts, utts = [], []
+    with st.open_store(store) as f:
+        for corpus in corpora:
+            path = f"augmented/{corpus}/{kind}"
+            if path not in f or kind not in st.visible(f[f"augmented/{corpus}"]):
+                continue
+            g = f[path]
+            utt = g["segments/utt"][()].astype(np.int64) + data.offset[corpus]
+            parts.append(Segments(torch.from_numpy(g["segments/mel"][()].astype(np.float16)),
+                                  torch.from_numpy(g["segments/frames"][()].astype(np.int64)),
+                                  torch.from_numpy(data.emotion[utt])))
+            utts.append(utt)
+    if not parts:
+        raise EmodiffError(f"{store}: no /augmented/*/{kind} set for {' or '.join(corpora)}; run "
+                           f"`emodiff augment {kind} --corpus {corpora[0]}` first")
+    return _Offline(Segments.join(parts), np.concatenate(utts))
+
+
+@dataclass(frozen=True)
+class _Offline:
+    """Offline-augmented segments and the utterance row in ``_Data`` each was made from."""
+
+    segments: Segments
+    utt: np.ndarray  # [N]
+
+
+def _training_segments(fold: Fold, data: _Data, synth: _Synthetic | None, offline: dict[str, _Offline],
+                       job: ClassifyJob) -> Segments:
+    parts = []
+    if job.effective_train_on != "synthetic":
+        rows = data.rows_of(fold.train)
+        parts.append(Segments(data.mel[rows], data.frames[rows], torch.from_numpy(data.emotion[data.utt[rows]])))
+        for extra in offline.values():  # only the augmented copies of this fold's training utterances
+            keep = torch.from_numpy(np.flatnonzero(np.isin(extra.utt, np.asarray(fold.train))))
+            seg = extra.segments
+            parts.append(Segments(seg.mel[keep], seg.frames[keep], seg.labels[keep]))
+    if synth is not None:
+        parts.append(synth.segments(job.store))
+    return Segments.join(parts)
+
+
+def _run_fold(fold: Fold, data: _Data, train: Segments, job: ClassifyJob, device: torch.device,
+              seed: int) -> tuple[FoldResult, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Train on the fold, keep the best validation epoch, score the test utterances."""
-    cfg = job.classifier
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    mel, frames, labels = [], [], []
-    if job.train_on != "synthetic":
-        rows = _rows_of(fold.train, data)
-        mel.append(data.mel[rows])
-        frames.append(data.frames[rows])
-        labels.append(torch.from_numpy(data.emotion[data.utt[rows]]))
-    if synth is not None and job.train_on != "real":
-        mel.append(synth[1])
-        frames.append(torch.full((len(synth[1]),), synth[1].shape[2]))
-        labels.append(torch.from_numpy(synth[2]))
-    x, fr, y = torch.cat(mel), torch.cat(frames), torch.cat(labels)
-    if len(x) == 0 or not fold.test or not fold.val:
-        raise EmodiffError(f"fold {fold.name}: an empty training, validation or test set")
-    model = CnnBlstm(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best = (-1.0, 0, {k: v.clone() for k, v in model.state_dict().items()})
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = torch.randperm(len(x), generator=gen)
-        for lo in range(0, len(x), cfg.batch_size):
-            idx = order[lo:lo + cfg.batch_size]
-            xb, fb = x[idx].float(), fr[idx]
-            yb = torch.nn.functional.one_hot(y[idx], len(EMOTIONS)).float()
-            if job.augment.specaugment:
-                xb = spec_augment(xb, fb, generator=gen)
-            if job.augment.mixup is not None:
-                xb, yb = mixup(xb, yb, job.augment.mixup, generator=gen)
-            loss = soft_cross_entropy(model(xb.to(device), fb.to(device)), yb.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        val_uar = uar(*_predict(model, fold.val, data, device, cfg.batch_size))
-        if val_uar > best[0]:
-            best = (val_uar, epoch, {k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
-    truth, pred, probs = _predict(model, fold.test, data, device, cfg.batch_size, with_probs=True)
+    cfg = replace(job.classifier, seed=seed)
+    val = _Scorer(fold.val, data, device, cfg.batch_size)
+    fitted = fit(cfg, train, device, mixup_alpha=job.augment.mixup, specaugment=job.augment.specaugment,
+                 select=lambda model: uar(*val.truth_pred(model)))
+    test = _Scorer(fold.test, data, device, cfg.batch_size)
+    probs = test.scores(fitted.model)
+    truth, pred = test.truth, probs.argmax(axis=1)
     res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
-                     best[1], best[0])
+                     fitted.best_epoch, fitted.best_score, seed)
     return res, (np.asarray(fold.test), pred, probs)
 
 
-@torch.no_grad()
-def _predict(model: CnnBlstm, utts: tuple[int, ...], data: _Data, device: torch.device, batch: int,
-             with_probs: bool = False):
-    """(true labels, predicted labels[, log-probabilities]) per utterance, segments pooled."""
-    model.eval()
-    rows = _rows_of(utts, data)
-    logits = torch.cat([model(data.mel[rows[lo:lo + batch]].float().to(device),
-                              data.frames[rows[lo:lo + batch]].to(device)).cpu()
-                        for lo in range(0, len(rows), batch)]).numpy()
-    local = {u: i for i, u in enumerate(utts)}
-    pooled = pool_segments(logits, np.array([local[u] for u in data.utt[rows]]), len(utts))
-    truth, pred = data.emotion[np.asarray(utts)], pooled.argmax(axis=1)
-    return (truth, pred, pooled) if with_probs else (truth, pred)
+class _Scorer:
+    """Per-utterance scores of a fixed set of utterances; the segment index is built once."""
+
+    def __init__(self, utts: tuple[int, ...], data: _Data, device: torch.device, batch: int) -> None:
+        rows = data.rows_of(utts)
+        local = {u: i for i, u in enumerate(utts)}
+        self.mel, self.frames = data.mel[rows], data.frames[rows]
+        self.local = np.array([local[u] for u in data.utt[rows]], dtype=np.int64)
+        self.truth = data.emotion[np.asarray(utts)]
+        self.n, self.device, self.batch = len(utts), device, batch
+
+    def scores(self, model) -> np.ndarray:
+        return utterance_scores(model, self.mel, self.frames, self.local, self.n, self.device, self.batch)
+
+    def truth_pred(self, model) -> tuple[np.ndarray, np.ndarray]:
+        return self.truth, self.scores(model).argmax(axis=1)
 
 
-def _write_fold(g, res: FoldResult, preds: tuple[np.ndarray, np.ndarray, np.ndarray], data: _Data) -> None:
+def _write_fold(g, res: FoldResult, preds: tuple[np.ndarray, np.ndarray, np.ndarray], data: _Data, fold: Fold,
+                leak: bool) -> None:
     utts, pred, probs = preds
     truth = data.emotion[utts]
     g.create_dataset("confusion", data=confusion(truth, pred))
     st.write_table(g.create_group("predictions"), {
-        "id": [str(data.ids[u]) for u in utts], "speaker": [str(data.speaker[u]) for u in utts],
-        "true": truth.astype(np.int8), "pred": pred.astype(np.int8)})
+        "id": [str(data.ids[u]) for u in utts], "corpus": [str(data.corpus[u]) for u in utts],
+        "speaker": [str(data.speaker[u]) for u in utts], "true": truth.astype(np.int8), "pred": pred.astype(np.int8)})
     g.create_dataset("predictions/log_probs", data=probs.astype(np.float32))
-    g.attrs.update(uar=res.uar, wa=res.wa, macro_f1=res.f1, best_epoch=res.best_epoch, val_uar=res.val_uar)
+    q = data.qualified
+
+    def speakers(rows: tuple[int, ...]) -> str:
+        return json.dumps(sorted(set(q[list(rows)].tolist())))
+
+    g.attrs.update(uar=res.uar, wa=res.wa, macro_f1=res.f1, best_epoch=res.best_epoch, val_uar=res.val_uar,
+                   seed=res.seed, synthetic=res.synthetic, leaky=leak, n_train=len(fold.train), n_val=len(fold.val),
+                   n_test=len(fold.test), test_speakers=speakers(fold.test), val_speakers=speakers(fold.val))

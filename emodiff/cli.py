@@ -227,13 +227,59 @@ def sample(
 
 @app.command()
 @_friendly
+def augment(
+    kind: Annotated[str, typer.Argument(help="speed (speed perturbation: tempo and pitch together) or noise (additive noise at set SNRs).", show_default=False)],
+    corpus: Annotated[str | None, typer.Option(help="The prepared corpus to augment. Default: the only prepared corpus.", show_default=False)] = None,
+    factors: Annotated[str, typer.Option(help="speed: comma-separated speed factors, one copy of every utterance each.")] = "0.9,1.1",
+    snrs: Annotated[str, typer.Option(help="noise: comma-separated signal-to-noise ratios in dB, one copy of every utterance each.")] = "20,10",
+    colour: Annotated[str, typer.Option(help="noise: white or pink seeded Gaussian noise (when no --noise-dir).")] = "white",
+    noise_dir: Annotated[Path | None, typer.Option(help="noise: a folder of noise recordings (.wav/.flac/.ogg, e.g. MUSAN noise) to mix in instead of generated noise.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the noise draws.")] = 0,
+    workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels. Default: all cores.", show_default=False)] = 0,
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Offline copies of a corpus's utterances -> /augmented/CORPUS/KIND (used by classify --augment speed|noise)."""
+    import os
+
+    from emodiff.augment import AugmentConfig
+    from emodiff.augment import augment as run_augment
+    from emodiff.store import resolve_store
+
+    path = resolve_store(store)
+    corpora = _prepared_corpora(path)
+    if corpus is None and len(corpora) > 1:
+        raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
+    cfg = AugmentConfig(corpus=corpus or corpora[0], kind=kind, factors=_numbers(factors, "--factors"),  # type: ignore[arg-type]
+                        snrs=_numbers(snrs, "--snrs"), colour=colour, noise_dir=noise_dir, seed=seed,
+                        workers=workers or (os.cpu_count() or 1), overwrite=overwrite)
+    with _Bar(f"augment {kind}") as bar:
+        result = run_augment(path, cfg, on_total=bar.total, on_advance=bar.advance)
+    done = "already holds" if result.already_there else "wrote"
+    console.print(f"{path}: {done} {result.group} ({result.segments} segments from {result.utterances} utterances)")
+
+
+def _numbers(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise EmodiffError(f"{flag} {text}: expected comma-separated numbers") from None
+
+
+@app.command()
+@_friendly
 def classify(
-    corpus: Annotated[str | None, typer.Option(help="The corpus to classify. Default: the only prepared corpus.", show_default=False)] = None,
+    corpus: Annotated[str | None, typer.Option(help="The corpus to classify within. Default: the only prepared corpus.", show_default=False)] = None,
     loso: Annotated[bool, typer.Option("--loso", help="Leave-one-speaker-out (the default protocol; same as --folds loso).")] = False,
-    folds: Annotated[str, typer.Option(help="Protocol: loso, session (leave-one-session-out) or groups:K (K speaker groups, e.g. groups:6 for RAVDESS).")] = "loso",
+    folds: Annotated[str, typer.Option(help="Within-corpus protocol: loso, session (leave-one-session-out) or groups:K (K speaker groups, e.g. groups:6 for RAVDESS).")] = "loso",
+    train: Annotated[str | None, typer.Option("--train", help="Cross-corpus: the source corpus trained on (with --test).", show_default=False)] = None,
+    test: Annotated[str | None, typer.Option("--test", help="Cross-corpus: the target corpus; a seeded 30 % of its utterances (by speaker) select the model, the other 70 % test it.", show_default=False)] = None,
+    target_fraction: Annotated[str | None, typer.Option(help="Adaptation (with --train/--test): train also on this fraction of the target's non-test utterances (0..1, by speaker), test on a fixed half of its speakers. A comma list (0,0.1,0.3) runs a sweep, one result each.", show_default=False)] = None,
     train_on: Annotated[str, typer.Option(help="real, synthetic or real+synthetic.")] = "real",
-    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds a /synthetic set to the training data), mixup[:alpha], specaugment.")] = "",
+    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds synthetic segments; without NAME each fold takes a store set whose generator never saw its test speakers), mixup[:alpha] (default 0.2), specaugment, speed and noise (from `emodiff augment`).")] = "",
     allow_leak: Annotated[bool, typer.Option("--allow-leak", help="Use a synthetic set whose generator saw a fold's test or validation speakers; the result is marked leaky.")] = False,
+    repeats: Annotated[int, typer.Option(help="Run every fold with this many seeds (the recipe's seed, +1, ...); results give mean +/- std over folds and over seeds.")] = 1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the cross-corpus and adaptation speaker splits.")] = 0,
     recipe: Annotated[Path, typer.Option(help="Recipe whose classifier section sets the model and training (demo or paper, or a YAML file).")] = Path("demo"),
     epochs: Annotated[int | None, typer.Option(help="Training epochs per fold (overrides the recipe).", show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="Name of the results: /results/NAME. Default: from the settings.", show_default=False)] = None,
@@ -251,18 +297,29 @@ def classify(
     path = resolve_store(store)
     if loso and folds != "loso":
         raise EmodiffError(f"--loso and --folds {folds} disagree; give one of them")
-    if train_on not in ("real", "synthetic", "real+synthetic"):
-        raise EmodiffError(f"--train-on {train_on!r}: expected real, synthetic or real+synthetic")
+    if (train is None) != (test is None):
+        raise EmodiffError("cross-corpus needs both --train SOURCE and --test TARGET")
+    if train is not None and (corpus is not None or loso or folds != "loso"):
+        raise EmodiffError("--train/--test is its own protocol; drop --corpus, --loso and --folds")
+    fractions = list(_numbers(target_fraction, "--target-fraction")) if target_fraction is not None else [None]
+    if target_fraction is not None and train is None:
+        raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
     cfg = override(load_recipe(recipe).classifier, "--epochs", epochs=epochs)
-    corpora = _prepared_corpora(path)
-    if corpus is None and len(corpora) > 1:
-        raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
-    job = ClassifyJob(store=path, corpus=corpus or corpora[0], folds=folds, train_on=train_on,  # type: ignore[arg-type]
-                      augment=Augment.parse(augment), allow_leak=allow_leak, classifier=cfg, name=name,
-                      device=device, overwrite=overwrite)
-    with _Bar("classify") as bar:
-        result = run_classify(job, on_total=bar.total, on_fold=lambda r: bar.advance())
-    classify_summary(console, result)
+    if train is None:
+        corpora = _prepared_corpora(path)
+        if corpus is None and len(corpora) > 1:
+            raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
+        corpus = corpus or corpora[0]
+    parsed = Augment.parse(augment)
+    for fraction in fractions:
+        job = ClassifyJob(store=path, corpus=test or corpus, train_corpus=train, folds=folds,  # type: ignore[arg-type]
+                          target_fraction=fraction, split_seed=split_seed, train_on=train_on,  # type: ignore[arg-type]
+                          augment=parsed, allow_leak=allow_leak, classifier=cfg, repeats=repeats,
+                          name=f"{name}-{fraction:g}" if name and len(fractions) > 1 else name, device=device,
+                          overwrite=overwrite)
+        with _Bar("classify") as bar:
+            result = run_classify(job, on_total=bar.total, on_fold=lambda r: bar.advance())
+        classify_summary(console, result)
 
 
 def _prepared_corpora(path: Path) -> list[str]:
@@ -273,6 +330,28 @@ def _prepared_corpora(path: Path) -> list[str]:
     if not names:
         raise EmodiffError(f"{path}: holds no prepared corpus; run `emodiff prepare CORPUS ROOT` first")
     return names
+
+
+@app.command()
+@_friendly
+def report(
+    out: Annotated[Path, typer.Option(help="Report folder (index.html, report.md, figures/, audio/); an earlier report there is replaced.")] = Path("report"),
+    store: StoreOpt = None,
+    quality: Annotated[bool, typer.Option("--quality/--no-quality", help="First compute the quality metrics (Table 1) the store lacks, when emodiff's quality module is installed.")] = False,
+    vocoder: Annotated[str, typer.Option(help="Vocoder of the audio clips: auto (HiFi-GAN when its weights are there, else Griffin-Lim), hifigan or griffin-lim.")] = "auto",
+    examples: Annotated[int, typer.Option(help="Vocoded clips per emotion and per source (real corpus, synthetic set); 0 for no audio.")] = 1,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The store as a self-contained report folder: tables, figures, vocoded audio, provenance (docs/report.md)."""
+    from emodiff.report import build_report
+    from emodiff.store import resolve_store
+
+    result = build_report(resolve_store(store), out, quality=quality, vocoder=vocoder, examples=examples,  # type: ignore[arg-type]
+                          device=device)
+    for note in result.missing:
+        console.print(f"[dim]{escape(note)}[/dim]", highlight=False)
+    console.print(f"wrote {len(result.figures)} figures and {len(result.clips)} clips in {result.seconds:.1f} s; "
+                  f"open {escape(str(result.index.resolve()))}", highlight=False, soft_wrap=True)
 
 
 @app.command()

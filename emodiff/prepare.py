@@ -9,17 +9,14 @@ worker are in flight, so peak memory does not grow with the corpus.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import h5py
 import numpy as np
@@ -29,6 +26,7 @@ from emodiff import store as st
 from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resample, segment
 from emodiff.corpora import Problem, Utterance, canonical_name, list_corpus
 from emodiff.errors import EmodiffError
+from emodiff.parallel import ordered_map, torch_threads
 from emodiff.summary import CorpusStats, corpus_stats
 
 Dtype = Literal["float16", "float32"]
@@ -38,9 +36,6 @@ Dtype = Literal["float16", "float32"]
 # gets it at a fraction of the cost of the default strategy.
 DEFLATE_LEVEL = 1
 GROW = 1024  # segments added to the dataset at a time
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -179,8 +174,8 @@ def _write_segments(
         except AudioError as err:
             return err
 
-    with _torch_threads(1):
-        for utt, result in zip(utterances, _ordered_map(work, utterances, cfg.workers), strict=True):
+    with torch_threads(1):
+        for utt, result in zip(utterances, ordered_map(work, utterances, cfg.workers), strict=True):
             on_advance()
             if isinstance(result, AudioError):
                 if cfg.strict:
@@ -245,39 +240,3 @@ def _write_tables(group: h5py.Group, kept: list[tuple[Utterance, float, int]], p
     st.write_table(group.create_group("skipped"), {
         "path": [p.path for p in problems], "reason": [p.reason for p in problems],
     })
-
-
-def _ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """``map(fn, items)`` on a thread pool, in order, with at most 4 items per worker in flight."""
-    window = 4 * workers
-    it = iter(items)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emodiff-prepare")
-    pending: deque[Future[R]] = deque()
-    try:
-        for item in it:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= window:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(it, _END)
-            if nxt is not _END:
-                pending.append(pool.submit(fn, nxt))
-            yield result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-_END = object()
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    # Each worker thread runs its own small FFTs; torch's intra-op threads would oversubscribe.
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-

@@ -106,15 +106,22 @@ def sample_summary(console: Console, store: Path, result: SampleResult) -> None:
 
 
 def classify_summary(console: Console, result: ClassifyResult) -> None:
-    leaky = " [red]LEAKY: the generator saw test or validation speakers[/red]" if result.leaky else ""
-    table = Table(title=f"{result.group}: UAR {100 * result.uar[0]:.2f} +/- {100 * result.uar[1]:.2f} %{leaky}")
-    for col in ("fold", "UAR %", "WA %", "macro-F1 %", "best epoch", "val UAR %"):
-        table.add_column(col, justify="left" if col == "fold" else "right")
+    leaky = " [red]LEAKY: a generator saw test or validation speakers[/red]" if result.leaky else ""
+    seeds = sorted({r.seed for r in result.folds})
+    spread = f" +/- {100 * result.uar[1]:.2f} over folds" if len(result.folds) > len(seeds) else ""
+    if len(seeds) > 1:
+        spread += f" +/- {100 * result.uar_seed_std:.2f} over {len(seeds)} seeds"
+    table = Table(title=f"{result.group} ({result.protocol}): UAR {100 * result.uar[0]:.2f} %{spread}{leaky}")
+    columns = ["fold", *(["seed"] if len(seeds) > 1 else []), "UAR %", "WA %", "macro-F1 %", "best epoch",
+               "val UAR %", *(["synthetic"] if any(r.synthetic for r in result.folds) else [])]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("fold", "synthetic") else "right")
     for r in result.folds:
-        table.add_row(r.name, f"{100 * r.uar:.2f}", f"{100 * r.wa:.2f}", f"{100 * r.f1:.2f}", str(r.best_epoch),
-                      f"{100 * r.val_uar:.2f}")
+        row = [r.name, *([str(r.seed)] if len(seeds) > 1 else []), f"{100 * r.uar:.2f}", f"{100 * r.wa:.2f}",
+               f"{100 * r.f1:.2f}", str(r.best_epoch), f"{100 * r.val_uar:.2f}"]
+        table.add_row(*row, *([r.synthetic] if "synthetic" in columns else []))
     console.print(table)
-    console.print(f"{len(result.folds)} folds in {result.seconds:.0f} s")
+    console.print(f"{len(result.folds)} fold runs in {result.seconds:.0f} s")
 
 
 def store_overview(console: Console, store: Path) -> None:

@@ -89,8 +89,11 @@ def test_augment_parsing():
     assert (b.synthetic, b.mixup, b.specaugment) == ("demo", 0.4, True)
     with pytest.raises(EmodiffError, match="expected synthetic"):
         Augment.parse("pitch")
-    with pytest.raises(EmodiffError, match="not built yet"):
-        Augment.parse("speed")
+    c = Augment.parse("speed+noise+speed+mixup")
+    assert c.offline == ("speed", "noise") and c.label() == "mixup:0.2+speed+noise"
+    assert Augment.parse(b.label()) == b and Augment.parse("").label() == ""
+    with pytest.raises(EmodiffError, match="alpha > 0"):
+        Augment.parse("mixup:0")
     with pytest.raises(EmodiffError, match="expected a number"):
         Augment.parse("mixup:x")
 

@@ -85,10 +85,15 @@ class CnnBlstm(nn.Module):
         self.out = nn.Linear(2 * cfg.lstm_hidden, cfg.n_classes)
 
     def forward(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """mel [B, C, F] float, frames [B] int in [1, F] -> logits [B, n_classes].
+        """mel [B, C, F] float, frames [B] int in [1, F] -> logits [B, n_classes] = out(embed(mel, frames))."""
+        return self.out(self.embed(mel, frames))
 
-        The segment representation is the mean over valid frames of the BLSTM outputs (forward and
-        backward states concatenated, [B, 2H]): every valid frame counts, and padding counts nowhere.
+    def embed(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """mel [B, C, F] float, frames [B] int in [1, F] -> segment representation [B, 2H].
+
+        The representation is the mean over valid frames of the BLSTM outputs (forward and backward
+        states concatenated): every valid frame counts, and padding counts nowhere. It is what the
+        final linear layer reads, and the embedding space of emodiff.quality's Frechet distance.
         """
         batch, channels, length = mel.shape
         if channels != self.cfg.mel_channels:
@@ -106,8 +111,7 @@ class CnnBlstm(nn.Module):
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)  # [B, F, 2H], zeros on padding
         out = self.lstm_dropout(out)
-        pooled = out.sum(dim=1) / frames.to(out.dtype)[:, None]
-        return self.out(pooled)
+        return out.sum(dim=1) / frames.to(out.dtype)[:, None]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,458 @@
+"""How good is a synthetic set: ``/synthetic/<name>`` against the real corpus it imitates -> ``/quality/<name>``.
+
+Per emotion (docs/quality.md has the equations, what each rewards and misses, and how to read them):
+
+- ``mad``: the paper's table-1 quantity, made precise. The mean over mel bins of the 1-D
+  Wasserstein-1 distance between the real and the synthetic values of that bin, which is the mean
+  absolute difference between matched quantiles, in the store's [-1, 1] scaling. Real frames
+  count only before ``segments/frames``; silent frames (no bin above ``SILENCE``) count on
+  neither side, since the generator imitates padded segments and padding is silence.
+- ``frechet``: the Frechet distance between Gaussians fitted to real and synthetic embeddings,
+  taken from a CNN-BLSTM trained on the real corpus (the yardstick).
+- ``consistency``: the yardstick's recall on the synthetic segments asked to be that emotion.
+- ``diversity_synthetic`` / ``diversity_real``: the mean pairwise Euclidean distance between
+  embeddings within the emotion (mode collapse shows as synthetic << real).
+
+The pure functions (``mad``, ``frechet_distance``, ``mean_pairwise_distance``, ...) do the maths;
+``_read_synthetic`` / ``_read_corpus`` read the store and ``_write`` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import wasserstein_distance
+
+from emodiff import store as st
+from emodiff.config import load_recipe, recipe_from_dict
+from emodiff.devices import resolve_device
+from emodiff.emotions import EMOTIONS
+from emodiff.errors import EmodiffError
+from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
+from emodiff.ser.metrics import uar
+from emodiff.ser.training import Segments, fit
+
+# A frame is silent when no mel bin rises above this level: -1 is the log floor (ln 1e-5), where
+# padding and digital silence sit; -0.95 is 0.37 nats above it, below any recorded noise floor.
+SILENCE = -0.95
+MAD_DEFINITION = ("MAD = mean over the 80 mel bins of the Wasserstein-1 distance (mean absolute difference of "
+                  "matched quantiles) between the real and synthetic values of that bin, in the store's [-1, 1] "
+                  "scaling, over non-silent frames, real ones only before segments/frames.")
+DEFAULT_RECIPE = "demo"
+
+
+@dataclass(frozen=True)
+class QualityJob:
+    store: Path
+    synthetic: str | None = None  # a /synthetic set; None: every set without /quality (all with overwrite)
+    corpus: str | None = None  # the real corpus; None: the one most of the generator's training speakers are from
+    classifier: ClassifierConfig | None = None  # None: the set's recipe's classifier section, else the demo recipe's
+    device: str = "auto"
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class EmotionQuality:
+    """One row of ``/quality/<set>/per_emotion``; NaN where a metric is undefined, with ``note`` saying why."""
+
+    emotion: str
+    mad: float
+    frechet: float
+    consistency: float
+    diversity_synthetic: float
+    diversity_real: float
+    n_real: int
+    n_synthetic: int
+    recall_real: float  # the yardstick's recall on this emotion's real segments (what consistency compares to)
+    silence_real: float  # share of silent frames, padding included: like for like with the synthetic set
+    silence_synthetic: float
+    note: str = ""
+
+
+@dataclass
+class QualityResult:
+    group: str
+    synthetic: str
+    corpus: str
+    rows: list[EmotionQuality]
+    mad_mean: float
+    consistency_mean: float
+    real_accuracy_on_train: float
+    classifier: ClassifierConfig
+    classifier_source: str
+    seconds: float
+    real_speakers: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- maths
+
+
+def counted_frames(mel: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+    """Bool [N, F]: frame t of segment n counts iff t < frames[n] (all when None) and max_b mel[n, b, t] > SILENCE."""
+    mel = np.asarray(mel)
+    if mel.ndim != 3:
+        raise ValueError(f"mel: expected [N, bins, frames], got shape {mel.shape}")
+    loud = mel.max(axis=1) > SILENCE
+    if frames is None:
+        return loud
+    frames = np.asarray(frames)
+    if frames.shape != (len(mel),):
+        raise ValueError(f"frames: expected shape ({len(mel)},), got {frames.shape}")
+    return loud & (np.arange(mel.shape[2])[None, :] < frames[:, None])
+
+
+def silence_share(mel: np.ndarray, frames: np.ndarray | None = None) -> float:
+    """Share of all N*F frames of mel [N, bins, F] that are silent or (with frames [N]) padding."""
+    return float(1.0 - counted_frames(mel, frames).mean()) if len(mel) else math.nan
+
+
+def synthetic_frames(mel: np.ndarray) -> np.ndarray:
+    """Valid frames [N] of generated mel [N, bins, F]: 1 + the last non-silent frame (at least 1).
+
+    A generator trained on padded segments draws the padding too; trimming the trailing silence
+    lets the yardstick embed a synthetic segment as it embeds a real one (padding masked).
+    """
+    loud = counted_frames(mel)
+    last = loud.shape[1] - np.argmax(loud[:, ::-1], axis=1)  # 1 + index of the last loud frame
+    return np.where(loud.any(axis=1), last, 1).astype(np.int64)
+
+
+def mad(real: np.ndarray, real_frames: np.ndarray, synthetic: np.ndarray) -> float:
+    """MAD = (1/B) sum_b W1(R_b, S_b), real [N, B, F], real_frames [N], synthetic [M, B, F'].
+
+    R_b (S_b) is the multiset of values of bin b over the counted frames (:func:`counted_frames`)
+    of the real (synthetic) segments, and W1(P, Q) = int |F_P(v) - F_Q(v)| dv, which for two sets
+    of equal size n is (1/n) sum_i |p_(i) - q_(i)| over their sorted values. NaN if either side
+    has no counted frame.
+    """
+    real, synthetic = np.asarray(real), np.asarray(synthetic)
+    if synthetic.ndim != 3 or real.ndim != 3 or real.shape[1] != synthetic.shape[1]:
+        raise ValueError(f"mad: expected real [N, B, F] and synthetic [M, B, F'], got {real.shape}, {synthetic.shape}")
+    r_mask, s_mask = counted_frames(real, real_frames), counted_frames(synthetic)
+    if not r_mask.any() or not s_mask.any():
+        return math.nan
+    # [B, K] values per bin: moving bins first lets one boolean index pick the counted frames.
+    r_vals = np.moveaxis(real, 1, 0)[:, r_mask]
+    s_vals = np.moveaxis(synthetic, 1, 0)[:, s_mask]
+    return float(np.mean([wasserstein_distance(r.astype(np.float64), s.astype(np.float64))
+                          for r, s in zip(r_vals, s_vals, strict=True)]))
+
+
+def frechet_from_moments(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """FD = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2}); mu [D], S [D, D] symmetric PSD.
+
+    Tr((S_a S_b)^{1/2}) = sum_i sqrt(lambda_i), lambda = eig(A S_b A), A = S_a^{1/2}: S_a S_b = A (A S_b)
+    has the eigenvalues of (A S_b) A, a symmetric PSD matrix, so they are real and >= 0 even when
+    the covariances are singular (fewer samples than dimensions). ``eigh`` then needs no ridge and
+    leaves no imaginary part; eigenvalues below 0 are round-off and are clipped, as is FD below 0.
+    """
+    mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
+    cov_a, cov_b = np.asarray(cov_a, np.float64), np.asarray(cov_b, np.float64)
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = root_a @ cov_b @ root_a
+    lam = np.linalg.eigvalsh((m + m.T) / 2.0)  # symmetrised: round-off makes m slightly asymmetric
+    trace_root = float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+    diff = mu_a - mu_b
+    return max(float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_root), 0.0)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """FD between Gaussians fitted to a [N, D] and b [M, D] (rows = samples; mean and covariance with ddof 1)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"frechet_distance: expected [N, D] and [M, D], got {a.shape} and {b.shape}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"frechet_distance: a covariance needs >= 2 samples, got {len(a)} and {len(b)}")
+    return frechet_from_moments(a.mean(0), np.cov(a, rowvar=False, ddof=1).reshape(a.shape[1], -1),
+                                b.mean(0), np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], -1))
+
+
+def mean_pairwise_distance(x: np.ndarray) -> float:
+    """(2 / (N (N - 1))) sum_{i < j} ||x_i - x_j||_2 over the rows of x [N, D]; N >= 2."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"mean_pairwise_distance: expected [N, D] with N >= 2, got shape {x.shape}")
+    # Row by row rather than through the Gram matrix: exact zeros for identical rows, O(N D) memory.
+    total = sum(float(np.linalg.norm(x[i + 1:] - x[i], axis=1).sum()) for i in range(len(x) - 1))
+    return total / (len(x) * (len(x) - 1) / 2)
+
+
+# ---------------------------------------------------------------------------------------------- store: read
+
+
+@dataclass
+class _Synthetic:
+    name: str
+    mel: np.ndarray  # [M, C, F] float16
+    emotion: np.ndarray  # [M] int64
+    training_speakers: list[str]  # "corpus:speaker"
+    recipe: dict | None  # the generator's recipe, when recorded
+    config_hash: str
+
+
+@dataclass
+class _Corpus:
+    name: str
+    mel: np.ndarray  # [N, C, F] float16
+    frames: np.ndarray  # [N] int64
+    emotion: np.ndarray  # [N] int64, per segment
+    speaker: np.ndarray  # [N] str, per segment
+    config_hash: str
+
+
+def _set_names(store: Path, job: QualityJob) -> list[str]:
+    """The sets ``job`` asks for: the named one, or every set without /quality (every set with overwrite)."""
+    with st.open_store(store) as f:
+        sets = st.visible(f["synthetic"]) if "synthetic" in f else []
+        done = set(st.visible(f["quality"])) if "quality" in f else set()
+    if not sets:
+        raise EmodiffError(f"{store}: holds no synthetic set (expected /synthetic/NAME); run `emodiff sample` first")
+    if job.synthetic is None:
+        return [s for s in sets if job.overwrite or s not in done]
+    if job.synthetic not in sets:
+        raise EmodiffError(f"{store}: no synthetic set {job.synthetic!r}; sets: {', '.join(sets)}")
+    if job.synthetic in done and not job.overwrite:
+        raise EmodiffError(f"{store}: already holds /quality/{job.synthetic}; pass --overwrite to replace it")
+    return [job.synthetic]
+
+
+def _read_synthetic(store: Path, name: str) -> _Synthetic:
+    with st.open_store(store) as f:
+        g = f[f"synthetic/{name}"]
+        if "mel" not in g or "emotion" not in g:
+            raise EmodiffError(f"{store}: /synthetic/{name} lacks mel or emotion (expected emodiff sample's layout)")
+        mel, emotion = g["mel"][()].astype(np.float16), g["emotion"][()].astype(np.int64)
+        attrs = st.attrs_dict(g)
+    if mel.ndim != 3 or emotion.shape != (len(mel),):
+        raise EmodiffError(f"{store}: /synthetic/{name}: expected mel [M, bins, frames] and emotion [M], "
+                           f"got {mel.shape} and {emotion.shape}")
+    if len(emotion) and (emotion.min() < 0 or emotion.max() >= len(EMOTIONS)):
+        raise EmodiffError(f"{store}: /synthetic/{name}/emotion holds ids outside 0..{len(EMOTIONS) - 1}")
+    speakers = json.loads(str(attrs["training_speakers"])) if "training_speakers" in attrs else []
+    recipe = json.loads(str(attrs["recipe"])) if "recipe" in attrs else None
+    return _Synthetic(name, mel, emotion, [str(s) for s in speakers], recipe, str(attrs.get("config_hash", "")))
+
+
+def imitated_corpus(training_speakers: list[str]) -> str | None:
+    """The corpus most ``corpus:speaker`` entries name (ties: the first in sorted order); None if none do."""
+    counts = Counter(s.partition(":")[0] for s in training_speakers if ":" in s)
+    return min(counts, key=lambda c: (-counts[c], c)) if counts else None
+
+
+def _read_corpus(store: Path, corpus: str, synthetic: str) -> _Corpus:
+    with st.open_store(store) as f:
+        if f"corpora/{corpus}" not in f:
+            raise EmodiffError(f"{store}: corpus {corpus} is not prepared (expected /corpora/{corpus} to compare "
+                               f"/synthetic/{synthetic} with); run `emodiff prepare {corpus} ROOT` first")
+        g = f[f"corpora/{corpus}"]
+        table = st.read_table(g["utterances"])
+        utt = g["segments/utt"][()]
+        return _Corpus(corpus, g["segments/mel"][()].astype(np.float16), g["segments/frames"][()].astype(np.int64),
+                       table["emotion"].astype(np.int64)[utt], table["speaker"][utt],
+                       str(g.attrs.get("config_hash", "")))
+
+
+def _classifier(job: QualityJob, synth: _Synthetic) -> tuple[ClassifierConfig, str]:
+    """(config, where it came from): the job's, else the set's recipe's classifier section, else the demo recipe's."""
+    if job.classifier is not None:
+        return job.classifier, "job"
+    if synth.recipe is not None:
+        where = f"{job.store}:/synthetic/{synth.name}:recipe"
+        return recipe_from_dict(synth.recipe, where).classifier, f"/synthetic/{synth.name} recipe"
+    return load_recipe(DEFAULT_RECIPE).classifier, f"{DEFAULT_RECIPE} recipe"
+
+
+# ---------------------------------------------------------------------------------------------- compute
+
+
+@dataclass
+class _Yardstick:
+    """The classifier trained on all real segments, with its embeddings [N, 2H] and predictions [N] of them."""
+
+    model: CnnBlstm
+    real_embed: np.ndarray
+    real_pred: np.ndarray
+    accuracy: float  # segment-level UAR on its own training segments
+
+
+@torch.no_grad()
+def embed_segments(model: CnnBlstm, mel: np.ndarray, frames: np.ndarray, device: torch.device,
+                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings [N, 2H] float64, predicted class [N]) of mel [N, C, F] with valid frames [N], in eval mode."""
+    model.eval()
+    emb, pred = [], []
+    for lo in range(0, len(mel), batch_size):
+        x = torch.from_numpy(np.asarray(mel[lo:lo + batch_size], np.float32)).to(device)
+        e = model.embed(x, torch.from_numpy(np.asarray(frames[lo:lo + batch_size], np.int64)).to(device))
+        emb.append(e.double().cpu().numpy())
+        pred.append(model.out(e).argmax(dim=1).cpu().numpy())
+    if not emb:
+        return np.zeros((0, 2 * model.cfg.lstm_hidden)), np.zeros(0, np.int64)
+    return np.concatenate(emb), np.concatenate(pred)
+
+
+def _train_yardstick(cfg: ClassifierConfig, real: _Corpus, device: torch.device) -> _Yardstick:
+    """fit() on every real segment for cfg.epochs epochs (no selection), seeded by cfg.seed."""
+    data = Segments(torch.from_numpy(real.mel), torch.from_numpy(real.frames), torch.from_numpy(real.emotion))
+    model = fit(cfg, data, device).model
+    emb, pred = embed_segments(model, real.mel, real.frames, device, cfg.batch_size)
+    return _Yardstick(model, emb, pred, uar(real.emotion, pred))
+
+
+def _recall(pred: np.ndarray, label: int) -> float:
+    return float(np.mean(pred == label)) if len(pred) else math.nan
+
+
+def _row(k: int, real: _Corpus, ref: np.ndarray, synth: _Synthetic, s_embed: np.ndarray, s_pred: np.ndarray,
+         yard: _Yardstick) -> EmotionQuality:
+    """The metrics of emotion k: real reference rows ``ref`` [N] bool, synthetic rows by their emotion."""
+    r_rows = np.flatnonzero(ref & (real.emotion == k))
+    s_rows = np.flatnonzero(synth.emotion == k)
+    notes = []
+    value = mad(real.mel[r_rows], real.frames[r_rows], synth.mel[s_rows])
+    if math.isnan(value):
+        notes.append("mad: no non-silent frame on one side")
+    r_emb, s_emb = yard.real_embed[r_rows], s_embed[s_rows]
+    fd = div_s = div_r = math.nan
+    if len(r_rows) >= 2 and len(s_rows) >= 2:
+        fd = frechet_distance(r_emb, s_emb)
+    else:
+        notes.append(f"frechet: needs >= 2 real and >= 2 synthetic segments, has {len(r_rows)} and {len(s_rows)}")
+    if len(s_rows) >= 2:
+        div_s = mean_pairwise_distance(s_emb)
+    else:
+        notes.append("diversity_synthetic: needs >= 2 synthetic segments")
+    if len(r_rows) >= 2:
+        div_r = mean_pairwise_distance(r_emb)
+    else:
+        notes.append("diversity_real: needs >= 2 real segments")
+    return EmotionQuality(
+        emotion=EMOTIONS[k], mad=value, frechet=fd, consistency=_recall(s_pred[s_rows], k),
+        diversity_synthetic=div_s, diversity_real=div_r, n_real=len(r_rows), n_synthetic=len(s_rows),
+        recall_real=_recall(yard.real_pred[r_rows], k),
+        silence_real=silence_share(real.mel[r_rows], real.frames[r_rows]),
+        silence_synthetic=silence_share(synth.mel[s_rows]), note="; ".join(notes))
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+@dataclass
+class _Pair:
+    """A synthetic set and its real reference, checked against each other."""
+
+    synth: _Synthetic
+    real: _Corpus
+    ref: np.ndarray  # [N] bool: the real segments to compare with
+    speakers: list[str]  # the reference speakers, "corpus:speaker"
+    common: list[int]  # emotion ids present in both
+
+
+def _pair(store: Path, synth: _Synthetic, real: _Corpus) -> _Pair:
+    """Check that ``synth`` can be compared with ``real`` (before any training) and pick the reference."""
+    if synth.mel.shape[1:] != real.mel.shape[1:]:
+        raise EmodiffError(f"{store}: /synthetic/{synth.name} segments are {synth.mel.shape[1:]}, /corpora/{real.name}"
+                           f" segments are {real.mel.shape[1:]}; expected the same shape")
+    # The reference is what the generator imitated: its training speakers of this corpus (the
+    # whole corpus when it saw none of them, i.e. a set compared with another corpus on purpose).
+    seen = sorted({s.partition(":")[2] for s in synth.training_speakers if s.partition(":")[0] == real.name})
+    ref = np.isin(real.speaker, seen) if seen else np.ones(len(real.speaker), bool)
+    if not ref.any():
+        raise EmodiffError(f"{store}: /corpora/{real.name} holds none of the speakers /synthetic/{synth.name} "
+                           f"was trained on ({', '.join(seen)})")
+    common = [k for k in range(len(EMOTIONS)) if (synth.emotion == k).any() and (real.emotion[ref] == k).any()]
+    if not common:
+        raise EmodiffError(f"{store}: /synthetic/{synth.name} and /corpora/{real.name} share no emotion")
+    speakers = seen or sorted(set(real.speaker.tolist()))
+    return _Pair(synth, real, ref, [f"{real.name}:{s}" for s in speakers], common)
+
+
+def _measure(pair: _Pair, yard: _Yardstick, cfg: ClassifierConfig, device: torch.device) -> list[EmotionQuality]:
+    """Per-emotion rows for every emotion present in both sets."""
+    synth = pair.synth
+    s_embed, s_pred = embed_segments(yard.model, synth.mel, synthetic_frames(synth.mel), device, cfg.batch_size)
+    return [_row(k, pair.real, pair.ref, synth, s_embed, s_pred, yard) for k in pair.common]
+
+
+# ---------------------------------------------------------------------------------------------- store: write
+
+
+def _write(store: Path, result: QualityResult, config: dict, overwrite: bool) -> None:
+    """Write ``/quality/<set>``: the per_emotion table and the group attrs (docs/quality.md)."""
+    with st.write_group(store, f"quality/{result.synthetic}", config=config, overwrite=overwrite,
+                        what=f"quality {result.synthetic}") as g:
+        columns: dict[str, list | np.ndarray] = {}
+        for f in fields(EmotionQuality):
+            values = [getattr(r, f.name) for r in result.rows]
+            columns[f.name] = (np.array(values, np.int64) if f.type == "int" else np.array(values, np.float64)
+                               if f.type == "float" else [str(v) for v in values])
+        st.write_table(g.create_group("per_emotion"), columns)
+        g.attrs.update(
+            corpus=result.corpus, synthetic=result.synthetic, classifier=json.dumps(asdict(result.classifier)),
+            classifier_source=result.classifier_source, seed=result.classifier.seed, mad_definition=MAD_DEFINITION,
+            mad_mean=result.mad_mean, consistency_mean=result.consistency_mean,
+            real_accuracy_on_train=result.real_accuracy_on_train, silence_threshold=SILENCE,
+            real_speakers=json.dumps(result.real_speakers))
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+def assess(job: QualityJob) -> list[QualityResult]:
+    """Measure each set ``job`` names (see QualityJob.synthetic) and write ``/quality/<set>``; one result per set.
+
+    One yardstick classifier is trained per (corpus, classifier config) and shared by the sets
+    that use it.
+    """
+    store = Path(job.store)
+    names = _set_names(store, job)
+    device = resolve_device(job.device)
+    corpora: dict[str, _Corpus] = {}
+    yardsticks: dict[tuple[str, ClassifierConfig], _Yardstick] = {}
+    results = []
+    for name in names:
+        start = time.perf_counter()
+        synth = _read_synthetic(store, name)
+        corpus = job.corpus or imitated_corpus(synth.training_speakers)
+        if corpus is None:
+            raise EmodiffError(f"{store}: /synthetic/{name} records no training_speakers (corpus:speaker); "
+                               "name the real corpus it imitates (corpus=...)")
+        if corpus not in corpora:
+            corpora[corpus] = _read_corpus(store, corpus, name)
+        real = corpora[corpus]
+        pair = _pair(store, synth, real)  # every check before the yardstick trains, to fail at once
+        cfg, source = _classifier(job, synth)
+        if (corpus, cfg) not in yardsticks:
+            yardsticks[(corpus, cfg)] = _train_yardstick(cfg, real, device)
+        yard = yardsticks[(corpus, cfg)]
+        rows = _measure(pair, yard, cfg, device)
+        result = QualityResult(
+            group=f"/quality/{name}", synthetic=name, corpus=corpus, rows=rows,
+            mad_mean=_nanmean([r.mad for r in rows]), consistency_mean=_nanmean([r.consistency for r in rows]),
+            real_accuracy_on_train=yard.accuracy, classifier=cfg, classifier_source=source, seconds=0.0,
+            real_speakers=pair.speakers)
+        config = {"synthetic": name, "synthetic_config_hash": synth.config_hash, "corpus": corpus,
+                  "corpus_config_hash": real.config_hash, "classifier": asdict(cfg), "silence": SILENCE}
+        _write(store, result, config, job.overwrite)
+        result.seconds = time.perf_counter() - start
+        results.append(result)
+    return results
+
+
+def assess_missing(store: Path, device: str = "auto") -> list[QualityResult]:
+    """``assess`` every synthetic set that has no ``/quality`` group yet; [] when there is none to do
+    (also when the store holds no synthetic set at all, so that a report can always call it)."""
+    with st.open_store(Path(store)) as f:
+        if "synthetic" not in f or not st.visible(f["synthetic"]):
+            return []
+    return assess(QualityJob(store=Path(store), device=device))

@@ -1,0 +1,232 @@
+"""``emodiff report``: a store -> a self-contained folder (index.html, report.md, PNG figures, WAV clips).
+
+The folder needs no network to view: inline CSS, no scripts, figures and clips by relative
+path. It is built beside ``out`` under a temporary name and renamed into place at the end, so
+an interrupted run leaves any earlier report as it was. Each section appears only when the
+store holds its data; otherwise the page says which command makes it (docs/report.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+
+from emodiff import __version__
+from emodiff import store as st
+from emodiff.emotions import EMOTIONS
+from emodiff.errors import EmodiffError
+from emodiff.report import figures
+from emodiff.report.audio import write_clip
+from emodiff.report.blocks import AudioGrid, Clip
+from emodiff.report.collect import StoreContents, collect
+from emodiff.report.document import LEAKY, Artifacts, MelFigure, document, missing_notes
+from emodiff.report.examples import real_examples, synthetic_examples
+from emodiff.report.experiments import condition, experiments
+from emodiff.report.html import GENERATOR, render_html
+from emodiff.report.markdown import render_markdown
+from emodiff.report.optional import VOCODER_KINDS, VocoderKind, assess_quality, load_vocoder
+
+__all__ = ["ReportResult", "build_report", "VOCODER_KINDS"]
+
+
+@dataclass
+class ReportResult:
+    out: Path  # the report folder
+    index: Path  # out/index.html
+    markdown: Path  # out/report.md
+    figures: list[Path]
+    clips: list[Path]
+    missing: list[str]  # the page's sentences about parts of the pipeline not run yet
+    vocoder: str  # the vocoder's name, "" when there is no audio
+    seconds: float
+
+
+def build_report(store: Path, out: Path, *, quality: bool = False, vocoder: VocoderKind = "auto",
+                 examples: int = 1, device: str = "auto") -> ReportResult:
+    """Write the report of ``store`` into the folder ``out`` (replacing an earlier report there).
+
+    ``quality`` first computes the quality metrics the store lacks (``emodiff.quality``, when
+    installed); ``examples`` clips per emotion and source are vocoded with ``vocoder`` on
+    ``device`` (0: no audio). Raises EmodiffError for a missing or unreadable store, an ``out``
+    that exists and is not an emodiff report, or bad arguments.
+    """
+    start = time.perf_counter()
+    if vocoder not in VOCODER_KINDS:
+        raise EmodiffError(f"--vocoder {vocoder!r}: expected one of {', '.join(VOCODER_KINDS)}")
+    if examples < 0:
+        raise EmodiffError(f"--examples must be 0 or more, got {examples}")
+    store, out = Path(store), Path(out)
+    with st.open_store(store):  # a missing or non-HDF5 store fails here, before anything is written
+        pass
+    _check_out(out)
+    art = Artifacts()
+    if quality:
+        art.quality_note = assess_quality(store, _device(device))
+    contents = collect(store)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        (tmp / "figures").mkdir(parents=True)
+        (tmp / "audio").mkdir()
+        pngs = _draw_figures(contents, tmp, art)
+        clips, voc_name = _write_audio(contents, tmp, art, vocoder, examples, device)
+        art.facts = [("store", str(store.resolve())),
+                     ("made", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+                     ("emodiff", __version__), ("vocoder", voc_name or "none (no audio)")]
+        doc = document(contents, art, _versions())
+        (tmp / "index.html").write_text(render_html(doc), encoding="utf-8")
+        (tmp / "report.md").write_text(render_markdown(doc), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ReportResult(out=out, index=out / "index.html", markdown=out / "report.md",
+                        figures=[out / p.relative_to(tmp) for p in pngs],
+                        clips=[out / p.relative_to(tmp) for p in clips], missing=missing_notes(doc),
+                        vocoder=voc_name, seconds=time.perf_counter() - start)
+
+
+def _check_out(out: Path) -> None:
+    """``out`` may be new, an empty folder, or an earlier report; anything else is refused (we replace it)."""
+    if not out.exists():
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise EmodiffError(f"{out}: cannot create the report folder there ({err.strerror})") from None
+        if not os.access(out.parent, os.W_OK):
+            raise EmodiffError(f"{out.parent}: not writable; choose another --out")
+        return
+    if not out.is_dir():
+        raise EmodiffError(f"{out}: exists and is not a folder; choose another --out")
+    index = out / "index.html"
+    if any(out.iterdir()) and not (index.is_file() and GENERATOR in index.read_text(errors="replace")[:2000]):
+        raise EmodiffError(f"{out}: exists and is not an emodiff report (no index.html made by `emodiff report`); "
+                           "choose another --out")
+
+
+def _device(device: str) -> str:
+    from emodiff.devices import resolve_device  # imports torch: only when quality or audio needs a device
+
+    return str(resolve_device(device))
+
+
+def _slug(name: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "x"
+    slug, k = base, 2
+    while slug in taken:
+        slug, k = f"{base}-{k}", k + 1
+    taken.add(slug)
+    return slug
+
+
+def _draw_figures(c: StoreContents, tmp: Path, art: Artifacts) -> list[Path]:
+    taken: set[str] = set()
+    pngs: list[Path] = []
+
+    def png(stem: str) -> tuple[Path, str]:
+        rel = f"figures/{_slug(stem, taken)}.png"
+        pngs.append(tmp / rel)
+        return tmp / rel, rel
+
+    for r in c.results:
+        if r.confusion is not None:
+            path, rel = png(f"confusion-{r.name}")
+            uar = f": UAR {100 * r.uar[0]:.2f} %" if r.uar else ""
+            figures.confusion_png(path, r.confusion, f"{r.name}{uar}" + (f"  {LEAKY}" if r.leaky else ""))
+            art.confusion[r.name] = rel
+    with st.open_store(c.path) as f:
+        for s in c.synthetic:
+            corpus = next((k for k in s.corpora if c.corpus(k)), "")
+            rows = [(corpus, [_first(real_examples(f, corpus, e, 1)) for e in range(len(EMOTIONS))])] if corpus else []
+            rows.append((s.name, [_first(synthetic_examples(f, s.name, e, 1)) for e in range(len(EMOTIONS))]))
+            path, rel = png(f"mels-{s.name}")
+            figures.mels_png(path, rows, f"real ({corpus}) and synthetic ({s.name})" if corpus else s.name)
+            art.mels.append(MelFigure(rel, s.name, corpus))
+        if not c.synthetic and c.corpora:
+            rows = [(x.stats.name, [_first(real_examples(f, x.stats.name, e, 1)) for e in range(len(EMOTIONS))])
+                    for x in c.corpora]
+            path, rel = png("mels-real")
+            figures.mels_png(path, rows, "real segments per emotion")
+            art.mels += [MelFigure(rel, "", ", ".join(x.stats.name for x in c.corpora))]
+    for e in experiments(c.results):
+        if e.kind != "adaptation":
+            continue
+        lines: dict[str, figures.Curve] = {}
+        for r in sorted(e.results, key=lambda r: r.target_fraction or 0.0):
+            if r.uar is None or r.target_fraction is None:
+                continue
+            label = condition(r).label
+            curve = lines.setdefault(label, figures.Curve(label, [], [], []))
+            curve.fraction.append(r.target_fraction)
+            curve.mean.append(100 * r.uar[0])
+            curve.std.append(100 * r.uar[1])
+            if r.leaky and LEAKY not in curve.label:
+                curve.label += f" {LEAKY}"
+        path, rel = png(f"adaptation-{e.train_corpus}-{e.test_corpus}")
+        figures.adaptation_png(path, list(lines.values()), e.title)
+        art.adaptation[e.title] = rel
+    return pngs
+
+
+def _first(items: list) -> object:
+    return items[0].mel if items else None
+
+
+def _write_audio(c: StoreContents, tmp: Path, art: Artifacts, kind: VocoderKind, k: int,
+                 device: str) -> tuple[list[Path], str]:
+    """Vocoded real and synthetic clips per emotion -> art.audio; (files, vocoder name)."""
+    real = list(dict.fromkeys(x for s in c.synthetic for x in s.corpora if c.corpus(x)))
+    if not real and c.corpora:
+        real = [c.corpora[0].stats.name]
+    sources = [("real", name) for name in real] + [("synthetic", s.name) for s in c.synthetic]
+    if not sources:
+        art.audio_note = "No audio: the store holds no mels yet; run `emodiff prepare CORPUS ROOT`."
+        return [], ""
+    if k == 0:
+        art.audio_note = "No audio: the report was made with `--examples 0`."
+        return [], ""
+    voc, art.audio_note = load_vocoder(kind, _device(device))
+    if voc is None:
+        return [], ""
+    files: list[Path] = []
+    taken: set[str] = set()
+    rows = []
+    with st.open_store(c.path) as f:
+        for e, emotion in enumerate(EMOTIONS):
+            columns = []
+            for what, name in sources:
+                picks = real_examples(f, name, e, k) if what == "real" else synthetic_examples(f, name, e, k)
+                clips = []
+                for ex in picks:
+                    rel = f"audio/{_slug(f'{what}-{name}-{emotion}-{ex.key}', taken)}.wav"
+                    write_clip(tmp / rel, voc, ex.mel)
+                    files.append(tmp / rel)
+                    clips.append(Clip(rel, ex.label))
+                columns.append(clips)
+            rows.append((emotion, columns))
+    headers = [f"real: {name}" if what == "real" else f"synthetic: {name}" for what, name in sources]
+    art.audio = AudioGrid(f"Vocoded with {voc.name} at {voc.sample_rate} Hz: up to {k} clip(s) per emotion and "
+                          "source, chosen as in Figure 2 (labels: utterance id, or #row and speaker of a synthetic "
+                          "segment).", headers, rows)
+    return files, voc.name
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "emodiff": __version__}
+    for pkg in ("torch", "numpy", "h5py", "matplotlib", "soundfile"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[pkg] = importlib.metadata.version(pkg)
+    out["HDF5"] = h5py.version.hdf5_version
+    return out

@@ -1,0 +1,373 @@
+"""What the store holds -> the report's sections (blocks.py), each only when its data is there.
+
+A part of the pipeline that has not run yet gets one sentence naming the command that makes it.
+Numbers are formatted here and nowhere else: UAR, WA and macro-F1 as % with two decimals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from emodiff.emotions import EMOTIONS
+from emodiff.report.blocks import AudioGrid, Block, Details, Document, Figure, Gallery, Paragraph, Section, Table
+from emodiff.report.collect import GroupMeta, ResultInfo, StoreContents
+from emodiff.report.examples import MIN_FRAMES
+from emodiff.report.experiments import Experiment, classifier_words, condition, experiments, setting_sentence
+
+LEAKY = "⚠ leaky"
+LEAK_NOTE = (f"{LEAKY}: the generator of the synthetic set this result used was trained on speakers that the result "
+             "tests or validates on (`classify --allow-leak`), so its numbers overstate what synthetic data brings.")
+QUALITY_HEADERS = {  # /quality table columns -> headers; others are shown under their own name
+    "mad": "MAD", "frechet": "Fréchet distance", "consistency": "emotion consistency",
+    "diversity_synthetic": "diversity, synthetic", "diversity_real": "diversity, real",
+    "n_real": "n real", "n_synthetic": "n synthetic", "recall_real": "recall, real",
+    "silence_real": "silence share, real", "silence_synthetic": "silence share, synthetic",
+}
+TABLE_NAMES = {"within": "Table 2", "cross": "Table 3", "adaptation": "Adaptation"}
+MAX_SPEAKERS_SHOWN = 8
+
+
+@dataclass
+class MelFigure:
+    src: str
+    set_name: str  # "" for real segments only
+    corpus: str  # the real corpus beside it, "" if none
+
+
+@dataclass
+class Artifacts:
+    """Files build_report drew for the page, by relative path, and why some could not be made."""
+
+    confusion: dict[str, str] = field(default_factory=dict)  # result name -> PNG
+    mels: list[MelFigure] = field(default_factory=list)
+    adaptation: dict[str, str] = field(default_factory=dict)  # experiment title -> PNG
+    audio: AudioGrid | None = None
+    audio_note: str = ""  # why there is no audio; with audio, the vocoder's warnings (a fallback)
+    quality_note: str | None = None  # from --quality when the module is missing
+    facts: list[tuple[str, str]] = field(default_factory=list)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def mean_std(pair: tuple[float, float] | None) -> str:
+    return "—" if pair is None else f"{pct(pair[0])} ± {pct(pair[1])}"
+
+
+def number(x: float) -> str:
+    """A quality metric: integers as integers, else four significant figures; NaN (undefined) as a dash."""
+    if math.isnan(x):
+        return "—"
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e9 else f"{x:.4g}"
+
+
+def document(c: StoreContents, art: Artifacts, versions: dict[str, str]) -> Document:
+    exps = experiments(c.results)
+    sections = [
+        Section("summary", "Store summary", summary_blocks(c)),
+        Section("quality", "Table 1: quality of the synthetic sets", quality_blocks(c, art.quality_note)),
+        Section("classification", "Tables 2 and 3: emotion recognition (UAR)", results_blocks(c, exps)),
+        Section("mels", "Figure 2: real and synthetic mels", mel_blocks(c, art)),
+        Section("confusion", "Figure 3: confusion matrices", confusion_blocks(c, art)),
+        Section("adaptation", "Figure 4: adaptation to a target corpus", adaptation_blocks(exps, art)),
+        Section("audio", "Audio examples", audio_blocks(c, art)),
+        Section("provenance", "Provenance", provenance_blocks(c, versions)),
+    ]
+    return Document(title="emodiff report", facts=art.facts, sections=sections)
+
+
+def missing_notes(doc: Document) -> list[str]:
+    """The page's sentences about parts not run yet and problems (for the command line), each once."""
+    return list(dict.fromkeys(b.text for s in doc.sections for b in s.blocks
+                              if isinstance(b, Paragraph) and b.tone != "plain"))
+
+
+# --- 1. summary -------------------------------------------------------------------------------
+
+
+def summary_blocks(c: StoreContents) -> list[Block]:
+    out: list[Block] = [Paragraph(f"Everything below is read from `{c.path}`.")]
+    out += [Paragraph(p, "warning") for p in c.problems]
+    if c.corpora:
+        rows = [[s.name, str(s.utterances), str(s.speakers), f"{s.hours:.2f}",
+                 *(str(s.per_emotion[e][0]) for e in EMOTIONS), str(s.segments)] for s in (x.stats for x in c.corpora)]
+        out.append(Table("Corpora (`emodiff prepare`): utterances per emotion", ["corpus", "utterances", "speakers",
+                         "hours", *EMOTIONS, "segments"], rows, [False] + [True] * (4 + len(EMOTIONS))))
+    else:
+        out.append(Paragraph("No prepared corpus: run `emodiff prepare CORPUS ROOT`.", "missing"))
+    if c.embeddings:
+        rows = [[e.model, e.corpus, str(e.utterances), str(e.dim or ""), e.template] for e in c.embeddings]
+        out.append(Table("Text embeddings (`emodiff embed`)", ["model", "corpus", "utterances", "dim", "template"],
+                         rows, [False, False, True, True, False]))
+    else:
+        out.append(Paragraph("No text embeddings: run `emodiff embed`.", "missing"))
+    if c.runs:
+        rows = [[r.name, "" if r.step is None else str(r.step), ", ".join(r.corpora),
+                 _speakers(r.training_speakers), ", ".join(f"{k} {v:.4g}" for k, v in r.final.items() if _is_loss(k)),
+                 r.sha256[:12]] for r in c.runs]
+        out.append(Table("Training runs (`emodiff train`, `/runs`)", ["run", "steps", "corpora", "training speakers",
+                         "final losses", "checkpoint sha256"], rows, [False, True, False, False, False, False],
+                         notes=["Full checkpoint hashes are under Provenance."]))
+    else:
+        out.append(Paragraph("No training run: run `emodiff train --recipe demo`.", "missing"))
+    if c.synthetic:
+        rows = [[s.name, str(s.n), *map(str, s.per_emotion), s.sampler, "" if s.steps is None else str(s.steps),
+                 "" if s.seed is None else str(s.seed), s.run, _speakers(s.training_speakers)] for s in c.synthetic]
+        out.append(Table("Synthetic sets (`emodiff sample`): segments per emotion", ["set", "segments", *EMOTIONS,
+                         "sampler", "steps", "seed", "run", "generator's training speakers"], rows,
+                         [False] + [True] * (1 + len(EMOTIONS)) + [False, True, True, False, False]))
+    else:
+        out.append(Paragraph("No synthetic set: run `emodiff sample --n N` after `emodiff train`.", "missing"))
+    if c.results:
+        rows = [[r.name + (f" {LEAKY}" if r.leaky else ""), r.train_corpus, r.corpus, r.protocol or "?",
+                 condition(r).label, mean_std(r.uar), f"{r.folds_per_repeat} × {r.repeats}"] for r in c.results]
+        out.append(Table("Results (`emodiff classify`, `/results`)", ["result", "train corpus", "test corpus",
+                         "protocol", "trained on", "UAR %", "folds × repeats"], rows,
+                         [False] * 5 + [True, True], leaky_rows={i for i, r in enumerate(c.results) if r.leaky}))
+    else:
+        out.append(Paragraph("No classification results: run `emodiff classify --loso`.", "missing"))
+    return out
+
+
+def _is_loss(metric: str) -> bool:
+    """The loss terms among a run's final_* attrs (not lr, grad_norm or speed)."""
+    return any(part in metric for part in ("loss", "mse", "vb"))
+
+
+def _speakers(speakers: list[str]) -> str:
+    if len(speakers) <= MAX_SPEAKERS_SHOWN:
+        return ", ".join(speakers)
+    return f"{len(speakers)}: " + ", ".join(speakers[:MAX_SPEAKERS_SHOWN]) + ", ..."
+
+
+# --- 2. quality -------------------------------------------------------------------------------
+
+
+def quality_blocks(c: StoreContents, note: str | None) -> list[Block]:
+    out: list[Block] = [Paragraph(note, "warning")] if note else []
+    known = list(QUALITY_HEADERS)
+    for q in c.quality:
+        # HDF5 lists datasets by name; show the known metrics in their documented order, then the rest
+        keys = sorted(q.columns, key=lambda k: (known.index(k) if k in known else len(known), k))
+        headers = ["emotion", *(QUALITY_HEADERS.get(k, k) for k in keys), *q.text_columns]
+        rows = [[e, *(number(float(q.columns[k][i])) for k in keys), *(v[i] for v in q.text_columns.values())]
+                for i, e in enumerate(q.rows)]
+        notes = [f"Compared with real segments of {q.corpus}." if q.corpus else "",
+                 f"Yardstick classifier (for Fréchet distance, consistency, diversity): "
+                 f"{_classifier_text(q.classifier)}." if q.classifier else "",
+                 "Set-level values: " + ", ".join(f"{k} {number(v)}" for k, v in q.summary.items()) + "."
+                 if q.summary else "",
+                 "— marks a metric that is undefined for that emotion. How each metric is computed: "
+                 "docs/quality.md in the emodiff repository."]
+        out.append(Table(f"Table 1 — quality of `{q.name}` per emotion (`{q.meta.path}`)", headers, rows,
+                         [False] + [True] * len(q.columns) + [False] * len(q.text_columns),
+                         notes=[n for n in notes if n]))
+    assessed = {q.name for q in c.quality}
+    lacking = [s.name for s in c.synthetic if s.name not in assessed]
+    if not c.synthetic and not c.quality:
+        out.append(Paragraph("No quality metrics: they compare a synthetic set with real data, so run "
+                             "`emodiff sample --n N` first, then `emodiff report --quality`.", "missing"))
+    elif lacking:
+        out.append(Paragraph(f"No quality metrics for {', '.join(lacking)}: run `emodiff report --quality` "
+                             "(docs/quality.md).", "missing"))
+    return out
+
+
+def _classifier_text(stored: str) -> str:
+    """The `classifier` attr (JSON of its settings) in words; as stored when it is not such JSON."""
+    try:
+        settings = json.loads(stored)
+    except json.JSONDecodeError:
+        return stored
+    return classifier_words(settings) if isinstance(settings, dict) else stored
+
+
+# --- 3. tables 2 and 3 ------------------------------------------------------------------------
+
+
+def results_blocks(c: StoreContents, exps: list[Experiment]) -> list[Block]:
+    if not exps:
+        return [Paragraph("No classification results: run `emodiff classify --loso`.", "missing"),
+                Paragraph("The paper's rows are `emodiff classify --loso` with `--train-on real`, `--train-on "
+                          "synthetic`, `--train-on real+synthetic` and `--augment synthetic+mixup`.")]
+    corpora = {x.stats.name: x.stats for x in c.corpora}
+    out: list[Block] = [experiment_table(e, corpora) for e in exps]
+    kinds = {e.kind for e in exps}
+    if "within" not in kinds:
+        out.append(Paragraph("No within-corpus results (Table 2): run `emodiff classify --loso`.", "missing"))
+    if "cross" not in kinds:
+        out.append(Paragraph("No cross-corpus results (Table 3): run `emodiff classify --train SOURCE --test TARGET` "
+                             "(the paper's: `--train iemocap --test msp-improv`).", "missing"))
+    return out
+
+
+def experiment_table(e: Experiment, corpora: dict) -> Table:
+    adapt = e.kind == "adaptation"
+    has_wa = any(r.wa is not None for r in e.results)
+    has_f1 = any(r.f1 is not None for r in e.results)
+    headers = ["trained on", "result", *(["target %"] if adapt else []), "UAR %", *(["WA %"] if has_wa else []),
+               *(["macro-F1 %"] if has_f1 else []), "folds × repeats", *([] if adapt else ["paper UAR %"])]
+    rows = []
+    for r in e.results:
+        row = [condition(r).label + (f" {LEAKY}" if r.leaky else ""), r.name]
+        if adapt:
+            row.append("" if r.target_fraction is None else f"{100 * r.target_fraction:g}")
+        row.append(mean_std(r.uar))
+        row += [mean_std(r.wa)] if has_wa else []
+        row += [mean_std(r.f1)] if has_f1 else []
+        row.append(f"{r.folds_per_repeat} × {r.repeats}")
+        if not adapt:
+            paper = e.paper_uar(r)
+            row.append("—" if paper is None else f"{paper:.2f}" if e.matches_paper else f"ref. {paper:.2f}")
+        rows.append(row)
+    numeric = [False, False] + [True] * (len(headers) - 2)
+    notes = ["UAR, WA and macro-F1: mean ± sample std over folds (and repeats), per utterance; from the result's "
+             "`uar_mean`/`uar_std` attrs (WA and macro-F1 from `wa_*`/`f1_*`, else from the folds' attrs).",
+             setting_sentence(e, corpora)]
+    if not adapt:
+        notes.append("paper UAR %: the paper's number for the same training set in the same experiment."
+                     if e.matches_paper else
+                     "paper UAR % (ref.): the paper's IEMOCAP figure for the same training set, shown as a reference "
+                     "only: a different corpus and protocol, not a like-for-like comparison.")
+    if any(r.leaky for r in e.results):
+        notes.append(LEAK_NOTE)
+    caption = f"{TABLE_NAMES[e.kind]} — UAR %, {e.title}"
+    return Table(caption, headers, rows, numeric, leaky_rows={i for i, r in enumerate(e.results) if r.leaky},
+                 notes=notes)
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def mel_blocks(c: StoreContents, art: Artifacts) -> list[Block]:
+    out: list[Block] = []
+    for m in art.mels:
+        if m.set_name:
+            beside = f"above it a real segment of {m.corpus} " if m.corpus else ""
+            cap = (f"Figure 2 — synthetic set `{m.set_name}`: the first segment drawn for each emotion, {beside}"
+                   f"(per emotion, the first utterance with a segment of at least {MIN_FRAMES} valid frames, else the "
+                   "longest segment; padding trimmed). "
+                   "Colour: the store's scaled log-mel, -1 = silence.")
+        else:
+            cap = (f"Figure 2 — real segments of {m.corpus} per emotion (the first utterance with a segment of at "
+                   f"least {MIN_FRAMES} valid frames, else the longest segment; padding trimmed). Colour: the "
+                   "store's scaled log-mel, -1 = silence.")
+        out.append(Figure(m.src, cap, f"mel spectrograms per emotion, {m.set_name or m.corpus}"))
+    if not c.synthetic:
+        out.append(Paragraph("No synthetic mels to show beside the real ones: run `emodiff sample --n N`.",
+                             "missing"))
+    if not art.mels and not c.corpora:
+        out.append(Paragraph("No mels at all: run `emodiff prepare CORPUS ROOT`.", "missing"))
+    return out
+
+
+def confusion_blocks(c: StoreContents, art: Artifacts) -> list[Block]:
+    out: list[Block] = []
+    shown: list[Figure] = []
+    for r in c.results:
+        src = art.confusion.get(r.name)
+        if src is None:
+            continue
+        conf = r.confusion
+        total = int(conf.sum()) if conf is not None else 0
+        leak = f" {LEAKY}." if r.leaky else ""
+        shown.append(Figure(src, f"Figure 3 — `{r.name}` ({condition(r).label}, {r.train_corpus} -> {r.corpus}, "
+                            f"{r.protocol}): summed over {r.folds_per_repeat} folds × {r.repeats} repeats "
+                            f"({total} test utterances).{leak}", f"confusion matrix of {r.name}"))
+    if shown:
+        out += [Paragraph("Rows are the true class, columns the predicted one; each row is normalised to its true "
+                          "class (its diagonal cell is that class's recall), and each cell shows the share and the "
+                          "count of test utterances."), Gallery(shown)]
+    if not c.results:
+        out.append(Paragraph("No confusion matrices: run `emodiff classify --loso`.", "missing"))
+    elif not art.confusion:
+        out.append(Paragraph("The results hold no per-fold `confusion` datasets to draw.", "warning"))
+    return out
+
+
+def adaptation_blocks(exps: list[Experiment], art: Artifacts) -> list[Block]:
+    adapt = [e for e in exps if e.kind == "adaptation"]
+    if not adapt:
+        return [Paragraph("No adaptation results: run `emodiff classify --train SOURCE --test TARGET "
+                          "--target-fraction 0,0.1,0.3,0.5` (one result per fraction).", "missing")]
+    out: list[Block] = []
+    for e in adapt:
+        leak = f" Lines marked {LEAKY} include leaky results." if any(r.leaky for r in e.results) else ""
+        out.append(Figure(art.adaptation[e.title], f"Figure 4 — {e.title}: UAR % (mean ± std over folds and "
+                          f"repeats) against the share of {e.test_corpus} added to the training data, one line per "
+                          f"training set.{leak}", f"adaptation curve {e.title}"))
+    return out
+
+
+def audio_blocks(c: StoreContents, art: Artifacts) -> list[Block]:
+    if art.audio is None:
+        return [Paragraph(art.audio_note or "No audio.", "missing" if not c.corpora else "warning")]
+    fallback: list[Block] = [Paragraph(art.audio_note, "warning")] if art.audio_note else []
+    same = Paragraph("Real clips are stored segments (padding trimmed) vocoded the same way as the synthetic ones, "
+                     "so the two differ only in where the mel came from.")
+    return [*fallback, art.audio, same]
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+def provenance_blocks(c: StoreContents, versions: dict[str, str]) -> list[Block]:
+    out: list[Block] = [Table("Software that made this report", ["package", "version"],
+                              [[k, v] for k, v in versions.items()], [False, False],
+                              notes=[f"The store was created by emodiff {c.root_version or '?'}."])]
+    metas = _all_meta(c)
+    if not metas:
+        return out
+    rows, leaky = [], set()
+    for i, (m, seeds) in enumerate(metas):
+        is_leaky = any(r.leaky and r.meta is m for r in c.results)
+        if is_leaky:
+            leaky.add(i)
+        created = m.created.replace("T", " ").replace("+00:00", " UTC")
+        rows.append([m.path + (f" {LEAKY}" if is_leaky else ""), created, m.version, m.config_hash[:12], seeds])
+    out.append(Table("Groups of the store: when and by what they were made",
+                     ["group", "created", "emodiff", "config sha256", "seeds"], rows, [False] * 5, leaky_rows=leaky))
+    ckpts = [[f"/runs/{r.name}", r.checkpoint, r.sha256] for r in c.runs]
+    ckpts += [[f"/synthetic/{s.name}", s.checkpoint, s.sha256] for s in c.synthetic]
+    if ckpts:
+        out.append(Table("Checkpoints and their sha256", ["group", "checkpoint", "sha256"], ckpts,
+                         [False] * 3))
+    out += [Details(f"{m.path}: config (recipe and settings that made it)", json.dumps(m.config, indent=2,
+                    sort_keys=True)) for m, _ in metas if m.config]
+    return out
+
+
+def _all_meta(c: StoreContents) -> list[tuple[GroupMeta, str]]:
+    out: list[tuple[GroupMeta, str]] = [(x.meta, "") for x in c.corpora]
+    out += [(x.meta, "") for x in c.embeddings]
+    out += [(x.meta, _config_seeds(x.meta.config)) for x in c.runs]
+    out += [(x.meta, "" if x.seed is None else f"seed={x.seed}") for x in c.synthetic]
+    out += [(x.meta, "") for x in c.quality]
+    out += [(r.meta, _result_seeds(r)) for r in c.results]
+    return out
+
+
+def _config_seeds(config: Any, prefix: str = "") -> str:
+    """Every `seed` key in a config, as path=value."""
+    found: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "seed" and not isinstance(v, (dict, list)):
+                    found.append(f"{path}{k}={v}")
+                else:
+                    walk(v, f"{path}{k}.")
+
+    walk(config, prefix)
+    return ", ".join(found)
+
+
+def _result_seeds(r: ResultInfo) -> str:
+    folds = sorted({f.seed for f in r.folds if f.seed is not None})
+    parts = [_config_seeds(r.meta.config)] + ([f"fold seeds {', '.join(map(str, folds))}"] if folds else [])
+    return ", ".join(p for p in parts if p)

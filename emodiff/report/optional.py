@@ -1,0 +1,56 @@
+"""The two parts of emodiff the report uses only when they are installed: quality metrics and the vocoder.
+
+Each coupling is one small function, so that the report works (and says what it lacks) before
+``emodiff/quality.py`` or ``emodiff/vocoder.py`` exists.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal, Protocol, get_args
+
+import numpy as np
+
+VocoderKind = Literal["auto", "hifigan", "griffin-lim"]
+VOCODER_KINDS: tuple[str, ...] = get_args(VocoderKind)
+
+
+class Vocoder(Protocol):
+    """``emodiff.vocoder``'s API: mel [80, F] in the store's [-1, 1] scaling -> float32 waveform."""
+
+    name: str
+    sample_rate: int
+
+    def __call__(self, mel: np.ndarray) -> np.ndarray: ...
+
+
+def assess_quality(store: Path, device: str) -> str | None:
+    """Compute the quality metrics the store lacks (``emodiff.quality.assess_missing``); a note if not installed."""
+    try:
+        from emodiff.quality import assess_missing
+    except ImportError as err:
+        if err.name == "emodiff.quality":
+            return ("--quality was asked for, but this emodiff has no quality module (`emodiff/quality.py`) yet; "
+                    "Table 1 shows only what the store already holds.")
+        return f"--quality was asked for, but the quality module could not be imported ({err})."
+    assess_missing(store, device)
+    return None
+
+
+def load_vocoder(kind: VocoderKind, device: str) -> tuple[Vocoder | None, str]:
+    """(``emodiff.vocoder.load_vocoder(kind, device)``, a note for the page) or (None, why there is no audio).
+
+    The note carries the vocoder's warnings, such as why ``auto`` fell back from HiFi-GAN to Griffin-Lim.
+    """
+    try:
+        from emodiff.vocoder import load_vocoder as load
+    except ImportError as err:
+        if err.name == "emodiff.vocoder":
+            return None, ("No audio: this emodiff has no vocoder module (`emodiff/vocoder.py`) yet; "
+                          "the figures show the same segments.")
+        return None, f"No audio: the vocoder module could not be imported ({err})."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vocoder = load(kind=kind, device=device)
+    return vocoder, " ".join(f"Vocoder: {w.message}." for w in caught if issubclass(w.category, UserWarning))

@@ -1,0 +1,332 @@
+"""emodiff.quality: the maths against independent computations, and /quality/<set> on a toy store."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from scipy.spatial.distance import pdist
+from toy import SPEAKERS, class_means, make_toy_store
+
+from emodiff import quality as q
+from emodiff import store as st
+from emodiff.emotions import EMOTIONS
+from emodiff.errors import EmodiffError
+from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
+
+RNG = np.random.default_rng
+
+
+# ---------------------------------------------------------------------------------------------- Frechet distance
+
+
+def _exact_moments(n: int, mu: np.ndarray, var: np.ndarray, seed: int) -> np.ndarray:
+    """n samples whose empirical mean is mu and empirical covariance (ddof 1) is diag(var), exactly."""
+    z = RNG(seed).normal(size=(n, len(mu)))
+    z -= z.mean(0)
+    chol = np.linalg.cholesky(np.cov(z, rowvar=False))
+    white = np.linalg.solve(chol, z.T).T  # covariance I
+    return white * np.sqrt(var) + mu
+
+
+def test_frechet_closed_form_for_diagonal_gaussians() -> None:
+    rng = RNG(0)
+    mu_a, mu_b = rng.normal(size=6), rng.normal(size=6)
+    var_a, var_b = rng.uniform(0.1, 3, 6), rng.uniform(0.1, 3, 6)
+    expected = np.sum((mu_a - mu_b) ** 2) + np.sum((np.sqrt(var_a) - np.sqrt(var_b)) ** 2)
+    assert q.frechet_from_moments(mu_a, np.diag(var_a), mu_b, np.diag(var_b)) == pytest.approx(expected, rel=1e-10)
+    a, b = _exact_moments(50, mu_a, var_a, 1), _exact_moments(80, mu_b, var_b, 2)
+    assert q.frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+
+
+def test_frechet_matches_sqrtm_for_full_covariances() -> None:
+    rng = RNG(3)
+    a, b = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 5)), rng.normal(size=(150, 5)) @ rng.normal(size=(5, 5))
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(ca @ cb).real
+    expected = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(ca + cb - 2 * root)
+    assert q.frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+
+
+def test_frechet_in_one_dimension_is_mean_and_std_difference() -> None:
+    a, b = RNG(4).normal(1.0, 2.0, size=(30, 1)), RNG(5).normal(-1.0, 0.5, size=(40, 1))
+    expected = (a.mean() - b.mean()) ** 2 + (a.std(ddof=1) - b.std(ddof=1)) ** 2
+    assert q.frechet_distance(a, b) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("n", [5, 300])  # fewer samples than dimensions: singular covariances
+def test_frechet_of_a_set_with_itself_is_zero(n: int) -> None:
+    x = RNG(6).normal(size=(n, 64)) * 3 + 1
+    assert q.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8 * np.trace(np.cov(x, rowvar=False)))
+
+
+def test_frechet_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=">= 2 samples"):
+        q.frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match=r"\[N, D\]"):
+        q.frechet_distance(np.zeros((4, 3)), np.zeros((5, 2)))
+
+
+# ---------------------------------------------------------------------------------------------- diversity
+
+
+def test_mean_pairwise_distance_matches_pdist() -> None:
+    x = RNG(7).normal(size=(23, 9))
+    assert q.mean_pairwise_distance(x) == pytest.approx(pdist(x).mean(), rel=1e-12)
+    assert q.mean_pairwise_distance(np.repeat(x[:1], 10, axis=0)) == 0.0
+    with pytest.raises(ValueError, match="N >= 2"):
+        q.mean_pairwise_distance(x[:1])
+
+
+def test_collapse_has_no_diversity_and_a_worse_frechet_than_a_faithful_set() -> None:
+    rng = RNG(8)
+    real, faithful = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
+    collapsed = np.repeat(real[3:4], 60, axis=0)
+    assert q.mean_pairwise_distance(collapsed) == 0.0
+    assert q.mean_pairwise_distance(faithful) == pytest.approx(q.mean_pairwise_distance(real), rel=0.15)
+    assert q.frechet_distance(real, collapsed) > 3 * q.frechet_distance(real, faithful)
+
+
+# ---------------------------------------------------------------------------------------------- MAD
+
+
+def _w1_hand(u: list[float], v: list[float]) -> float:
+    """W1 = int |F_u - F_v| over the merged support, walked point by point."""
+    points = sorted(set(u) | set(v))
+    total = 0.0
+    for lo, hi in zip(points[:-1], points[1:], strict=True):
+        fu = sum(1 for x in u if x <= lo) / len(u)
+        fv = sum(1 for x in v if x <= lo) / len(v)
+        total += abs(fu - fv) * (hi - lo)
+    return total
+
+
+def _mad_hand(real: np.ndarray, frames: np.ndarray, synth: np.ndarray, equal: bool) -> float:
+    per_bin = []
+    for b in range(real.shape[1]):
+        r = [float(real[n, b, t]) for n in range(len(real)) for t in range(int(frames[n]))
+             if real[n, :, t].max() > q.SILENCE]
+        s = [float(synth[m, b, t]) for m in range(len(synth)) for t in range(synth.shape[2])
+             if synth[m, :, t].max() > q.SILENCE]
+        # Equal sizes: W1 is the mean absolute difference of sorted (matched) values.
+        per_bin.append(float(np.mean(np.abs(np.sort(r) - np.sort(s)))) if equal else _w1_hand(r, s))
+    return float(np.mean(per_bin))
+
+
+def test_mad_matches_a_hand_loop() -> None:
+    rng = RNG(9)
+    real = rng.uniform(-0.9, 1, size=(3, 5, 8))
+    synth = rng.uniform(-0.9, 1, size=(4, 5, 6)) * 0.7
+    frames = np.array([8, 8, 8])
+    assert q.mad(real, frames, synth[:3, :, :]) != 0
+    assert q.mad(real[:, :, :6], np.full(3, 6), synth[:3]) == pytest.approx(
+        _mad_hand(real[:, :, :6], np.full(3, 6), synth[:3], equal=True), rel=1e-12)
+    frames = np.array([8, 3, 5])  # unequal counts on the two sides
+    assert q.mad(real, frames, synth) == pytest.approx(_mad_hand(real, frames, synth, equal=False), rel=1e-12)
+
+
+def test_mad_ignores_padded_and_silent_frames() -> None:
+    rng = RNG(10)
+    real = rng.uniform(-0.9, 1, size=(4, 80, 40)).astype(np.float32)
+    synth = rng.uniform(-0.9, 1, size=(5, 80, 40)).astype(np.float32)
+    frames = np.array([40, 25, 10, 1])
+    base = q.mad(real, frames, synth)
+    other = real.copy()
+    for n, f in enumerate(frames):
+        other[n, :, f:] = rng.uniform(-1, 1, size=(80, 40 - f))  # anything in the padding
+    assert q.mad(other, frames, synth) == base
+    # A generator that draws the padding too (silence at -1) is not charged for it.
+    padded = np.concatenate([synth, np.full((5, 80, 30), -1.0, np.float32)], axis=2)
+    assert q.mad(real, frames, padded) == base
+    assert q.silence_share(padded) == pytest.approx(30 / 70)
+    assert q.silence_share(real, frames) == pytest.approx(1 - frames.sum() / 160)
+
+
+def test_mad_is_zero_for_identical_sets_and_rewards_spread_not_just_the_mean() -> None:
+    rng = RNG(11)
+    # Segments that differ by a loudness offset, as recordings do.
+    real = (rng.uniform(-0.3, 0.3, size=(30, 1, 1)) + rng.normal(0, 0.05, size=(30, 80, 20))).astype(np.float32)
+    frames = np.full(30, 20)
+    assert q.mad(real, frames, real) == 0.0
+    mean_copies = np.repeat(real.mean(axis=0, keepdims=True), 30, axis=0)
+    # The difference of mean mels is 0 for copies of the mean segment; MAD is not.
+    assert np.abs(real.mean(0) - mean_copies.mean(0)).mean() < 1e-6
+    faithful = (rng.uniform(-0.3, 0.3, size=(30, 1, 1)) + rng.normal(0, 0.05, size=(30, 80, 20))).astype(np.float32)
+    assert q.mad(real, frames, mean_copies) > 2 * q.mad(real, frames, faithful)
+
+
+def test_mad_without_sound_is_nan() -> None:
+    silent = np.full((2, 80, 10), -1.0)
+    assert math.isnan(q.mad(silent, np.array([10, 10]), np.zeros((2, 80, 10))))
+
+
+def test_synthetic_frames_trims_trailing_silence() -> None:
+    mel = np.full((3, 80, 10), -1.0, np.float32)
+    mel[0, :, :4] = 0.0
+    mel[1, 5, 7] = 0.2  # one loud bin is enough
+    assert q.synthetic_frames(mel).tolist() == [4, 8, 1]
+
+
+def test_imitated_corpus_is_the_most_seen() -> None:
+    assert q.imitated_corpus(["a:1", "b:1", "b:2"]) == "b"
+    assert q.imitated_corpus(["b:1", "a:1"]) == "a"  # ties: sorted order
+    assert q.imitated_corpus([]) is None
+
+
+def test_embed_is_forward_before_the_output_layer() -> None:
+    torch.manual_seed(0)
+    model = CnnBlstm(ClassifierConfig(channels=8, lstm_hidden=6)).eval()
+    mel, frames = torch.randn(3, 80, 20), torch.tensor([20, 7, 1])
+    emb = model.embed(mel, frames)
+    assert emb.shape == (3, 12)
+    torch.testing.assert_close(model.out(emb), model(mel, frames), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+PER_CLASS = 8
+# The toy classes are noiseless copies of four patterns: in batches of a few segments, batch norm
+# learns features of the batch's class mix and eval mode (running statistics) then misreads them.
+# One batch of the whole set (32 segments) makes both modes see the same statistics.
+CFG = ClassifierConfig(channels=16, lstm_hidden=16, conv_dropout=0.0, lstm_dropout=0.0, epochs=50, lr=1e-2,
+                       batch_size=4 * PER_CLASS, seed=0)
+TRAINED_ON = json.dumps([f"toy:{s}" for s in SPEAKERS])
+
+
+def _add_set(store: Path, name: str, mel: np.ndarray, emotion: np.ndarray, training: str | None = TRAINED_ON) -> None:
+    """A synthetic set by hand, in emodiff sample's layout."""
+    with st.write_group(store, f"synthetic/{name}", config={"name": name}) as g:
+        g.create_dataset("mel", data=mel.astype(np.float16))
+        st.write_table(g, {"emotion": emotion.astype(np.int8),
+                           "speaker": [f"toy:{SPEAKERS[i % 3]}" for i in range(len(emotion))],
+                           "text": ["a toy sentence"] * len(emotion)})
+        if training is not None:
+            g.attrs["training_speakers"] = training
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A bare toy store and one with five sets assessed (one yardstick for all), read back."""
+    root = tmp_path_factory.mktemp("quality")
+    bare = make_toy_store(root / "bare.h5", per_class=PER_CLASS)
+    store = root / "toy.h5"
+    shutil.copy(bare, store)
+    rng = np.random.default_rng(0)
+    emotion = np.repeat(np.arange(4), 10)
+    noisy = class_means()[emotion] + rng.normal(0, 0.05, size=(40, 80, 32))
+    _add_set(store, "faithful", noisy, emotion)
+    _add_set(store, "swapped", noisy, (emotion + 1) % 4)  # each class pattern labelled as another class
+    with h5py.File(bare) as f:
+        real_mel, real_emotion = f["corpora/toy/segments/mel"][()], f["corpora/toy/utterances/emotion"][()]
+    _add_set(store, "copy", real_mel.astype(np.float32), real_emotion)
+    _add_set(store, "collapsed", np.repeat(noisy[:1], 40, axis=0), np.zeros(40, np.int64))
+    thin = np.concatenate([np.arange(3).repeat(5), [3]])  # one angry sample only
+    _add_set(store, "thin", class_means()[thin], thin)
+    results = q.assess(q.QualityJob(store, classifier=CFG, device="cpu"))
+    return {"bare": bare, "store": store, "results": results}  # type: ignore[dict-item]
+
+
+def _read(store: Path, name: str) -> tuple[dict[str, np.ndarray], dict]:
+    with st.open_store(store) as f:
+        g = f[f"quality/{name}"]
+        return st.read_table(g["per_emotion"]), st.attrs_dict(g)
+
+
+def test_store_layout(stores: dict) -> None:
+    assert [r.synthetic for r in stores["results"]] == ["collapsed", "copy", "faithful", "swapped", "thin"]
+    table, attrs = _read(stores["store"], "faithful")
+    assert set(table) == {"emotion", "mad", "frechet", "consistency", "diversity_synthetic", "diversity_real",
+                          "n_real", "n_synthetic", "recall_real", "silence_real", "silence_synthetic", "note"}
+    assert table["emotion"].tolist() == list(EMOTIONS)
+    assert table["n_real"].tolist() == [PER_CLASS] * 4 and table["n_synthetic"].tolist() == [10] * 4
+    assert table["mad"].dtype == np.float64 and table["n_real"].dtype == np.int64
+    assert attrs["corpus"] == "toy" and attrs["synthetic"] == "faithful" and attrs["seed"] == 0
+    assert json.loads(attrs["classifier"]) == asdict(CFG)
+    assert attrs["classifier_source"] == "job" and attrs["mad_definition"] == q.MAD_DEFINITION
+    assert json.loads(attrs["real_speakers"]) == [f"toy:{s}" for s in SPEAKERS]
+    assert attrs["mad_mean"] == pytest.approx(table["mad"].mean())
+    assert attrs["consistency_mean"] == pytest.approx(table["consistency"].mean())
+    assert attrs["real_accuracy_on_train"] == 1.0  # the yardstick reads the toy patterns perfectly
+    assert "config_hash" in attrs
+
+
+def test_consistency_is_high_for_faithful_sets_and_low_for_swapped_labels(stores: dict) -> None:
+    faithful, _ = _read(stores["store"], "faithful")
+    swapped, _ = _read(stores["store"], "swapped")
+    assert faithful["consistency"].min() >= 0.75
+    assert swapped["consistency"].max() <= 0.25
+    assert faithful["mad"].max() < 0.05  # noise of std 0.05 around the right patterns
+    assert (faithful["recall_real"] == 1.0).all()
+
+
+def test_identical_set_scores_zero(stores: dict) -> None:
+    table, attrs = _read(stores["store"], "copy")
+    assert (table["mad"] == 0.0).all()
+    assert np.allclose(table["frechet"], 0.0, atol=1e-6)
+    assert np.array_equal(table["diversity_synthetic"], table["diversity_real"])
+    assert attrs["mad_mean"] == 0.0
+
+
+def test_collapsed_set_has_no_diversity(stores: dict) -> None:
+    collapsed, _ = _read(stores["store"], "collapsed")
+    faithful, _ = _read(stores["store"], "faithful")
+    assert collapsed["emotion"].tolist() == ["neutral"]  # only emotions present in both sets
+    # (The toy's real classes are copies of one pattern, with no spread of their own: the
+    # Frechet side of collapse is tested above, on sets that have one.)
+    assert collapsed["diversity_synthetic"][0] == 0.0 < faithful["diversity_synthetic"][0]
+
+
+def test_an_emotion_with_one_sample_is_nan_with_a_reason(stores: dict) -> None:
+    table, _ = _read(stores["store"], "thin")
+    angry = table["emotion"].tolist().index("angry")
+    assert table["n_synthetic"][angry] == 1
+    assert math.isnan(table["frechet"][angry]) and math.isnan(table["diversity_synthetic"][angry])
+    assert not math.isnan(table["mad"][angry]) and not math.isnan(table["consistency"][angry])
+    assert "frechet: needs >= 2" in table["note"][angry]
+    assert table["note"][0] == "" and not math.isnan(table["frechet"][0])
+
+
+def test_assess_missing_skips_assessed_sets(stores: dict) -> None:
+    assert q.assess_missing(stores["store"], device="cpu") == []
+    assert q.assess_missing(stores["bare"], device="cpu") == []  # no synthetic set: nothing to do
+
+
+def _one_line_error(job: q.QualityJob, match: str) -> None:
+    with pytest.raises(EmodiffError, match=match) as err:
+        q.assess(job)
+    assert "\n" not in str(err.value) and str(job.store) in str(err.value)
+
+
+def test_bad_input_errors(stores: dict, tmp_path: Path) -> None:
+    store = tmp_path / "bad.h5"
+    shutil.copy(stores["bare"], store)
+    _one_line_error(q.QualityJob(store, classifier=CFG), "holds no synthetic set")
+    means = class_means()
+    _add_set(store, "short", means[:, :, :16], np.arange(4))
+    _add_set(store, "elsewhere", means, np.arange(4), json.dumps(["iemocap:Ses01F"]))
+    _add_set(store, "anonymous", means, np.arange(4), training=None)
+    _one_line_error(q.QualityJob(store, synthetic="nope", classifier=CFG), "no synthetic set 'nope'")
+    _one_line_error(q.QualityJob(store, synthetic="short", classifier=CFG), r"expected the same shape")
+    _one_line_error(q.QualityJob(store, synthetic="elsewhere", classifier=CFG), "corpus iemocap is not prepared")
+    _one_line_error(q.QualityJob(store, synthetic="anonymous", classifier=CFG), "records no training_speakers")
+    _one_line_error(q.QualityJob(stores["store"], synthetic="copy", classifier=CFG), "already holds /quality/copy")
+    with h5py.File(store) as f:
+        assert "quality" not in f
+
+
+def test_default_classifier_is_the_sets_recipe_else_the_demo_recipe(stores: dict) -> None:
+    synth = q._read_synthetic(stores["store"], "faithful")
+    job = q.QualityJob(stores["store"])
+    assert q._classifier(job, synth) == (q.load_recipe("demo").classifier, "demo recipe")
+    recipe = q.load_recipe("paper").to_dict()
+    with_recipe = q._Synthetic(**{**synth.__dict__, "recipe": recipe})
+    assert q._classifier(job, with_recipe) == (q.load_recipe("paper").classifier, "/synthetic/faithful recipe")
+    assert q._classifier(q.QualityJob(stores["store"], classifier=CFG), with_recipe) == (CFG, "job")
