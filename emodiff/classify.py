@@ -133,6 +133,14 @@ class ClassifyJob:
             return "real+synthetic"
         return self.train_on
 
+    def config(self) -> dict:
+        return _config(self)
+
+    @property
+    def corpora(self) -> list[str]:
+        """The corpora read, source first."""
+        return [self.corpus] if self.train_corpus is None else [self.train_corpus, self.corpus]
+
     def default_name(self) -> str:
         if self.protocol == "adaptation":
             where = f"{self.train_corpus}-to-{self.corpus}-adapt{self.target_fraction:g}"
@@ -210,7 +218,13 @@ class _Synthetic:
         return self._segments
 
 
-def _read_corpora(store: Path, corpora: list[str]) -> _Data:
+def plan_held_out(store: Path, job: ClassifyJob) -> list[list[str]]:
+    """Per fold of ``job``'s protocol, the speakers it holds out ("corpus:speaker"): a generator must not see them."""
+    data = _read_corpora(store, job.corpora, segments=False)
+    return [held_out(fold, data) for fold in plan_folds(data, job)]
+
+
+def _read_corpora(store: Path, corpora: list[str], segments: bool = True) -> _Data:
     mels, frames, utts, tables, offset, n = [], [], [], [], {}, 0
     with st.open_store(store) as f:
         for corpus in corpora:
@@ -221,7 +235,9 @@ def _read_corpora(store: Path, corpora: list[str]) -> _Data:
                                    "first")
             g = f[f"corpora/{corpus}"]
             table = st.read_table(g["utterances"])
-            mels.append(torch.from_numpy(g["segments/mel"][()].astype(np.float16)))
+            mel = g["segments/mel"]
+            mels.append(torch.from_numpy(mel[()].astype(np.float16)) if segments
+                        else torch.zeros((0, *mel.shape[1:]), dtype=torch.float16))
             frames.append(torch.from_numpy(g["segments/frames"][()].astype(np.int64)))
             utts.append(g["segments/utt"][()].astype(np.int64) + n)
             tables.append(table | {"corpus": np.full(len(table["id"]), corpus)})
@@ -318,7 +334,7 @@ def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
     """Run every fold of the protocol for each seed and store metrics and predictions; see the module docstring."""
     start = time.perf_counter()
     device = resolve_device(job.device)
-    corpora = [job.corpus] if job.train_corpus is None else [job.train_corpus, job.corpus]
+    corpora = job.corpora
     data = _read_corpora(job.store, corpora)
     folds = plan_folds(data, job)
     for fold in folds:
@@ -342,7 +358,7 @@ def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
     name = job.name or job.default_name()
     seeds = [job.classifier.seed + r for r in range(job.repeats)]
     results: list[FoldResult] = []
-    with st.write_group(job.store, f"results/{name}", config=_config(job), overwrite=job.overwrite,
+    with st.write_group(job.store, f"results/{name}", config=job.config(), overwrite=job.overwrite,
                         what=f"classify {name}") as g:
         on_total(len(plan) * len(seeds))
         for seed in seeds:
@@ -377,6 +393,7 @@ def _summary(results: list[FoldResult], seeds: list[int]) -> dict[str, float]:
 
 
 def _config(job: ClassifyJob) -> dict:
+    """What /results/<name> was made with (its ``config`` attr and hash)."""
     return {"corpus": job.corpus, "train_corpus": job.train_corpus, "protocol": job.protocol, "folds": job.folds,
             "target_fraction": job.target_fraction, "dev_fraction": job.dev_fraction, "split_seed": job.split_seed,
             "train_on": job.effective_train_on, "augment": asdict(job.augment), "classifier": asdict(job.classifier),

@@ -356,6 +356,29 @@ def report(
 
 @app.command()
 @_friendly
+def study(
+    recipe: Annotated[Path, typer.Option(help="Recipe naming every step's settings, its study section included (demo or paper, or a YAML file).")] = Path("demo"),
+    root: Annotated[Path | None, typer.Option(help="The corpus folder (overrides the recipe's study.root; default for ravdess: the bundled 6-actor sample).", show_default=False)] = None,
+    runs: Annotated[Path, typer.Option(help="Folder of the generators' runs: RUNS/<recipe name>/<generator>.")] = Path("runs"),
+    out: Annotated[Path | None, typer.Option(help="Report folder (overrides the recipe's study.report).", show_default=False)] = None,
+    device: DeviceOpt = "auto",
+    store: StoreOpt = None,
+) -> None:
+    """The whole study: prepare, embed, train leak-free generators, sample, classify each experiment, quality, report."""
+    from emodiff.config import load_recipe
+    from emodiff.store import resolve_store
+    from emodiff.study import StudyJob, run_study
+
+    job = StudyJob(store=resolve_store(store), recipe=load_recipe(recipe), runs=runs, root=root, report=out,
+                   device=device)
+    result = run_study(job, log=lambda line: err_console.print(line, markup=False, highlight=False))
+    total = sum(seconds for _, seconds, _ in result.steps)
+    console.print(f"study done in {total / 60:.1f} min: {len(result.generators)} generators, "
+                  f"{len(result.results)} experiments; the report is {result.report.resolve()}")
+
+
+@app.command()
+@_friendly
 def inspect(store: StoreOpt = None) -> None:
     """What the store holds: groups, utterances and segments per emotion and speaker, hours, key attrs."""
     from emodiff.render import store_overview

@@ -86,6 +86,28 @@ class SampleConfig:
     batch_size: int = 64
 
 
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole study (``emodiff study``): which corpus and protocol, how many samples, which experiments."""
+
+    corpus: str = "ravdess"
+    root: str = ""  # the corpus folder; "" with ravdess: the bundled 6-actor sample
+    folds: str = "loso"  # the classify protocol: loso | session | groups:K
+    train_steps: int = 0  # steps of each per-fold generator; 0: train.steps
+    samples: int = 256  # segments drawn from each generator
+    experiments: str = "real, synthetic, real+synthetic, real+synthetic+mixup"  # comma-separated classify runs
+    repeats: int = 1
+    quality: bool = True
+    report: str = "report"
+    vocoder: str = "auto"  # of the report's audio: auto | hifigan | griffin-lim
+    examples: int = 1  # vocoded clips per emotion and source in the report
+
+    def __post_init__(self) -> None:
+        if self.train_steps < 0 or self.samples < 1 or self.repeats < 1:
+            raise ValueError("train_steps >= 0, samples >= 1 and repeats >= 1 expected, got "
+                             f"{self.train_steps}, {self.samples}, {self.repeats}")
+
 @dataclass(frozen=True)
 class Recipe:
     """A whole recipe file: a name and one section per concern."""
@@ -96,6 +118,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,7 +127,7 @@ class Recipe:
 T = TypeVar("T")
 SECTIONS: dict[str, type] = {
     "diffusion": DiffusionConfig, "denoiser": DenoiserConfig, "train": TrainConfig, "sample": SampleConfig,
-    "classifier": ClassifierConfig,
+    "classifier": ClassifierConfig, "study": StudyConfig,
 }
 
 

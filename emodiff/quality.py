@@ -50,6 +50,8 @@ DEFAULT_RECIPE = "demo"
 
 @dataclass(frozen=True)
 class QualityJob:
+    """What ``assess`` measures: which sets of which store, against which corpus, with which yardstick."""
+
     store: Path
     synthetic: str | None = None  # a /synthetic set; None: every set without /quality (all with overwrite)
     corpus: str | None = None  # the real corpus; None: the one most of the generator's training speakers are from
@@ -78,6 +80,8 @@ class EmotionQuality:
 
 @dataclass
 class QualityResult:
+    """What ``assess`` wrote for one set: its rows and the group attrs (docs/quality.md)."""
+
     group: str
     synthetic: str
     corpus: str
@@ -190,8 +194,10 @@ def mean_pairwise_distance(x: np.ndarray) -> float:
 
 @dataclass
 class _Synthetic:
+    """A set's labels and provenance; its mels are read only when it is measured (``_read_mel``)."""
+
     name: str
-    mel: np.ndarray  # [M, C, F] float16
+    shape: tuple[int, ...]  # of mel: (M, C, F)
     emotion: np.ndarray  # [M] int64
     training_speakers: list[str]  # "corpus:speaker"
     recipe: dict | None  # the generator's recipe, when recorded
@@ -229,16 +235,22 @@ def _read_synthetic(store: Path, name: str) -> _Synthetic:
         g = f[f"synthetic/{name}"]
         if "mel" not in g or "emotion" not in g:
             raise EmodiffError(f"{store}: /synthetic/{name} lacks mel or emotion (expected emodiff sample's layout)")
-        mel, emotion = g["mel"][()].astype(np.float16), g["emotion"][()].astype(np.int64)
+        shape, emotion = tuple(g["mel"].shape), g["emotion"][()].astype(np.int64)
         attrs = st.attrs_dict(g)
-    if mel.ndim != 3 or emotion.shape != (len(mel),):
+    if len(shape) != 3 or emotion.shape != shape[:1]:
         raise EmodiffError(f"{store}: /synthetic/{name}: expected mel [M, bins, frames] and emotion [M], "
-                           f"got {mel.shape} and {emotion.shape}")
+                           f"got {shape} and {emotion.shape}")
     if len(emotion) and (emotion.min() < 0 or emotion.max() >= len(EMOTIONS)):
         raise EmodiffError(f"{store}: /synthetic/{name}/emotion holds ids outside 0..{len(EMOTIONS) - 1}")
     speakers = json.loads(str(attrs["training_speakers"])) if "training_speakers" in attrs else []
     recipe = json.loads(str(attrs["recipe"])) if "recipe" in attrs else None
-    return _Synthetic(name, mel, emotion, [str(s) for s in speakers], recipe, str(attrs.get("config_hash", "")))
+    return _Synthetic(name, shape, emotion, [str(s) for s in speakers], recipe, str(attrs.get("config_hash", "")))
+
+
+def _read_mel(store: Path, name: str) -> np.ndarray:
+    """The mels [M, C, F] float16 of /synthetic/<name>."""
+    with st.open_store(store) as f:
+        return f[f"synthetic/{name}/mel"][()].astype(np.float16)
 
 
 def imitated_corpus(training_speakers: list[str]) -> str | None:
@@ -311,13 +323,14 @@ def _recall(pred: np.ndarray, label: int) -> float:
     return float(np.mean(pred == label)) if len(pred) else math.nan
 
 
-def _row(k: int, real: _Corpus, ref: np.ndarray, synth: _Synthetic, s_embed: np.ndarray, s_pred: np.ndarray,
+def _row(k: int, pair: _Pair, mel: np.ndarray, s_embed: np.ndarray, s_pred: np.ndarray,
          yard: _Yardstick) -> EmotionQuality:
-    """The metrics of emotion k: real reference rows ``ref`` [N] bool, synthetic rows by their emotion."""
-    r_rows = np.flatnonzero(ref & (real.emotion == k))
-    s_rows = np.flatnonzero(synth.emotion == k)
+    """The metrics of emotion k: the real reference rows of k against the synthetic rows asked to be k."""
+    real = pair.real
+    r_rows = np.flatnonzero(pair.ref & (real.emotion == k))
+    s_rows = np.flatnonzero(pair.synth.emotion == k)
     notes = []
-    value = mad(real.mel[r_rows], real.frames[r_rows], synth.mel[s_rows])
+    value = mad(real.mel[r_rows], real.frames[r_rows], mel[s_rows])
     if math.isnan(value):
         notes.append("mad: no non-silent frame on one side")
     r_emb, s_emb = yard.real_embed[r_rows], s_embed[s_rows]
@@ -339,7 +352,7 @@ def _row(k: int, real: _Corpus, ref: np.ndarray, synth: _Synthetic, s_embed: np.
         diversity_synthetic=div_s, diversity_real=div_r, n_real=len(r_rows), n_synthetic=len(s_rows),
         recall_real=_recall(yard.real_pred[r_rows], k),
         silence_real=silence_share(real.mel[r_rows], real.frames[r_rows]),
-        silence_synthetic=silence_share(synth.mel[s_rows]), note="; ".join(notes))
+        silence_synthetic=silence_share(mel[s_rows]), note="; ".join(notes))
 
 
 def _nanmean(values: list[float]) -> float:
@@ -360,8 +373,8 @@ class _Pair:
 
 def _pair(store: Path, synth: _Synthetic, real: _Corpus) -> _Pair:
     """Check that ``synth`` can be compared with ``real`` (before any training) and pick the reference."""
-    if synth.mel.shape[1:] != real.mel.shape[1:]:
-        raise EmodiffError(f"{store}: /synthetic/{synth.name} segments are {synth.mel.shape[1:]}, /corpora/{real.name}"
+    if synth.shape[1:] != real.mel.shape[1:]:
+        raise EmodiffError(f"{store}: /synthetic/{synth.name} segments are {synth.shape[1:]}, /corpora/{real.name}"
                            f" segments are {real.mel.shape[1:]}; expected the same shape")
     # The reference is what the generator imitated: its training speakers of this corpus (the
     # whole corpus when it saw none of them, i.e. a set compared with another corpus on purpose).
@@ -377,11 +390,11 @@ def _pair(store: Path, synth: _Synthetic, real: _Corpus) -> _Pair:
     return _Pair(synth, real, ref, [f"{real.name}:{s}" for s in speakers], common)
 
 
-def _measure(pair: _Pair, yard: _Yardstick, cfg: ClassifierConfig, device: torch.device) -> list[EmotionQuality]:
-    """Per-emotion rows for every emotion present in both sets."""
-    synth = pair.synth
-    s_embed, s_pred = embed_segments(yard.model, synth.mel, synthetic_frames(synth.mel), device, cfg.batch_size)
-    return [_row(k, pair.real, pair.ref, synth, s_embed, s_pred, yard) for k in pair.common]
+def _measure(pair: _Pair, mel: np.ndarray, yard: _Yardstick, cfg: ClassifierConfig,
+             device: torch.device) -> list[EmotionQuality]:
+    """Per-emotion rows for every emotion present in both sets; mel [M, C, F] is the synthetic set's."""
+    s_embed, s_pred = embed_segments(yard.model, mel, synthetic_frames(mel), device, cfg.batch_size)
+    return [_row(k, pair, mel, s_embed, s_pred, yard) for k in pair.common]
 
 
 # ---------------------------------------------------------------------------------------------- store: write
@@ -418,10 +431,8 @@ def assess(job: QualityJob) -> list[QualityResult]:
     names = _set_names(store, job)
     device = resolve_device(job.device)
     corpora: dict[str, _Corpus] = {}
-    yardsticks: dict[tuple[str, ClassifierConfig], _Yardstick] = {}
-    results = []
-    for name in names:
-        start = time.perf_counter()
+    plans: list[tuple[_Pair, ClassifierConfig, str]] = []
+    for name in names:  # every set is checked before anything trains, so bad input fails at once
         synth = _read_synthetic(store, name)
         corpus = job.corpus or imitated_corpus(synth.training_speakers)
         if corpus is None:
@@ -429,19 +440,22 @@ def assess(job: QualityJob) -> list[QualityResult]:
                                "name the real corpus it imitates (corpus=...)")
         if corpus not in corpora:
             corpora[corpus] = _read_corpus(store, corpus, name)
-        real = corpora[corpus]
-        pair = _pair(store, synth, real)  # every check before the yardstick trains, to fail at once
-        cfg, source = _classifier(job, synth)
-        if (corpus, cfg) not in yardsticks:
-            yardsticks[(corpus, cfg)] = _train_yardstick(cfg, real, device)
-        yard = yardsticks[(corpus, cfg)]
-        rows = _measure(pair, yard, cfg, device)
+        plans.append((_pair(store, synth, corpora[corpus]), *_classifier(job, synth)))
+    yardsticks: dict[tuple[str, ClassifierConfig], _Yardstick] = {}
+    results = []
+    for pair, cfg, source in plans:
+        start = time.perf_counter()
+        real, name = pair.real, pair.synth.name
+        if (real.name, cfg) not in yardsticks:
+            yardsticks[(real.name, cfg)] = _train_yardstick(cfg, real, device)
+        yard = yardsticks[(real.name, cfg)]
+        rows = _measure(pair, _read_mel(store, name), yard, cfg, device)
         result = QualityResult(
-            group=f"/quality/{name}", synthetic=name, corpus=corpus, rows=rows,
+            group=f"/quality/{name}", synthetic=name, corpus=real.name, rows=rows,
             mad_mean=_nanmean([r.mad for r in rows]), consistency_mean=_nanmean([r.consistency for r in rows]),
             real_accuracy_on_train=yard.accuracy, classifier=cfg, classifier_source=source, seconds=0.0,
             real_speakers=pair.speakers)
-        config = {"synthetic": name, "synthetic_config_hash": synth.config_hash, "corpus": corpus,
+        config = {"synthetic": name, "synthetic_config_hash": pair.synth.config_hash, "corpus": real.name,
                   "corpus_config_hash": real.config_hash, "classifier": asdict(cfg), "silence": SILENCE}
         _write(store, result, config, job.overwrite)
         result.seconds = time.perf_counter() - start

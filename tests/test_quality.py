@@ -313,10 +313,15 @@ def test_bad_input_errors(stores: dict, tmp_path: Path) -> None:
     _add_set(store, "short", means[:, :, :16], np.arange(4))
     _add_set(store, "elsewhere", means, np.arange(4), json.dumps(["iemocap:Ses01F"]))
     _add_set(store, "anonymous", means, np.arange(4), training=None)
+    _add_set(store, "stranger", means, np.arange(4), json.dumps(["toy:s9"]))
+    _add_set(store, "unknown", means, np.array([0, 1, 2, 7]))
+    _one_line_error(q.QualityJob(store, classifier=CFG), "records no training_speakers")  # all sets checked first
     _one_line_error(q.QualityJob(store, synthetic="nope", classifier=CFG), "no synthetic set 'nope'")
     _one_line_error(q.QualityJob(store, synthetic="short", classifier=CFG), r"expected the same shape")
     _one_line_error(q.QualityJob(store, synthetic="elsewhere", classifier=CFG), "corpus iemocap is not prepared")
     _one_line_error(q.QualityJob(store, synthetic="anonymous", classifier=CFG), "records no training_speakers")
+    _one_line_error(q.QualityJob(store, synthetic="stranger", classifier=CFG), "holds none of the speakers")
+    _one_line_error(q.QualityJob(store, synthetic="unknown", classifier=CFG), "ids outside 0..3")
     _one_line_error(q.QualityJob(stores["store"], synthetic="copy", classifier=CFG), "already holds /quality/copy")
     with h5py.File(store) as f:
         assert "quality" not in f

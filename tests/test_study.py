@@ -1,0 +1,79 @@
+"""``emodiff study``: every step from audio to report on the bundled sample, leak-free, and resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from toy import tiny_recipe
+
+from emodiff import store as st
+from emodiff.config import StudyConfig, load_recipe
+from emodiff.errors import EmodiffError
+from emodiff.ser.classifier import ClassifierConfig
+from emodiff.study import StudyJob, experiment_job, generator_name, run_study
+
+TINY_CLASSIFIER = ClassifierConfig(channels=16, lstm_hidden=16, epochs=1, lr=1e-3, batch_size=32)
+
+
+def _recipe(experiments: str):
+    study = StudyConfig(folds="groups:3", train_steps=3, samples=8, experiments=experiments, quality=False,
+                        vocoder="griffin-lim", examples=1)
+    return dataclasses.replace(tiny_recipe(3), classifier=TINY_CLASSIFIER, study=study)
+
+
+def test_study_runs_every_step_then_picks_up_where_it_stopped(tmp_path):
+    store, runs, report = tmp_path / "s.h5", tmp_path / "runs", tmp_path / "report"
+    first = run_study(StudyJob(store=store, recipe=_recipe("real"), runs=runs, report=report, device="cpu"),
+                      log=lambda line: None)
+    assert [s for s, _, _ in first.steps] == ["prepare ravdess", "embed", "classify study-real", "report"]
+    assert first.generators == [] and (report / "index.html").is_file()
+
+    # A later run with more experiments skips what is done and adds the generators it now needs.
+    second = run_study(StudyJob(store=store, recipe=_recipe("real, real+synthetic+mixup"), runs=runs, report=report,
+                                device="cpu"), log=lambda line: None)
+    skipped = {s: done for s, _, done in second.steps}
+    assert skipped["prepare ravdess"] and skipped["embed"] and skipped["classify study-real"]
+    # groups:3 over 6 actors: fold i tests group i, validates on group i+1; each pair gets its own generator.
+    assert second.generators == ["without-01-02-03-04", "without-01-02-05-06", "without-03-04-05-06"]
+    assert not skipped["classify study-real-synthetic-mixup"]
+    with st.open_store(store) as f:
+        for name in second.generators:
+            seen = set(json.loads(f[f"synthetic/{name}"].attrs["training_speakers"]))
+            excluded = {f"ravdess:{s}" for s in name.removeprefix("without-").split("-")}
+            assert len(seen) == 2 and not seen & excluded  # trained on the other two actors only
+        g = f["results/study-real-synthetic-mixup"]
+        assert not g.attrs["leaky"] and g.attrs["train_on"] == "real+synthetic"
+        folds = {k: g[k].attrs["synthetic"] for k in g}
+        assert folds == {"group=0": "without-01-02-03-04", "group=1": "without-03-04-05-06",
+                         "group=2": "without-01-02-05-06"}
+    assert "study-real-synthetic-mixup" in (report / "index.html").read_text()
+
+    third = run_study(StudyJob(store=store, recipe=_recipe("real, real+synthetic+mixup"), runs=runs, report=report,
+                               device="cpu"), log=lambda line: None)
+    assert all(done for step, _, done in third.steps if step != "report")
+
+
+def test_experiments_are_parsed_into_classify_jobs():
+    recipe = load_recipe("demo")
+    job = experiment_job(Path("s.h5"), recipe, "ravdess", "real+synthetic+mixup", "cpu")
+    assert (job.train_on, job.augment.synthetic, job.augment.mixup, job.name) == (
+        "real+synthetic", "", 0.2, "study-real-synthetic-mixup")
+    assert experiment_job(Path("s.h5"), recipe, "ravdess", "synthetic", "cpu").train_on == "synthetic"
+    with pytest.raises(EmodiffError, match="names no data"):
+        experiment_job(Path("s.h5"), recipe, "ravdess", "mixup", "cpu")
+    assert generator_name(["ravdess:01", "ravdess:02"]) == "without-01-02"
+
+
+def test_shipped_recipes_describe_a_study():
+    demo, paper = load_recipe("demo").study, load_recipe("paper").study
+    assert demo.corpus == "ravdess" and demo.train_steps > 0 and "real+synthetic+mixup" in demo.experiments
+    assert paper.corpus == "iemocap" and paper.train_steps == 0 and paper.samples == 5000
+
+
+def test_a_study_of_another_corpus_needs_its_folder(tmp_path):
+    recipe = dataclasses.replace(_recipe("real"), study=StudyConfig(corpus="iemocap"))
+    with pytest.raises(EmodiffError, match="give the iemocap folder with --root"):
+        run_study(StudyJob(store=tmp_path / "s.h5", recipe=recipe), log=lambda line: None)
