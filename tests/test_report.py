@@ -390,13 +390,11 @@ def test_report_replaces_an_earlier_report(prepared_only, tmp_path):
         "<code>", "`").replace("</code>", "`")
 
 
-def test_quality_flag_without_and_with_the_quality_module(full_store, tmp_path, monkeypatch):
+def test_quality_flag_fills_table_1(full_store, tmp_path, monkeypatch):
     store = tmp_path / "s.h5"
     shutil.copy(full_store, store)
-    monkeypatch.setitem(sys.modules, "emodiff.quality", None)  # as before emodiff/quality.py existed
-    res = build_report(store, tmp_path / "a", quality=True, examples=0, device="cpu")
-    html = res.index.read_text()
-    assert "has no quality module" in html and "No quality metrics for tiny" in html
+    res = build_report(store, tmp_path / "a", quality=False, examples=0, device="cpu")
+    assert "No quality metrics for tiny" in res.index.read_text()
 
     def assess_missing(path: Path, device: str) -> list:
         # the /quality layout of emodiff.quality: a per_emotion table, set-level attrs

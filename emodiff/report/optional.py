@@ -1,7 +1,6 @@
-"""The two parts of emodiff the report uses only when they are installed: quality metrics and the vocoder.
+"""The report's two heavy helpers, imported only when used: the quality metrics and the vocoder.
 
-Each coupling is one small function, so that the report works (and says what it lacks) before
-``emodiff/quality.py`` or ``emodiff/vocoder.py`` exists.
+Each coupling is one small function; a report without ``--quality`` or audio never loads them.
 """
 
 from __future__ import annotations
@@ -26,14 +25,9 @@ class Vocoder(Protocol):
 
 
 def assess_quality(store: Path, device: str) -> str | None:
-    """Compute the quality metrics the store lacks (``emodiff.quality.assess_missing``); a note if not installed."""
-    try:
-        from emodiff.quality import assess_missing
-    except ImportError as err:
-        if err.name == "emodiff.quality":
-            return ("--quality was asked for, but this emodiff has no quality module (`emodiff/quality.py`) yet; "
-                    "Table 1 shows only what the store already holds.")
-        return f"--quality was asked for, but the quality module could not be imported ({err})."
+    """Compute the quality metrics the store lacks (``emodiff.quality.assess_missing``); no note to add."""
+    from emodiff.quality import assess_missing
+
     assess_missing(store, device)
     return None
 
@@ -43,13 +37,8 @@ def load_vocoder(kind: VocoderKind, device: str) -> tuple[Vocoder | None, str]:
 
     The note carries the vocoder's warnings, such as why ``auto`` fell back from HiFi-GAN to Griffin-Lim.
     """
-    try:
-        from emodiff.vocoder import load_vocoder as load
-    except ImportError as err:
-        if err.name == "emodiff.vocoder":
-            return None, ("No audio: this emodiff has no vocoder module (`emodiff/vocoder.py`) yet; "
-                          "the figures show the same segments.")
-        return None, f"No audio: the vocoder module could not be imported ({err})."
+    from emodiff.vocoder import load_vocoder as load
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         vocoder = load(kind=kind, device=device)

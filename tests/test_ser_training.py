@@ -1,0 +1,60 @@
+"""The shared SER training loop: precise batch-norm statistics, model selection, utterance scores."""
+
+from __future__ import annotations
+
+import torch
+
+from emodiff.ser.classifier import PAD_VALUE, ClassifierConfig, CnnBlstm, valid_mask
+from emodiff.ser.training import Segments, fit, recalibrate_batch_norm, utterance_scores
+
+CFG = ClassifierConfig(channels=8, lstm_hidden=8, epochs=3, lr=1e-2, batch_size=8)
+
+
+def _data(n: int = 24, frames: int = 40) -> Segments:
+    g = torch.Generator().manual_seed(0)
+    mel = torch.rand(n, 80, frames, generator=g) * 2 - 1
+    valid = torch.randint(5, frames + 1, (n,), generator=g)
+    return Segments(mel, valid, torch.arange(n) % 4)
+
+
+def test_recalibrated_statistics_equal_the_batch_statistics_of_the_current_weights():
+    data = _data()
+    model = CnnBlstm(CFG).eval()
+    with torch.no_grad():  # move the first conv far from where any running average could have been
+        model.convs[0][0].weight.mul_(3.0).add_(0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    recalibrate_batch_norm(model, data, batch_size=len(data), device=torch.device("cpu"),
+                           gen=torch.Generator().manual_seed(0))
+    # Independently: the first block's conv output over all rows and frames, padding pinned as in forward.
+    x = data.mel.masked_fill(~valid_mask(data.frames, data.mel.shape[2])[:, None, :], PAD_VALUE)
+    h = model.convs[0][0](x)
+    bn = model.convs[0][1]
+    torch.testing.assert_close(bn.running_mean, h.mean(dim=(0, 2)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, h.var(dim=(0, 2), unbiased=True), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == CFG_MOMENTUM and not model.training and not bn.training  # modes restored
+    after = {k: v for k, v in model.state_dict().items() if k in before}
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights untouched
+
+
+CFG_MOMENTUM = torch.nn.BatchNorm1d(1).momentum
+
+
+def test_fit_keeps_the_selected_epoch_and_is_seeded():
+    data = _data()
+    scores = iter([0.1, 0.9, 0.5])
+    fitted = fit(CFG, data, torch.device("cpu"), select=lambda model: next(scores))
+    assert (fitted.best_epoch, fitted.best_score) == (2, 0.9)
+    again = fit(CFG, data, torch.device("cpu"), select=lambda model: 0.0)
+    third = fit(CFG, data, torch.device("cpu"), select=lambda model: 0.0)
+    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), third.model.state_dict().values(),
+                                                 strict=True))
+
+
+def test_utterance_scores_pool_segment_log_probabilities():
+    data = _data(6)
+    model = CnnBlstm(CFG).eval()
+    utt = torch.tensor([0, 0, 1, 2, 2, 2]).numpy()
+    scores = utterance_scores(model, data.mel, data.frames, utt, 3, torch.device("cpu"), batch_size=4)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(data.mel, data.frames), dim=1).double()
+    torch.testing.assert_close(torch.from_numpy(scores), torch.stack([logp[:2].mean(0), logp[2], logp[3:].mean(0)]))
