@@ -334,6 +334,9 @@ def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
     """Run every fold of the protocol for each seed and store metrics and predictions; see the module docstring."""
     start = time.perf_counter()
     device = resolve_device(job.device)
+    name = job.name or job.default_name()
+    if not job.overwrite and st.has_group(job.store, f"results/{name}"):  # before minutes of reading and training
+        raise EmodiffError(f"{job.store}: already holds /results/{name}; pass --overwrite to replace it or --name")
     corpora = job.corpora
     data = _read_corpora(job.store, corpora)
     folds = plan_folds(data, job)
@@ -355,7 +358,6 @@ def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
         if real + (synth.count if synth else 0) == 0:
             raise EmodiffError(f"fold {fold.name}: no training segments ({train_on} data)")
     leaky = any(leak for _, _, leak in plan)
-    name = job.name or job.default_name()
     seeds = [job.classifier.seed + r for r in range(job.repeats)]
     results: list[FoldResult] = []
     with st.write_group(job.store, f"results/{name}", config=job.config(), overwrite=job.overwrite,

@@ -359,6 +359,8 @@ def report(
 def study(
     recipe: Annotated[Path, typer.Option(help="Recipe naming every step's settings, its study section included (demo or paper, or a YAML file).")] = Path("demo"),
     root: Annotated[Path | None, typer.Option(help="The corpus folder (overrides the recipe's study.root; default for ravdess: the bundled 6-actor sample).", show_default=False)] = None,
+    cross_root: Annotated[Path | None, typer.Option(help="Folder of the recipe's study.cross_corpus (tested on, trained on the main corpus: table 3).", show_default=False)] = None,
+    adaptation_root: Annotated[Path | None, typer.Option(help="Folder of the recipe's study.adaptation corpus (figure 4).", show_default=False)] = None,
     runs: Annotated[Path, typer.Option(help="Folder of the generators' runs: RUNS/<recipe name>/<generator>.")] = Path("runs"),
     out: Annotated[Path | None, typer.Option(help="Report folder (overrides the recipe's study.report).", show_default=False)] = None,
     device: DeviceOpt = "auto",
@@ -369,8 +371,8 @@ def study(
     from emodiff.store import resolve_store
     from emodiff.study import StudyJob, run_study
 
-    job = StudyJob(store=resolve_store(store), recipe=load_recipe(recipe), runs=runs, root=root, report=out,
-                   device=device)
+    job = StudyJob(store=resolve_store(store), recipe=load_recipe(recipe), runs=runs, root=root,
+                   cross_root=cross_root, adaptation_root=adaptation_root, report=out, device=device)
     result = run_study(job, log=lambda line: err_console.print(line, markup=False, highlight=False))
     total = sum(seconds for _, seconds, _ in result.steps)
     console.print(f"study done in {total / 60:.1f} min: {len(result.generators)} generators, "

@@ -98,6 +98,12 @@ class StudyConfig:
     samples: int = 256  # segments drawn from each generator
     experiments: str = "real, synthetic, real+synthetic, real+synthetic+mixup"  # comma-separated classify runs
     repeats: int = 1
+    cross_corpus: str = ""  # a second corpus to test on, trained on `corpus` (the paper's table 3); "": none
+    cross_root: str = ""  # its folder
+    adaptation: str = ""  # a corpus to adapt to (figure 4): `corpus` + a fraction of it, tested on its other half
+    adaptation_root: str = ""  # its folder
+    fractions: str = "0, 0.1, 0.2, 0.3, 0.4, 0.5"  # adaptation sweep
+    adaptation_experiments: str = "real, real+synthetic"  # run at every fraction
     quality: bool = True
     report: str = "report"
     vocoder: str = "auto"  # of the report's audio: auto | hifigan | griffin-lim

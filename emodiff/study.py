@@ -38,6 +38,8 @@ class StudyJob:
     recipe: Recipe
     runs: Path = Path("runs")  # generators go to runs/<recipe name>/<generator>
     root: Path | None = None  # overrides the recipe's study.root
+    cross_root: Path | None = None  # overrides study.cross_root
+    adaptation_root: Path | None = None  # overrides study.adaptation_root
     report: Path | None = None  # overrides the recipe's study.report
     device: str = "auto"
 
@@ -50,8 +52,13 @@ class StudyResult:
     steps: list[tuple[str, float, bool]] = field(default_factory=list)  # (step, seconds, skipped)
 
 
-def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: str) -> ClassifyJob:
-    """One experiment of ``study.experiments``: real/synthetic tokens pick the data, the rest are augmentations."""
+def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: str, source: str | None = None,
+                   fraction: float | None = None) -> ClassifyJob:
+    """One experiment of ``study.experiments``: real/synthetic tokens pick the data, the rest are augmentations.
+
+    ``corpus`` is tested on; with ``source`` the classifier trains on that corpus (cross-corpus), and
+    with ``fraction`` also on that share of ``corpus`` (adaptation).
+    """
     tokens = [t.strip() for t in text.split("+") if t.strip()]
     data = [t for t in tokens if t in ("real", "synthetic")]
     if not data:
@@ -59,8 +66,10 @@ def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: 
     train_on = "real+synthetic" if len(set(data)) == 2 else data[0]
     augment = Augment.parse("+".join(t for t in tokens if t not in ("real", "synthetic")))
     study = recipe.study
-    name = "study-" + "-".join(tokens).replace(":", "")
-    return ClassifyJob(store=store, corpus=corpus, folds=study.folds, train_on=train_on,  # type: ignore[arg-type]
+    where = "" if source is None else f"{source}-to-{corpus}-" + ("" if fraction is None else f"adapt{fraction:g}-")
+    name = "study-" + where + "-".join(tokens).replace(":", "")
+    return ClassifyJob(store=store, corpus=corpus, train_corpus=source, target_fraction=fraction,
+                       folds=study.folds, train_on=train_on,  # type: ignore[arg-type]
                        augment=dataclasses.replace(augment, synthetic="" if "synthetic" in data else None),
                        classifier=recipe.classifier, repeats=study.repeats, name=name, device=device)
 
@@ -84,23 +93,43 @@ def run_study(job: StudyJob, log: Log = print) -> StudyResult:
         log(f"[study] {label}: {'already done' if skipped else f'{time.perf_counter() - start:.0f} s'}")
 
     root = job.root or (Path(study.root) if study.root else _bundled(corpus))
+    for target, target_root in ((study.cross_corpus, job.cross_root or study.cross_root),
+                                (study.adaptation, job.adaptation_root or study.adaptation_root)):
+        if target and not target_root:  # found now, not after an hour of training
+            raise EmodiffError(f"study: the {target} folder is not given; pass --cross-root or --adaptation-root "
+                               "(or set study.cross_root / study.adaptation_root in the recipe)")
     step(f"prepare {corpus}", lambda: prepare(job.store, PrepareConfig(corpus, root)).already_there)
     step("embed", lambda: _embed(job.store, corpus))
 
-    experiments = [experiment_job(job.store, job.recipe, corpus, text, job.device)
-                   for text in study.experiments.split(",") if text.strip()]
+    texts = _items(study.experiments)
+    experiments = [experiment_job(job.store, job.recipe, corpus, text, job.device) for text in texts]
+    # Other corpora: trained on all of `corpus`, so their generator is one trained on all of it.
+    for target, target_root, runs in (
+            (study.cross_corpus, job.cross_root or study.cross_root, [(text, None) for text in texts]),
+            (study.adaptation, job.adaptation_root or study.adaptation_root,
+             [(text, float(x)) for x in _items(study.fractions) for text in _items(study.adaptation_experiments)])):
+        if target:
+            target = canonical_name(target)
+            step(f"prepare {target}", lambda t=target, r=target_root: prepare(
+                job.store, PrepareConfig(t, Path(r))).already_there)
+            experiments += [experiment_job(job.store, job.recipe, target, text, job.device, source=corpus,
+                                           fraction=fraction) for text, fraction in runs]
     generators: list[str] = []
-    if any(e.effective_train_on != "real" for e in experiments):
-        held = plan_held_out(job.store, ClassifyJob(store=job.store, corpus=corpus, folds=study.folds))
-        recipe = job.recipe if not study.train_steps else dataclasses.replace(
-            job.recipe, train=override(job.recipe.train, "study.train_steps", steps=study.train_steps))
-        for speakers in sorted({tuple(h) for h in held}):
-            name = generator_name(list(speakers))
-            out = job.runs / job.recipe.name / name
-            generators.append(name)
-            step(f"train {name}", lambda out=out, speakers=speakers: _train(job, recipe, corpus, out, speakers))
-            step(f"sample {name}", lambda out=out, name=name: sample(SampleJob(
-                store=job.store, n=study.samples, run=str(out), name=name, device=job.device)).already_there)
+    held: set[tuple[str, ...]] = set()
+    for e in experiments:
+        if e.effective_train_on != "real":
+            held |= {tuple(h) for h in plan_held_out(job.store, e) if all(s.startswith(f"{corpus}:") for s in h)}
+            if e.train_corpus is not None:
+                held.add(())  # across corpora: a generator that saw every speaker of the source
+    recipe = job.recipe if not study.train_steps else dataclasses.replace(
+        job.recipe, train=override(job.recipe.train, "study.train_steps", steps=study.train_steps))
+    for speakers in sorted(held):
+        name = generator_name(list(speakers)) if speakers else f"all-{corpus}"
+        out = job.runs / job.recipe.name / name
+        generators.append(name)
+        step(f"train {name}", lambda out=out, speakers=speakers: _train(job, recipe, corpus, out, speakers))
+        step(f"sample {name}", lambda out=out, name=name: sample(SampleJob(
+            store=job.store, n=study.samples, run=str(out), name=name, device=job.device)).already_there)
     results = []
     for e in experiments:
         results.append(f"/results/{e.name}")
@@ -119,6 +148,10 @@ def run_study(job: StudyJob, log: Log = print) -> StudyResult:
 
     step("report", report)
     return StudyResult(out / "index.html", generators, results, steps)
+
+
+def _items(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _bundled(corpus: str) -> Path:

@@ -173,6 +173,7 @@ def test_cli_cross_corpus_adaptation_sweep_and_bad_input(store):
         assert {"crema-d-to-ravdess-adapt0-real", "crema-d-to-ravdess-adapt1-real"} <= set(f["results"])
     for args, message in (
         (["--train", "crema-d"], "needs both --train SOURCE and --test TARGET"),
+        (["--train", "crema-d", "--test", "ravdess"], "already holds /results/crema-d-to-ravdess-real"),
         (["--train", "crema-d", "--test", "ravdess", "--corpus", "ravdess"], "its own protocol"),
         (["--target-fraction", "0.5"], "--target-fraction needs --train"),
         (["--train", "crema-d", "--test", "ravdess", "--target-fraction", "x"], "comma-separated numbers"),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from miniature import make_crema_d
 from toy import tiny_recipe
 
 from emodiff import store as st
@@ -56,6 +57,33 @@ def test_study_runs_every_step_then_picks_up_where_it_stopped(tmp_path):
     assert all(done for step, _, done in third.steps if step != "report")
 
 
+def test_study_across_corpora_uses_a_generator_of_the_whole_source(tmp_path):
+    make_crema_d(tmp_path / "crema")  # 3 actors, 5 files: enough to exercise both protocols
+    study = StudyConfig(folds="groups:3", train_steps=3, samples=8, experiments="real, synthetic", quality=False,
+                        cross_corpus="crema-d", cross_root=str(tmp_path / "crema"), adaptation="crema-d",
+                        adaptation_root=str(tmp_path / "crema"), fractions="0, 1",
+                        adaptation_experiments="real+synthetic", vocoder="griffin-lim", examples=0)
+    recipe = dataclasses.replace(tiny_recipe(3), classifier=TINY_CLASSIFIER, study=study)
+    store = tmp_path / "s.h5"
+    result = run_study(StudyJob(store=store, recipe=recipe, runs=tmp_path / "runs", report=tmp_path / "report",
+                                device="cpu"), log=lambda line: None)
+    # Within RAVDESS, "synthetic" needs the three per-fold generators; across corpora one saw all six actors.
+    assert result.generators[0] == "all-ravdess" and len(result.generators) == 4
+    with st.open_store(store) as f:
+        assert len(json.loads(f["synthetic/all-ravdess"].attrs["training_speakers"])) == 6
+        cross = f["results/study-ravdess-to-crema-d-synthetic"]
+        assert cross.attrs["protocol"] == "cross-corpus" and cross.attrs["synthetic"] == "all-ravdess"
+        assert not cross.attrs["leaky"]
+        for x in ("0", "1"):
+            adapt = f[f"results/study-ravdess-to-crema-d-adapt{x}-real-synthetic"]
+            assert adapt.attrs["protocol"] == "adaptation" and adapt.attrs["target_fraction"] == float(x)
+            assert adapt.attrs["synthetic"] == "all-ravdess"
+        within = f["results/study-synthetic"]
+        assert "all-ravdess" not in within.attrs["synthetic"] and not within.attrs["leaky"]
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Table 3" in page and "Figure 4 —" in page
+
+
 def test_experiments_are_parsed_into_classify_jobs():
     recipe = load_recipe("demo")
     job = experiment_job(Path("s.h5"), recipe, "ravdess", "real+synthetic+mixup", "cpu")
@@ -73,7 +101,11 @@ def test_shipped_recipes_describe_a_study():
     assert paper.corpus == "iemocap" and paper.train_steps == 0 and paper.samples == 5000
 
 
-def test_a_study_of_another_corpus_needs_its_folder(tmp_path):
+def test_a_study_of_other_corpora_needs_their_folders(tmp_path):
     recipe = dataclasses.replace(_recipe("real"), study=StudyConfig(corpus="iemocap"))
     with pytest.raises(EmodiffError, match="give the iemocap folder with --root"):
         run_study(StudyJob(store=tmp_path / "s.h5", recipe=recipe), log=lambda line: None)
+    paper = load_recipe("paper")
+    with pytest.raises(EmodiffError, match="the msp-improv folder is not given; pass --cross-root"):
+        run_study(StudyJob(store=tmp_path / "s.h5", recipe=paper, root=tmp_path), log=lambda line: None)
+    assert not (tmp_path / "s.h5").exists()  # refused before any step ran
