@@ -337,7 +337,7 @@ def _prepared_corpora(path: Path) -> list[str]:
 def report(
     out: Annotated[Path, typer.Option(help="Report folder (index.html, report.md, figures/, audio/); an earlier report there is replaced.")] = Path("report"),
     store: StoreOpt = None,
-    quality: Annotated[bool, typer.Option("--quality/--no-quality", help="First compute the quality metrics (Table 1) the store lacks, when emodiff's quality module is installed.")] = False,
+    quality: Annotated[bool, typer.Option("--quality/--no-quality", help="First compute the quality metrics (Table 1) of every synthetic set that lacks them (docs/quality.md).")] = False,
     vocoder: Annotated[str, typer.Option(help="Vocoder of the audio clips: auto (HiFi-GAN when its weights are there, else Griffin-Lim), hifigan or griffin-lim.")] = "auto",
     examples: Annotated[int, typer.Option(help="Vocoded clips per emotion and per source (real corpus, synthetic set); 0 for no audio.")] = 1,
     device: DeviceOpt = "auto",
