@@ -20,6 +20,7 @@ its randomness from a generator seeded with (seed, u, k), so the set does not de
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -109,7 +110,8 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     return np.fft.irfft(spectrum / np.sqrt(f), n).astype(np.float32)
 
 
-def augment(store: Path, cfg: AugmentConfig, on_total=lambda n: None, on_advance=lambda: None) -> AugmentResult:
+def augment(store: Path, cfg: AugmentConfig, on_total: Callable[[int], None] = lambda n: None,
+            on_advance: Callable[[], None] = lambda: None) -> AugmentResult:
     """Write ``/augmented/<corpus>/<kind>``; returns at once if it is there with the same settings."""
     group_name = f"augmented/{cfg.corpus}/{cfg.kind}"
     with st.open_store(store) as f:

@@ -107,7 +107,7 @@ def run_study(job: StudyJob, log: Log = print) -> StudyResult:
     for target, target_root, runs in (
             (study.cross_corpus, job.cross_root or study.cross_root, [(text, None) for text in texts]),
             (study.adaptation, job.adaptation_root or study.adaptation_root,
-             [(text, float(x)) for x in _items(study.fractions) for text in _items(study.adaptation_experiments)])):
+             [(text, x) for x in _fractions(study.fractions) for text in _items(study.adaptation_experiments)])):
         if target:
             target = canonical_name(target)
             step(f"prepare {target}", lambda t=target, r=target_root: prepare(
@@ -152,6 +152,13 @@ def run_study(job: StudyJob, log: Log = print) -> StudyResult:
 
 def _items(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        return [float(x) for x in _items(text)]
+    except ValueError:
+        raise EmodiffError(f"study.fractions: {text!r}; expected comma-separated fractions in [0, 1]") from None
 
 
 def _bundled(corpus: str) -> Path:
