@@ -1,4 +1,5 @@
-"""Training and sampling speed of the denoiser at the demo and paper sizes, eager fp32 against the fast path.
+"""Training and sampling speed of the paper's IDDPM denoiser (the flat res-block stack), eager fp32 against the
+fast path. (The shipped demo and ravdess recipes are U-Nets; their speed is in docs/generator.md.)
 
 On synthetic inputs (mels [B, 80, 256] uniform in [-1, 1], token vectors [B, 20, text_dim] with a full mask;
 no store needed), for each size: (1) training steps/s, the step of ``emodiff train`` (uniform t,
@@ -8,7 +9,7 @@ S = 100 would take (linear in S); (3) both as "eager fp32" (the baseline) and "f
 torch.compile, CUDA only) in this process, with the ratio, and the model FLOPs utilisation on a GPU (forward
 FLOPs by FlopCounterMode at batch 1, x3 for a training step) or the achieved GFLOP/s on a CPU.
 
-Run: ``python benchmarks/diffusion.py [--sizes demo,paper] [--device auto|cpu|cuda] [--json OUT]``.
+Run: ``python benchmarks/diffusion.py [--sizes paper] [--device auto|cpu|cuda] [--json OUT]``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from emodiff.diffusion import create_diffusion, create_named_schedule_sampler
 from emodiff.diffusion.denoiser import Denoiser, count_parameters
 from emodiff.train import EMA
 
-SIZES = ("demo", "paper")
+SIZES = ("paper",)  # recipes with the flat IDDPM denoiser
 FRAMES, TOKENS = 256, 20  # segment frames, text tokens per condition
 CPU_PAPER_BATCH, CPU_PAPER_SAMPLE_STEPS, CPU_SAMPLE_BATCH = 2, 10, 8  # keeps a CPU run to a few minutes
 TARGET_MFU, TARGET_TRAIN_STEPS, TARGET_TRAIN_S = 0.40, 120_000, 3600.0  # issue: paper training >= 40 % MFU, < 1 h
@@ -34,7 +35,7 @@ TARGET_SEGMENTS, TARGET_S, TARGET_SAMPLE_S = 5000, 100, 60.0  # issue: 5000 segm
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="demo,paper", help="comma-separated recipes to measure (default: demo,paper)")
+    p.add_argument("--sizes", default="paper", help="comma-separated flat-denoiser recipes to measure (default: paper)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"training batch (default: the recipe's; on CPU the paper size uses {CPU_PAPER_BATCH})")

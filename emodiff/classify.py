@@ -134,7 +134,11 @@ class ClassifyJob:
         return self.train_on
 
     def config(self) -> dict:
-        return _config(self)
+        """What /results/<name> was made with (its ``config`` attr and hash)."""
+        return {"corpus": self.corpus, "train_corpus": self.train_corpus, "protocol": self.protocol,
+                "folds": self.folds, "target_fraction": self.target_fraction, "dev_fraction": self.dev_fraction,
+                "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": asdict(self.augment),
+                "classifier": asdict(self.classifier), "repeats": self.repeats, "allow_leak": self.allow_leak}
 
     @property
     def corpora(self) -> list[str]:
@@ -392,14 +396,6 @@ def _summary(results: list[FoldResult], seeds: list[int]) -> dict[str, float]:
         out[f"{key}_std"] = summarize(table.mean(axis=0))[1]
         out[f"{key}_seed_std"] = summarize(table.mean(axis=1))[1]
     return out
-
-
-def _config(job: ClassifyJob) -> dict:
-    """What /results/<name> was made with (its ``config`` attr and hash)."""
-    return {"corpus": job.corpus, "train_corpus": job.train_corpus, "protocol": job.protocol, "folds": job.folds,
-            "target_fraction": job.target_fraction, "dev_fraction": job.dev_fraction, "split_seed": job.split_seed,
-            "train_on": job.effective_train_on, "augment": asdict(job.augment), "classifier": asdict(job.classifier),
-            "repeats": job.repeats, "allow_leak": job.allow_leak}
 
 
 def _read_offline(store: Path, kind: str, data: _Data, corpora: list[str]) -> _Offline:

@@ -200,8 +200,9 @@ def sample(
     n: Annotated[int, typer.Option("--n", help="How many segments to draw.")] = 64,
     run: Annotated[str | None, typer.Option(help="A run recorded in the store, a run folder or a checkpoint file. Default: the latest run.", show_default=False)] = None,
     steps: Annotated[int | None, typer.Option(help="Respaced sampling steps S. Default: the recipe's (100).", show_default=False)] = None,
-    sampler: Annotated[str | None, typer.Option(help="ddpm (ancestral) or ddim. Default: the recipe's.", show_default=False)] = None,
-    eta: Annotated[float | None, typer.Option(help="DDIM noise (0 = deterministic). Default: the recipe's.", show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option(help="ddpm (ancestral) or ddim; for v/edm models also heun and dpmpp-2m (DPM-Solver++(2M)). Default: the recipe's.", show_default=False)] = None,
+    eta: Annotated[float | None, typer.Option(help="DDIM noise in [0, 1] (0 = deterministic, 1 = DDPM). Default: the recipe's.", show_default=False)] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance weight W in [0, 20]: D = D_cond + W (D_cond - D_uncond); 0 = none. v/edm models only. Default: the recipe's.", show_default=False)] = None,
     emotion: Annotated[list[str] | None, typer.Option(help="Only these emotions (repeatable). Default: all four, balanced.", show_default=False)] = None,
     speaker: Annotated[list[str] | None, typer.Option(help="Only these training speakers, CORPUS:SPEAKER or SPEAKER (repeatable). Default: all, balanced.", show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Segments per sampling batch. Default: the recipe's.", show_default=False)] = None,
@@ -219,7 +220,7 @@ def sample(
 
     job = SampleJob(store=resolve_store(store), n=n, run=run, steps=steps, sampler=sampler, eta=eta,  # type: ignore[arg-type]
                     emotions=tuple(emotion or ()), speakers=tuple(speaker or ()), batch_size=batch_size,
-                    seed=seed, name=name, device=device, overwrite=overwrite)
+                    seed=seed, name=name, device=device, overwrite=overwrite, guidance=guidance)
     with _Bar("sample") as bar:
         result = run_sample(job, on_total=bar.total, on_advance=bar.advance)
     sample_summary(console, job.store, result)
@@ -330,6 +331,30 @@ def _prepared_corpora(path: Path) -> list[str]:
     if not names:
         raise EmodiffError(f"{path}: holds no prepared corpus; run `emodiff prepare CORPUS ROOT` first")
     return names
+
+
+@app.command()
+@_friendly
+def quality(
+    synthetic: Annotated[str | None, typer.Option(help="The /synthetic set to assess. Default: every set without /quality.", show_default=False)] = None,
+    corpus: Annotated[str | None, typer.Option(help="The real corpus to compare with. Default: the one the generator's training speakers are from.", show_default=False)] = None,
+    recipe: Annotated[Path | None, typer.Option(help="Take the yardstick classifier from this recipe. Default: the set's own recipe.", show_default=False)] = None,
+    device: DeviceOpt = "auto",
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """How good a synthetic set is (docs/quality.md): TSTR vs TRTR on speakers the generator never saw, a two-sample AUC, per-emotion consistency, Frechet distance, MAD -> /quality/NAME."""
+    from emodiff.config import load_recipe
+    from emodiff.quality import QualityJob, assess
+    from emodiff.render import quality_summary
+    from emodiff.store import resolve_store
+
+    classifier = load_recipe(recipe).classifier if recipe is not None else None
+    results = assess(QualityJob(store=resolve_store(store), synthetic=synthetic, corpus=corpus,
+                                classifier=classifier, device=device, overwrite=overwrite))
+    if not results:
+        console.print("every synthetic set already has its /quality group; pass --overwrite to measure again")
+    quality_summary(console, results)
 
 
 @app.command()

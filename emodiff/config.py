@@ -19,7 +19,10 @@ from emodiff.ser.classifier import ClassifierConfig
 
 Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
-Sampler = Literal["ddpm", "ddim"]
+Sampler = Literal["ddpm", "ddim", "heun", "dpmpp-2m"]
+Parameterization = Literal["eps", "v", "edm"]
+Skip = Literal["scalar", "wiener"]
+DenoiserKind = Literal["flat", "unet"]
 Load = Literal["auto", "memory", "chunks"]
 Normalize = Literal["center", "none"]
 
@@ -35,12 +38,49 @@ class DiffusionConfig:
     timestep_sampler: TimestepSampler = "uniform"
     # Diffuse mels centred on their per-bin training-set mean: see diffusion/normalize.py.
     normalize: Normalize = "center"
+    # What the network predicts. eps: IDDPM's discrete T-step process above (the paper's). v and edm:
+    # a continuous noise level sigma with the network wrapped as D(x; sigma) = c_skip x + c_out F
+    # (emodiff/diffusion/preconditioned.py): v-prediction (Salimans & Ho 2022; sigma_data = 1, cosine
+    # noise levels) or EDM (Karras et al. 2022; the data's sigma, log-normal noise levels).
+    parameterization: Parameterization = "eps"
+    sigma_data: float = 0.0  # edm: std of the (centred) training mels; 0 measures it at the start of training
+    p_mean: float = -1.2  # edm: ln(sigma) ~ N(p_mean, p_std^2) in training
+    p_std: float = 1.2
+    min_snr_gamma: float = 0.0  # v/edm: clamp the loss weight at SNR = gamma (Hang et al. 2023); 0 = off
+    # v/edm: the denoiser's skip path. scalar: EDM's c_skip x. wiener: the data's best linear denoiser
+    # (a Wiener filter over blocks of wiener_block frames, fitted at the start of training), with
+    # c_out its expected error, so the network learns only what no linear model can
+    # (emodiff/diffusion/wiener.py).
+    skip: Skip = "scalar"
+    wiener_block: int = 4
+    sigma_min: float = 0.002  # v/edm sampling: the Karras et al. (rho = 7) noise levels from sigma_max down
+    sigma_max: float = 80.0
+    rho: float = 7.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.lambda_vb < 0:
+            raise ValueError(f"lambda_vb must be >= 0, got {self.lambda_vb!r}")
+        if self.sigma_data < 0 or self.min_snr_gamma < 0 or self.p_std <= 0:
+            raise ValueError("sigma_data >= 0, min_snr_gamma >= 0 and p_std > 0 expected, got "
+                             f"{self.sigma_data!r}, {self.min_snr_gamma!r}, {self.p_std!r}")
+        if not 0 < self.sigma_min < self.sigma_max or self.rho <= 0:
+            raise ValueError(f"0 < sigma_min < sigma_max and rho > 0 expected, got {self.sigma_min!r}, "
+                             f"{self.sigma_max!r}, {self.rho!r}")
+        if self.wiener_block < 1:
+            raise ValueError(f"wiener_block must be a positive integer, got {self.wiener_block!r}")
+        if self.parameterization != "eps" and self.learn_sigma:
+            raise ValueError(f"learn_sigma is IDDPM's learned variance, only for parameterization eps; set it "
+                             f"false for {self.parameterization}")
 
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    """Sizes of the text-conditioned 1-D convolutional denoiser (emodiff/diffusion/denoiser.py)."""
+    """Sizes of the denoiser: the paper's flat res-block stack (emodiff/diffusion/denoiser.py) or a
+    1-D U-Net over frames (emodiff/diffusion/unet.py)."""
 
+    kind: DenoiserKind = "flat"
     mel_channels: int = 80
     channels: int = 1536
     blocks_before: int = 8  # residual blocks before the self-attention
@@ -53,6 +93,13 @@ class DenoiserConfig:
     cond_channels: int = 64  # pooled text vector projected to this many channels, concatenated to the mel
     norm_groups: int = 32
     dropout: float = 0.0
+    # unet only: width multipliers per resolution (frames halve from one to the next), res-blocks per
+    # resolution, the resolutions (0 = full) with self-attention over frames + text tokens, and the
+    # width of the emotion / speaker / text / noise-level embedding that scales and shifts every block.
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    blocks_per_level: int = 2
+    attention_levels: tuple[int, ...] = (2,)
+    emb_dim: int = 256
 
 
 @dataclass(frozen=True)
@@ -74,6 +121,11 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 5000
     seed: int = 0
+    # Windows of this many frames cut at random from each utterance's valid frames (its segments
+    # joined, padding dropped); 0 trains on whole stored segments, padding included (the paper).
+    crop_frames: int = 0
+    cond_dropout: float = 0.0  # share of examples trained without emotion, speaker and text (for guidance)
+    ema_warmup: bool = False  # EMA decay min(ema_decay, (1 + step) / (10 + step)): useful from the first steps
 
 
 @dataclass(frozen=True)
@@ -84,6 +136,7 @@ class SampleConfig:
     sampler: Sampler = "ddpm"
     eta: float = 0.0  # DDIM only
     batch_size: int = 64
+    guidance: float = 0.0  # classifier-free guidance W: D = D_cond + W (D_cond - D_uncond); 0 = none
 
 
 
@@ -127,7 +180,16 @@ class Recipe:
     study: StudyConfig = field(default_factory=StudyConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain YAML/JSON values: tuples become lists."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 T = TypeVar("T")
@@ -175,6 +237,10 @@ def _check(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise EmodiffError(f"{where}: expected a string, got {value!r}")
         return value
+    if getattr(hint, "__origin__", None) is tuple:  # tuple[int, ...]: a YAML list of integers
+        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise EmodiffError(f"{where}: expected a list of integers, got {value!r}")
+        return tuple(value)
     raise TypeError(f"{where}: no check for type {hint!r}")
 
 
@@ -216,5 +282,5 @@ def override(config: T, where: str = "flags", **values: Any) -> T:
     given = {k: v for k, v in values.items() if v is not None}
     if not given:
         return config
-    merged = {**dataclasses.asdict(config), **given}  # type: ignore[call-overload]
+    merged = {**_plain(dataclasses.asdict(config)), **given}  # type: ignore[call-overload]
     return build(type(config), merged, where)

@@ -19,6 +19,7 @@ The pure functions (``mad``, ``frechet_distance``, ``mean_pairwise_distance``, .
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import wasserstein_distance
+from scipy.stats import rankdata, wasserstein_distance
 
 from emodiff import store as st
 from emodiff.config import load_recipe, recipe_from_dict
@@ -37,15 +38,14 @@ from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
 from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
 from emodiff.ser.metrics import uar
-from emodiff.ser.training import Segments, fit
+from emodiff.ser.training import Segments, fit, segment_logits, utterance_scores
+from emodiff.silence import SILENCE, counted_frames, silence_share, synthetic_frames  # noqa: F401 (re-exported)
 
-# A frame is silent when no mel bin rises above this level: -1 is the log floor (ln 1e-5), where
-# padding and digital silence sit; -0.95 is 0.37 nats above it, below any recorded noise floor.
-SILENCE = -0.95
 MAD_DEFINITION = ("MAD = mean over the 80 mel bins of the Wasserstein-1 distance (mean absolute difference of "
                   "matched quantiles) between the real and synthetic values of that bin, in the store's [-1, 1] "
                   "scaling, over non-silent frames, real ones only before segments/frames.")
 DEFAULT_RECIPE = "demo"
+TWO_SAMPLE_FOLDS = 3
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,13 @@ class EmotionQuality:
     emotion: str
     mad: float
     frechet: float
+    frechet_real: float  # the real-vs-real floor: one half of the held-out speakers against the other
     consistency: float
     diversity_synthetic: float
     diversity_real: float
     n_real: int
     n_synthetic: int
-    recall_real: float  # the yardstick's recall on this emotion's real segments (what consistency compares to)
+    recall_real: float  # the yardstick's recall on this emotion's real (held-out) segments; consistency's floor
     silence_real: float  # share of silent frames, padding included: like for like with the synthetic set
     silence_synthetic: float
     note: str = ""
@@ -93,39 +94,10 @@ class QualityResult:
     classifier_source: str
     seconds: float
     real_speakers: list[str] = field(default_factory=list)
+    held_out: _HeldOut = field(default_factory=lambda: _HeldOut())
 
 
 # ---------------------------------------------------------------------------------------------- maths
-
-
-def counted_frames(mel: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
-    """Bool [N, F]: frame t of segment n counts iff t < frames[n] (all when None) and max_b mel[n, b, t] > SILENCE."""
-    mel = np.asarray(mel)
-    if mel.ndim != 3:
-        raise ValueError(f"mel: expected [N, bins, frames], got shape {mel.shape}")
-    loud = mel.max(axis=1) > SILENCE
-    if frames is None:
-        return loud
-    frames = np.asarray(frames)
-    if frames.shape != (len(mel),):
-        raise ValueError(f"frames: expected shape ({len(mel)},), got {frames.shape}")
-    return loud & (np.arange(mel.shape[2])[None, :] < frames[:, None])
-
-
-def silence_share(mel: np.ndarray, frames: np.ndarray | None = None) -> float:
-    """Share of all N*F frames of mel [N, bins, F] that are silent or (with frames [N]) padding."""
-    return float(1.0 - counted_frames(mel, frames).mean()) if len(mel) else math.nan
-
-
-def synthetic_frames(mel: np.ndarray) -> np.ndarray:
-    """Valid frames [N] of generated mel [N, bins, F]: 1 + the last non-silent frame (at least 1).
-
-    A generator trained on padded segments draws the padding too; trimming the trailing silence
-    lets the yardstick embed a synthetic segment as it embeds a real one (padding masked).
-    """
-    loud = counted_frames(mel)
-    last = loud.shape[1] - np.argmax(loud[:, ::-1], axis=1)  # 1 + index of the last loud frame
-    return np.where(loud.any(axis=1), last, 1).astype(np.int64)
 
 
 def mad(real: np.ndarray, real_frames: np.ndarray, synthetic: np.ndarray) -> float:
@@ -212,6 +184,7 @@ class _Corpus:
     emotion: np.ndarray  # [N] int64, per segment
     speaker: np.ndarray  # [N] str, per segment
     config_hash: str
+    utt: np.ndarray | None = None  # [N] int64, the utterance row of each segment
 
 
 def _set_names(store: Path, job: QualityJob) -> list[str]:
@@ -247,10 +220,14 @@ def _read_synthetic(store: Path, name: str) -> _Synthetic:
     return _Synthetic(name, shape, emotion, [str(s) for s in speakers], recipe, str(attrs.get("config_hash", "")))
 
 
-def _read_mel(store: Path, name: str) -> np.ndarray:
-    """The mels [M, C, F] float16 of /synthetic/<name>."""
+def _read_mel(store: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The mels [M, C, F] float16 of /synthetic/<name> and their valid frames [M] (recorded by ``sample``;
+    for older sets, everything up to the last non-silent frame)."""
     with st.open_store(store) as f:
-        return f[f"synthetic/{name}/mel"][()].astype(np.float16)
+        g = f[f"synthetic/{name}"]
+        mel = g["mel"][()].astype(np.float16)
+        frames = g["frames"][()].astype(np.int64) if "frames" in g else synthetic_frames(mel)
+    return mel, np.clip(frames, 1, mel.shape[2])
 
 
 def imitated_corpus(training_speakers: list[str]) -> str | None:
@@ -269,7 +246,7 @@ def _read_corpus(store: Path, corpus: str, synthetic: str) -> _Corpus:
         utt = g["segments/utt"][()]
         return _Corpus(corpus, g["segments/mel"][()].astype(np.float16), g["segments/frames"][()].astype(np.int64),
                        table["emotion"].astype(np.int64)[utt], table["speaker"][utt],
-                       str(g.attrs.get("config_hash", "")))
+                       str(g.attrs.get("config_hash", "")), utt.astype(np.int64))
 
 
 def _classifier(job: QualityJob, synth: _Synthetic) -> tuple[ClassifierConfig, str]:
@@ -287,7 +264,8 @@ def _classifier(job: QualityJob, synth: _Synthetic) -> tuple[ClassifierConfig, s
 
 @dataclass
 class _Yardstick:
-    """The classifier trained on all real segments, with its embeddings [N, 2H] and predictions [N] of them."""
+    """The classifier trained on the real segments ``trained`` (the generator's speakers when others are held
+    out, else all), with its embeddings [N, 2H] and predictions [N] of every real segment."""
 
     model: CnnBlstm
     real_embed: np.ndarray
@@ -311,46 +289,115 @@ def embed_segments(model: CnnBlstm, mel: np.ndarray, frames: np.ndarray, device:
     return np.concatenate(emb), np.concatenate(pred)
 
 
-def _train_yardstick(cfg: ClassifierConfig, real: _Corpus, device: torch.device) -> _Yardstick:
-    """fit() on every real segment for cfg.epochs epochs (no selection), seeded by cfg.seed."""
-    data = Segments(torch.from_numpy(real.mel), torch.from_numpy(real.frames), torch.from_numpy(real.emotion))
-    model = fit(cfg, data, device).model
+def _segments(mel: np.ndarray, frames: np.ndarray, labels: np.ndarray) -> Segments:
+    return Segments(torch.from_numpy(np.asarray(mel)), torch.from_numpy(np.asarray(frames, np.int64)),
+                    torch.from_numpy(np.asarray(labels, np.int64)))
+
+
+def _train_yardstick(cfg: ClassifierConfig, real: _Corpus, trained: np.ndarray, device: torch.device) -> _Yardstick:
+    """fit() on the real segments ``trained`` [N] bool for cfg.epochs epochs (no selection), seeded by cfg.seed."""
+    rows = np.flatnonzero(trained)
+    model = fit(cfg, _segments(real.mel[rows], real.frames[rows], real.emotion[rows]), device).model
     emb, pred = embed_segments(model, real.mel, real.frames, device, cfg.batch_size)
-    return _Yardstick(model, emb, pred, uar(real.emotion, pred))
+    return _Yardstick(model, emb, pred, uar(real.emotion[rows], pred[rows]))
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve = P(s_pos > s_neg) + P(s_pos = s_neg) / 2 (the Mann-Whitney U statistic over
+    n_pos n_neg), from average ranks; scores [N], labels [N] in {0, 1}. NaN when a class is missing."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(scores)  # ties get their average rank
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def two_sample_auc(cfg: ClassifierConfig, real: Segments, synthetic: Segments, device: torch.device,
+                   folds: int = TWO_SAMPLE_FOLDS, seed: int = 0) -> float:
+    """A classifier two-sample test (Lopez-Paz & Oquab 2017): the CNN-BLSTM of ``cfg`` learns real (0) vs
+    synthetic (1) on all but one of ``folds`` seeded folds and scores the rest; the AUC of the pooled
+    out-of-fold scores logit_1 - logit_0. 0.5: indistinguishable; 1.0: told apart every time. The real side
+    is subsampled to the synthetic side's size so that both classes weigh the same."""
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(real), size=min(len(real), len(synthetic)), replace=False))
+    mel = torch.cat([real.mel[keep].to(torch.float16), synthetic.mel.to(torch.float16)])
+    frames = torch.cat([real.frames[keep], synthetic.frames])
+    labels = np.r_[np.zeros(len(keep), np.int64), np.ones(len(synthetic), np.int64)]
+    fold = rng.permutation(len(labels)) % folds
+    scores = np.zeros(len(labels))
+    binary = dataclasses.replace(cfg, n_classes=2)
+    for k in range(folds):
+        tr, te = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        model = fit(binary, Segments(mel[tr], frames[tr], torch.from_numpy(labels[tr])), device, seed=seed + k).model
+        logits = segment_logits(model, mel[te], frames[te], device)
+        scores[te] = logits[:, 1] - logits[:, 0]
+    return roc_auc(scores, labels)
+
+
+def utterance_uar(model: CnnBlstm, real: _Corpus, rows: np.ndarray, device: torch.device) -> float:
+    """UAR over the utterances of the real segments ``rows``, each scored by pooling its segments."""
+    utt = real.utt[rows] if real.utt is not None else rows
+    ids, index = np.unique(utt, return_inverse=True)
+    scores = utterance_scores(model, torch.from_numpy(real.mel[rows]), torch.from_numpy(real.frames[rows]),
+                              index, len(ids), device)
+    first = np.unique(index, return_index=True)[1]
+    return uar(real.emotion[rows][first], scores.argmax(axis=1))
 
 
 def _recall(pred: np.ndarray, label: int) -> float:
     return float(np.mean(pred == label)) if len(pred) else math.nan
 
 
+def _halves(speakers: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` split by speaker into two halves (alternate speakers in sorted order)."""
+    names = sorted(set(speakers[rows].tolist()))
+    first = set(names[0::2])
+    in_first = np.array([s in first for s in speakers[rows]], bool)
+    return rows[in_first], rows[~in_first]
+
+
+def _frechet(a: np.ndarray, b: np.ndarray) -> float:
+    return frechet_distance(a, b) if len(a) >= 2 and len(b) >= 2 else math.nan
+
+
 def _row(k: int, pair: _Pair, mel: np.ndarray, s_embed: np.ndarray, s_pred: np.ndarray,
          yard: _Yardstick) -> EmotionQuality:
-    """The metrics of emotion k: the real reference rows of k against the synthetic rows asked to be k."""
+    """The metrics of emotion k: the real rows of k against the synthetic rows asked to be k.
+
+    MAD compares with what the generator imitated (its speakers). Recall, Frechet distance and
+    diversity use the held-out speakers when there are any: the yardstick never saw them, so
+    synthetic-vs-real and the real-vs-real floor (``frechet_real``: one half of the held-out speakers
+    against the other) are both out of sample. Synthetic-vs-real is then the mean of the FD of each
+    half of the synthetic rows against one real half, so both sides of each FD are of like size.
+    """
     real = pair.real
     r_rows = np.flatnonzero(pair.ref & (real.emotion == k))
+    judged = np.flatnonzero((pair.held if pair.held.any() else pair.ref) & (real.emotion == k))
     s_rows = np.flatnonzero(pair.synth.emotion == k)
     notes = []
     value = mad(real.mel[r_rows], real.frames[r_rows], mel[s_rows])
     if math.isnan(value):
         notes.append("mad: no non-silent frame on one side")
-    r_emb, s_emb = yard.real_embed[r_rows], s_embed[s_rows]
-    fd = div_s = div_r = math.nan
-    if len(r_rows) >= 2 and len(s_rows) >= 2:
-        fd = frechet_distance(r_emb, s_emb)
+    s_emb = s_embed[s_rows]
+    fd = fd_real = math.nan
+    if pair.held.any() and len(set(real.speaker[judged].tolist())) >= 2:
+        a, b = _halves(real.speaker, judged)
+        half = len(s_rows) // 2
+        fd = _nanmean([_frechet(s_emb[:half], yard.real_embed[a]), _frechet(s_emb[half:], yard.real_embed[b])])
+        fd_real = _frechet(yard.real_embed[a], yard.real_embed[b])
     else:
-        notes.append(f"frechet: needs >= 2 real and >= 2 synthetic segments, has {len(r_rows)} and {len(s_rows)}")
-    if len(s_rows) >= 2:
-        div_s = mean_pairwise_distance(s_emb)
-    else:
-        notes.append("diversity_synthetic: needs >= 2 synthetic segments")
-    if len(r_rows) >= 2:
-        div_r = mean_pairwise_distance(r_emb)
-    else:
-        notes.append("diversity_real: needs >= 2 real segments")
+        fd = _frechet(yard.real_embed[judged], s_emb)
+        if pair.held.any():  # (with none held out, the set's held_out_speakers attr says so once)
+            notes.append("frechet_real: needs >= 2 held-out speakers")
+    if math.isnan(fd):
+        notes.append(f"frechet: needs >= 2 real and >= 2 synthetic segments, has {len(judged)} and {len(s_rows)}")
+    div_s = mean_pairwise_distance(s_emb) if len(s_rows) >= 2 else math.nan
+    div_r = mean_pairwise_distance(yard.real_embed[judged]) if len(judged) >= 2 else math.nan
     return EmotionQuality(
-        emotion=EMOTIONS[k], mad=value, frechet=fd, consistency=_recall(s_pred[s_rows], k),
-        diversity_synthetic=div_s, diversity_real=div_r, n_real=len(r_rows), n_synthetic=len(s_rows),
-        recall_real=_recall(yard.real_pred[r_rows], k),
+        emotion=EMOTIONS[k], mad=value, frechet=fd, frechet_real=fd_real, consistency=_recall(s_pred[s_rows], k),
+        diversity_synthetic=div_s, diversity_real=div_r, n_real=len(judged), n_synthetic=len(s_rows),
+        recall_real=_recall(yard.real_pred[judged], k),
         silence_real=silence_share(real.mel[r_rows], real.frames[r_rows]),
         silence_synthetic=silence_share(mel[s_rows]), note="; ".join(notes))
 
@@ -366,9 +413,13 @@ class _Pair:
 
     synth: _Synthetic
     real: _Corpus
-    ref: np.ndarray  # [N] bool: the real segments to compare with
+    ref: np.ndarray  # [N] bool: the real segments of the speakers the generator imitated
+    held: np.ndarray  # [N] bool: the real segments of this corpus's speakers it never saw
     speakers: list[str]  # the reference speakers, "corpus:speaker"
     common: list[int]  # emotion ids present in both
+
+    def held_speakers(self) -> list[str]:
+        return [f"{self.real.name}:{s}" for s in sorted(set(self.real.speaker[self.held].tolist()))]
 
 
 def _pair(store: Path, synth: _Synthetic, real: _Corpus) -> _Pair:
@@ -383,18 +434,40 @@ def _pair(store: Path, synth: _Synthetic, real: _Corpus) -> _Pair:
     if not ref.any():
         raise EmodiffError(f"{store}: /corpora/{real.name} holds none of the speakers /synthetic/{synth.name} "
                            f"was trained on ({', '.join(seen)})")
+    held = ~ref if seen else np.zeros(len(real.speaker), bool)
     common = [k for k in range(len(EMOTIONS)) if (synth.emotion == k).any() and (real.emotion[ref] == k).any()]
     if not common:
         raise EmodiffError(f"{store}: /synthetic/{synth.name} and /corpora/{real.name} share no emotion")
     speakers = seen or sorted(set(real.speaker.tolist()))
-    return _Pair(synth, real, ref, [f"{real.name}:{s}" for s in speakers], common)
+    return _Pair(synth, real, ref, held, [f"{real.name}:{s}" for s in speakers], common)
 
 
-def _measure(pair: _Pair, mel: np.ndarray, yard: _Yardstick, cfg: ClassifierConfig,
-             device: torch.device) -> list[EmotionQuality]:
-    """Per-emotion rows for every emotion present in both sets; mel [M, C, F] is the synthetic set's."""
-    s_embed, s_pred = embed_segments(yard.model, mel, synthetic_frames(mel), device, cfg.batch_size)
-    return [_row(k, pair, mel, s_embed, s_pred, yard) for k in pair.common]
+@dataclass
+class _HeldOut:
+    """Set-level metrics against the speakers the generator never saw (NaN when it saw every speaker)."""
+
+    tstr_uar: float = math.nan  # the classifier trained on the synthetic set alone, on held-out real utterances
+    trtr_uar: float = math.nan  # the same classifier trained on the generator's speakers' real segments (the yardstick)
+    two_sample_auc: float = math.nan  # real (generator's speakers) vs synthetic, cross-validated
+    speakers: list[str] = field(default_factory=list)
+
+
+def _measure(pair: _Pair, mel: np.ndarray, frames: np.ndarray, yard: _Yardstick, cfg: ClassifierConfig,
+             device: torch.device) -> tuple[list[EmotionQuality], _HeldOut]:
+    """Per-emotion rows for every emotion present in both sets, and the set-level held-out metrics."""
+    s_embed, s_pred = embed_segments(yard.model, mel, frames, device, cfg.batch_size)
+    rows = [_row(k, pair, mel, s_embed, s_pred, yard) for k in pair.common]
+    real = pair.real
+    synthetic = _segments(mel, frames, pair.synth.emotion)
+    ref = np.flatnonzero(pair.ref)
+    out = _HeldOut(two_sample_auc=two_sample_auc(
+        cfg, _segments(real.mel[ref], real.frames[ref], real.emotion[ref]), synthetic, device, seed=cfg.seed))
+    if pair.held.any():
+        held = np.flatnonzero(pair.held)
+        out.speakers = pair.held_speakers()
+        out.trtr_uar = utterance_uar(yard.model, real, held, device)
+        out.tstr_uar = utterance_uar(fit(cfg, synthetic, device).model, real, held, device)
+    return rows, out
 
 
 # ---------------------------------------------------------------------------------------------- store: write
@@ -415,7 +488,9 @@ def _write(store: Path, result: QualityResult, config: dict, overwrite: bool) ->
             classifier_source=result.classifier_source, seed=result.classifier.seed, mad_definition=MAD_DEFINITION,
             mad_mean=result.mad_mean, consistency_mean=result.consistency_mean,
             real_accuracy_on_train=result.real_accuracy_on_train, silence_threshold=SILENCE,
-            real_speakers=json.dumps(result.real_speakers))
+            real_speakers=json.dumps(result.real_speakers), tstr_uar=result.held_out.tstr_uar,
+            trtr_uar=result.held_out.trtr_uar, two_sample_auc=result.held_out.two_sample_auc,
+            held_out_speakers=json.dumps(result.held_out.speakers))
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -441,20 +516,23 @@ def assess(job: QualityJob) -> list[QualityResult]:
         if corpus not in corpora:
             corpora[corpus] = _read_corpus(store, corpus, name)
         plans.append((_pair(store, synth, corpora[corpus]), *_classifier(job, synth)))
-    yardsticks: dict[tuple[str, ClassifierConfig], _Yardstick] = {}
+    yardsticks: dict[tuple[str, ClassifierConfig, tuple[str, ...]], _Yardstick] = {}
     results = []
     for pair, cfg, source in plans:
         start = time.perf_counter()
         real, name = pair.real, pair.synth.name
-        if (real.name, cfg) not in yardsticks:
-            yardsticks[(real.name, cfg)] = _train_yardstick(cfg, real, device)
-        yard = yardsticks[(real.name, cfg)]
-        rows = _measure(pair, _read_mel(store, name), yard, cfg, device)
+        # Trained on the generator's speakers when it held some out (so those stay unseen), else on all.
+        trained = pair.ref if pair.held.any() else np.ones(len(real.speaker), bool)
+        key = (real.name, cfg, tuple(sorted(set(real.speaker[trained].tolist()))))
+        if key not in yardsticks:
+            yardsticks[key] = _train_yardstick(cfg, real, trained, device)
+        yard = yardsticks[key]
+        rows, held_out = _measure(pair, *_read_mel(store, name), yard, cfg, device)
         result = QualityResult(
             group=f"/quality/{name}", synthetic=name, corpus=real.name, rows=rows,
             mad_mean=_nanmean([r.mad for r in rows]), consistency_mean=_nanmean([r.consistency for r in rows]),
             real_accuracy_on_train=yard.accuracy, classifier=cfg, classifier_source=source, seconds=0.0,
-            real_speakers=pair.speakers)
+            real_speakers=pair.speakers, held_out=held_out)
         config = {"synthetic": name, "synthetic_config_hash": pair.synth.config_hash, "corpus": real.name,
                   "corpus_config_hash": real.config_hash, "classifier": asdict(cfg), "silence": SILENCE}
         _write(store, result, config, job.overwrite)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importin
     from emodiff.classify import ClassifyResult
     from emodiff.embed import EmbedResult
     from emodiff.prepare import PrepareResult
+    from emodiff.quality import QualityResult
     from emodiff.sample import SampleResult
     from emodiff.train import TrainResult
 
@@ -122,6 +123,26 @@ def classify_summary(console: Console, result: ClassifyResult) -> None:
         table.add_row(*row, *([r.synthetic] if "synthetic" in columns else []))
     console.print(table)
     console.print(f"{len(result.folds)} fold runs in {result.seconds:.0f} s")
+
+
+def quality_summary(console: Console, results: Sequence[QualityResult]) -> None:
+    """One table per assessed set: per-emotion rows, then the held-out (TSTR) line."""
+    def num(x: float) -> str:
+        return "—" if x != x else f"{x:.3g}"
+
+    for r in results:
+        table = Table(title=f"{r.group} against {r.corpus} ({r.seconds:.0f} s)")
+        for col in ("emotion", "consistency", "recall, real", "FD", "FD real-real", "MAD", "silence synth / real"):
+            table.add_column(col, justify="left" if col == "emotion" else "right", overflow="fold")
+        for q in r.rows:
+            table.add_row(q.emotion, num(q.consistency), num(q.recall_real), num(q.frechet), num(q.frechet_real),
+                          num(q.mad), f"{num(q.silence_synthetic)} / {num(q.silence_real)}")
+        console.print(table)
+        h = r.held_out
+        held = ", ".join(h.speakers) if h.speakers else "none (the generator saw every speaker)"
+        console.print(f"TSTR UAR {num(h.tstr_uar)} vs TRTR {num(h.trtr_uar)} on held-out speakers {escape(held)}; "
+                      f"two-sample AUC {num(h.two_sample_auc)} (0.5: indistinguishable from real)",
+                      highlight=False, soft_wrap=True)
 
 
 def store_overview(console: Console, store: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 
@@ -25,11 +26,13 @@ from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights,
 from emodiff.config import Sampler, recipe_from_dict
 from emodiff.devices import autocast_forward, resolve_device
 from emodiff.diffusion import create_diffusion
-from emodiff.diffusion.denoiser import Denoiser
 from emodiff.diffusion.normalize import MelNormalizer
+from emodiff.diffusion.preconditioned import SAMPLERS, PreconditionedDiffusion
 from emodiff.emotions import EMOTIONS, emotion_id
 from emodiff.errors import EmodiffError
+from emodiff.objectives import build_denoiser, load_wiener
 from emodiff.segments import speaker_matches
+from emodiff.silence import synthetic_frames
 from emodiff.text import TextEncoder, render_condition
 
 
@@ -48,14 +51,21 @@ class SampleJob:
     name: str | None = None
     device: str = "auto"
     overwrite: bool = False
+    guidance: float | None = None  # classifier-free guidance W; None: the recipe's
 
     def __post_init__(self) -> None:
         if self.n < 1:
             raise EmodiffError(f"--n must be at least 1, got {self.n}")
         if self.steps is not None and self.steps < 1:
             raise EmodiffError(f"--steps must be at least 1, got {self.steps}")
-        if self.sampler not in (None, "ddpm", "ddim"):
-            raise EmodiffError(f"--sampler {self.sampler!r}: expected ddpm or ddim")
+        if self.sampler not in (None, *SAMPLERS):
+            raise EmodiffError(f"--sampler {self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
+        if self.eta is not None and not 0.0 <= self.eta <= 1.0:
+            raise EmodiffError(f"--eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM), got {self.eta}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise EmodiffError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.guidance is not None and not 0.0 <= self.guidance <= 20.0:
+            raise EmodiffError(f"--guidance must be in [0, 20], got {self.guidance}")
         for e in self.emotions:
             if e not in EMOTIONS:
                 raise EmodiffError(f"--emotion {e!r}: expected one of {', '.join(EMOTIONS)}")
@@ -90,6 +100,24 @@ def find_checkpoint(store: Path, run: str | None) -> tuple[Path, str]:
     return Path(str(runs[name]["checkpoint"])), name
 
 
+def check_recorded_hash(store: Path, ckpt: Path) -> None:
+    """Refuse a checkpoint whose sha256 differs from the one a ``/runs`` group of the store recorded for that
+    file. The run folder's checkpoints.json can be deleted or rewritten along with the file; the store's
+    record is the one ``train`` wrote when the run finished."""
+    if not Path(store).exists():
+        return
+    target = Path(ckpt).resolve()
+    with st.open_store(store) as f:
+        runs = f["runs"] if "runs" in f and isinstance(f["runs"], h5py.Group) else None
+        recorded = [st.attrs_dict(runs[k]) for k in st.visible(runs)] if runs is not None else []
+    for attrs in recorded:
+        if Path(str(attrs.get("checkpoint", ""))).resolve() == target and "checkpoint_sha256" in attrs:
+            if sha256_file(target) != str(attrs["checkpoint_sha256"]):
+                raise EmodiffError(f"{ckpt}: sha256 differs from the one {store} recorded for this run when it "
+                                   "finished; the checkpoint was modified or replaced")
+            return
+
+
 def plan_conditions(utterances: dict[str, np.ndarray], n: int, emotions: list[int], speakers: list[str],
                     seed: int) -> list[int]:
     """Rows of ``utterances`` whose speaker and transcript each sample borrows, balanced.
@@ -113,13 +141,25 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
     """Draw ``job.n`` segments from a trained run into ``/synthetic/<name>``; see the module docstring."""
     start = time.perf_counter()
     ckpt_path, run_name = find_checkpoint(job.store, job.run)
+    check_recorded_hash(job.store, ckpt_path)
     state = load_checkpoint(ckpt_path)
     recipe = recipe_from_dict(state["recipe"], f"{ckpt_path}:recipe")
     steps = job.steps or recipe.sample.steps
     sampler = job.sampler or recipe.sample.sampler
     eta = recipe.sample.eta if job.eta is None else job.eta
     batch = job.batch_size or recipe.sample.batch_size
+    guidance = recipe.sample.guidance if job.guidance is None else job.guidance
     device = resolve_device(job.device)
+    param = recipe.diffusion.parameterization
+    if param == "eps":
+        if sampler not in ("ddpm", "ddim"):
+            raise EmodiffError(f"--sampler {sampler}: the IDDPM (eps) model of {ckpt_path} samples with ddpm or ddim")
+        if steps > recipe.diffusion.steps:
+            raise EmodiffError(f"--steps {steps}: the model of {ckpt_path} was trained on "
+                               f"{recipe.diffusion.steps} diffusion steps; sample with at most that many")
+        if guidance:
+            raise EmodiffError(f"--guidance {guidance}: the IDDPM (eps) model of {ckpt_path} is trained without "
+                               "condition dropout, so it has no unconditional model to guide with")
 
     trained = list(state["training_speakers"])
     speakers = [s for s in trained if speaker_matches(s, list(job.speakers))] if job.speakers else trained
@@ -138,7 +178,8 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
 
     name = job.name or run_name
     config = {"checkpoint_sha256": sha256_file(ckpt_path), "n": job.n, "steps": steps, "sampler": sampler,
-              "eta": eta, "seed": job.seed, "emotions": emotions, "speakers": speakers, "batch_size": batch}
+              "eta": eta, "seed": job.seed, "emotions": emotions, "speakers": speakers, "batch_size": batch,
+              **({"guidance": guidance} if param != "eps" else {})}
     if not job.overwrite and st.has_group(job.store, f"synthetic/{name}"):
         with st.open_store(job.store) as f:
             same = f[f"synthetic/{name}"].attrs.get("config_hash") == st.config_hash(config)[1]
@@ -147,14 +188,19 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
                                "pass --overwrite to replace it or --name for a new set")
         return SampleResult(group=f"/synthetic/{name}", n=job.n, resumed_from=0, seconds=0.0,
                             checkpoint=ckpt_path, already_there=True)
-    model = Denoiser(recipe.denoiser, learn_sigma=recipe.diffusion.learn_sigma)
+    model = build_denoiser(recipe, len(trained))
     load_weights(model, state["ema"], ckpt_path)
     forward = autocast_forward(model.to(device).eval(), device, recipe.train.bf16)
     norm = (MelNormalizer.from_state(state["normalizer"]) if state.get("normalizer") is not None
             else MelNormalizer.identity(recipe.denoiser.mel_channels))
-    diffusion = create_diffusion(recipe.diffusion, respace=steps, clip_bounds=norm.bounds())
+    if param == "eps":
+        diffusion: Any = create_diffusion(recipe.diffusion, respace=steps, clip_bounds=norm.bounds())
+    else:
+        diffusion = PreconditionedDiffusion.from_config(recipe.diffusion, float(state.get("sigma_data") or 1.0),
+                                                        load_wiener(state))
     frames = int(state.get("segment_frames", 256))
     encoder = TextEncoder(model_source, device=str(device))
+    speaker_ids = torch.tensor([trained.index(str(utterances["speaker"][r])) for r in rows])
 
     with st.write_group(job.store, f"synthetic/{name}", config=config, overwrite=job.overwrite,
                         what=f"sample {name}", resumable=True) as g:
@@ -162,15 +208,18 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
                                 chunks=(1, recipe.denoiser.mel_channels, frames), shuffle=True, compression="gzip",
                                 compression_opts=1)
         cond = g.require_dataset("cond", shape=(job.n, encoder.dim), dtype=np.float32)
+        valid = g.require_dataset("frames", shape=(job.n,), dtype=np.int64)
         done = int(g.attrs.get("rows_done", 0))
         on_total(job.n)
         on_advance(done)
         for lo in range(done - done % batch, job.n, batch):
             hi = min(lo + batch, job.n)
             pooled, tokens, lengths = encoder.encode(texts[lo:hi])
-            out = _draw(forward, diffusion, sampler, eta, tokens, lengths, (recipe.denoiser.mel_channels, frames),
-                        job.seed, lo // batch, device, norm)
+            draw = Draw(tokens, lengths, torch.from_numpy(sample_emotion[lo:hi]).long(), speaker_ids[lo:hi])
+            out = _draw(forward, diffusion, How(sampler, steps, eta, guidance), draw,
+                        (recipe.denoiser.mel_channels, frames), job.seed, lo // batch, device, norm)
             mel[lo:hi] = out.astype(np.float16)
+            valid[lo:hi] = synthetic_frames(out)
             cond[lo:hi] = pooled
             g.attrs["rows_done"] = hi
             g.file.flush()
@@ -183,29 +232,75 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
         })
         del g.attrs["rows_done"]
         g.attrs.update(checkpoint=str(ckpt_path.resolve()), checkpoint_sha256=config["checkpoint_sha256"],
-                       run=run_name, sampler=sampler, steps=steps, eta=eta, seed=job.seed,
+                       run=run_name, sampler=sampler, steps=steps, eta=eta, seed=job.seed, guidance=guidance,
+                       parameterization=param,
                        training_speakers=json.dumps(trained), embed_model=str(state["embed_model"]),
                        template=template, recipe=json.dumps(recipe.to_dict()))
     return SampleResult(group=f"/synthetic/{name}", n=job.n, resumed_from=done,
                         seconds=time.perf_counter() - start, checkpoint=ckpt_path)
 
 
+@dataclass(frozen=True)
+class How:
+    """How to sample: the sampler, its steps, DDIM's eta and the guidance weight."""
+
+    sampler: str
+    steps: int
+    eta: float
+    guidance: float
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The conditions of one batch: token vectors [B, L, D] and lengths [B], emotion [B], speaker index [B]."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    emotion: torch.Tensor
+    speaker: torch.Tensor
+
+
 @torch.no_grad()
-def _draw(model: Callable[..., torch.Tensor], diffusion: Any, sampler: str, eta: float, tokens: np.ndarray,
-          lengths: np.ndarray, shape: tuple[int, int], seed: int, index: int, device: torch.device,
-          norm: MelNormalizer) -> np.ndarray:
+def _draw(model: Callable[..., torch.Tensor], diffusion: Any, how: How, draw: Draw, shape: tuple[int, int],
+          seed: int, index: int, device: torch.device, norm: MelNormalizer) -> np.ndarray:
     """One batch of mels [B, *shape] (channels, frames) in [-1, 1], from noise seeded by (seed, batch index)."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
-    b = len(lengths)
-    tok = torch.from_numpy(tokens).float().to(device)
-    mask = (torch.arange(tok.shape[1])[None, :] < torch.from_numpy(np.asarray(lengths))[:, None]).to(device)
+    b = len(draw.lengths)
+    tok = torch.from_numpy(draw.tokens).float().to(device)
+    mask = (torch.arange(tok.shape[1])[None, :] < torch.from_numpy(np.asarray(draw.lengths))[:, None]).to(device)
     noise = torch.randn((b, *shape), generator=gen).to(device)
     kwargs = {"tokens": tok, "mask": mask}
-    if sampler == "ddim":
-        x = diffusion.ddim_sample_loop(model, noise.shape, model_kwargs=kwargs, eta=eta, noise=noise, generator=gen)
+    if isinstance(diffusion, PreconditionedDiffusion):
+        kwargs.update(emotion=draw.emotion.to(device), speaker=draw.speaker.to(device))
+        denoise = guided_denoiser(model, diffusion, kwargs, how.guidance, norm)
+        x = diffusion.sample_loop(denoise, noise, how.steps, sampler=how.sampler, eta=how.eta, generator=gen)
+    elif how.sampler == "ddim":
+        x = diffusion.ddim_sample_loop(model, noise.shape, model_kwargs=kwargs, eta=how.eta, noise=noise,
+                                       generator=gen)
     else:
         x = diffusion.p_sample_loop(model, noise.shape, model_kwargs=kwargs, noise=noise, generator=gen)
     return norm.inverse(x.float()).clamp(-1, 1).cpu().numpy()
+
+
+def guided_denoiser(model: Callable[..., torch.Tensor], diffusion: PreconditionedDiffusion,
+                    kwargs: dict[str, torch.Tensor], guidance: float, norm: MelNormalizer
+                    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """D(x; sigma) with classifier-free guidance D_c + W (D_c - D_u), the two in one batch of 2B, and the
+    estimate clamped to the data's range (per bin, after centring) so that guidance cannot push it out."""
+    lo, hi = norm.bounds()
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if guidance == 0:
+            d = diffusion.denoise(model, x, sigma, **kwargs)
+        else:
+            both = {k: torch.cat([v, v]) for k, v in kwargs.items()}
+            both["uncond"] = torch.cat([torch.zeros(len(x), dtype=torch.bool),
+                                        torch.ones(len(x), dtype=torch.bool)]).to(x.device)
+            d_c, d_u = diffusion.denoise(model, torch.cat([x, x]), torch.cat([sigma, sigma]), **both).chunk(2)
+            d = d_c + guidance * (d_c - d_u)
+        return torch.maximum(torch.minimum(d, hi.to(d)), lo.to(d))
+
+    return denoise
 
 
 def _training_utterances(store: Path, state: dict) -> tuple[dict[str, np.ndarray], str, str]:

@@ -71,6 +71,8 @@ class SegmentSet:
     tokens: torch.Tensor  # [U, L, D] float16
     lengths: torch.Tensor  # [U] long
     speaker: np.ndarray  # [U] str, "corpus:speaker"
+    emotion: torch.Tensor | None = None  # [U] long, 0..3
+    frames: torch.Tensor | None = None  # [N] long, valid frames of each segment
 
     def __len__(self) -> int:
         return int(self.mel.shape[0])
@@ -82,7 +84,8 @@ class SegmentSet:
         """The segments ``rows`` (utterance arrays are kept whole, so ``utt`` stays valid)."""
         index = torch.as_tensor(rows, dtype=torch.long)
         mel = self.mel.subset(np.asarray(rows)) if isinstance(self.mel, StoreMel) else self.mel[index]
-        return dataclasses.replace(self, mel=mel, utt=self.utt[index])
+        frames = None if self.frames is None else self.frames[index]
+        return dataclasses.replace(self, mel=mel, utt=self.utt[index], frames=frames)
 
     def conditions(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens [B, L, D] float32, mask [B, L] bool) of the segments ``rows``."""
@@ -136,7 +139,7 @@ def load_segments(
     dims = {p["tokens"].shape[2] for p in parts}
     if len(dims) > 1:
         raise EmodiffError(f"{store}: embeddings of {embed_model} differ in width across corpora: {sorted(dims)}")
-    mel, utt, tokens, lengths, speaker = [], [], [], [], []
+    mel, utt, tokens, lengths, speaker, emotion, frames = [], [], [], [], [], [], []
     part, local = [], []
     offset = 0
     for i, p in enumerate(parts):
@@ -150,10 +153,13 @@ def load_segments(
         tokens.append(torch.nn.functional.pad(torch.from_numpy(p["tokens"]), (0, 0, 0, pad)))
         lengths.append(torch.from_numpy(p["lengths"].astype(np.int64)))
         speaker.append(p["speaker"])
+        emotion.append(torch.from_numpy(p["emotion"]))
+        frames.append(torch.from_numpy(p["frames"][keep]))
         offset += len(p["speaker"])
     mels: torch.Tensor | StoreMel = torch.cat(mel) if in_memory else StoreMel(
         store, [p["mel"] for p in parts], np.concatenate(part), np.concatenate(local), parts[0]["frame_shape"])
-    data = SegmentSet(mels, torch.cat(utt), torch.cat(tokens), torch.cat(lengths), np.concatenate(speaker))
+    data = SegmentSet(mels, torch.cat(utt), torch.cat(tokens), torch.cat(lengths), np.concatenate(speaker),
+                      torch.cat(emotion), torch.cat(frames))
     if len(data) == 0:
         raise EmodiffError(f"{store}: no segments left in {', '.join(corpora)} after excluding {', '.join(exclude)}")
     return data, fingerprint
@@ -179,4 +185,50 @@ def _read_corpus(f: h5py.File, store: Path, corpus: str, model: str, fingerprint
         "tokens": e["tokens"][()].astype(np.float16, copy=False),
         "lengths": e["lengths"][()],
         "speaker": np.array([f"{corpus}:{s}" for s in utt["speaker"]]),
+        "emotion": utt["emotion"].astype(np.int64),
+        "frames": c["segments/frames"][()].astype(np.int64),
     }
+
+
+class UtteranceWindows:
+    """Random windows of ``frames`` frames cut from utterances' valid frames, with their conditions.
+
+    An utterance's segments are joined in order and cut at their total valid length, so a window
+    never holds the padding of a segment tail, and a long utterance offers every start position,
+    not only the segment boundaries. An utterance shorter than the window is padded at its end with
+    silence (``pad``). Mels must be in memory.
+    """
+
+    def __init__(self, data: SegmentSet, frames: int, pad: float = -1.0) -> None:
+        if isinstance(data.mel, StoreMel) or data.frames is None:
+            raise EmodiffError("train.crop_frames needs the mels in memory with their valid frames; "
+                               "set train.load: memory")
+        self.frames, self.data = frames, data
+        utt = data.utt.numpy()
+        order = np.argsort(utt, kind="stable")  # segments of one utterance stay in stored order
+        self.utts, starts = np.unique(utt[order], return_index=True)
+        pieces, lengths = [], []
+        for k, lo in enumerate(starts):
+            hi = starts[k + 1] if k + 1 < len(starts) else len(order)
+            rows = order[lo:hi]
+            valid = int(data.frames[rows].sum())
+            joined = torch.cat([data.mel[int(r)] for r in rows], dim=1)[:, :valid]
+            if joined.shape[1] < frames:
+                joined = torch.nn.functional.pad(joined, (0, frames - joined.shape[1]), value=pad)
+            pieces.append(joined)
+            lengths.append(joined.shape[1])
+        self.flat = torch.cat(pieces, dim=1)  # [C, total frames]
+        self.offset = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]])).long()
+        self.length = torch.tensor(lengths, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def draw(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mel [B, C, frames] float16, utterance index [B] into the SegmentSet's utterance arrays)."""
+        pick = torch.randint(len(self.utts), (batch,), generator=generator)
+        room = self.length[pick] - self.frames + 1
+        start = (torch.rand(batch, generator=generator) * room).long()
+        idx = self.offset[pick, None] + start[:, None] + torch.arange(self.frames)[None, :]
+        mel = self.flat[:, idx].permute(1, 0, 2)
+        return mel, torch.from_numpy(self.utts).long()[pick]

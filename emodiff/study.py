@@ -93,27 +93,26 @@ def run_study(job: StudyJob, log: Log = print) -> StudyResult:
         log(f"[study] {label}: {'already done' if skipped else f'{time.perf_counter() - start:.0f} s'}")
 
     root = job.root or (Path(study.root) if study.root else _bundled(corpus))
-    for target, target_root in ((study.cross_corpus, job.cross_root or study.cross_root),
-                                (study.adaptation, job.adaptation_root or study.adaptation_root)):
-        if target and not target_root:  # found now, not after an hour of training
+    texts = _items(study.experiments)
+    # Other corpora, trained on all of `corpus`: (target, its folder, [(experiment, fraction)]).
+    targets = [(canonical_name(target), target_root, runs) for target, target_root, runs in (
+        (study.cross_corpus, job.cross_root or study.cross_root, [(text, None) for text in texts]),
+        (study.adaptation, job.adaptation_root or study.adaptation_root,
+         [(text, x) for x in _fractions(study.fractions) for text in _items(study.adaptation_experiments)]))
+        if target]
+    for target, target_root, _ in targets:
+        if not target_root:  # found now, not after an hour of training
             raise EmodiffError(f"study: the {target} folder is not given; pass --cross-root or --adaptation-root "
                                "(or set study.cross_root / study.adaptation_root in the recipe)")
     step(f"prepare {corpus}", lambda: prepare(job.store, PrepareConfig(corpus, root)).already_there)
     step("embed", lambda: _embed(job.store, corpus))
 
-    texts = _items(study.experiments)
     experiments = [experiment_job(job.store, job.recipe, corpus, text, job.device) for text in texts]
-    # Other corpora: trained on all of `corpus`, so their generator is one trained on all of it.
-    for target, target_root, runs in (
-            (study.cross_corpus, job.cross_root or study.cross_root, [(text, None) for text in texts]),
-            (study.adaptation, job.adaptation_root or study.adaptation_root,
-             [(text, x) for x in _fractions(study.fractions) for text in _items(study.adaptation_experiments)])):
-        if target:
-            target = canonical_name(target)
-            step(f"prepare {target}", lambda t=target, r=target_root: prepare(
-                job.store, PrepareConfig(t, Path(r))).already_there)
-            experiments += [experiment_job(job.store, job.recipe, target, text, job.device, source=corpus,
-                                           fraction=fraction) for text, fraction in runs]
+    for target, target_root, runs in targets:
+        step(f"prepare {target}", lambda t=target, r=target_root: prepare(
+            job.store, PrepareConfig(t, Path(r))).already_there)
+        experiments += [experiment_job(job.store, job.recipe, target, text, job.device, source=corpus,
+                                       fraction=fraction) for text, fraction in runs]
     generators: list[str] = []
     held: set[tuple[str, ...]] = set()
     for e in experiments:

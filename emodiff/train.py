@@ -31,11 +31,11 @@ from emodiff import store as st
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, sha256_file
 from emodiff.config import Recipe, override, recipe_from_dict
 from emodiff.devices import autocast_forward, resolve_device
-from emodiff.diffusion import LossSecondMomentResampler, create_diffusion, create_named_schedule_sampler
-from emodiff.diffusion.denoiser import Denoiser
 from emodiff.diffusion.normalize import MelNormalizer
+from emodiff.diffusion.wiener import BlockWiener
 from emodiff.errors import EmodiffError
-from emodiff.segments import SegmentSet, load_segments
+from emodiff.objectives import build_denoiser, conditions, load_wiener, make_objective
+from emodiff.segments import SegmentSet, UtteranceWindows, load_segments
 from emodiff.text import DEFAULT_MODEL
 
 VAL_SEGMENTS = 256  # at most this many held-out segments in the validation loss
@@ -65,16 +65,30 @@ class TrainResult:
 
 
 class EMA:
-    """Exponential moving average of a model's parameters: ema = d * ema + (1 - d) * theta."""
+    """Exponential moving average of a model's parameters: ema = d * ema + (1 - d) * theta.
 
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
+    With ``warmup`` the decay at update k (k = 0, 1, ...) is min(decay, (1 + k) / (10 + k)), so the
+    average forgets the random initial weights within the first hundred steps instead of after
+    1 / (1 - decay) steps: at decay 0.999 and 400 steps, a plain EMA still holds 67 % of them.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float, warmup: bool = False):
+        self.decay, self.warmup, self.updates = decay, warmup, 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def current_decay(self) -> float:
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        d = self.current_decay()
         for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+            ema_p.lerp_(p.detach(), 1.0 - d)
+        for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+        self.updates += 1
 
 
 @contextlib.contextmanager
@@ -109,12 +123,40 @@ def _lr(step: int, recipe: Recipe) -> float:
     return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
 
 
-def _batch(data: SegmentSet, rows: torch.Tensor, norm: MelNormalizer,
-           device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(x_0 [B, C, F] normalised, model kwargs) of the segments ``rows``."""
-    tokens, mask = data.conditions(rows)
-    x0 = norm.forward(data.mel[rows].to(device, torch.float32))
-    return x0, {"tokens": tokens.to(device), "mask": mask.to(device)}
+class _Batches:
+    """Where training examples come from: whole stored segments, or random windows of utterances
+    (``train.crop_frames``); both give (x_0 [B, C, F] normalised, model kwargs)."""
+
+    def __init__(self, recipe: Recipe, data: SegmentSet, norm: MelNormalizer, speaker_index: dict[str, int],
+                 device: torch.device) -> None:
+        self.recipe, self.data, self.norm, self.speaker_index, self.device = recipe, data, norm, speaker_index, device
+        crop = recipe.train.crop_frames
+        self.windows = UtteranceWindows(data, crop) if crop else None
+
+    def draw(self, batch: int, gen: torch.Generator, dropout: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.windows is not None:
+            mel, utt = self.windows.draw(batch, gen)
+        else:
+            rows = torch.randint(len(self.data), (batch,), generator=gen)
+            mel, utt = self.data.mel[rows], self.data.utt[rows]
+        kwargs = conditions(self.recipe, self.data, utt, self.speaker_index, self.device, gen, dropout)
+        return self.norm.forward(mel.to(self.device, torch.float32)), kwargs
+
+    def fixed(self, limit: int, seed: int) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """Up to ``limit`` examples in batches of 64, the same on every call (seeded): the validation set."""
+        gen = torch.Generator().manual_seed(seed + 54321)
+        n = min(limit, len(self.data)) if self.windows is None else min(limit, 4 * len(self.windows))
+        out = []
+        for lo in range(0, n, 64):
+            if self.windows is None:
+                rows = torch.arange(lo, min(lo + 64, n))
+                mel, utt = self.data.mel[rows], self.data.utt[rows]
+                x0 = self.norm.forward(mel.to(self.device, torch.float32))
+                out.append((x0, conditions(self.recipe, self.data, utt, self.speaker_index, self.device)))
+            else:
+                x0, kwargs = self.draw(min(64, n - lo), gen, 0.0)
+                out.append((x0, kwargs))
+        return out
 
 
 def _resolve_resume(job: TrainJob) -> tuple[Recipe, dict[str, Any] | None]:
@@ -165,26 +207,17 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
             norm = MelNormalizer.identity(channels)
 
         torch.manual_seed(cfg.seed + rank)
-        diffusion = create_diffusion(recipe.diffusion)
-        model = Denoiser(recipe.denoiser, learn_sigma=recipe.diffusion.learn_sigma).to(device)
-        ema = EMA(model, cfg.ema_decay)
+        speaker_index = {spk: i for i, spk in enumerate(speakers)}
+        batches = _Batches(recipe, train_set, norm, speaker_index, device)
+        sigma_data, wiener = _data_moments(recipe, state, batches, cfg.seed)
+        objective = make_objective(recipe, sigma_data, wiener)
+        model = build_denoiser(recipe, len(speakers)).to(device)
+        ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sampler = create_named_schedule_sampler(recipe.diffusion.timestep_sampler, diffusion)
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
         start = 0
         if state is not None:
-            path = latest_checkpoint(job.out)
-            if int(state["world_size"]) != world:
-                raise EmodiffError(f"{path}: written by {state['world_size']} process(es); resume it with as many")
-            load_weights(model, state["model"], path)
-            load_weights(ema.model, state["ema"], path)
-            opt.load_state_dict(state["optimizer"])
-            gen.set_state(state["generators"][rank])
-            torch.set_rng_state(state["torch_rng"][rank])
-            if hasattr(sampler, "load_state_dict") and state.get("sampler") is not None:
-                sampler.load_state_dict(state["sampler"])
-            start = int(state["step"])
-
+            start = _restore(job, state, world, rank, model, ema, opt, gen, objective)
         net: torch.nn.Module = model
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -193,6 +226,7 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
             net = torch.compile(net)
         forward = autocast_forward(net, device, cfg.bf16)
         ema_forward = autocast_forward(ema.model, device, cfg.bf16)
+        val_batches = _Batches(recipe, val_set, norm, speaker_index, device).fixed(VAL_SEGMENTS, cfg.seed)
 
         log = _Log(job.out / "metrics.jsonl") if rank == 0 else None
         if rank == 0:
@@ -204,35 +238,32 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
         for step in range(start, cfg.steps):
             for group in opt.param_groups:
                 group["lr"] = _lr(step, recipe)
-            rows = torch.randint(len(train_set), (cfg.batch_size,), generator=gen)
-            x0, kwargs = _batch(train_set, rows, norm, device)
-            t, weights = sampler.sample(cfg.batch_size, device, generator=gen)
-            noise = torch.randn(x0.shape, generator=gen).to(device)
-            losses = diffusion.training_losses(forward, x0, t, model_kwargs=kwargs, noise=noise)
-            loss = (losses["loss"] * weights).mean()
+            x0, kwargs = batches.draw(cfg.batch_size, gen, cfg.cond_dropout)
+            loss, losses = objective.losses(forward, x0, kwargs, gen, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             ema.update(model)
-            _update_sampler(sampler, t, losses["loss"].detach(), world)
+            objective.after_step(losses, world)
 
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 now = time.perf_counter()
-                last = {"loss": loss.item(), "mse": losses["mse"].mean().item(), "vb": losses["vb"].mean().item(),
+                last = {"loss": loss.item(), "mse": losses["mse"].mean().item(),
+                        **({"vb": losses["vb"].mean().item()} if "vb" in losses else {}),
                         "grad_norm": float(grad_norm), "lr": _lr(step, recipe),
                         "steps_per_s": (done - tick_step) / max(now - tick, 1e-9)}
                 if done % cfg.val_every == 0 or done == cfg.steps:
-                    last["val_loss"] = _val_loss(diffusion, forward, val_set, norm, device, cfg.seed)
-                    last["val_loss_ema"] = _val_loss(diffusion, ema_forward, val_set, norm, device, cfg.seed)
+                    last["val_loss"] = objective.val_loss(forward, val_batches, cfg.seed)
+                    last["val_loss_ema"] = objective.val_loss(ema_forward, val_batches, cfg.seed)
                 if log is not None:
                     log.write({"step": done, **last})
                 tick, tick_step = time.perf_counter(), done  # validation time stays out of steps/s
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 # every rank joins the gather of generator states; rank 0 alone writes
-                ckpt_state = _state(model, ema, opt, sampler, gen, recipe, speakers, fingerprint, job, world,
-                                    train_set.mel.shape[2], norm)
+                ckpt_state = _state(model, ema, opt, objective, gen, recipe, speakers, fingerprint, job, world,
+                                    train_set.mel.shape[2], norm, sigma_data, wiener)
                 if rank == 0:
                     ckpt_path = save_checkpoint(job.out, done, ckpt_state)
             if rank == 0:  # one progress bar, not one per process
@@ -261,36 +292,47 @@ def _record_run(job: TrainJob, recipe: Recipe, result: TrainResult) -> None:
                        **{f"final_{k}": v for k, v in result.last.items()})
 
 
-@torch.no_grad()
-def _val_loss(diffusion: Any, forward: Callable[..., torch.Tensor], val: SegmentSet, norm: MelNormalizer,
-              device: torch.device, seed: int) -> float:
-    """Mean hybrid loss over the held-out segments at fixed, seeded timesteps and noise."""
-    gen = torch.Generator().manual_seed(seed + 12345)
-    total, count = 0.0, 0
-    for lo in range(0, len(val), 64):
-        rows = torch.arange(lo, min(lo + 64, len(val)))
-        x0, kwargs = _batch(val, rows, norm, device)
-        t = torch.randint(diffusion.num_timesteps, (len(rows),), generator=gen).to(device)
-        noise = torch.randn(x0.shape, generator=gen).to(device)
-        total += diffusion.training_losses(forward, x0, t, model_kwargs=kwargs, noise=noise)["loss"].sum().item()
-        count += len(rows)
-    return total / max(count, 1)
+WIENER_EXAMPLES = 2048  # training examples the Wiener filter's moments are estimated from
 
 
-def _update_sampler(sampler: Any, t: torch.Tensor, losses: torch.Tensor, world: int) -> None:
-    if not isinstance(sampler, LossSecondMomentResampler):
-        return
-    if world > 1:  # every rank keeps the same loss history: gather all ranks' (t, loss)
-        ts, ls = [torch.zeros_like(t) for _ in range(world)], [torch.zeros_like(losses) for _ in range(world)]
-        dist.all_gather(ts, t)
-        dist.all_gather(ls, losses)
-        t, losses = torch.cat(ts), torch.cat(ls)
-    sampler.update_with_local_losses(t, losses)
+def _data_moments(recipe: Recipe, state: dict[str, Any] | None, batches: _Batches,
+                  seed: int) -> tuple[float, BlockWiener | None]:
+    """EDM's sigma_data and the Wiener skip's filter: the checkpoint's on resume; else sigma_data from the
+    recipe when set, and what is needed measured on (normalised) training examples."""
+    if state is not None:
+        return float(state.get("sigma_data") or 1.0), load_wiener(state)
+    d = recipe.diffusion
+    need_sigma = d.parameterization == "edm" and d.sigma_data == 0
+    need_wiener = d.parameterization != "eps" and d.skip == "wiener"
+    x0 = torch.cat([x for x, _ in batches.fixed(WIENER_EXAMPLES, seed)]) if need_sigma or need_wiener else None
+    sigma_data = float(x0.double().std()) if need_sigma and x0 is not None else (d.sigma_data or 1.0)
+    if need_wiener and x0 is not None:
+        if x0.shape[2] % d.wiener_block:
+            raise EmodiffError(f"diffusion.wiener_block {d.wiener_block} does not divide the {x0.shape[2]} training "
+                               "frames (train.crop_frames or the segment length)")
+        return sigma_data, BlockWiener.fit(x0.cpu(), d.wiener_block)
+    return sigma_data, None
 
 
-def _state(model: torch.nn.Module, ema: EMA, opt: torch.optim.Optimizer, sampler: Any, gen: torch.Generator,
+def _restore(job: TrainJob, state: dict[str, Any], world: int, rank: int, model: torch.nn.Module, ema: EMA,
+             opt: torch.optim.Optimizer, gen: torch.Generator, objective: Any) -> int:
+    """Load a checkpoint's weights, optimizer, random states and objective state; returns its step."""
+    path = latest_checkpoint(job.out)
+    if int(state["world_size"]) != world:
+        raise EmodiffError(f"{path}: written by {state['world_size']} process(es); resume it with as many")
+    load_weights(model, state["model"], path)
+    load_weights(ema.model, state["ema"], path)
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generators"][rank])
+    torch.set_rng_state(state["torch_rng"][rank])
+    objective.load_state_dict(state.get("sampler"))
+    ema.updates = int(state["step"])  # one EMA update per step: the warm-up resumes where it was
+    return int(state["step"])
+
+
+def _state(model: torch.nn.Module, ema: EMA, opt: torch.optim.Optimizer, objective: Any, gen: torch.Generator,
            recipe: Recipe, speakers: list[str], fingerprint: dict[str, str], job: TrainJob, world: int,
-           segment_frames: int, norm: MelNormalizer) -> dict:
+           segment_frames: int, norm: MelNormalizer, sigma_data: float, wiener: BlockWiener | None) -> dict:
     """Everything a resume needs, as tensors and plain values (torch.load(weights_only=True) reads it)."""
     generators, rngs = [gen.get_state()], [torch.get_rng_state()]
     if world > 1:  # rank 0 writes, so it collects the other ranks' generator states
@@ -300,7 +342,8 @@ def _state(model: torch.nn.Module, ema: EMA, opt: torch.optim.Optimizer, sampler
         dist.all_gather(rngs, torch.get_rng_state())
     return {
         "model": model.state_dict(), "ema": ema.model.state_dict(), "optimizer": opt.state_dict(),
-        "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
+        "sampler": objective.state_dict(), "sigma_data": float(sigma_data),
+        "wiener": wiener.state_dict() if wiener is not None else None,
         "generators": generators, "torch_rng": rngs, "world_size": world,
         "recipe": recipe.to_dict(), "training_speakers": speakers, "corpora": list(job.corpora),
         "segment_frames": int(segment_frames), "normalizer": norm.state_dict(),

@@ -52,12 +52,19 @@ def test_untrained_model_predicts_exactly_zero():
     assert torch.equal(model(*_inputs()), torch.zeros(3, 160, 40))
 
 
-def test_demo_size_runs_forward_and_backward():
+@pytest.mark.parametrize("name", ["demo", "ravdess"])
+def test_shipped_unet_sizes_run_forward_and_backward(name):
     # Speed is measured in benchmarks/diffusion.py, not asserted here.
-    recipe = load_recipe(RECIPES / "demo.yaml")
-    model = Denoiser.from_config(recipe.denoiser, recipe.diffusion.learn_sigma)
-    x, t, tokens, mask = _inputs(batch=recipe.train.batch_size, frames=256, length=20, cfg=recipe.denoiser)
-    model(x, t, tokens, mask).square().mean().backward()
+    from emodiff.objectives import build_denoiser
+
+    recipe = load_recipe(RECIPES / f"{name}.yaml")
+    assert recipe.denoiser.kind == "unet" and recipe.diffusion.parameterization == "edm"
+    model = build_denoiser(recipe, n_speakers=4)
+    b = 4
+    x, t, tokens, mask = _inputs(batch=b, frames=256, length=20, cfg=recipe.denoiser)
+    out = model(x, t.float() / 1000, tokens, mask, torch.arange(b) % 4, torch.arange(b) % 4, torch.zeros(b).bool())
+    out.square().mean().backward()
+    assert out.shape == (b, 80, 256)
     assert all(p.grad is not None for p in model.parameters())
 
 

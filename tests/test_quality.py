@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -21,6 +22,7 @@ from emodiff import store as st
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
 from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
+from emodiff.ser.training import Segments
 
 RNG = np.random.default_rng
 
@@ -243,7 +245,8 @@ def _read(store: Path, name: str) -> tuple[dict[str, np.ndarray], dict]:
 def test_store_layout(stores: dict) -> None:
     assert [r.synthetic for r in stores["results"]] == ["collapsed", "copy", "faithful", "swapped", "thin"]
     table, attrs = _read(stores["store"], "faithful")
-    assert set(table) == {"emotion", "mad", "frechet", "consistency", "diversity_synthetic", "diversity_real",
+    assert set(table) == {"emotion", "mad", "frechet", "frechet_real", "consistency", "diversity_synthetic",
+                          "diversity_real",
                           "n_real", "n_synthetic", "recall_real", "silence_real", "silence_synthetic", "note"}
     assert table["emotion"].tolist() == list(EMOTIONS)
     assert table["n_real"].tolist() == [PER_CLASS] * 4 and table["n_synthetic"].tolist() == [10] * 4
@@ -256,6 +259,10 @@ def test_store_layout(stores: dict) -> None:
     assert attrs["consistency_mean"] == pytest.approx(table["consistency"].mean())
     assert attrs["real_accuracy_on_train"] == 1.0  # the yardstick reads the toy patterns perfectly
     assert "config_hash" in attrs
+    # The generator saw every toy speaker: nothing is held out, so no TSTR and no real-vs-real floor.
+    assert math.isnan(attrs["tstr_uar"]) and math.isnan(attrs["trtr_uar"])
+    assert json.loads(attrs["held_out_speakers"]) == [] and np.isnan(table["frechet_real"]).all()
+    assert 0.0 <= attrs["two_sample_auc"] <= 1.0
 
 
 def test_consistency_is_high_for_faithful_sets_and_low_for_swapped_labels(stores: dict) -> None:
@@ -335,3 +342,80 @@ def test_default_classifier_is_the_sets_recipe_else_the_demo_recipe(stores: dict
     with_recipe = q._Synthetic(**{**synth.__dict__, "recipe": recipe})
     assert q._classifier(job, with_recipe) == (q.load_recipe("paper").classifier, "/synthetic/faithful recipe")
     assert q._classifier(q.QualityJob(stores["store"], classifier=CFG), with_recipe) == (CFG, "job")
+
+
+# ---------------------------------------------------------------------------------------------- held-out speakers
+
+
+def test_roc_auc_matches_scikit_learn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=200).astype(float)  # many ties
+    labels = rng.integers(0, 2, size=200)
+    assert q.roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert q.roc_auc(np.array([3.0, 1.0]), np.array([1, 0])) == 1.0
+    assert q.roc_auc(np.array([1.0, 1.0]), np.array([1, 0])) == 0.5
+    assert math.isnan(q.roc_auc(np.array([1.0]), np.array([1])))
+
+
+def test_held_out_speakers_give_tstr_trtr_and_an_out_of_sample_floor(stores: dict, tmp_path: Path) -> None:
+    """A generator that saw s1 and s2: the yardstick trains on them alone; s3 is where TSTR, TRTR, recall
+    and the FD are judged (one speaker: no real-vs-real floor)."""
+    store = tmp_path / "held.h5"
+    shutil.copy(stores["bare"], store)
+    rng = np.random.default_rng(1)
+    emotion = np.repeat(np.arange(4), 10)
+    _add_set(store, "faithful", class_means()[emotion] + rng.normal(0, 0.05, size=(40, 80, 32)), emotion,
+             training=json.dumps(["toy:s1", "toy:s2"]))
+    _add_set(store, "swapped", class_means()[emotion] + rng.normal(0, 0.05, size=(40, 80, 32)), (emotion + 1) % 4,
+             training=json.dumps(["toy:s1", "toy:s2"]))
+    results = {r.synthetic: r for r in q.assess(q.QualityJob(store, classifier=CFG, device="cpu"))}
+    faithful, swapped = results["faithful"].held_out, results["swapped"].held_out
+    assert faithful.speakers == swapped.speakers == ["toy:s3"]
+    assert faithful.trtr_uar == swapped.trtr_uar == 1.0  # the same yardstick, on s3's real utterances
+    assert faithful.tstr_uar == 1.0  # trained on the faithful samples alone, it reads s3 perfectly
+    assert swapped.tstr_uar == 0.0  # the swapped labels teach every class as another
+    table, attrs = _read(store, "faithful")
+    assert attrs["tstr_uar"] == 1.0 and json.loads(attrs["held_out_speakers"]) == ["toy:s3"]
+    n_s3 = sum(1 for i in range(4 * PER_CLASS) if SPEAKERS[i % 3] == "s3")
+    assert table["n_real"].sum() == n_s3  # recall and FD are judged on the held-out speaker only
+    for r in results.values():
+        assert 0.0 <= r.held_out.two_sample_auc <= 1.0
+
+
+def test_two_sample_auc_is_near_chance_for_one_distribution_and_high_for_another() -> None:
+    cfg = dataclasses.replace(CFG, epochs=30, batch_size=16)
+    rng = np.random.default_rng(2)
+    emotion = np.repeat(np.arange(4), 16)
+    frames = np.full(64, 32)
+
+    def draw(noise: float) -> Segments:
+        mel = (class_means()[emotion] + rng.normal(0, noise, size=(64, 80, 32))).astype(np.float32)
+        return Segments(torch.from_numpy(mel).half(), torch.from_numpy(frames), torch.from_numpy(emotion))
+
+    real = draw(0.05)
+    same = q.two_sample_auc(cfg, real, draw(0.05), torch.device("cpu"))
+    other = q.two_sample_auc(cfg, real, draw(0.3), torch.device("cpu"))
+    assert same == pytest.approx(0.5, abs=0.15)
+    assert other > 0.95
+    # Exact copies are a tell of their own: a copy's twin sits in the training folds with the other label,
+    # so the test misreads it, and the AUC falls below 0.5 (memorisation shows as AUC < 0.5).
+    assert q.two_sample_auc(cfg, real, real, torch.device("cpu")) < 0.5
+
+
+def test_quality_command_prints_its_tables_and_refuses_an_assessed_set(stores: dict, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from emodiff.cli import app
+
+    store = tmp_path / "cli.h5"
+    shutil.copy(stores["store"], store)
+    runner = CliRunner()
+    again = runner.invoke(app, ["quality", "--synthetic", "faithful", "--store", str(store), "--device", "cpu"])
+    assert again.exit_code == 1 and "already holds /quality/faithful" in again.output
+    result = runner.invoke(app, ["quality", "--synthetic", "faithful", "--overwrite", "--store", str(store),
+                                 "--device", "cpu"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert "/quality/faithful against toy" in result.output and "two-sample AUC" in result.output
+    assert "…" not in result.output  # at 80 columns headers and values fold; nothing is cut
