@@ -8,10 +8,17 @@ Per emotion (docs/quality.md has the equations, what each rewards and misses, an
   count only before ``segments/frames``; silent frames (no bin above ``SILENCE``) count on
   neither side, since the generator imitates padded segments and padding is silence.
 - ``frechet``: the Frechet distance between Gaussians fitted to real and synthetic embeddings,
-  taken from a CNN-BLSTM trained on the real corpus (the yardstick).
+  taken from a CNN-BLSTM trained on real speech (the yardstick): on the generator's own speakers
+  when it held others out, judged against those held-out speakers; ``frechet_real`` is the
+  real-vs-real floor between two halves of them.
 - ``consistency``: the yardstick's recall on the synthetic segments asked to be that emotion.
 - ``diversity_synthetic`` / ``diversity_real``: the mean pairwise Euclidean distance between
   embeddings within the emotion (mode collapse shows as synthetic << real).
+
+Per set, on the speakers the generator never saw: ``tstr_uar`` (a classifier trained on the
+synthetic set alone) against ``trtr_uar`` (the yardstick, trained on the generator's speakers'
+real segments), both UAR over held-out real utterances; and ``two_sample_auc``, a
+cross-validated real-vs-synthetic classifier.
 
 The pure functions (``mad``, ``frechet_distance``, ``mean_pairwise_distance``, ...) do the maths;
 ``_read_synthetic`` / ``_read_corpus`` read the store and ``_write`` writes it.
@@ -314,17 +321,24 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def two_sample_auc(cfg: ClassifierConfig, real: Segments, synthetic: Segments, device: torch.device,
-                   folds: int = TWO_SAMPLE_FOLDS, seed: int = 0) -> float:
+                   folds: int = TWO_SAMPLE_FOLDS, seed: int = 0, real_groups: np.ndarray | None = None,
+                   synthetic_groups: np.ndarray | None = None) -> float:
     """A classifier two-sample test (Lopez-Paz & Oquab 2017): the CNN-BLSTM of ``cfg`` learns real (0) vs
     synthetic (1) on all but one of ``folds`` seeded folds and scores the rest; the AUC of the pooled
     out-of-fold scores logit_1 - logit_0. 0.5: indistinguishable; 1.0: told apart every time. The real side
-    is subsampled to the synthetic side's size so that both classes weigh the same."""
+    is subsampled to the synthetic side's size so that both classes weigh the same.
+
+    ``real_groups`` [len(real)] (the utterance of each real segment) and ``synthetic_groups`` keep every
+    group in one fold (default: each row its own group): with an utterance's segments on both sides of a
+    split, the classifier can recognise the utterance rather than tell real speech from generated.
+    """
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(real), size=min(len(real), len(synthetic)), replace=False))
     mel = torch.cat([real.mel[keep].to(torch.float16), synthetic.mel.to(torch.float16)])
     frames = torch.cat([real.frames[keep], synthetic.frames])
     labels = np.r_[np.zeros(len(keep), np.int64), np.ones(len(synthetic), np.int64)]
-    fold = rng.permutation(len(labels)) % folds
+    fold = np.r_[_group_folds(real_groups, keep, folds, rng),
+                 _group_folds(synthetic_groups, np.arange(len(synthetic)), folds, rng)]
     scores = np.zeros(len(labels))
     binary = dataclasses.replace(cfg, n_classes=2)
     for k in range(folds):
@@ -333,6 +347,13 @@ def two_sample_auc(cfg: ClassifierConfig, real: Segments, synthetic: Segments, d
         logits = segment_logits(model, mel[te], frames[te], device)
         scores[te] = logits[:, 1] - logits[:, 0]
     return roc_auc(scores, labels)
+
+
+def _group_folds(groups: np.ndarray | None, rows: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold [len(rows)] of each row, whole groups at a time, groups spread over the folds at random."""
+    names = np.asarray(groups)[rows] if groups is not None else np.arange(len(rows))
+    _, index = np.unique(names, return_inverse=True)
+    return (rng.permutation(index.max() + 1) % folds)[index] if len(rows) else np.zeros(0, np.int64)
 
 
 def utterance_uar(model: CnnBlstm, real: _Corpus, rows: np.ndarray, device: torch.device) -> float:
@@ -460,8 +481,10 @@ def _measure(pair: _Pair, mel: np.ndarray, frames: np.ndarray, yard: _Yardstick,
     real = pair.real
     synthetic = _segments(mel, frames, pair.synth.emotion)
     ref = np.flatnonzero(pair.ref)
+    groups = real.utt[ref] if real.utt is not None else None
     out = _HeldOut(two_sample_auc=two_sample_auc(
-        cfg, _segments(real.mel[ref], real.frames[ref], real.emotion[ref]), synthetic, device, seed=cfg.seed))
+        cfg, _segments(real.mel[ref], real.frames[ref], real.emotion[ref]), synthetic, device, seed=cfg.seed,
+        real_groups=groups))
     if pair.held.any():
         held = np.flatnonzero(pair.held)
         out.speakers = pair.held_speakers()

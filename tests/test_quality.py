@@ -419,3 +419,24 @@ def test_quality_command_prints_its_tables_and_refuses_an_assessed_set(stores: d
     assert result.exit_code == 0, result.output
     assert "/quality/faithful against toy" in result.output and "two-sample AUC" in result.output
     assert "…" not in result.output  # at 80 columns headers and values fold; nothing is cut
+
+
+def test_two_sample_folds_keep_an_utterances_segments_together() -> None:
+    """Real utterances of two identical segments each: split across folds, the classifier recognises the
+    utterance and calls its twin real; kept in one fold, real and same-distribution synthetic are a coin toss."""
+    cfg = dataclasses.replace(CFG, epochs=30, batch_size=16)
+    rng = np.random.default_rng(3)
+    emotion = np.repeat(np.arange(4), 16)
+
+    def draw() -> np.ndarray:
+        return (class_means()[emotion] + rng.normal(0, 0.3, size=(64, 80, 32))).astype(np.float32)
+
+    once = draw()[::2]  # 32 utterances ...
+    real_mel, utt = np.repeat(once, 2, axis=0), np.repeat(np.arange(32), 2)  # ... of two identical segments
+    frames = np.full(64, 32)
+    real = Segments(torch.from_numpy(real_mel).half(), torch.from_numpy(frames), torch.from_numpy(emotion))
+    synth = Segments(torch.from_numpy(draw()).half(), torch.from_numpy(frames), torch.from_numpy(emotion))
+    split = q.two_sample_auc(cfg, real, synth, torch.device("cpu"))
+    grouped = q.two_sample_auc(cfg, real, synth, torch.device("cpu"), real_groups=utt)
+    assert split > 0.7, split
+    assert grouped == pytest.approx(0.5, abs=0.15), grouped
