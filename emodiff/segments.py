@@ -87,13 +87,6 @@ class SegmentSet:
         frames = None if self.frames is None else self.frames[index]
         return dataclasses.replace(self, mel=mel, utt=self.utt[index], frames=frames)
 
-    def conditions(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tokens [B, L, D] float32, mask [B, L] bool) of the segments ``rows``."""
-        u = self.utt[rows]
-        tokens = self.tokens[u].float()
-        mask = torch.arange(tokens.shape[1])[None, :] < self.lengths[u][:, None]
-        return tokens, mask
-
 
 def speaker_matches(speaker: str, patterns: list[str]) -> bool:
     """``corpus:speaker`` matches ``corpus:speaker`` exactly, or a bare ``speaker`` in any corpus."""

@@ -3,31 +3,16 @@ and its sets record guidance and valid frames; the IDDPM path refuses what it ca
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from toy import class_means, make_toy_store, tiny_recipe, unet_recipe
+from toy import class_means, tiny_recipe, unet_recipe
 
 from emodiff import store as st
 from emodiff.checkpoint import load_checkpoint
 from emodiff.errors import EmodiffError
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
-
-
-@pytest.fixture(scope="module")
-def toy_store(tmp_path_factory) -> Path:
-    return make_toy_store(tmp_path_factory.mktemp("toy") / "toy.h5")
-
-
-@pytest.fixture()
-def store(toy_store: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "s.h5"
-    shutil.copy(toy_store, copy)
-    return copy
 
 
 @pytest.mark.parametrize("parameterization,steps", [("edm", 600), ("v", 40)])

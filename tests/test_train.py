@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,25 +12,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from toy import make_toy_store, tiny_recipe
+from toy import tiny_recipe
 
 from emodiff import store as st
 from emodiff.checkpoint import MANIFEST, latest_checkpoint, load_checkpoint
 from emodiff.errors import EmodiffError
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
-
-
-@pytest.fixture(scope="module")
-def toy_store(tmp_path_factory) -> Path:
-    return make_toy_store(tmp_path_factory.mktemp("toy") / "toy.h5")
-
-
-@pytest.fixture()
-def store(toy_store: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "s.h5"
-    shutil.copy(toy_store, copy)
-    return copy
 
 
 def _job(store: Path, out: Path, steps: int = 6, resume: bool = False, **kw) -> TrainJob:
