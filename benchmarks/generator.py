@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from emodiff import store as st
+from emodiff.batches import conditions
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights
 from emodiff.config import recipe_from_dict
 from emodiff.diagnose import condition_gap, error_per_level, mel_statistics, sigma_denoiser
 from emodiff.diffusion.normalize import MelNormalizer
 from emodiff.diffusion.wiener import BlockWiener
-from emodiff.objectives import build_denoiser, conditions
+from emodiff.objectives import build_denoiser
 from emodiff.segments import UtteranceWindows, load_segments, speaker_matches
 
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     mel, utt = UtteranceWindows(held, frames).draw(args.windows, gen)
     x0 = norm.forward(mel.float())
     index = {s: i for i, s in enumerate(trained)}
-    kw = conditions(recipe, held, utt, index, torch.device("cpu"))
+    kw = conditions(held, utt, index, torch.device("cpu"))
     which = "held-out" if (~seen).any() else "training"
     print(f"# {ckpt}: {recipe.diffusion.parameterization} / {recipe.denoiser.kind}, {args.windows} windows of "
           f"{which} speakers\n")
@@ -108,11 +109,8 @@ def _text_gap(denoise, x0, kw, data, utt, sigma):  # type: ignore[no-untyped-def
     x = x0 + sigma * torch.randn(x0.shape, generator=gen)
     s = torch.full((len(x0),), sigma)
     true = float(((denoise(x, s, **kw) - x0) ** 2).mean())
-    emotion = data.emotion[utt]
-    donors = torch.stack([torch.nonzero(data.emotion != e)[0, 0] for e in emotion.tolist()])
-    tokens = data.tokens[donors].float()
-    mask = torch.arange(tokens.shape[1])[None, :] < data.lengths[donors][:, None]
-    other = float(((denoise(x, s, tokens=tokens, mask=mask) - x0) ** 2).mean())
+    donors = torch.stack([torch.nonzero(data.emotion != e)[0, 0] for e in data.emotion[utt].tolist()])
+    other = float(((denoise(x, s, **conditions(data, donors, {}, x0.device)) - x0) ** 2).mean())
     return true, other
 
 

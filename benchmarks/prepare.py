@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emodiff.parallel import available_cores
+
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "ravdess"
 SMALL = 32  # files in the memory-comparison child
 TARGET_RTF = 3000.0  # issue: ">3000x real time end to end on 2 cores"
@@ -40,8 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", type=Path, default=None,
                    help=f"RAVDESS root (default: {DEFAULT_ROOT}, else the bundled sample)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="emodiff prepare worker threads (default: os.cpu_count())")
+    p.add_argument("--workers", type=int, default=available_cores(),
+                   help="emodiff prepare worker threads (default: the available cores)")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed runs of each path, best and median reported (default: 3)")
     p.add_argument("--limit", type=int, default=None, help="use only N files, spread over the corpus (default: all)")
@@ -136,7 +138,7 @@ def stages(paths: list[Path]) -> dict[str, float]:
     import torch
 
     from emodiff.audio import MelExtractor, load_audio, resample, segment
-    from emodiff.prepare import _deflate, _shuffle
+    from emodiff.records import deflate, shuffle
 
     extractor, totals = MelExtractor(), dict.fromkeys(("decode", "resample", "mel", "segment", "deflate"), 0.0)
     before = torch.get_num_threads()
@@ -149,9 +151,9 @@ def stages(paths: list[Path]) -> dict[str, float]:
         t2 = time.perf_counter()
         mel = extractor(torch.from_numpy(wave)).to(torch.float16).numpy()
         t3 = time.perf_counter()
-        shuffled = [_shuffle(s) for s in segment(mel)[0]]
+        shuffled = [shuffle(s) for s in segment(mel)[0]]
         t4 = time.perf_counter()
-        [_deflate(s) for s in shuffled]
+        [deflate(s) for s in shuffled]
         t5 = time.perf_counter()
         for key, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
             totals[key] += dt

@@ -19,9 +19,8 @@ its randomness from a generator seeded with (seed, u, k), so the set does not de
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -31,12 +30,12 @@ import torch
 from emodiff import store as st
 from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resample, segment
 from emodiff.errors import EmodiffError
-from emodiff.parallel import ordered_map, torch_threads
+from emodiff.parallel import ordered_map, thread_budget, torch_threads
+from emodiff.records import Augmented, Corpus, Different, Same, SegmentWriter, compare
 
 Kind = Literal["speed", "noise"]
 KINDS = ("speed", "noise")
 NOISE_COLOURS = ("white", "pink")
-GROW = 1024
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class AugmentConfig:
     colour: str = "white"  # noise without noise_dir
     noise_dir: Path | None = None
     seed: int = 0
-    workers: int = max(1, os.cpu_count() or 1)
+    workers: int = field(default_factory=thread_budget)  # torch's thread count, which --threads sets
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -113,18 +112,16 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
 def augment(store: Path, cfg: AugmentConfig, on_total: Callable[[int], None] = lambda n: None,
             on_advance: Callable[[], None] = lambda: None) -> AugmentResult:
     """Write ``/augmented/<corpus>/<kind>``; returns at once if it is there with the same settings."""
-    group_name = f"augmented/{cfg.corpus}/{cfg.kind}"
+    group_name = Augmented.path(cfg.corpus, cfg.kind)
     with st.open_store(store) as f:
-        if "corpora" not in f or cfg.corpus not in st.visible(f["corpora"]):
-            raise EmodiffError(f"{store}: corpus {cfg.corpus} is not prepared; run `emodiff prepare {cfg.corpus} ROOT`"
-                               " first")
-        table = st.read_table(f[f"corpora/{cfg.corpus}/utterances"])
-        dtype = f[f"corpora/{cfg.corpus}/segments/mel"].dtype
-        if group_name in f and cfg.kind in st.visible(f[f"augmented/{cfg.corpus}"]) and not cfg.overwrite:
-            g = f[group_name]
-            if g.attrs.get("config_hash") != st.config_hash(cfg.config())[1]:
-                raise EmodiffError(f"{store}: /{group_name} exists with other settings; pass --overwrite to replace it")
-            return AugmentResult(f"/{group_name}", len(table["id"]), len(g["segments/utt"]), already_there=True)
+        corpus = Corpus.read(f, cfg.corpus)
+        table, dtype = corpus.utterances, corpus.mel_dtype
+        there = compare(f, group_name, cfg.config())
+        if isinstance(there, Same) and not cfg.overwrite:
+            done = Augmented.read(f, cfg.corpus, cfg.kind)
+            return AugmentResult(f"/{group_name}", len(table["id"]), len(done.seg_utt), already_there=True)
+    if isinstance(there, Different) and not cfg.overwrite:
+        raise there.error(store)
     paths = [Path(str(p)) for p in table["path"]]
     for p in paths:
         if not p.is_file():
@@ -139,28 +136,16 @@ def augment(store: Path, cfg: AugmentConfig, on_total: Callable[[int], None] = l
     with st.write_group(store, group_name, config=cfg.config(), overwrite=cfg.overwrite,
                         what=f"augment {cfg.kind} {cfg.corpus}") as g:
         on_total(len(paths))
-        shape = (mel_cfg.n_mels, mel_cfg.segment_frames)
-        mel = g.create_dataset("segments/mel", shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                               chunks=(1, *shape), shuffle=True, compression="gzip", compression_opts=1)
-        utt, frames, param = [], [], []
+        segments = SegmentWriter(g, (mel_cfg.n_mels, mel_cfg.segment_frames), dtype, extra={"param": np.float32})
         with torch_threads(1):
             for row, copies in enumerate(ordered_map(work, range(len(paths)), cfg.workers)):
                 for segs, valid, value in copies:
-                    n = len(utt)
-                    if n + len(segs) > mel.shape[0]:
-                        mel.resize(n + len(segs) + GROW, axis=0)
-                    mel[n:n + len(segs)] = segs.astype(dtype)
-                    utt.extend([row] * len(segs))
-                    frames.extend(valid.tolist())
-                    param.extend([value] * len(segs))
+                    segments.append(row, segs, valid, param=value)
                 on_advance()
-        mel.resize(len(utt), axis=0)
-        g.create_dataset("segments/utt", data=np.asarray(utt, dtype=np.int32))
-        g.create_dataset("segments/frames", data=np.asarray(frames, dtype=np.int32))
-        g.create_dataset("segments/param", data=np.asarray(param, dtype=np.float32))
+        n_segments = segments.close()
         g.attrs.update(corpus=cfg.corpus, kind=cfg.kind, params=list(cfg.params), seed=cfg.seed,
                        param_unit="speed factor" if cfg.kind == "speed" else "SNR dB")
-    return AugmentResult(f"/{group_name}", len(paths), len(utt), already_there=False)
+    return AugmentResult(f"/{group_name}", len(paths), n_segments, already_there=False)
 
 
 def _copies(row: int, path: Path, cfg: AugmentConfig, extractor: MelExtractor,

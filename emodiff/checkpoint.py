@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -95,14 +96,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise EmodiffError(f"{path}: sha256 differs from {path.parent / MANIFEST}; the file was modified or damaged")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated, corrupt or unsafe files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise EmodiffError(f"{path}: not a loadable emodiff checkpoint ({first[:160]})") from None
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower():
+            raise EmodiffError(f"{path}: not a loadable emodiff checkpoint ({_first_line(err)})") from None
+        # torch's own text runs to a page of advice on loading it anyway; emodiff never does.
+        raise EmodiffError(f"{path}: refused: unsafe to load (it holds Python objects beyond tensors and plain "
+                           "values, which could run code when loaded); emodiff loads only checkpoints it wrote, "
+                           "with torch.load(weights_only=True)") from None
+    except Exception as err:  # torch raises several types for truncated or corrupt files
+        raise EmodiffError(f"{path}: not a loadable emodiff checkpoint ({_first_line(err)})") from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED):
         raise EmodiffError(f"{path}: not an emodiff checkpoint (expected keys {', '.join(REQUIRED)})")
     if state["format"] != FORMAT:
         raise EmodiffError(f"{path}: checkpoint format {state['format']}, this emodiff reads format {FORMAT}")
     return state
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an exception's message (at most 160 characters), or its type's name."""
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else type(err).__name__
+    return first if len(first) <= 160 else first[:157] + "..."
 
 
 def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:

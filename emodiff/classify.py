@@ -20,68 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from emodiff import store as st
-from emodiff.corpora import CORPORA
+from emodiff.corpora import CORPORA, PAIRED
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
+from emodiff.experiments import Augment, Experiment, TrainOn
+from emodiff.records import Absent, Augmented, Corpus, Results, Synthetic, existing, taken
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.ser.metrics import confusion, macro_f1, summarize, uar, weighted_accuracy
 from emodiff.ser.protocols import Fold, adaptation, by_session, cross_corpus, loso, speaker_groups
 from emodiff.ser.training import Segments, fit, utterance_scores
-
-TrainOn = Literal["real", "synthetic", "real+synthetic"]
-PAIRED = ("iemocap", "msp-improv")  # corpora whose sessions pair two speakers (validation partner)
-OFFLINE = ("speed", "noise")  # augmentations materialised by `emodiff augment` into /augmented
-
-
-@dataclass(frozen=True)
-class Augment:
-    """``--augment`` parsed: sources joined by '+', e.g. ``synthetic:demo+mixup:0.4+specaugment+speed``."""
-
-    synthetic: str | None = None  # a /synthetic set name; "" means: the store's set(s), chosen per fold
-    mixup: float | None = None  # Beta(alpha, alpha)
-    specaugment: bool = False
-    offline: tuple[str, ...] = ()  # kinds in /augmented/<corpus>/<kind>
-
-    @classmethod
-    def parse(cls, text: str) -> Augment:
-        values: dict[str, object] = {}
-        offline: list[str] = []
-        for part in filter(None, (p.strip() for p in text.split("+"))):
-            kind, _, arg = part.partition(":")
-            if kind == "synthetic":
-                values["synthetic"] = arg
-            elif kind == "mixup":
-                try:
-                    values["mixup"] = float(arg) if arg else 0.2
-                except ValueError:
-                    raise EmodiffError(f"--augment mixup:{arg}: expected a number (Beta alpha)") from None
-                if values["mixup"] <= 0:  # type: ignore[operator]
-                    raise EmodiffError(f"--augment mixup:{arg}: expected alpha > 0")
-            elif kind == "specaugment":
-                values["specaugment"] = True
-            elif kind in OFFLINE:
-                offline.append(kind)
-            else:
-                raise EmodiffError(f"--augment {part!r}: expected synthetic[:NAME], mixup[:alpha], specaugment, "
-                                   "speed or noise")
-        return cls(**values, offline=tuple(dict.fromkeys(offline)))  # type: ignore[arg-type]
-
-    def label(self) -> str:
-        """The canonical ``--augment`` string ("" when nothing is added)."""
-        parts = []
-        if self.synthetic is not None:
-            parts.append(f"synthetic:{self.synthetic}" if self.synthetic else "synthetic")
-        if self.mixup is not None:
-            parts.append(f"mixup:{self.mixup:g}")
-        if self.specaugment:
-            parts.append("specaugment")
-        return "+".join(parts + list(self.offline))
 
 
 @dataclass(frozen=True)
@@ -103,8 +55,7 @@ class ClassifyJob:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        if self.train_on not in ("real", "synthetic", "real+synthetic"):
-            raise EmodiffError(f"--train-on {self.train_on!r}: expected real, synthetic or real+synthetic")
+        Experiment(self.train_on, self.augment)  # checks --train-on, and that offline augmentations have real data
         if self.repeats < 1:
             raise EmodiffError(f"--repeats must be at least 1, got {self.repeats}")
         if self.target_fraction is not None:
@@ -116,9 +67,6 @@ class ClassifyJob:
         if self.train_corpus is not None and self.train_corpus == self.corpus:
             raise EmodiffError(f"--train and --test are both {self.corpus}; for one corpus use --corpus with --loso "
                                "or --folds")
-        if self.effective_train_on == "synthetic" and self.augment.offline:
-            raise EmodiffError(f"--augment {'+'.join(self.augment.offline)} augments real utterances; it needs "
-                               "--train-on real or real+synthetic")
 
     @property
     def protocol(self) -> str:
@@ -127,11 +75,14 @@ class ClassifyJob:
         return "cross-corpus" if self.train_corpus is not None else self.folds
 
     @property
+    def experiment(self) -> Experiment:
+        """``train_on`` and ``augment`` as one :class:`Experiment` (EmodiffError when they do not fit)."""
+        return Experiment(self.train_on, self.augment)
+
+    @property
     def effective_train_on(self) -> TrainOn:
         """``--augment synthetic`` adds synthetic data to the real training set."""
-        if self.train_on == "real" and self.augment.synthetic is not None:
-            return "real+synthetic"
-        return self.train_on
+        return self.experiment.train_on
 
     def config(self) -> dict:
         """What /results/<name> was made with (its ``config`` attr and hash)."""
@@ -152,8 +103,79 @@ class ClassifyJob:
             where = f"{self.train_corpus}-to-{self.corpus}"
         else:
             where = f"{self.corpus}-{self.folds.replace(':', '')}"
-        extras = [k for k in ("mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
-        return "-".join([where, self.effective_train_on.replace("+", "-"), *extras, *self.augment.offline])
+        return "-".join([where, *self.experiment.name_parts])
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """``emodiff classify``'s flags as given; construction checks how they combine, :meth:`jobs` expands them.
+
+    The protocol is one of: within one corpus (``corpus`` with ``folds``; ``loso`` is ``folds="loso"``),
+    cross-corpus (``train`` and ``test``), adaptation (those and ``target_fraction``, a comma list
+    of fractions that sweeps, one job each).
+    """
+
+    store: Path
+    corpus: str | None = None
+    loso: bool = False
+    folds: str = "loso"
+    train: str | None = None
+    test: str | None = None
+    target_fraction: str | None = None  # "0.3" or "0,0.1,0.3"
+    train_on: str = "real"
+    augment: str = ""
+    allow_leak: bool = False
+    repeats: int = 1
+    split_seed: int = 0
+    name: str | None = None
+    device: str = "auto"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loso and self.folds != "loso":
+            raise EmodiffError(f"--loso and --folds {self.folds} disagree; give one of them")
+        if (self.train is None) != (self.test is None):
+            raise EmodiffError("cross-corpus needs both --train SOURCE and --test TARGET")
+        if self.train is not None and (self.corpus is not None or self.loso or self.folds != "loso"):
+            raise EmodiffError("--train/--test is its own protocol; drop --corpus, --loso and --folds")
+        _fractions(self.target_fraction)  # a bad number stops here, before the store is read
+        if self.target_fraction is not None and self.train is None:
+            raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
+
+    def jobs(self, classifier: ClassifierConfig, prepared: Callable[[], list[str]]) -> list[ClassifyJob]:
+        """One :class:`ClassifyJob` per target fraction, every one checked before any runs.
+
+        ``prepared()`` lists the store's corpora; within one corpus it picks ``--corpus`` when the
+        store holds only one.
+        """
+        corpus = self.test
+        if self.train is None:
+            corpora = prepared()
+            if self.corpus is None and len(corpora) > 1:
+                raise EmodiffError(f"{self.store}: holds {', '.join(corpora)}; choose one with --corpus")
+            corpus = self.corpus or corpora[0]
+        augment = Augment.parse(self.augment)
+        fractions = _fractions(self.target_fraction)
+        return [ClassifyJob(store=self.store, corpus=corpus, train_corpus=self.train,  # type: ignore[arg-type]
+                            folds=self.folds, target_fraction=fraction, split_seed=self.split_seed,
+                            train_on=self.train_on, augment=augment, allow_leak=self.allow_leak,  # type: ignore[arg-type]
+                            classifier=classifier, repeats=self.repeats,
+                            name=f"{self.name}-{fraction:g}" if self.name and len(fractions) > 1 else self.name,
+                            device=self.device, overwrite=self.overwrite)
+                for fraction in fractions]
+
+
+def _fractions(text: str | None) -> list[float | None]:
+    """``--target-fraction`` as the fractions to run, one job each; ``[None]`` without it."""
+    if text is None:
+        return [None]
+    try:
+        out: list[float | None] = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        out = []
+    if not out:
+        raise EmodiffError(f"--target-fraction {text}: expected comma-separated numbers")
+    return out
 
 
 @dataclass
@@ -204,7 +226,9 @@ class _Data:
 
 
 @dataclass
-class _Synthetic:
+class _Candidate:
+    """A /synthetic set a fold may train on: who its generator saw, and its segments, read on first use."""
+
     name: str
     training_speakers: frozenset[str]
     shape: tuple[int, ...]
@@ -214,11 +238,10 @@ class _Synthetic:
     def segments(self, store: Path) -> Segments:
         if self._segments is None:
             with st.open_store(store) as f:
-                g = f[f"synthetic/{self.name}"]
-                mel = torch.from_numpy(g["mel"][()].astype(np.float16))
-                frames = (torch.from_numpy(g["frames"][()].astype(np.int64)) if "frames" in g
-                          else torch.full((len(mel),), mel.shape[2]))
-                self._segments = Segments(mel, frames, torch.from_numpy(g["emotion"][()].astype(np.int64)))
+                record = Synthetic.read(f, self.name)
+                mel, valid = record.load_mel(f)
+            frames = torch.from_numpy(valid) if valid is not None else torch.full((len(mel),), mel.shape[2])
+            self._segments = Segments(torch.from_numpy(mel), frames, torch.from_numpy(record.emotion))
         return self._segments
 
 
@@ -232,18 +255,14 @@ def _read_corpora(store: Path, corpora: list[str], segments: bool = True) -> _Da
     mels, frames, utts, tables, offset, n = [], [], [], [], {}, 0
     with st.open_store(store) as f:
         for corpus in corpora:
-            if "corpora" not in f or corpus not in st.visible(f["corpora"]):
-                if corpus not in CORPORA:
-                    raise EmodiffError(f"unknown corpus {corpus!r}; expected one of {', '.join(CORPORA)}")
-                raise EmodiffError(f"{store}: corpus {corpus} is not prepared; run `emodiff prepare {corpus} ROOT` "
-                                   "first")
-            g = f[f"corpora/{corpus}"]
-            table = st.read_table(g["utterances"])
-            mel = g["segments/mel"]
-            mels.append(torch.from_numpy(mel[()].astype(np.float16)) if segments
-                        else torch.zeros((0, *mel.shape[1:]), dtype=torch.float16))
-            frames.append(torch.from_numpy(g["segments/frames"][()].astype(np.int64)))
-            utts.append(g["segments/utt"][()].astype(np.int64) + n)
+            if not Corpus.exists(f, corpus) and corpus not in CORPORA:
+                raise EmodiffError(f"unknown corpus {corpus!r}; expected one of {', '.join(CORPORA)}")
+            record = Corpus.read(f, corpus)
+            table = record.utterances
+            mels.append(torch.from_numpy(record.load_mel(f)) if segments
+                        else torch.zeros((0, *record.mel_shape[1:]), dtype=torch.float16))
+            frames.append(torch.from_numpy(record.seg_frames))
+            utts.append(record.seg_utt + n)
             tables.append(table | {"corpus": np.full(len(table["id"]), corpus)})
             offset[corpus] = n
             n += len(table["id"])
@@ -258,24 +277,20 @@ def _read_corpora(store: Path, corpora: list[str], segments: bool = True) -> _Da
                  col("speaker"), col("session"), col("id"), col("corpus"), offset)
 
 
-def _synthetic_sets(store: Path, wanted: str) -> list[_Synthetic]:
+def _synthetic_sets(store: Path, wanted: str) -> list[_Candidate]:
     """The synthetic sets a run may draw on: the one named, or every set in the store."""
     with st.open_store(store) as f:
-        names = st.visible(f["synthetic"]) if "synthetic" in f else []
+        names = Synthetic.names(f)
         if not names:
             raise EmodiffError(f"{store}: holds no synthetic set; run `emodiff sample --n N` first")
         if wanted and wanted not in names:
             raise EmodiffError(f"{store}: no synthetic set {wanted!r}; sets: {', '.join(names)}")
         sets = []
         for name in [wanted] if wanted else names:
-            g = f[f"synthetic/{name}"]
-            if "mel" not in g or "emotion" not in g or "training_speakers" not in g.attrs:
-                raise EmodiffError(f"{store}: /synthetic/{name} lacks mel, emotion or its training_speakers attr")
-            if len(g["mel"].shape) != 3 or g["emotion"].shape != g["mel"].shape[:1]:
-                raise EmodiffError(f"{store}: /synthetic/{name}: expected mel (M, C, F) and emotion (M,), got "
-                                   f"{g['mel'].shape} and {g['emotion'].shape}")
-            sets.append(_Synthetic(name, frozenset(json.loads(str(g.attrs["training_speakers"]))),
-                                   tuple(g["mel"].shape[1:]), len(g["mel"])))
+            record = Synthetic.read(f, name)
+            record.check(store, speakers=True)
+            sets.append(_Candidate(name, frozenset(record.provenance.training_speakers), record.mel_shape[1:],
+                                   record.mel_shape[0]))
     return sets
 
 
@@ -312,7 +327,7 @@ def held_out(fold: Fold, data: _Data) -> list[str]:
     return sorted(set(q[list(fold.test + fold.val)].tolist()) - train)
 
 
-def choose_synthetic(fold: Fold, data: _Data, sets: list[_Synthetic], allow: bool) -> tuple[_Synthetic, bool]:
+def choose_synthetic(fold: Fold, data: _Data, sets: list[_Candidate], allow: bool) -> tuple[_Candidate, bool]:
     """The set this fold trains on and whether it leaks; EmodiffError for a leak unless ``allow``.
 
     With several sets, a fold takes one whose generator saw none of its held-out speakers (the one
@@ -339,8 +354,9 @@ def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
     start = time.perf_counter()
     device = resolve_device(job.device)
     name = job.name or job.default_name()
-    if not job.overwrite and st.has_group(job.store, f"results/{name}"):  # before minutes of reading and training
-        raise EmodiffError(f"{job.store}: already holds /results/{name}; pass --overwrite to replace it or --name")
+    # Checked before minutes of reading and training; classify replaces results only with --overwrite.
+    if not job.overwrite and not isinstance(existing(job.store, Results.path(name), job.config()), Absent):
+        raise taken(job.store, Results.path(name), instead="--name")
     corpora = job.corpora
     data = _read_corpora(job.store, corpora)
     folds = plan_folds(data, job)
@@ -364,7 +380,7 @@ def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
     leaky = any(leak for _, _, leak in plan)
     seeds = [job.classifier.seed + r for r in range(job.repeats)]
     results: list[FoldResult] = []
-    with st.write_group(job.store, f"results/{name}", config=job.config(), overwrite=job.overwrite,
+    with st.write_group(job.store, Results.path(name), config=job.config(), overwrite=job.overwrite,
                         what=f"classify {name}") as g:
         on_total(len(plan) * len(seeds))
         for seed in seeds:
@@ -403,13 +419,11 @@ def _read_offline(store: Path, kind: str, data: _Data, corpora: list[str]) -> _O
     parts, utts = [], []
     with st.open_store(store) as f:
         for corpus in corpora:
-            path = f"augmented/{corpus}/{kind}"
-            if path not in f or kind not in st.visible(f[f"augmented/{corpus}"]):
+            if not Augmented.exists(f, corpus, kind):
                 continue
-            g = f[path]
-            utt = g["segments/utt"][()].astype(np.int64) + data.offset[corpus]
-            parts.append(Segments(torch.from_numpy(g["segments/mel"][()].astype(np.float16)),
-                                  torch.from_numpy(g["segments/frames"][()].astype(np.int64)),
+            record = Augmented.read(f, corpus, kind)
+            utt = record.seg_utt + data.offset[corpus]
+            parts.append(Segments(torch.from_numpy(record.load_mel(f)), torch.from_numpy(record.seg_frames),
                                   torch.from_numpy(data.emotion[utt])))
             utts.append(utt)
     if not parts:
@@ -426,7 +440,7 @@ class _Offline:
     utt: np.ndarray  # [N]
 
 
-def _training_segments(fold: Fold, data: _Data, synth: _Synthetic | None, offline: dict[str, _Offline],
+def _training_segments(fold: Fold, data: _Data, synth: _Candidate | None, offline: dict[str, _Offline],
                        job: ClassifyJob) -> Segments:
     parts = []
     if job.effective_train_on != "synthetic":

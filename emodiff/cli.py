@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from emodiff import __version__
 from emodiff.errors import EmodiffError
+from emodiff.parallel import passive_openmp, use_threads
 
 app = typer.Typer(
     name="emodiff",
@@ -28,8 +29,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: rich would turn ":abc:" in user text (a path, `--folds groups:abc:`) into an emoji,
+# which markup escaping does not prevent; emodiff prints no emoji codes of its own.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 # Options shared by several commands, defined once (STYLE habit 8).
 StoreOpt = Annotated[
@@ -37,13 +40,20 @@ StoreOpt = Annotated[
     typer.Option("--store", help="The HDF5 store. Default: $EMODIFF_STORE, else ./emodiff.h5.", show_default=False),
 ]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace what the store already holds for this step.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", help="CPU threads: torch's intra-op threads (and inter-op ones), and the default --workers where "
+    "there is one. Default: the cores this process may run on (its CPU affinity), or $OMP_NUM_THREADS when set; "
+    "on a shared machine leave a core to each other busy job (docs/performance.md).", show_default=False)]
 
 
 F = TypeVar("F", bound=Callable[..., None])
 
 
 def _friendly(command: F) -> F:
-    """EmodiffError -> one red line on stderr and exit code 1; Ctrl-C -> a note and 130."""
+    """EmodiffError -> one red line on stderr and exit code 1; Ctrl-C -> a note and 130.
+
+    A full disk met outside the store's writer (a checkpoint, a report file) is one line too.
+    """
 
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
@@ -51,6 +61,15 @@ def _friendly(command: F) -> F:
             command(*args, **kwargs)
         except EmodiffError as err:
             err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except OSError as err:
+            from emodiff.store import no_space
+
+            if not no_space(err):
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            err_console.print(f"[red]error:[/red] {escape(where)}no space left on device; free some space and run "
+                              "again", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/red]: nothing was added to the store")
@@ -64,8 +83,8 @@ class _Bar:
 
     def __init__(self, description: str):
         self.description = description
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(  # markup=False: the description holds user text (a run or corpus name)
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
         )
         self.task: int | None = None
@@ -95,22 +114,22 @@ def prepare(
     corpus: Annotated[str, typer.Argument(help="iemocap, msp-improv, crema-d or ravdess.", show_default=False)],
     root: Annotated[Path, typer.Argument(help="The corpus folder as distributed (see docs/corpora.md).", show_default=False)],
     store: StoreOpt = None,
-    workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels. Default: all cores.", show_default=False)] = 0,
+    workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels, each with one torch thread. Default: --threads.", show_default=False)] = 0,
     overwrite: OverwriteOpt = False,
     limit: Annotated[int | None, typer.Option(help="Prepare only N utterances, spread over the corpus (for a quick try).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad file instead of skipping it.")] = False,
     calm: Annotated[str, typer.Option(help="RAVDESS only: 'drop' leaves calm out (672 utterances), 'neutral' merges it into neutral (864).")] = "drop",
     dtype: Annotated[str, typer.Option(help="Storage type of the mels: float16 (half the disk) or float32.")] = "float16",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Audio and labels of a corpus -> /corpora/CORPUS: 80x256 mel segments and the utterance table."""
-    import os
-
+    n_threads = use_threads(threads)
     from emodiff.prepare import PrepareConfig
     from emodiff.prepare import prepare as run_prepare
     from emodiff.render import prepare_summary
     from emodiff.store import resolve_store
 
-    cfg = PrepareConfig(corpus=corpus, root=root, workers=workers or (os.cpu_count() or 1), limit=limit,
+    cfg = PrepareConfig(corpus=corpus, root=root, workers=workers or n_threads, limit=limit,
                         strict=strict, overwrite=overwrite, dtype=dtype, calm=calm)  # type: ignore[arg-type]
     path = resolve_store(store)
     with _Bar(f"prepare {corpus}") as bar:
@@ -118,7 +137,7 @@ def prepare(
     if result.already_there:
         s = result.stats
         console.print(f"{path} already holds /corpora/{s.name} ({s.utterances} utterances, {s.segments} segments, "
-                      f"prepared {s.attrs.get('created', '?')}); pass --overwrite to replace it.")
+                      f"prepared {s.attrs.get('created', '?')}); pass --overwrite to replace it.", markup=False)
         return
     prepare_summary(console, path, result)
 
@@ -134,8 +153,10 @@ def embed(
     max_length: Annotated[int, typer.Option(help="Longest condition text in tokens; longer ones are truncated (and counted).")] = 128,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Condition texts (transcript, emotion, speaker, gender) -> /embeddings/MODEL/CORPUS vectors."""
+    use_threads(threads)
     from emodiff.embed import EmbedConfig
     from emodiff.embed import embed as run_embed
     from emodiff.render import embed_summary
@@ -165,8 +186,10 @@ def train(
     model: Annotated[str, typer.Option(help="Which text embeddings to condition on (/embeddings/MODEL).")] = "all-MiniLM-L6-v2",
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train the text-conditioned diffusion model on stored segments (multi-GPU: run it under torchrun)."""
+    use_threads(threads)
     from emodiff.config import load_recipe, override
     from emodiff.render import train_summary
     from emodiff.store import resolve_store
@@ -211,8 +234,10 @@ def sample(
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Draw labelled synthetic mel segments from a trained run into /synthetic/NAME (interrupted runs resume)."""
+    use_threads(threads)
     from emodiff.render import sample_summary
     from emodiff.sample import SampleJob
     from emodiff.sample import sample as run_sample
@@ -236,13 +261,13 @@ def augment(
     colour: Annotated[str, typer.Option(help="noise: white or pink seeded Gaussian noise (when no --noise-dir).")] = "white",
     noise_dir: Annotated[Path | None, typer.Option(help="noise: a folder of noise recordings (.wav/.flac/.ogg, e.g. MUSAN noise) to mix in instead of generated noise.", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise draws.")] = 0,
-    workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels. Default: all cores.", show_default=False)] = 0,
+    workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels, each with one torch thread. Default: --threads.", show_default=False)] = 0,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Offline copies of a corpus's utterances -> /augmented/CORPUS/KIND (used by classify --augment speed|noise)."""
-    import os
-
+    n_threads = use_threads(threads)
     from emodiff.augment import AugmentConfig
     from emodiff.augment import augment as run_augment
     from emodiff.store import resolve_store
@@ -253,11 +278,12 @@ def augment(
         raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
     cfg = AugmentConfig(corpus=corpus or corpora[0], kind=kind, factors=_numbers(factors, "--factors"),  # type: ignore[arg-type]
                         snrs=_numbers(snrs, "--snrs"), colour=colour, noise_dir=noise_dir, seed=seed,
-                        workers=workers or (os.cpu_count() or 1), overwrite=overwrite)
+                        workers=workers or n_threads, overwrite=overwrite)
     with _Bar(f"augment {kind}") as bar:
         result = run_augment(path, cfg, on_total=bar.total, on_advance=bar.advance)
     done = "already holds" if result.already_there else "wrote"
-    console.print(f"{path}: {done} {result.group} ({result.segments} segments from {result.utterances} utterances)")
+    console.print(f"{path}: {done} {result.group} ({result.segments} segments from {result.utterances} utterances)",
+                  markup=False)
 
 
 def _numbers(text: str, flag: str) -> tuple[float, ...]:
@@ -287,49 +313,47 @@ def classify(
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train and test the CNN-BLSTM per fold (UAR per utterance) -> /results/NAME."""
-    from emodiff.classify import Augment, ClassifyJob
+    use_threads(threads)
+    from emodiff.classify import ClassifyRequest
     from emodiff.classify import classify as run_classify
     from emodiff.config import load_recipe, override
     from emodiff.render import classify_summary
     from emodiff.store import resolve_store
 
-    path = resolve_store(store)
-    if loso and folds != "loso":
-        raise EmodiffError(f"--loso and --folds {folds} disagree; give one of them")
-    if (train is None) != (test is None):
-        raise EmodiffError("cross-corpus needs both --train SOURCE and --test TARGET")
-    if train is not None and (corpus is not None or loso or folds != "loso"):
-        raise EmodiffError("--train/--test is its own protocol; drop --corpus, --loso and --folds")
-    fractions = list(_numbers(target_fraction, "--target-fraction")) if target_fraction is not None else [None]
-    if target_fraction is not None and train is None:
-        raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
+    request = ClassifyRequest(  # checks how the protocol flags combine
+        store=resolve_store(store), corpus=corpus, loso=loso, folds=folds, train=train, test=test,
+        target_fraction=target_fraction, train_on=train_on, augment=augment, allow_leak=allow_leak, repeats=repeats,
+        split_seed=split_seed, name=name, device=device, overwrite=overwrite)
     cfg = override(load_recipe(recipe).classifier, "--epochs", epochs=epochs)
-    if train is None:
-        corpora = _prepared_corpora(path)
-        if corpus is None and len(corpora) > 1:
-            raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
-        corpus = corpus or corpora[0]
-    parsed = Augment.parse(augment)
-    for fraction in fractions:
-        job = ClassifyJob(store=path, corpus=test or corpus, train_corpus=train, folds=folds,  # type: ignore[arg-type]
-                          target_fraction=fraction, split_seed=split_seed, train_on=train_on,  # type: ignore[arg-type]
-                          augment=parsed, allow_leak=allow_leak, classifier=cfg, repeats=repeats,
-                          name=f"{name}-{fraction:g}" if name and len(fractions) > 1 else name, device=device,
-                          overwrite=overwrite)
+    for job in request.jobs(cfg, prepared=lambda: _prepared_corpora(request.store)):
         with _Bar("classify") as bar:
             result = run_classify(job, on_total=bar.total, on_fold=lambda r: bar.advance())
         classify_summary(console, result)
 
 
 def _prepared_corpora(path: Path) -> list[str]:
-    from emodiff.store import open_store, visible
+    """The corpus groups `emodiff prepare` wrote; anything else under /corpora is ignored, with a note."""
+    from emodiff.records import Corpus, meta, none_prepared
+    from emodiff.store import foreign_members, open_store
 
+    names: list[str] = []
     with open_store(path) as f:
-        names = visible(f["corpora"]) if "corpora" in f else []
+        for key in Corpus.names(f):
+            standard = meta(f, Corpus.path(key))
+            if standard is not None and standard.config_hash:  # the standard attrs of a group emodiff wrote
+                names.append(key)
+            else:
+                err_console.print(f"note: /corpora/{escape(key)} is a group emodiff did not write; ignored",
+                                  highlight=False, soft_wrap=True)
+        section = f.get("corpora")
+        for key in foreign_members(section) if section is not None else []:
+            err_console.print(f"note: /corpora/{escape(key)} is not a corpus group (a dataset another tool put "
+                              "there); ignored", highlight=False, soft_wrap=True)
     if not names:
-        raise EmodiffError(f"{path}: holds no prepared corpus; run `emodiff prepare CORPUS ROOT` first")
+        raise none_prepared(path)
     return names
 
 
@@ -342,8 +366,10 @@ def quality(
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """How good a synthetic set is (docs/quality.md): TSTR vs TRTR on speakers the generator never saw, a two-sample AUC, per-emotion consistency, Frechet distance, MAD -> /quality/NAME."""
+    use_threads(threads)
     from emodiff.config import load_recipe
     from emodiff.quality import QualityJob, assess
     from emodiff.render import quality_summary
@@ -366,8 +392,10 @@ def report(
     vocoder: Annotated[str, typer.Option(help="Vocoder of the audio clips: auto (HiFi-GAN when its weights are there, else Griffin-Lim), hifigan or griffin-lim.")] = "auto",
     examples: Annotated[int, typer.Option(help="Vocoded clips per emotion and per source (real corpus, synthetic set); 0 for no audio.")] = 1,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
 ) -> None:
     """The store as a self-contained report folder: tables, figures, vocoded audio, provenance (docs/report.md)."""
+    use_threads(threads)
     from emodiff.report import build_report
     from emodiff.store import resolve_store
 
@@ -390,8 +418,10 @@ def study(
     out: Annotated[Path | None, typer.Option(help="Report folder (overrides the recipe's study.report).", show_default=False)] = None,
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """The whole study: prepare, embed, train leak-free generators, sample, classify each experiment, quality, report."""
+    use_threads(threads)
     from emodiff.config import load_recipe
     from emodiff.store import resolve_store
     from emodiff.study import StudyJob, run_study
@@ -401,7 +431,7 @@ def study(
     result = run_study(job, log=lambda line: err_console.print(line, markup=False, highlight=False))
     total = sum(seconds for _, seconds, _ in result.steps)
     console.print(f"study done in {total / 60:.1f} min: {len(result.generators)} generators, "
-                  f"{len(result.results)} experiments; the report is {result.report.resolve()}")
+                  f"{len(result.results)} experiments; the report is {result.report.resolve()}", markup=False)
 
 
 @app.command()
@@ -429,4 +459,5 @@ def _root(
 
 def main() -> None:
     """Entry point of the ``emodiff`` script and ``python -m emodiff``."""
+    passive_openmp()  # before any command imports torch
     app()

@@ -3,11 +3,20 @@
 Precedence, lowest first: the dataclass defaults, the recipe file, then command-line flags
 (each command passes its flags to :func:`override`). Unknown keys are errors, never ignored,
 so a misspelt setting cannot silently fall back to a default.
+
+Everything is checked when a recipe is loaded, before any command does work: each key's type
+(:func:`build`), each section's ranges and the settings that must agree within it (each
+dataclass's ``__post_init__``, raising :class:`SettingError`), the settings that must agree across
+sections (:func:`check_recipe`), and, in a recipe file, that every section is there (a missing
+section is an error, never the paper's 98 M-parameter defaults in silence). Flags go through the
+same checks. Every failure is one EmodiffError line: the file, ``section.key``, the bad value and
+what was expected.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_type_hints
@@ -15,7 +24,7 @@ from typing import Any, Literal, TypeVar, get_args, get_type_hints
 import yaml
 
 from emodiff.errors import EmodiffError
-from emodiff.ser.classifier import ClassifierConfig
+from emodiff.experiments import Experiment
 
 Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
@@ -25,6 +34,43 @@ Skip = Literal["scalar", "wiener"]
 DenoiserKind = Literal["flat", "unet"]
 Load = Literal["auto", "memory", "chunks"]
 Normalize = Literal["center", "none"]
+GeneratorName = Literal["diffusion"]  # the generator families of emodiff/generators/
+
+
+class SettingError(ValueError):
+    """One bad setting of a section: ``section.key: expected ..., got value``.
+
+    A ValueError, so that code building a config by hand gets the usual exception; :func:`build`
+    turns it into one EmodiffError line that also names the recipe file.
+    """
+
+    def __init__(self, section: str, key: str, value: Any, expected: str) -> None:
+        self.section, self.key, self.value, self.expected = section, key, value, expected
+        super().__init__(f"{section}.{key}: expected {expected}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integers(cfg: Any, section: str, minimum: int, *names: str) -> None:
+    """Each of ``names`` an integer >= ``minimum``."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not _is_int(value) or value < minimum:
+            raise SettingError(section, name, value, f"an integer >= {minimum}")
+
+
+def _numbers(cfg: Any, section: str, ok: Callable[[float], bool], expected: str, *names: str) -> None:
+    """Each of ``names`` a number for which ``ok(value)`` holds."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not _is_number(value) or not ok(value):
+            raise SettingError(section, name, value, expected)
 
 
 @dataclass(frozen=True)
@@ -58,21 +104,15 @@ class DiffusionConfig:
     rho: float = 7.0
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
-        if self.lambda_vb < 0:
-            raise ValueError(f"lambda_vb must be >= 0, got {self.lambda_vb!r}")
-        if self.sigma_data < 0 or self.min_snr_gamma < 0 or self.p_std <= 0:
-            raise ValueError("sigma_data >= 0, min_snr_gamma >= 0 and p_std > 0 expected, got "
-                             f"{self.sigma_data!r}, {self.min_snr_gamma!r}, {self.p_std!r}")
-        if not 0 < self.sigma_min < self.sigma_max or self.rho <= 0:
-            raise ValueError(f"0 < sigma_min < sigma_max and rho > 0 expected, got {self.sigma_min!r}, "
-                             f"{self.sigma_max!r}, {self.rho!r}")
-        if self.wiener_block < 1:
-            raise ValueError(f"wiener_block must be a positive integer, got {self.wiener_block!r}")
+        _integers(self, "diffusion", 1, "steps", "wiener_block")
+        _numbers(self, "diffusion", lambda v: v >= 0, "a number >= 0", "lambda_vb", "sigma_data", "min_snr_gamma")
+        _numbers(self, "diffusion", lambda v: v > 0, "a number > 0", "p_std", "sigma_min", "rho")
+        _numbers(self, "diffusion", lambda v: True, "a number", "p_mean")
+        _numbers(self, "diffusion", lambda v: v > self.sigma_min, f"a number > sigma_min ({self.sigma_min!r})",
+                 "sigma_max")
         if self.parameterization != "eps" and self.learn_sigma:
-            raise ValueError(f"learn_sigma is IDDPM's learned variance, only for parameterization eps; set it "
-                             f"false for {self.parameterization}")
+            raise SettingError("diffusion", "learn_sigma", self.learn_sigma, "false with parameterization "
+                               f"{self.parameterization} (IDDPM's learned variance is for eps only)")
 
 
 @dataclass(frozen=True)
@@ -101,6 +141,49 @@ class DenoiserConfig:
     attention_levels: tuple[int, ...] = (2,)
     emb_dim: int = 256
 
+    def __post_init__(self) -> None:
+        if self.kind == "unet":
+            check_unet_denoiser(self)
+        else:
+            check_flat_denoiser(self)
+
+
+def _check_denoiser_common(cfg: DenoiserConfig) -> None:
+    _integers(cfg, "denoiser", 1, "mel_channels", "channels", "kernel_size", "heads", "text_dim", "text_hidden",
+              "cond_channels", "norm_groups", "emb_dim", "blocks_per_level")
+    _integers(cfg, "denoiser", 0, "blocks_before", "blocks_after")
+    _integers(cfg, "denoiser", 2, "time_dim")  # one cos and one sin
+    if cfg.kernel_size % 2 == 0:
+        raise SettingError("denoiser", "kernel_size", cfg.kernel_size, "an odd integer (symmetric 'same' padding)")
+    _numbers(cfg, "denoiser", lambda v: 0 <= v < 1, "a probability in [0, 1)", "dropout")
+
+
+def check_flat_denoiser(cfg: DenoiserConfig) -> None:
+    """Raise SettingError naming the first setting of ``cfg`` that cannot build the flat Denoiser."""
+    _check_denoiser_common(cfg)
+    if cfg.channels % cfg.heads or cfg.text_hidden % cfg.heads:
+        raise SettingError("denoiser", "heads", cfg.heads, f"a divisor of channels ({cfg.channels}) and of "
+                           f"text_hidden ({cfg.text_hidden})")
+    if cfg.channels % cfg.norm_groups:
+        raise SettingError("denoiser", "norm_groups", cfg.norm_groups, f"a divisor of channels ({cfg.channels})")
+
+
+def check_unet_denoiser(cfg: DenoiserConfig) -> None:
+    """Raise SettingError naming the first setting of ``cfg`` that cannot build a UNet1d."""
+    _check_denoiser_common(cfg)
+    mult, levels = cfg.channel_mult, cfg.attention_levels
+    if not mult or any(not _is_int(m) or m < 1 for m in mult):
+        raise SettingError("denoiser", "channel_mult", list(mult), "a non-empty list of integers >= 1")
+    if any(not _is_int(level) or not 0 <= level < len(mult) for level in levels):
+        raise SettingError("denoiser", "attention_levels", list(levels),
+                           f"levels of channel_mult, each in 0..{len(mult) - 1}")
+    widths = ", ".join(str(cfg.channels * m) for m in mult)
+    for name in ("norm_groups", "heads"):
+        value = getattr(cfg, name)
+        if any(cfg.channels * m % value for m in mult):
+            raise SettingError("denoiser", name, value, "a number that every level's width (channels x "
+                               f"channel_mult: {widths}) is divisible by")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -127,6 +210,14 @@ class TrainConfig:
     cond_dropout: float = 0.0  # share of examples trained without emotion, speaker and text (for guidance)
     ema_warmup: bool = False  # EMA decay min(ema_decay, (1 + step) / (10 + step)): useful from the first steps
 
+    def __post_init__(self) -> None:
+        _integers(self, "train", 1, "batch_size", "steps", "val_every", "log_every", "checkpoint_every")
+        _integers(self, "train", 0, "warmup_steps", "seed", "crop_frames")
+        _numbers(self, "train", lambda v: v > 0, "a number > 0", "lr", "grad_clip")
+        _numbers(self, "train", lambda v: v >= 0, "a number >= 0", "weight_decay")
+        _numbers(self, "train", lambda v: 0 <= v < 1, "a fraction in [0, 1)", "ema_decay", "val_fraction",
+                 "cond_dropout")
+
 
 @dataclass(frozen=True)
 class SampleConfig:
@@ -138,6 +229,46 @@ class SampleConfig:
     batch_size: int = 64
     guidance: float = 0.0  # classifier-free guidance W: D = D_cond + W (D_cond - D_uncond); 0 = none
 
+    def __post_init__(self) -> None:  # the same ranges as `emodiff sample`'s flags
+        _integers(self, "sample", 1, "steps", "batch_size")
+        _numbers(self, "sample", lambda v: 0 <= v <= 1, "a number in [0, 1] (0: deterministic DDIM, 1: DDPM)",
+                 "eta")
+        _numbers(self, "sample", lambda v: 0 <= v <= 20, "a number in [0, 20]", "guidance")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Sizes and training settings of the CNN-BLSTM (emodiff/ser/classifier.py); defaults are the paper's.
+
+    ``channels`` is the width of all three conv layers (one int rather than a tuple, so that it
+    reads plainly in YAML and passes :func:`build`).
+    """
+
+    mel_channels: int = 80
+    channels: int = 128  # every one of the three Conv1d layers
+    kernel_size: int = 5  # odd, so that "same" padding is symmetric
+    lstm_hidden: int = 128  # per direction
+    conv_dropout: float = 0.1
+    lstm_dropout: float = 0.2
+    n_classes: int = 4
+    epochs: int = 100
+    lr: float = 1e-5
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _integers(self, "classifier", 1, "mel_channels", "channels", "kernel_size", "lstm_hidden", "epochs",
+                  "batch_size")
+        _integers(self, "classifier", 2, "n_classes")
+        _integers(self, "classifier", 0, "seed")
+        if self.kernel_size % 2 == 0:
+            raise SettingError("classifier", "kernel_size", self.kernel_size,
+                               "an odd integer (symmetric 'same' padding)")
+        _numbers(self, "classifier", lambda v: 0 <= v < 1, "a probability in [0, 1)", "conv_dropout",
+                 "lstm_dropout")
+        _numbers(self, "classifier", lambda v: v > 0, "a number > 0", "lr")
+        _numbers(self, "classifier", lambda v: v >= 0, "a number >= 0", "weight_decay")
 
 
 @dataclass(frozen=True)
@@ -163,15 +294,48 @@ class StudyConfig:
     examples: int = 1  # vocoded clips per emotion and source in the report
 
     def __post_init__(self) -> None:
-        if self.train_steps < 0 or self.samples < 1 or self.repeats < 1:
-            raise ValueError("train_steps >= 0, samples >= 1 and repeats >= 1 expected, got "
-                             f"{self.train_steps}, {self.samples}, {self.repeats}")
+        _integers(self, "study", 0, "train_steps", "examples")
+        _integers(self, "study", 1, "samples", "repeats")
+        for name in ("corpus", "report"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise SettingError("study", name, getattr(self, name), "a non-empty string")
+        kind, _, k = self.folds.partition(":")
+        if not (self.folds in ("loso", "session") or kind == "groups" and k.isdigit() and int(k) >= 3):
+            raise SettingError("study", "folds", self.folds, "loso, session or groups:K with an integer K >= 3")
+        if self.vocoder not in VOCODERS:
+            raise SettingError("study", "vocoder", self.vocoder, f"one of {', '.join(VOCODERS)}")
+        for name in ("experiments", "adaptation_experiments"):
+            texts = _items(getattr(self, name))
+            if not texts and (name == "experiments" or self.adaptation):
+                raise SettingError("study", name, getattr(self, name), "comma-separated experiments, e.g. "
+                                   "real, synthetic, real+synthetic")
+            for text in texts:
+                try:
+                    Experiment.parse(text, where="")
+                except EmodiffError as err:  # its own words say what is wrong with the text
+                    raise SettingError("study", name, text, f"an experiment ({str(err).lstrip(': ')})") from None
+        for text in _items(self.fractions):
+            try:
+                ok = 0 <= float(text) <= 1
+            except ValueError:
+                ok = False
+            if not ok:
+                raise SettingError("study", "fractions", self.fractions, "comma-separated fractions in [0, 1]")
+
+
+VOCODERS = ("auto", "hifigan", "griffin-lim")  # emodiff.vocoder.VocoderKind, without importing torch here
+
+
+def _items(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
 
 @dataclass(frozen=True)
 class Recipe:
     """A whole recipe file: a name and one section per concern."""
 
     name: str = "custom"
+    generator: GeneratorName = "diffusion"  # which generator family trains and samples (emodiff/generators/)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -211,7 +375,9 @@ def build(cls: type[T], values: dict[str, Any], where: str) -> T:
     checked = {key: _check(value, hints[key], f"{where}.{key}") for key, value in values.items()}
     try:
         return cls(**checked)
-    except ValueError as err:  # a dataclass's own range checks
+    except SettingError as err:  # a dataclass's own range checks
+        raise EmodiffError(f"{where}.{err.key}: expected {err.expected}, got {err.value!r}") from None
+    except ValueError as err:
         raise EmodiffError(f"{where}: {err}") from None
 
 
@@ -244,18 +410,59 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     raise TypeError(f"{where}: no check for type {hint!r}")
 
 
-def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
-    """Build a Recipe from its YAML mapping; EmodiffError names the first bad key or value."""
+def recipe_from_dict(data: dict[str, Any], where: str = "recipe", complete: bool = False) -> Recipe:
+    """Build a Recipe from its YAML mapping; EmodiffError names the first bad key or value.
+
+    ``complete``: every section must be there (a recipe file). A recipe stored by an older emodiff
+    (in a checkpoint or the store) may lack a section added since; it gets that section's defaults.
+    """
     if not isinstance(data, dict):
         raise EmodiffError(f"{where}: expected a mapping with sections {', '.join(SECTIONS)}")
-    unknown = sorted(set(data) - set(SECTIONS) - {"name"})
+    unknown = sorted(set(data) - set(SECTIONS) - {"name", "generator"})
     if unknown:
-        raise EmodiffError(f"{where}: unknown section(s) {', '.join(unknown)}; known: name, {', '.join(SECTIONS)}")
+        raise EmodiffError(f"{where}: unknown section(s) {', '.join(unknown)}; "
+                           f"known: name, generator, {', '.join(SECTIONS)}")
+    # Defaults for a whole section would be the paper's 98 M-parameter model and its 4000-step
+    # process, whatever the rest of the file says: a file states every section.
+    missing = [key for key in SECTIONS if data.get(key) is None]
+    if complete and missing:
+        raise EmodiffError(f"{where}: no {', '.join(missing)} section; a recipe states every section "
+                           f"({', '.join(SECTIONS)}): copy a shipped one, e.g. recipes/demo.yaml")
     parts = {key: build(cls, data.get(key) or {}, f"{where}:{key}") for key, cls in SECTIONS.items()}
     name = data.get("name", "custom")
     if not isinstance(name, str):
         raise EmodiffError(f"{where}:name: expected a string, got {name!r}")
-    return Recipe(name=name, **parts)
+    generator = _check(data.get("generator", "diffusion"), GeneratorName, f"{where}:generator")
+    recipe = Recipe(name=name, generator=generator, **parts)
+    check_recipe(recipe, where)
+    return recipe
+
+
+def check_recipe(recipe: Recipe, where: str = "recipe") -> None:
+    """The settings that must agree across sections; EmodiffError names the first that does not."""
+    d, den, train, sample = recipe.diffusion, recipe.denoiser, recipe.train, recipe.sample
+
+    def bad(key: str, value: Any, expected: str) -> EmodiffError:
+        return EmodiffError(f"{where}:{key}: expected {expected}, got {value!r}")
+
+    if (den.kind == "flat") != (d.parameterization == "eps"):
+        raise bad("diffusion.parameterization", d.parameterization,
+                  "eps with denoiser.kind flat (the paper's IDDPM), v or edm with denoiser.kind unet")
+    if d.parameterization == "eps":
+        if sample.sampler not in ("ddpm", "ddim"):
+            raise bad("sample.sampler", sample.sampler, "ddpm or ddim with diffusion.parameterization eps")
+        if sample.steps > d.steps:
+            raise bad("sample.steps", sample.steps, f"at most diffusion.steps ({d.steps})")
+        if sample.guidance:
+            raise bad("sample.guidance", sample.guidance, "0 with diffusion.parameterization eps (trained without "
+                      "condition dropout, it has no unconditional model)")
+    multiple = 2 ** (len(den.channel_mult) - 1)  # the U-Net halves the frames between levels
+    if den.kind == "unet" and train.crop_frames % multiple:
+        raise bad("train.crop_frames", train.crop_frames, f"0 or a multiple of {multiple} (the U-Net halves "
+                  f"the frames {multiple.bit_length() - 1} times)")
+    if d.parameterization != "eps" and d.skip == "wiener" and train.crop_frames % d.wiener_block:
+        raise bad("diffusion.wiener_block", d.wiener_block, f"a divisor of train.crop_frames ({train.crop_frames}), "
+                  "the frames the Wiener skip is fitted on")
 
 
 RECIPES = Path(__file__).resolve().parent / "recipes"  # shipped with the package; ./recipes links here
@@ -274,13 +481,17 @@ def load_recipe(path: str | Path) -> Recipe:
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0]
         raise EmodiffError(f"{path}: not valid YAML ({first})") from None
-    return recipe_from_dict(data or {}, str(path))
+    return recipe_from_dict(data or {}, str(path), complete=True)
 
 
 def override(config: T, where: str = "flags", **values: Any) -> T:
-    """A copy of ``config`` with the non-None ``values`` replaced (command-line flags win)."""
+    """A copy of ``config`` with the non-None ``values`` replaced (command-line flags win).
+
+    The values go through the recipe's checks: EmodiffError reads ``--steps: train.steps: expected ...``.
+    """
     given = {k: v for k, v in values.items() if v is not None}
     if not given:
         return config
     merged = {**_plain(dataclasses.asdict(config)), **given}  # type: ignore[call-overload]
-    return build(type(config), merged, where)
+    section = next((key for key, cls in SECTIONS.items() if cls is type(config)), type(config).__name__)
+    return build(type(config), merged, f"{where}: {section}")

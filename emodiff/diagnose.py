@@ -122,7 +122,7 @@ def sigma_denoiser(recipe: Recipe, state: dict, model: torch.nn.Module) -> Calla
         t = (sigmas[None, :] - sigma.double()[:, None]).abs().argmin(dim=1)
         a = abar[t].float().view(-1, 1, 1)
         x_t = a.sqrt() * x
-        eps = model(x_t, t, **kw)[:, : x.shape[1]].float()
+        eps = model(x_t, t, tokens=kw["tokens"], mask=kw["mask"])[:, : x.shape[1]].float()  # text alone
         return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
 
     return run

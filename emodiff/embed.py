@@ -21,6 +21,7 @@ import numpy as np
 from emodiff import store as st
 from emodiff.devices import check_device
 from emodiff.errors import EmodiffError
+from emodiff.records import Corpus, Embeddings, Same, compare, meta, none_prepared, not_prepared
 from emodiff.text import (
     DEFAULT_MODEL,
     DEFAULT_TEMPLATE,
@@ -121,8 +122,8 @@ def embed(
     with _open(store, cfg) as f:
         corpora = _corpora(f, store, cfg)
         for corpus in corpora:
-            group = f"embeddings/{cfg.model_name}/{corpus}"
-            if group in f and not cfg.overwrite:
+            group = Embeddings.path(cfg.model_name, corpus)
+            if Embeddings.exists(f, cfg.model_name, corpus) and not cfg.overwrite:
                 results[corpus] = _existing(f, group, corpus, cfg)
             else:
                 jobs.append(_read_job(f, store, corpus, group, cfg.template))
@@ -144,10 +145,10 @@ def _open(store: Path, cfg: EmbedConfig) -> Iterator[h5py.File]:
 
 def _corpora(f: h5py.File, store: Path, cfg: EmbedConfig) -> list[str]:
     """The corpus groups to embed, in the store's spelling; all are checked before any work."""
-    prepared = st.visible(f["corpora"]) if "corpora" in f else []
+    prepared = Corpus.names(f)
     if cfg.corpus is None:
         if not prepared:
-            raise EmodiffError(f"{store}: holds no prepared corpus; run `emodiff prepare CORPUS ROOT` first")
+            raise none_prepared(store)
         return prepared
     names = []
     for name in cfg.corpus:
@@ -155,31 +156,27 @@ def _corpora(f: h5py.File, store: Path, cfg: EmbedConfig) -> list[str]:
         key = name.strip().lower().replace("_", "-")
         match = name if name in prepared else key if key in prepared else None
         if match is None:
-            have = ", ".join(prepared) or "none"
-            raise EmodiffError(
-                f"{store}: corpus {name} is not prepared (prepared: {have}); run `emodiff prepare {key} ROOT` first"
-            )
+            raise not_prepared(store, key, note=f"prepared: {', '.join(prepared) or 'none'}")
         names.append(match)
     return names
 
 
 def _existing(f: h5py.File, group: str, corpus: str, cfg: EmbedConfig) -> EmbedResult:
-    g = f[group]
-    attrs = st.attrs_dict(g)
-    pooled = g["pooled"]
-    same_config = attrs.get("config_hash") == st.config_hash(cfg.group_config(corpus))[1]
-    same_corpus = attrs.get("corpus_created") == st.attrs_dict(f[f"corpora/{corpus}"]).get("created")
+    record = Embeddings.read(f, cfg.model_name, corpus)
+    same_config = isinstance(compare(f, group, cfg.group_config(corpus)), Same)
+    corpus_meta = meta(f, Corpus.path(corpus))
+    same_corpus = record.corpus_created == (corpus_meta.created if corpus_meta else "")
     return EmbedResult(
         corpus=corpus,
         group=f"/{group}",
-        utterances=int(pooled.shape[0]),
-        dim=int(pooled.shape[1]),
+        utterances=record.rows,
+        dim=int(f[group]["pooled"].shape[1]),
         seconds=0.0,
         already_there=True,
         stale=not (same_config and same_corpus),
-        max_tokens=int(g["tokens"].shape[1]),
-        truncated=int(attrs.get("truncated", 0)),
-        attrs=attrs,
+        max_tokens=record.width,
+        truncated=record.truncated,
+        attrs=record.attrs,
     )
 
 

@@ -4,7 +4,7 @@
 ``v`` and ``edm`` are the preconditioned continuous-sigma process of
 emodiff/diffusion/preconditioned.py. The training loop (emodiff/train.py) calls only
 ``losses``, ``after_step``, ``val_loss`` and ``state_dict`` / ``load_state_dict``; the denoiser
-comes from :func:`build_denoiser`, and its conditions from :func:`conditions`.
+comes from :func:`build_denoiser`; the diffusion generator family (emodiff/generators/diffusion.py) holds both.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from emodiff.config import Recipe
+from emodiff.config import Recipe, check_recipe
 from emodiff.diffusion import LossSecondMomentResampler, create_diffusion, create_named_schedule_sampler
 from emodiff.diffusion.denoiser import Denoiser
 from emodiff.diffusion.preconditioned import PreconditionedDiffusion
 from emodiff.diffusion.unet import UNet1d
 from emodiff.diffusion.wiener import BlockWiener
 from emodiff.errors import EmodiffError
-from emodiff.segments import SegmentSet
 
 Forward = Callable[..., Tensor]
 VAL_SIGMAS = (0.01, 0.05, 0.2, 0.5, 1.0, 3.0)  # noise levels of the continuous validation loss
@@ -31,33 +30,13 @@ VAL_SIGMAS = (0.01, 0.05, 0.2, 0.5, 1.0, 3.0)  # noise levels of the continuous 
 
 def build_denoiser(recipe: Recipe, n_speakers: int) -> torch.nn.Module:
     """The recipe's denoiser: the paper's flat stack (eps) or the U-Net (v, edm); other pairs are refused."""
-    kind, param = recipe.denoiser.kind, recipe.diffusion.parameterization
-    if (kind == "flat") != (param == "eps"):
-        raise EmodiffError(f"denoiser.kind {kind} with diffusion.parameterization {param}: the flat denoiser "
-                           "predicts eps (the paper's IDDPM); the U-Net is trained with v or edm")
+    check_recipe(recipe)
     try:
-        if kind == "flat":
+        if recipe.denoiser.kind == "flat":
             return Denoiser(recipe.denoiser, learn_sigma=recipe.diffusion.learn_sigma)
         return UNet1d(recipe.denoiser, n_speakers)
     except ValueError as err:
         raise EmodiffError(f"recipe: {err}") from None
-
-
-def conditions(recipe: Recipe, data: SegmentSet, utt: Tensor, speaker_index: dict[str, int],
-               device: torch.device, generator: torch.Generator | None = None,
-               dropout: float = 0.0) -> dict[str, Tensor]:
-    """Model kwargs for utterances ``utt`` [B]: tokens and mask, and for the U-Net emotion, speaker and
-    ``uncond`` (each example dropped with probability ``dropout``, drawn from ``generator``)."""
-    tokens = data.tokens[utt].float()
-    mask = torch.arange(tokens.shape[1])[None, :] < data.lengths[utt][:, None]
-    kwargs = {"tokens": tokens.to(device), "mask": mask.to(device)}
-    if recipe.denoiser.kind == "flat":
-        return kwargs
-    assert data.emotion is not None
-    speakers = torch.tensor([speaker_index.get(str(s), len(speaker_index)) for s in data.speaker[utt.numpy()]])
-    uncond = (torch.rand(len(utt), generator=generator) < dropout) if dropout > 0 else torch.zeros(len(utt), dtype=bool)
-    return {**kwargs, "emotion": data.emotion[utt].to(device), "speaker": speakers.to(device),
-            "uncond": uncond.to(device)}
 
 
 class IddpmObjective:

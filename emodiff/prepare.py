@@ -10,11 +10,9 @@ worker are in flight, so peak memory does not grow with the corpus.
 from __future__ import annotations
 
 import json
-import os
 import time
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,16 +24,11 @@ from emodiff import store as st
 from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resample, segment
 from emodiff.corpora import Problem, Utterance, canonical_name, list_corpus
 from emodiff.errors import EmodiffError
-from emodiff.parallel import ordered_map, torch_threads
+from emodiff.parallel import ordered_map, thread_budget, torch_threads
+from emodiff.records import SegmentWriter, compress_segment
 from emodiff.summary import CorpusStats, corpus_stats
 
 Dtype = Literal["float16", "float32"]
-# HDF5's shuffle + deflate filters, applied here in the worker threads and written with
-# write_direct_chunk, so readers decode them with the standard filters. Level 1 with the RLE
-# strategy: the padding (the -1 tail of short segments) is most of what compresses, and RLE
-# gets it at a fraction of the cost of the default strategy.
-DEFLATE_LEVEL = 1
-GROW = 1024  # segments added to the dataset at a time
 
 
 @dataclass(frozen=True)
@@ -44,7 +37,7 @@ class PrepareConfig:
 
     corpus: str
     root: Path
-    workers: int = max(1, os.cpu_count() or 1)
+    workers: int = field(default_factory=thread_budget)  # torch's thread count, which --threads sets
     limit: int | None = None
     strict: bool = False
     overwrite: bool = False
@@ -59,7 +52,8 @@ class PrepareConfig:
         if self.limit is not None and self.limit < 1:
             raise EmodiffError(f"--limit must be at least 1, got {self.limit}")
 
-    def recipe_options(self) -> dict[str, str]:
+    def reader_options(self) -> dict[str, str]:
+        """Options for the corpus reader (``list_<corpus>``): RAVDESS takes ``calm``."""
         name = canonical_name(self.corpus)
         if name == "ravdess":
             return {"calm": self.calm}
@@ -80,7 +74,7 @@ class PrepareResult:
 
 @dataclass
 class _Features:
-    chunks: list[bytes]  # deflated [n_mels, frames] segments, ready for write_direct_chunk
+    chunks: list[bytes]  # [n_mels, frames] segments compressed as stored (records.compress_segment)
     frames: np.ndarray  # [N] valid frames per segment
     duration_s: float
     source_rate: int
@@ -106,7 +100,7 @@ def prepare(
             stats = corpus_stats(f[group_name])
         return PrepareResult(stats, already_there=True, seconds=0.0, audio_seconds=0.0)
 
-    listing = list_corpus(name, cfg.root, **cfg.recipe_options())
+    listing = list_corpus(name, cfg.root, **cfg.reader_options())
     utterances = _limit(listing.utterances, cfg.limit)
     if cfg.strict and listing.problems:
         first = listing.problems[0]
@@ -117,7 +111,7 @@ def prepare(
     mel_cfg = MelConfig()
     config = {
         "corpus": name, "root": str(Path(cfg.root).resolve()), "limit": cfg.limit,
-        "dtype": cfg.dtype, **cfg.recipe_options(), "mel": mel_cfg.attrs(),
+        "dtype": cfg.dtype, **cfg.reader_options(), "mel": mel_cfg.attrs(),
     }
     with st.write_group(store, group_name, config=config, overwrite=cfg.overwrite, what=f"prepare {name}") as group:
         on_total(len(utterances))
@@ -154,15 +148,7 @@ def _write_segments(
     on_advance: Callable[[], None],
 ) -> tuple[list[tuple[Utterance, float, int]], list[Problem], float]:
     """Stream every utterance's segments into ``group/segments``; return kept rows and problems."""
-    segs = group.create_group("segments")
-    shape = (mel_cfg.n_mels, mel_cfg.segment_frames)
-    mel = segs.create_dataset(
-        "mel", shape=(0, *shape), maxshape=(None, *shape), dtype=cfg.dtype,
-        chunks=(1, *shape), shuffle=True, compression="gzip", compression_opts=DEFLATE_LEVEL,
-    )
-    capacity = 0  # mel.shape costs an HDF5 call; track the allocated rows here
-    seg_utt: list[int] = []
-    seg_frames: list[np.ndarray] = []
+    segments = SegmentWriter(group, (mel_cfg.n_mels, mel_cfg.segment_frames), cfg.dtype)
     kept: list[tuple[Utterance, float, int]] = []
     problems: list[Problem] = []
     extractor = MelExtractor(mel_cfg)
@@ -182,46 +168,26 @@ def _write_segments(
                     raise EmodiffError(f"{utt.path}: {result} (--strict)")
                 problems.append(Problem(str(utt.path), str(result)))
                 continue
-            row = len(kept)
-            first = len(seg_utt)
-            if first + len(result.chunks) > capacity:
-                capacity = first + len(result.chunks) + GROW
-                mel.resize(capacity, axis=0)
-            for i, chunk in enumerate(result.chunks):
-                mel.id.write_direct_chunk((first + i, 0, 0), chunk)
-            seg_utt.extend([row] * len(result.chunks))
-            seg_frames.append(result.frames)
+            segments.append_chunks(len(kept), result.chunks, result.frames)
             kept.append((utt, result.duration_s, result.source_rate))
             audio_seconds += result.duration_s
-    mel.resize(len(seg_utt), axis=0)
-    segs.create_dataset("utt", data=np.asarray(seg_utt, dtype=np.int32))
-    segs.create_dataset("frames", data=np.concatenate(seg_frames) if seg_frames else np.zeros(0, np.int32))
+    segments.close()
     return kept, problems, audio_seconds
 
 
 def _features(path: Path, extractor: MelExtractor, dtype: np.dtype) -> _Features:
-    """One file -> deflated segments: decode, mono, resample, mel, scale, segment."""
+    """One file -> compressed segments: decode, mono, resample, mel, scale, segment (compressed here, in
+    the worker threads, so the one writing thread only copies chunks)."""
     wave, rate = load_audio(path)
     cfg = extractor.cfg
     wave = resample(wave, rate, cfg.sample_rate)
     mel = extractor(torch.from_numpy(wave)).to(_TORCH_DTYPES[dtype.name]).numpy()
     segments, frames = segment(mel, cfg.segment_frames)
-    chunks = [_deflate(_shuffle(s)) for s in segments]
+    chunks = [compress_segment(s) for s in segments]
     return _Features(chunks, frames, duration_s=len(wave) / cfg.sample_rate, source_rate=rate)
 
 
 _TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-def _shuffle(segment: np.ndarray) -> bytes:
-    """HDF5's shuffle filter: byte k of every element, for k = 0 .. itemsize - 1, in turn."""
-    raw = np.ascontiguousarray(segment).view(np.uint8).reshape(-1, segment.itemsize)
-    return np.ascontiguousarray(raw.T).tobytes()
-
-
-def _deflate(data: bytes) -> bytes:
-    packer = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
-    return packer.compress(data) + packer.flush()
 
 
 def _write_tables(group: h5py.Group, kept: list[tuple[Utterance, float, int]], problems: list[Problem]) -> None:

@@ -42,6 +42,7 @@ from emodiff.config import load_recipe, recipe_from_dict
 from emodiff.devices import resolve_device
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
+from emodiff.records import Corpus, Quality, Synthetic, taken
 from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
 from emodiff.ser.metrics import uar
 from emodiff.ser.training import Segments, fit, utterance_scores
@@ -171,7 +172,7 @@ def mean_pairwise_distance(x: np.ndarray) -> float:
 
 
 @dataclass
-class _Synthetic:
+class _AssessedSet:
     """A set's labels and provenance; its mels are read only when it is measured (``_read_mel``)."""
 
     name: str
@@ -196,8 +197,8 @@ class _Corpus:
 def _set_names(store: Path, job: QualityJob) -> list[str]:
     """The sets ``job`` asks for: the named one, or every set without /quality (every set with overwrite)."""
     with st.open_store(store) as f:
-        sets = st.visible(f["synthetic"]) if "synthetic" in f else []
-        done = set(st.visible(f["quality"])) if "quality" in f else set()
+        sets = Synthetic.names(f)
+        done = set(Quality.names(f))
     if not sets:
         raise EmodiffError(f"{store}: holds no synthetic set (expected /synthetic/NAME); run `emodiff sample` first")
     if job.synthetic is None:
@@ -205,35 +206,24 @@ def _set_names(store: Path, job: QualityJob) -> list[str]:
     if job.synthetic not in sets:
         raise EmodiffError(f"{store}: no synthetic set {job.synthetic!r}; sets: {', '.join(sets)}")
     if job.synthetic in done and not job.overwrite:
-        raise EmodiffError(f"{store}: already holds /quality/{job.synthetic}; pass --overwrite to replace it")
+        raise taken(store, Quality.path(job.synthetic))
     return [job.synthetic]
 
 
-def _read_synthetic(store: Path, name: str) -> _Synthetic:
+def _read_synthetic(store: Path, name: str) -> _AssessedSet:
     with st.open_store(store) as f:
-        g = f[f"synthetic/{name}"]
-        if "mel" not in g or "emotion" not in g:
-            raise EmodiffError(f"{store}: /synthetic/{name} lacks mel or emotion (expected emodiff sample's layout)")
-        shape, emotion = tuple(g["mel"].shape), g["emotion"][()].astype(np.int64)
-        attrs = st.attrs_dict(g)
-    if len(shape) != 3 or emotion.shape != shape[:1]:
-        raise EmodiffError(f"{store}: /synthetic/{name}: expected mel [M, bins, frames] and emotion [M], "
-                           f"got {shape} and {emotion.shape}")
-    if len(emotion) and (emotion.min() < 0 or emotion.max() >= len(EMOTIONS)):
-        raise EmodiffError(f"{store}: /synthetic/{name}/emotion holds ids outside 0..{len(EMOTIONS) - 1}")
-    speakers = json.loads(str(attrs["training_speakers"])) if "training_speakers" in attrs else []
-    recipe = json.loads(str(attrs["recipe"])) if "recipe" in attrs else None
-    return _Synthetic(name, shape, emotion, [str(s) for s in speakers], recipe, str(attrs.get("config_hash", "")))
+        record = Synthetic.read(f, name)
+    record.check(store)
+    return _AssessedSet(name, record.mel_shape, record.emotion, list(record.provenance.training_speakers),
+                        record.provenance.recipe, record.meta.config_hash)
 
 
 def _read_mel(store: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """The mels [M, C, F] float16 of /synthetic/<name> and their valid frames [M] (recorded by ``sample``;
     for older sets, everything up to the last non-silent frame)."""
     with st.open_store(store) as f:
-        g = f[f"synthetic/{name}"]
-        mel = g["mel"][()].astype(np.float16)
-        frames = g["frames"][()].astype(np.int64) if "frames" in g else synthetic_frames(mel)
-    return mel, np.clip(frames, 1, mel.shape[2])
+        mel, frames = Synthetic.read(f, name).load_mel(f)
+    return mel, np.clip(synthetic_frames(mel) if frames is None else frames, 1, mel.shape[2])
 
 
 def imitated_corpus(training_speakers: list[str]) -> str | None:
@@ -244,18 +234,14 @@ def imitated_corpus(training_speakers: list[str]) -> str | None:
 
 def _read_corpus(store: Path, corpus: str, synthetic: str) -> _Corpus:
     with st.open_store(store) as f:
-        if f"corpora/{corpus}" not in f:
-            raise EmodiffError(f"{store}: corpus {corpus} is not prepared (expected /corpora/{corpus} to compare "
-                               f"/synthetic/{synthetic} with); run `emodiff prepare {corpus} ROOT` first")
-        g = f[f"corpora/{corpus}"]
-        table = st.read_table(g["utterances"])
-        utt = g["segments/utt"][()]
-        return _Corpus(corpus, g["segments/mel"][()].astype(np.float16), g["segments/frames"][()].astype(np.int64),
-                       table["emotion"].astype(np.int64)[utt], table["speaker"][utt],
-                       str(g.attrs.get("config_hash", "")), utt.astype(np.int64))
+        record = Corpus.read(f, corpus, note=f"expected /corpora/{corpus} to compare /synthetic/{synthetic} with")
+        mel = record.load_mel(f)
+    utt = record.seg_utt
+    return _Corpus(corpus, mel, record.seg_frames, record.seg_emotion, record.utterances["speaker"][utt],
+                   record.meta.config_hash, utt)
 
 
-def _classifier(job: QualityJob, synth: _Synthetic) -> tuple[ClassifierConfig, str]:
+def _classifier(job: QualityJob, synth: _AssessedSet) -> tuple[ClassifierConfig, str]:
     """(config, where it came from): the job's, else the set's recipe's classifier section, else the demo recipe's."""
     if job.classifier is not None:
         return job.classifier, "job"
@@ -384,7 +370,7 @@ def _nanmean(values: list[float]) -> float:
 class _Pair:
     """A synthetic set and its real reference, checked against each other."""
 
-    synth: _Synthetic
+    synth: _AssessedSet
     real: _Corpus
     ref: np.ndarray  # [N] bool: the real segments of the speakers the generator imitated
     held: np.ndarray  # [N] bool: the real segments of this corpus's speakers it never saw
@@ -395,7 +381,7 @@ class _Pair:
         return [f"{self.real.name}:{s}" for s in sorted(set(self.real.speaker[self.held].tolist()))]
 
 
-def _pair(store: Path, synth: _Synthetic, real: _Corpus) -> _Pair:
+def _pair(store: Path, synth: _AssessedSet, real: _Corpus) -> _Pair:
     """Check that ``synth`` can be compared with ``real`` (before any training) and pick the reference."""
     if synth.shape[1:] != real.mel.shape[1:]:
         raise EmodiffError(f"{store}: /synthetic/{synth.name} segments are {synth.shape[1:]}, /corpora/{real.name}"
@@ -450,22 +436,19 @@ def _measure(pair: _Pair, mel: np.ndarray, frames: np.ndarray, yard: _Yardstick,
 
 def _write(store: Path, result: QualityResult, config: dict, overwrite: bool) -> None:
     """Write ``/quality/<set>``: the per_emotion table and the group attrs (docs/quality.md)."""
-    with st.write_group(store, f"quality/{result.synthetic}", config=config, overwrite=overwrite,
-                        what=f"quality {result.synthetic}") as g:
-        columns: dict[str, list | np.ndarray] = {}
-        for f in fields(EmotionQuality):
-            values = [getattr(r, f.name) for r in result.rows]
-            columns[f.name] = (np.array(values, np.int64) if f.type == "int" else np.array(values, np.float64)
-                               if f.type == "float" else [str(v) for v in values])
-        st.write_table(g.create_group("per_emotion"), columns)
-        g.attrs.update(
-            corpus=result.corpus, synthetic=result.synthetic, classifier=json.dumps(asdict(result.classifier)),
-            classifier_source=result.classifier_source, seed=result.classifier.seed, mad_definition=MAD_DEFINITION,
-            mad_mean=result.mad_mean, consistency_mean=result.consistency_mean,
-            real_accuracy_on_train=result.real_accuracy_on_train, silence_threshold=SILENCE,
-            real_speakers=json.dumps(result.real_speakers), tstr_uar=result.held_out.tstr_uar,
-            trtr_uar=result.held_out.trtr_uar, two_sample_auc=result.held_out.two_sample_auc,
-            held_out_speakers=json.dumps(result.held_out.speakers))
+    columns: dict[str, list | np.ndarray] = {}
+    for f in fields(EmotionQuality):
+        values = [getattr(r, f.name) for r in result.rows]
+        columns[f.name] = (np.array(values, np.int64) if f.type == "int" else np.array(values, np.float64)
+                           if f.type == "float" else [str(v) for v in values])
+    Quality.write(store, result.synthetic, table=columns, config=config, overwrite=overwrite, attrs=dict(
+        corpus=result.corpus, synthetic=result.synthetic, classifier=json.dumps(asdict(result.classifier)),
+        classifier_source=result.classifier_source, seed=result.classifier.seed, mad_definition=MAD_DEFINITION,
+        mad_mean=result.mad_mean, consistency_mean=result.consistency_mean,
+        real_accuracy_on_train=result.real_accuracy_on_train, silence_threshold=SILENCE,
+        real_speakers=json.dumps(result.real_speakers), tstr_uar=result.held_out.tstr_uar,
+        trtr_uar=result.held_out.trtr_uar, two_sample_auc=result.held_out.two_sample_auc,
+        held_out_speakers=json.dumps(result.held_out.speakers)))
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -520,6 +503,6 @@ def assess_missing(store: Path, device: str = "auto") -> list[QualityResult]:
     """``assess`` every synthetic set that has no ``/quality`` group yet; [] when there is none to do
     (also when the store holds no synthetic set at all, so that a report can always call it)."""
     with st.open_store(Path(store)) as f:
-        if "synthetic" not in f or not st.visible(f["synthetic"]):
+        if not Synthetic.names(f):
             return []
     return assess(QualityJob(store=Path(store), device=device))

@@ -1,4 +1,11 @@
-"""Rich tables for the command line: what a step did and what a store holds."""
+"""Rich tables for the command line: what a step did and what a store holds.
+
+Two rules for everything printed here. Text that comes from the user or the store (paths, corpus,
+speaker, set and run names, reasons) goes into a table as a plain :class:`rich.text.Text` (or is
+escaped in a message line), so neither rich markup (``[bold]``) nor emoji codes (``:abc:``) in it
+are interpreted. And no column truncates: every column folds an overlong value onto the next
+line, so a path or id survives an 80-column terminal or a log file whole.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,11 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from emodiff import store as st
 from emodiff.emotions import EMOTIONS
+from emodiff.records import SyntheticAttrs
 from emodiff.summary import CorpusStats, corpus_stats
 
 if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importing torch
@@ -28,12 +37,25 @@ if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importin
 MAX_SKIPPED_ROWS = 20
 
 
+def _plain(value: object) -> Text:
+    """User or store text as a table cell or title: no markup, no emoji codes, shown as it is."""
+    return Text(str(value))
+
+
+def _table(title: str | Text, columns: Sequence[str], right: Sequence[str] = (), **kwargs: object) -> Table:
+    """A table whose columns fold (never truncate) overlong values; ``right`` columns are right-justified."""
+    if isinstance(title, Text):
+        title.stylize("table.title")  # what rich gives a markup title
+    table = Table(title=title, **kwargs)  # type: ignore[arg-type]
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left", overflow="fold", no_wrap=False)
+    return table
+
+
 def emotion_table(stats: CorpusStats) -> Table:
-    table = Table(title=f"/corpora/{stats.name}: {stats.utterances} utterances, {stats.segments} segments, "
-                        f"{stats.speakers} speakers, {stats.hours:.2f} h")
-    table.add_column("emotion")
-    table.add_column("utterances", justify="right")
-    table.add_column("segments", justify="right")
+    table = _table(_plain(f"/corpora/{stats.name}: {stats.utterances} utterances, {stats.segments} segments, "
+                          f"{stats.speakers} speakers, {stats.hours:.2f} h"),
+                   ("emotion", "utterances", "segments"), right=("utterances", "segments"))
     for name, (n_utt, n_seg) in stats.per_emotion.items():
         table.add_row(name, str(n_utt), str(n_seg))
     table.add_row("[bold]total", f"[bold]{stats.utterances}", f"[bold]{stats.segments}")
@@ -41,22 +63,19 @@ def emotion_table(stats: CorpusStats) -> Table:
 
 
 def speaker_table(stats: CorpusStats) -> Table:
-    table = Table(title=f"/corpora/{stats.name} per speaker")
-    for col, just in (("speaker", "left"), ("gender", "left"), ("utterances", "right"), ("segments", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    table = _table(_plain(f"/corpora/{stats.name} per speaker"), ("speaker", "gender", "utterances", "segments"),
+                   right=("utterances", "segments"))
     for spk, (gender, n_utt, n_seg) in stats.per_speaker.items():
-        table.add_row(spk, gender, str(n_utt), str(n_seg))
+        table.add_row(_plain(spk), _plain(gender), str(n_utt), str(n_seg))
     return table
 
 
 def skipped_table(stats: CorpusStats) -> Table:
-    table = Table(title=f"skipped files: {len(stats.skipped)}")
-    table.add_column("file")
-    table.add_column("reason")
+    table = _table(f"skipped files: {len(stats.skipped)}", ("file", "reason"))
     for path, reason in stats.skipped[:MAX_SKIPPED_ROWS]:
-        table.add_row(escape(path), escape(reason))
+        table.add_row(_plain(path), _plain(reason))
     if len(stats.skipped) > MAX_SKIPPED_ROWS:
-        table.add_row("...", f"{len(stats.skipped) - MAX_SKIPPED_ROWS} more in /corpora/{stats.name}/skipped")
+        table.add_row("...", _plain(f"{len(stats.skipped) - MAX_SKIPPED_ROWS} more in /corpora/{stats.name}/skipped"))
     return table
 
 
@@ -65,17 +84,17 @@ def prepare_summary(console: Console, store: Path, result: PrepareResult) -> Non
     console.print(emotion_table(stats))
     if stats.excluded:
         console.print("left out (not in the four classes): " +
-                      ", ".join(f"{k} {v}" for k, v in sorted(stats.excluded.items())))
+                      ", ".join(f"{k} {v}" for k, v in sorted(stats.excluded.items())), markup=False, emoji=False)
     if stats.skipped:
         console.print(skipped_table(stats))
     speed = result.audio_seconds / result.seconds if result.seconds else 0.0
-    console.print(f"wrote /corpora/{stats.name} to {store} in {result.seconds:.1f} s ({speed:.0f}x real time)")
+    console.print(f"wrote /corpora/{stats.name} to {store} in {result.seconds:.1f} s ({speed:.0f}x real time)",
+                  markup=False, emoji=False)
 
 
 def embed_summary(console: Console, store: Path, results: Sequence[EmbedResult]) -> None:
-    table = Table(title=f"embeddings in {store}")
-    for col in ("corpus", "model", "utterances", "dim", "tokens (L)", "truncated", "status"):
-        table.add_column(col, overflow="fold")
+    table = _table(_plain(f"embeddings in {store}"),
+                   ("corpus", "model", "utterances", "dim", "tokens (L)", "truncated", "status"))
     for r in results:
         if not r.already_there:
             status = f"written in {r.seconds:.1f} s"
@@ -84,26 +103,27 @@ def embed_summary(console: Console, store: Path, results: Sequence[EmbedResult])
         else:
             status = "already there"
         model = r.group.split("/")[2]  # /embeddings/<model>/<corpus>
-        table.add_row(r.corpus, model, str(r.utterances), str(r.dim), str(r.max_tokens), str(r.truncated), status)
+        table.add_row(_plain(r.corpus), _plain(model), str(r.utterances), str(r.dim), str(r.max_tokens),
+                      str(r.truncated), status)
     console.print(table)
 
 
 def train_summary(console: Console, result: TrainResult) -> None:
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.last.items())
     console.print(f"trained {result.run} to step {result.step} on {len(result.training_speakers)} speakers; "
-                  f"checkpoint {result.checkpoint}")
+                  f"checkpoint {result.checkpoint}", markup=False, emoji=False)
     if metrics:
-        console.print(f"last logged: {metrics}")
+        console.print(f"last logged: {metrics}", markup=False, emoji=False)
 
 
 def sample_summary(console: Console, store: Path, result: SampleResult) -> None:
     if result.already_there:
         console.print(f"{store} already holds {result.group} ({result.n} segments, same settings and checkpoint); "
-                      "pass --overwrite to draw it again")
+                      "pass --overwrite to draw it again", markup=False, emoji=False)
         return
     resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
     console.print(f"wrote {result.n} segments to {result.group} in {store} in {result.seconds:.1f} s{resumed} "
-                  f"(from {result.checkpoint})")
+                  f"(from {result.checkpoint})", markup=False, emoji=False)
 
 
 def classify_summary(console: Console, result: ClassifyResult) -> None:
@@ -112,15 +132,14 @@ def classify_summary(console: Console, result: ClassifyResult) -> None:
     spread = f" +/- {100 * result.uar[1]:.2f} over folds" if len(result.folds) > len(seeds) else ""
     if len(seeds) > 1:
         spread += f" +/- {100 * result.uar_seed_std:.2f} over {len(seeds)} seeds"
-    table = Table(title=f"{result.group} ({result.protocol}): UAR {100 * result.uar[0]:.2f} %{spread}{leaky}")
+    title = f"{escape(result.group)} ({escape(str(result.protocol))}): UAR {100 * result.uar[0]:.2f} %{spread}{leaky}"
     columns = ["fold", *(["seed"] if len(seeds) > 1 else []), "UAR %", "WA %", "macro-F1 %", "best epoch",
                "val UAR %", *(["synthetic"] if any(r.synthetic for r in result.folds) else [])]
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("fold", "synthetic") else "right")
+    table = _table(title, columns, right=[c for c in columns if c not in ("fold", "synthetic")])
     for r in result.folds:
-        row = [r.name, *([str(r.seed)] if len(seeds) > 1 else []), f"{100 * r.uar:.2f}", f"{100 * r.wa:.2f}",
+        row = [_plain(r.name), *([str(r.seed)] if len(seeds) > 1 else []), f"{100 * r.uar:.2f}", f"{100 * r.wa:.2f}",
                f"{100 * r.f1:.2f}", str(r.best_epoch), f"{100 * r.val_uar:.2f}"]
-        table.add_row(*row, *([r.synthetic] if "synthetic" in columns else []))
+        table.add_row(*row, *([_plain(r.synthetic)] if "synthetic" in columns else []))
     console.print(table)
     console.print(f"{len(result.folds)} fold runs in {result.seconds:.0f} s")
 
@@ -131,18 +150,17 @@ def quality_summary(console: Console, results: Sequence[QualityResult]) -> None:
         return "—" if x != x else f"{x:.3g}"
 
     for r in results:
-        table = Table(title=f"{r.group} against {r.corpus} ({r.seconds:.0f} s)")
-        for col in ("emotion", "consistency", "recall, real", "FD", "FD real-real", "MAD", "silence synth / real"):
-            table.add_column(col, justify="left" if col == "emotion" else "right", overflow="fold")
+        columns = ("emotion", "consistency", "recall, real", "FD", "FD real-real", "MAD", "silence synth / real")
+        table = _table(_plain(f"{r.group} against {r.corpus} ({r.seconds:.0f} s)"), columns, right=columns[1:])
         for q in r.rows:
-            table.add_row(q.emotion, num(q.consistency), num(q.recall_real), num(q.frechet), num(q.frechet_real),
-                          num(q.mad), f"{num(q.silence_synthetic)} / {num(q.silence_real)}")
+            table.add_row(_plain(q.emotion), num(q.consistency), num(q.recall_real), num(q.frechet),
+                          num(q.frechet_real), num(q.mad), f"{num(q.silence_synthetic)} / {num(q.silence_real)}")
         console.print(table)
         h = r.held_out
         held = ", ".join(h.speakers) if h.speakers else "none (the generator saw every speaker)"
         console.print(f"TSTR UAR {num(h.tstr_uar)} vs TRTR {num(h.trtr_uar)} on held-out speakers {escape(held)}; "
                       f"two-sample AUC {num(h.two_sample_auc)} (0.5: indistinguishable from real)",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, emoji=False)
 
 
 def store_overview(console: Console, store: Path) -> None:
@@ -163,17 +181,15 @@ def store_overview(console: Console, store: Path) -> None:
 
 def synthetic_table(section: h5py.Group) -> Table:
     """One row per synthetic set: size, segments per emotion, how it was drawn."""
-    table = Table(title="synthetic sets")
-    for col in ("set", "segments", *EMOTIONS, "run", "sampler", "steps", "seed"):
-        table.add_column(col)
+    table = _table("synthetic sets", ("set", "segments", *EMOTIONS, "run", "generator", "drawn with", "seed"))
     for name in st.visible(section):
         g = section[name]
         if "emotion" not in g:
             continue
         counts = np.bincount(g["emotion"][()].astype(int), minlength=len(EMOTIONS))
-        a = st.attrs_dict(g)
-        table.add_row(name, str(len(g["emotion"])), *map(str, counts), str(a.get("run", "")),
-                      str(a.get("sampler", "")), str(a.get("steps", "")), str(a.get("seed", "")))
+        p = SyntheticAttrs.of(st.attrs_dict(g))
+        table.add_row(_plain(name), str(len(g["emotion"])), *map(str, counts), _plain(p.run), _plain(p.generator),
+                      _plain(p.drawn_with), _plain("" if p.seed is None else p.seed))
     return table
 
 
@@ -182,28 +198,23 @@ KEY_ATTRS = ("root", "created", "emodiff_version", "config_hash", "sample_rate",
 
 
 def attrs_table(stats: CorpusStats) -> Table:
-    table = Table(title=f"/corpora/{stats.name} attrs")
-    table.add_column("attr")
-    table.add_column("value")
+    table = _table(_plain(f"/corpora/{stats.name} attrs"), ("attr", "value"))
     for key in KEY_ATTRS:
         if key in stats.attrs:
-            table.add_row(key, escape(str(stats.attrs[key])))
+            table.add_row(key, _plain(stats.attrs[key]))
     if stats.excluded:
-        table.add_row("excluded", escape(json.dumps(stats.excluded)))
+        table.add_row("excluded", _plain(json.dumps(stats.excluded)))
     return table
 
 
 def groups_table(f: h5py.File, store: Path) -> Table:
     """One row per leaf group under the top-level sections (corpora, embeddings, ...)."""
-    table = Table(title=f"{store}")
-    table.add_column("group", overflow="fold")
-    table.add_column("holds", min_width=14)
-    table.add_column("created")
-    table.add_column("config hash", no_wrap=True)
+    table = _table(_plain(store), ("group", "holds", "created", "config hash"))
+    table.columns[1].min_width = 14
     for section in st.visible(f):
         for path, group in _leaf_groups(f[section]):
             created = str(group.attrs.get("created", ""))[:16].replace("T", " ")
-            table.add_row(path, _holds(group), created, str(group.attrs.get("config_hash", ""))[:8])
+            table.add_row(_plain(path), _plain(_holds(group)), created, str(group.attrs.get("config_hash", ""))[:8])
     return table
 
 

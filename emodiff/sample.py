@@ -1,36 +1,45 @@
-"""``emodiff sample``: a trained run's EMA denoiser -> ``/synthetic/<name>`` (mels + conditions).
+"""``emodiff sample``: a trained run's generator -> ``/synthetic/<name>`` (mels + conditions).
 
 Conditions are balanced over the four emotions (or ``--emotion``) and the run's training
 speakers (or ``--speaker``). Each sample's text is the transcript of a training utterance of
 that speaker (one of the same emotion where there is one), worded with the template and
 encoded by the text model the run was trained with. Batch ``i`` draws its noise from a
 generator seeded with (seed, i), so the set does not depend on the batch schedule, and an
-interrupted run resumes at the first batch it had not written.
+interrupted run resumes at the first batch it had not written. How a batch is drawn is the
+run's generator family's (emodiff/generators/); :func:`sample` is :func:`_plan`, the family's
+drawer, then :func:`_write`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 from emodiff import store as st
-from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, sha256_file
-from emodiff.config import Sampler, recipe_from_dict
-from emodiff.devices import autocast_forward, resolve_device
-from emodiff.diffusion import create_diffusion
-from emodiff.diffusion.normalize import MelNormalizer
-from emodiff.diffusion.preconditioned import SAMPLERS, PreconditionedDiffusion
+from emodiff.checkpoint import latest_checkpoint, load_checkpoint, sha256_file
+from emodiff.config import Recipe, Sampler, recipe_from_dict
+from emodiff.devices import resolve_device
+from emodiff.diffusion.preconditioned import SAMPLERS
 from emodiff.emotions import EMOTIONS, emotion_id
 from emodiff.errors import EmodiffError
-from emodiff.objectives import build_denoiser, load_wiener
+from emodiff.generators import Conditions, Drawer, SampleRequest, family_for
+from emodiff.records import (
+    Corpus,
+    Different,
+    Embeddings,
+    Run,
+    Same,
+    Synthetic,
+    SyntheticAttrs,
+    existing,
+    write_synthetic,
+)
 from emodiff.segments import speaker_matches
 from emodiff.silence import synthetic_frames
 from emodiff.text import TextEncoder, render_condition
@@ -91,13 +100,10 @@ def find_checkpoint(store: Path, run: str | None) -> tuple[Path, str]:
             raise EmodiffError(f"{run}: no checkpoint in this run folder")
         return ckpt, Path(run).name
     with st.open_store(store) as f:
-        runs = {k: st.attrs_dict(f["runs"][k]) for k in st.visible(f["runs"])} if "runs" in f else {}
-    if not runs:
+        record = Run.read(f, run) if run is not None else Run.latest(f)
+    if record is None:
         raise EmodiffError(f"{store}: no trained run recorded; run `emodiff train --recipe recipes/demo.yaml` first")
-    name = run or max(runs, key=lambda k: str(runs[k].get("created", "")))
-    if name not in runs:
-        raise EmodiffError(f"{store}: no run {name!r}; runs: {', '.join(sorted(runs))}")
-    return Path(str(runs[name]["checkpoint"])), name
+    return Path(record.checkpoint), record.name
 
 
 def check_recorded_hash(store: Path, ckpt: Path) -> None:
@@ -106,16 +112,11 @@ def check_recorded_hash(store: Path, ckpt: Path) -> None:
     record is the one ``train`` wrote when the run finished."""
     if not Path(store).exists():
         return
-    target = Path(ckpt).resolve()
     with st.open_store(store) as f:
-        runs = f["runs"] if "runs" in f and isinstance(f["runs"], h5py.Group) else None
-        recorded = [st.attrs_dict(runs[k]) for k in st.visible(runs)] if runs is not None else []
-    for attrs in recorded:
-        if Path(str(attrs.get("checkpoint", ""))).resolve() == target and "checkpoint_sha256" in attrs:
-            if sha256_file(target) != str(attrs["checkpoint_sha256"]):
-                raise EmodiffError(f"{ckpt}: sha256 differs from the one {store} recorded for this run when it "
-                                   "finished; the checkpoint was modified or replaced")
-            return
+        record = Run.of_checkpoint(f, ckpt)
+    if record is not None and record.sha256 and sha256_file(Path(ckpt)) != record.sha256:
+        raise EmodiffError(f"{ckpt}: sha256 differs from the one {store} recorded for this run when it "
+                           "finished; the checkpoint was modified or replaced")
 
 
 def plan_conditions(utterances: dict[str, np.ndarray], n: int, emotions: list[int], speakers: list[str],
@@ -136,188 +137,121 @@ def plan_conditions(utterances: dict[str, np.ndarray], n: int, emotions: list[in
     return rows
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a set will hold: the checkpoint, its recipe and state, and each sample's conditions."""
+
+    checkpoint: Path
+    run: str
+    name: str
+    recipe: Recipe
+    state: dict[str, Any]
+    emotions: list[int]  # the emotions asked for, in order
+    speakers: list[str]  # the training speakers asked for, in order
+    rows: list[int]  # per sample, the utterance whose speaker and transcript it borrows
+    emotion: np.ndarray  # [N] int8
+    texts: list[str]
+    utterances: dict[str, np.ndarray]
+    template: str
+    text_model: str
+    batch: int
+
+
 def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
            on_advance: Callable[[int], None] = lambda k: None) -> SampleResult:
     """Draw ``job.n`` segments from a trained run into ``/synthetic/<name>``; see the module docstring."""
     start = time.perf_counter()
+    plan = _plan(job)
+    device = resolve_device(job.device)
+    request = SampleRequest(sampler=job.sampler, steps=job.steps, eta=job.eta, guidance=job.guidance)
+    drawer = family_for(plan.recipe).drawer(plan.recipe, plan.state, request, device, plan.checkpoint)
+    config = {"checkpoint_sha256": sha256_file(plan.checkpoint), "n": job.n, **drawer.config, "seed": job.seed,
+              "emotions": plan.emotions, "speakers": plan.speakers,
+              "batch_size": plan.batch}
+    if not job.overwrite:
+        found = existing(job.store, Synthetic.path(plan.name), config)
+        if isinstance(found, Different):
+            raise found.error(job.store, fix="pass --overwrite to replace it or --name for a new set")
+        if isinstance(found, Same):
+            return SampleResult(group=f"/synthetic/{plan.name}", n=job.n, resumed_from=0, seconds=0.0,
+                                checkpoint=plan.checkpoint, already_there=True)
+    done = _write(job, plan, drawer, config, device, on_total, on_advance)
+    return SampleResult(group=f"/synthetic/{plan.name}", n=job.n, resumed_from=done,
+                        seconds=time.perf_counter() - start, checkpoint=plan.checkpoint)
+
+
+def _plan(job: SampleJob) -> _Plan:
+    """The checkpoint (its hash checked against the store's record) and every sample's conditions."""
     ckpt_path, run_name = find_checkpoint(job.store, job.run)
     check_recorded_hash(job.store, ckpt_path)
     state = load_checkpoint(ckpt_path)
     recipe = recipe_from_dict(state["recipe"], f"{ckpt_path}:recipe")
-    steps = job.steps or recipe.sample.steps
-    sampler = job.sampler or recipe.sample.sampler
-    eta = recipe.sample.eta if job.eta is None else job.eta
-    batch = job.batch_size or recipe.sample.batch_size
-    guidance = recipe.sample.guidance if job.guidance is None else job.guidance
-    device = resolve_device(job.device)
-    param = recipe.diffusion.parameterization
-    if param == "eps":
-        if sampler not in ("ddpm", "ddim"):
-            raise EmodiffError(f"--sampler {sampler}: the IDDPM (eps) model of {ckpt_path} samples with ddpm or ddim")
-        if steps > recipe.diffusion.steps:
-            raise EmodiffError(f"--steps {steps}: the model of {ckpt_path} was trained on "
-                               f"{recipe.diffusion.steps} diffusion steps; sample with at most that many")
-        if guidance:
-            raise EmodiffError(f"--guidance {guidance}: the IDDPM (eps) model of {ckpt_path} is trained without "
-                               "condition dropout, so it has no unconditional model to guide with")
-
+    family_for(recipe).check(recipe)
     trained = list(state["training_speakers"])
     speakers = [s for s in trained if speaker_matches(s, list(job.speakers))] if job.speakers else trained
     if not speakers:
         raise EmodiffError(f"--speaker {', '.join(job.speakers)}: not among the run's training speakers "
                            f"({', '.join(trained)})")
     emotions = [emotion_id(e) for e in job.emotions] or list(range(len(EMOTIONS)))
-    utterances, template, model_source = _training_utterances(job.store, state)
+    utterances, template, text_model = _training_utterances(job.store, state)
     rows = plan_conditions(utterances, job.n, emotions, speakers, job.seed)
-    sample_emotion = np.array([emotions[i % len(emotions)] for i in range(job.n)], dtype=np.int8)
+    emotion = np.array([emotions[i % len(emotions)] for i in range(job.n)], dtype=np.int8)
     texts = []
-    for r, e in zip(rows, sample_emotion, strict=True):
+    for r, e in zip(rows, emotion, strict=True):
         corpus, _, spk = str(utterances["speaker"][r]).partition(":")
         texts.append(render_condition(template, text=str(utterances["text"][r]), emotion=int(e), speaker=spk,
                                       gender=str(utterances["gender"][r]), corpus=corpus))
+    return _Plan(ckpt_path, run_name, job.name or run_name, recipe, state, emotions, speakers, rows, emotion, texts,
+                 utterances, template, text_model, job.batch_size or recipe.sample.batch_size)
 
-    name = job.name or run_name
-    config = {"checkpoint_sha256": sha256_file(ckpt_path), "n": job.n, "steps": steps, "sampler": sampler,
-              "eta": eta, "seed": job.seed, "emotions": emotions, "speakers": speakers, "batch_size": batch,
-              **({"guidance": guidance} if param != "eps" else {})}
-    if not job.overwrite and st.has_group(job.store, f"synthetic/{name}"):
-        with st.open_store(job.store) as f:
-            same = f[f"synthetic/{name}"].attrs.get("config_hash") == st.config_hash(config)[1]
-        if not same:
-            raise EmodiffError(f"{job.store}: already holds /synthetic/{name}, drawn with other settings; "
-                               "pass --overwrite to replace it or --name for a new set")
-        return SampleResult(group=f"/synthetic/{name}", n=job.n, resumed_from=0, seconds=0.0,
-                            checkpoint=ckpt_path, already_there=True)
-    model = build_denoiser(recipe, len(trained))
-    load_weights(model, state["ema"], ckpt_path)
-    forward = autocast_forward(model.to(device).eval(), device, recipe.train.bf16)
-    norm = (MelNormalizer.from_state(state["normalizer"]) if state.get("normalizer") is not None
-            else MelNormalizer.identity(recipe.denoiser.mel_channels))
-    if param == "eps":
-        diffusion: Any = create_diffusion(recipe.diffusion, respace=steps, clip_bounds=norm.bounds())
-    else:
-        diffusion = PreconditionedDiffusion.from_config(recipe.diffusion, float(state.get("sigma_data") or 1.0),
-                                                        load_wiener(state))
-    frames = int(state.get("segment_frames", 256))
-    encoder = TextEncoder(model_source, device=str(device))
-    speaker_ids = torch.tensor([trained.index(str(utterances["speaker"][r])) for r in rows])
 
-    with st.write_group(job.store, f"synthetic/{name}", config=config, overwrite=job.overwrite,
-                        what=f"sample {name}", resumable=True) as g:
-        mel = g.require_dataset("mel", shape=(job.n, recipe.denoiser.mel_channels, frames), dtype=np.float16,
-                                chunks=(1, recipe.denoiser.mel_channels, frames), shuffle=True, compression="gzip",
-                                compression_opts=1)
-        cond = g.require_dataset("cond", shape=(job.n, encoder.dim), dtype=np.float32)
-        valid = g.require_dataset("frames", shape=(job.n,), dtype=np.int64)
-        done = int(g.attrs.get("rows_done", 0))
+def _write(job: SampleJob, plan: _Plan, drawer: Drawer, config: dict[str, Any], device: torch.device,
+           on_total: Callable[[int], None], on_advance: Callable[[int], None]) -> int:
+    """Draw the batches not yet in the set's side file and write the set; returns the rows found done."""
+    trained = [str(s) for s in plan.state["training_speakers"]]
+    encoder = TextEncoder(plan.text_model, device=str(device))
+    speaker_ids = torch.tensor([trained.index(str(plan.utterances["speaker"][r])) for r in plan.rows])
+    batch = plan.batch
+    with write_synthetic(job.store, plan.name, config=config, n=job.n, mel=drawer.shape, cond_dim=encoder.dim,
+                         overwrite=job.overwrite) as out:
+        done = out.done
         on_total(job.n)
         on_advance(done)
         for lo in range(done - done % batch, job.n, batch):
             hi = min(lo + batch, job.n)
-            pooled, tokens, lengths = encoder.encode(texts[lo:hi])
-            draw = Draw(tokens, lengths, torch.from_numpy(sample_emotion[lo:hi]).long(), speaker_ids[lo:hi])
-            out = _draw(forward, diffusion, How(sampler, steps, eta, guidance), draw,
-                        (recipe.denoiser.mel_channels, frames), job.seed, lo // batch, device, norm)
-            mel[lo:hi] = out.astype(np.float16)
-            valid[lo:hi] = synthetic_frames(out)
-            cond[lo:hi] = pooled
-            g.attrs["rows_done"] = hi
-            g.file.flush()
+            pooled, tokens, lengths = encoder.encode(plan.texts[lo:hi])
+            conditions = Conditions(tokens, lengths, torch.from_numpy(plan.emotion[lo:hi]).long(), speaker_ids[lo:hi])
+            mel = drawer.draw(conditions, job.seed, lo // batch)
+            out.write(lo, mel, synthetic_frames(mel), pooled)
             on_advance(hi - max(lo, done))
-        st.write_table(g, {
-            "emotion": sample_emotion,
-            "speaker": [str(utterances["speaker"][r]) for r in rows],
-            "text": texts,
-            "source_utterance": [str(utterances["id"][r]) for r in rows],
-        })
-        del g.attrs["rows_done"]
-        g.attrs.update(checkpoint=str(ckpt_path.resolve()), checkpoint_sha256=config["checkpoint_sha256"],
-                       run=run_name, sampler=sampler, steps=steps, eta=eta, seed=job.seed, guidance=guidance,
-                       parameterization=param,
-                       training_speakers=json.dumps(trained), embed_model=str(state["embed_model"]),
-                       template=template, recipe=json.dumps(recipe.to_dict()))
-    return SampleResult(group=f"/synthetic/{name}", n=job.n, resumed_from=done,
-                        seconds=time.perf_counter() - start, checkpoint=ckpt_path)
-
-
-@dataclass(frozen=True)
-class How:
-    """How to sample: the sampler, its steps, DDIM's eta and the guidance weight."""
-
-    sampler: str
-    steps: int
-    eta: float
-    guidance: float
-
-
-@dataclass(frozen=True)
-class Draw:
-    """The conditions of one batch: token vectors [B, L, D] and lengths [B], emotion [B], speaker index [B]."""
-
-    tokens: np.ndarray
-    lengths: np.ndarray
-    emotion: torch.Tensor
-    speaker: torch.Tensor
-
-
-@torch.no_grad()
-def _draw(model: Callable[..., torch.Tensor], diffusion: Any, how: How, draw: Draw, shape: tuple[int, int],
-          seed: int, index: int, device: torch.device, norm: MelNormalizer) -> np.ndarray:
-    """One batch of mels [B, *shape] (channels, frames) in [-1, 1], from noise seeded by (seed, batch index)."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
-    b = len(draw.lengths)
-    tok = torch.from_numpy(draw.tokens).float().to(device)
-    mask = (torch.arange(tok.shape[1])[None, :] < torch.from_numpy(np.asarray(draw.lengths))[:, None]).to(device)
-    noise = torch.randn((b, *shape), generator=gen).to(device)
-    kwargs = {"tokens": tok, "mask": mask}
-    if isinstance(diffusion, PreconditionedDiffusion):
-        kwargs.update(emotion=draw.emotion.to(device), speaker=draw.speaker.to(device))
-        denoise = guided_denoiser(model, diffusion, kwargs, how.guidance, norm)
-        x = diffusion.sample_loop(denoise, noise, how.steps, sampler=how.sampler, eta=how.eta, generator=gen)
-    elif how.sampler == "ddim":
-        x = diffusion.ddim_sample_loop(model, noise.shape, model_kwargs=kwargs, eta=how.eta, noise=noise,
-                                       generator=gen)
-    else:
-        x = diffusion.p_sample_loop(model, noise.shape, model_kwargs=kwargs, noise=noise, generator=gen)
-    return norm.inverse(x.float()).clamp(-1, 1).cpu().numpy()
-
-
-def guided_denoiser(model: Callable[..., torch.Tensor], diffusion: PreconditionedDiffusion,
-                    kwargs: dict[str, torch.Tensor], guidance: float, norm: MelNormalizer
-                    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """D(x; sigma) with classifier-free guidance D_c + W (D_c - D_u), the two in one batch of 2B, and the
-    estimate clamped to the data's range (per bin, after centring) so that guidance cannot push it out."""
-    lo, hi = norm.bounds()
-
-    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        if guidance == 0:
-            d = diffusion.denoise(model, x, sigma, **kwargs)
-        else:
-            both = {k: torch.cat([v, v]) for k, v in kwargs.items()}
-            both["uncond"] = torch.cat([torch.zeros(len(x), dtype=torch.bool),
-                                        torch.ones(len(x), dtype=torch.bool)]).to(x.device)
-            d_c, d_u = diffusion.denoise(model, torch.cat([x, x]), torch.cat([sigma, sigma]), **both).chunk(2)
-            d = d_c + guidance * (d_c - d_u)
-        return torch.maximum(torch.minimum(d, hi.to(d)), lo.to(d))
-
-    return denoise
+        out.finish(emotion=plan.emotion, speaker=[str(plan.utterances["speaker"][r]) for r in plan.rows],
+                   text=plan.texts, source_utterance=[str(plan.utterances["id"][r]) for r in plan.rows],
+                   provenance=SyntheticAttrs(
+                       checkpoint=str(plan.checkpoint.resolve()), checkpoint_sha256=config["checkpoint_sha256"],
+                       run=plan.run, seed=job.seed, generator=plan.recipe.generator,
+                       drawn_with=str(drawer.attrs["drawn_with"]),
+                       drawing={k: v for k, v in drawer.attrs.items() if k != "drawn_with"},
+                       training_speakers=tuple(trained), embed_model=str(plan.state["embed_model"]),
+                       template=plan.template, recipe=plan.recipe.to_dict()))
+    return done
 
 
 def _training_utterances(store: Path, state: dict) -> tuple[dict[str, np.ndarray], str, str]:
     """The training corpora's utterance table (speaker as corpus:speaker), the template and text model."""
-    model_name = str(state["embed_model"])
-    tables, template, source = [], None, None
+    model = str(state["embed_model"])
+    tables, template, source = [], "", ""
     with st.open_store(store) as f:
         for corpus in state["corpora"]:
-            emb = f"embeddings/{model_name}/{corpus}"
-            if f"corpora/{corpus}" not in f or emb not in f:
-                raise EmodiffError(
-                    f"{store}: the run was trained on /corpora/{corpus} and /{emb}, which this store lacks")
-            table = st.read_table(f[f"corpora/{corpus}/utterances"])
-            table["speaker"] = np.array([f"{corpus}:{s}" for s in table["speaker"]])
+            if not Corpus.exists(f, corpus) or not Embeddings.exists(f, model, corpus):
+                raise EmodiffError(f"{store}: the run was trained on /{Corpus.path(corpus)} and "
+                                   f"/{Embeddings.path(model, corpus)}, which this store lacks")
+            record = Corpus.read(f, corpus)
+            table = dict(record.utterances)
+            table["speaker"] = record.qualified_speakers()
             table["id"] = np.array([f"{corpus}:{i}" for i in table["id"]])
             tables.append(table)
-            template, source = str(f[emb].attrs["template"]), str(f[emb].attrs["model"])
+            emb = Embeddings.read(f, model, corpus)
+            template, source = emb.template, emb.source
     keys = ("id", "speaker", "gender", "emotion", "text")
     merged = {k: np.concatenate([t[k] for t in tables]) for k in keys}
-    return merged, str(template), str(source)
+    return merged, template, source

@@ -20,6 +20,7 @@ import torch
 
 from emodiff import store as st
 from emodiff.errors import EmodiffError
+from emodiff.records import Corpus, Embeddings
 
 Load = Literal["auto", "memory", "chunks"]
 # "auto" reads everything into memory when it takes at most this share of the available RAM.
@@ -159,27 +160,22 @@ def load_segments(
 
 
 def _read_corpus(f: h5py.File, store: Path, corpus: str, model: str, fingerprint: dict[str, str]) -> dict:
-    group, emb = f"corpora/{corpus}", f"embeddings/{model}/{corpus}"
-    if group not in f:
-        raise EmodiffError(f"{store}: corpus {corpus} is not prepared; run `emodiff prepare {corpus} ROOT` first")
-    if emb not in f:
-        raise EmodiffError(f"{store}: /{emb} is missing; run `emodiff embed --corpus {corpus} --model {model}` first")
-    c, e = f[group], f[emb]
-    utt = st.read_table(c["utterances"])
-    if len(e["pooled"]) != len(utt["id"]):
-        raise EmodiffError(f"{store}: /{emb} has {len(e['pooled'])} rows for {len(utt['id'])} utterances of "
+    c = Corpus.read(f, corpus)
+    e = Embeddings.read(f, model, corpus)
+    group, emb = Corpus.path(corpus), Embeddings.path(model, corpus)
+    if e.rows != len(c.utterances["id"]):
+        raise EmodiffError(f"{store}: /{emb} has {e.rows} rows for {len(c.utterances['id'])} utterances of "
                            f"/{group}; re-run `emodiff embed --corpus {corpus} --overwrite`")
-    for name in (group, emb):
-        fingerprint[name] = str(f[name].attrs.get("config_hash", ""))
+    fingerprint[group], fingerprint[emb] = c.meta.config_hash, e.meta.config_hash
     return {
-        "mel": f"{group}/segments/mel",  # read by the caller, into memory or on demand
-        "frame_shape": tuple(c["segments/mel"].shape[1:]),
-        "utt": c["segments/utt"][()],
-        "tokens": e["tokens"][()].astype(np.float16, copy=False),
-        "lengths": e["lengths"][()],
-        "speaker": np.array([f"{corpus}:{s}" for s in utt["speaker"]]),
-        "emotion": utt["emotion"].astype(np.int64),
-        "frames": c["segments/frames"][()].astype(np.int64),
+        "mel": c.mel_path,  # read by the caller, into memory or on demand
+        "frame_shape": c.mel_shape[1:],
+        "utt": c.seg_utt,
+        "tokens": e.load_tokens(f),
+        "lengths": e.load_lengths(f),
+        "speaker": c.qualified_speakers(),
+        "emotion": c.utterances["emotion"].astype(np.int64),
+        "frames": c.seg_frames,
     }
 
 

@@ -12,20 +12,22 @@ an interrupted study picks up where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emodiff import store as st
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint
-from emodiff.classify import Augment, ClassifyJob, classify, plan_held_out
+from emodiff.classify import ClassifyJob, classify, plan_held_out
 from emodiff.config import Recipe, override
 from emodiff.corpora import canonical_name
 from emodiff.embed import EmbedConfig, embed
 from emodiff.errors import EmodiffError
+from emodiff.experiments import Experiment
 from emodiff.prepare import PrepareConfig, prepare
+from emodiff.records import Different, Same, existing
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
 
@@ -54,23 +56,18 @@ class StudyResult:
 
 def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: str, source: str | None = None,
                    fraction: float | None = None) -> ClassifyJob:
-    """One experiment of ``study.experiments``: real/synthetic tokens pick the data, the rest are augmentations.
+    """One of ``study.experiments``, read by :meth:`Experiment.parse`: real/synthetic pick the data, the rest augment.
 
     ``corpus`` is tested on; with ``source`` the classifier trains on that corpus (cross-corpus), and
     with ``fraction`` also on that share of ``corpus`` (adaptation).
     """
-    tokens = [t.strip() for t in text.split("+") if t.strip()]
-    data = [t for t in tokens if t in ("real", "synthetic")]
-    if not data:
-        raise EmodiffError(f"study.experiments: {text!r} names no data; expected real, synthetic or both joined by '+'")
-    train_on = "real+synthetic" if len(set(data)) == 2 else data[0]
-    augment = Augment.parse("+".join(t for t in tokens if t not in ("real", "synthetic")))
+    experiment = Experiment.parse(text, where="study.experiments")
+    tokens = [t.strip() for t in text.split("+") if t.strip()]  # the name keeps the recipe's spelling
     study = recipe.study
     where = "" if source is None else f"{source}-to-{corpus}-" + ("" if fraction is None else f"adapt{fraction:g}-")
     name = "study-" + where + "-".join(tokens).replace(":", "")
     return ClassifyJob(store=store, corpus=corpus, train_corpus=source, target_fraction=fraction,
-                       folds=study.folds, train_on=train_on,  # type: ignore[arg-type]
-                       augment=dataclasses.replace(augment, synthetic="" if "synthetic" in data else None),
+                       folds=study.folds, train_on=experiment.train_on, augment=experiment.augment,
                        classifier=recipe.classifier, repeats=study.repeats, name=name, device=device)
 
 
@@ -79,74 +76,124 @@ def generator_name(held_out: list[str]) -> str:
     return "without-" + "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", s.partition(":")[2]) for s in held_out)
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of the study: its name in the log, and what runs it (returns True when found done)."""
+
+    label: str
+    run: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A generator the study trains and samples: the speakers it must never see, its run folder and set."""
+
+    name: str
+    out: Path
+    held_out: tuple[str, ...]
+
+
 def run_study(job: StudyJob, log: Log = print) -> StudyResult:
-    """Run every step of the study that is not done yet; see the module docstring."""
+    """Run every step of the study that is not done yet; see the module docstring.
+
+    The plan is data, in three stages, each built once what it depends on is in the store: the corpora
+    (prepare, embed), the generators (which speakers each must not see follows from the prepared
+    corpus's folds), then the experiments, quality and the report.
+    """
+    corpus, targets = _check_settings(job)
+    done: list[tuple[str, float, bool]] = []
+    _run(_data_steps(job, corpus, targets), done, log)
+    experiments = _experiments(job, corpus, targets)
+    generators = _generators(job, corpus, experiments)
+    _run(_generator_steps(job, corpus, generators), done, log)
+    report = job.report or Path(job.recipe.study.report)
+    _run(_evaluation_steps(job, experiments, generators, report), done, log)
+    return StudyResult(report / "index.html", [g.name for g in generators],
+                       [f"/results/{e.name}" for e in experiments], done)
+
+
+Target = tuple[str, Path, list[tuple[str, float | None]]]  # corpus, its folder, [(experiment, fraction)]
+
+
+def _check_settings(job: StudyJob) -> tuple[str, list[Target]]:
+    """The main corpus and the other corpora it is tested on, every folder known now, not after an hour."""
     study = job.recipe.study
-    corpus = canonical_name(study.corpus)
-    steps: list[tuple[str, float, bool]] = []
-
-    def step(label: str, fn: Callable[[], bool]) -> None:
-        start = time.perf_counter()
-        log(f"[study] {label} ...")
-        skipped = fn()
-        steps.append((label, time.perf_counter() - start, skipped))
-        log(f"[study] {label}: {'already done' if skipped else f'{time.perf_counter() - start:.0f} s'}")
-
-    root = job.root or (Path(study.root) if study.root else _bundled(corpus))
     texts = _items(study.experiments)
-    # Other corpora, trained on all of `corpus`: (target, its folder, [(experiment, fraction)]).
-    targets = [(canonical_name(target), target_root, runs) for target, target_root, runs in (
-        (study.cross_corpus, job.cross_root or study.cross_root, [(text, None) for text in texts]),
-        (study.adaptation, job.adaptation_root or study.adaptation_root,
-         [(text, x) for x in _fractions(study.fractions) for text in _items(study.adaptation_experiments)]))
-        if target]
-    for target, target_root, _ in targets:
-        if not target_root:  # found now, not after an hour of training
+    targets: list[Target] = []
+    for target, folder, runs in (
+            (study.cross_corpus, job.cross_root or study.cross_root, [(text, None) for text in texts]),
+            (study.adaptation, job.adaptation_root or study.adaptation_root,
+             [(text, x) for x in _fractions(study.fractions) for text in _items(study.adaptation_experiments)])):
+        if not target:
+            continue
+        if not folder:
             raise EmodiffError(f"study: the {target} folder is not given; pass --cross-root or --adaptation-root "
                                "(or set study.cross_root / study.adaptation_root in the recipe)")
-    step(f"prepare {corpus}", lambda: prepare(job.store, PrepareConfig(corpus, root)).already_there)
-    step("embed", lambda: _embed(job.store, corpus))
+        targets.append((canonical_name(target), Path(folder), runs))
+    return canonical_name(study.corpus), targets
 
-    experiments = [experiment_job(job.store, job.recipe, corpus, text, job.device) for text in texts]
-    for target, target_root, runs in targets:
-        step(f"prepare {target}", lambda t=target, r=target_root: prepare(
-            job.store, PrepareConfig(t, Path(r))).already_there)
-        experiments += [experiment_job(job.store, job.recipe, target, text, job.device, source=corpus,
-                                       fraction=fraction) for text, fraction in runs]
-    generators: list[str] = []
+
+def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]:
+    study = job.recipe.study
+    root = job.root or (Path(study.root) if study.root else _bundled(corpus))
+    return [Step(f"prepare {corpus}", functools.partial(_prepare, job.store, corpus, root)),
+            Step("embed", functools.partial(_embed, job.store, corpus)),
+            *[Step(f"prepare {target}", functools.partial(_prepare, job.store, target, folder))
+              for target, folder, _ in targets]]
+
+
+def _experiments(job: StudyJob, corpus: str, targets: list[Target]) -> list[ClassifyJob]:
+    jobs = [experiment_job(job.store, job.recipe, corpus, text, job.device)
+            for text in _items(job.recipe.study.experiments)]
+    for target, _, runs in targets:
+        jobs += [experiment_job(job.store, job.recipe, target, text, job.device, source=corpus, fraction=fraction)
+                 for text, fraction in runs]
+    return jobs
+
+
+def _generators(job: StudyJob, corpus: str, experiments: list[ClassifyJob]) -> list[Generator]:
+    """One generator per distinct held-out speaker set of the experiments that use synthetic data."""
     held: set[tuple[str, ...]] = set()
     for e in experiments:
         if e.effective_train_on != "real":
             held |= {tuple(h) for h in plan_held_out(job.store, e) if all(s.startswith(f"{corpus}:") for s in h)}
             if e.train_corpus is not None:
                 held.add(())  # across corpora: a generator that saw every speaker of the source
+    names = [generator_name(list(speakers)) if speakers else f"all-{corpus}" for speakers in sorted(held)]
+    return [Generator(name, job.runs / job.recipe.name / name, speakers)
+            for name, speakers in zip(names, sorted(held), strict=True)]
+
+
+def _generator_steps(job: StudyJob, corpus: str, generators: list[Generator]) -> list[Step]:
+    study = job.recipe.study
     recipe = job.recipe if not study.train_steps else dataclasses.replace(
         job.recipe, train=override(job.recipe.train, "study.train_steps", steps=study.train_steps))
-    for speakers in sorted(held):
-        name = generator_name(list(speakers)) if speakers else f"all-{corpus}"
-        out = job.runs / job.recipe.name / name
-        generators.append(name)
-        step(f"train {name}", lambda out=out, speakers=speakers: _train(job, recipe, corpus, out, speakers))
-        step(f"sample {name}", lambda out=out, name=name: sample(SampleJob(
-            store=job.store, n=study.samples, run=str(out), name=name, device=job.device)).already_there)
-    results = []
-    for e in experiments:
-        results.append(f"/results/{e.name}")
-        step(f"classify {e.name}", lambda e=e: _classify(e))
+    steps = []
+    for g in generators:
+        steps.append(Step(f"train {g.name}", functools.partial(_train, job, recipe, corpus, g)))
+        steps.append(Step(f"sample {g.name}", functools.partial(_sample, job, g)))
+    return steps
+
+
+def _evaluation_steps(job: StudyJob, experiments: list[ClassifyJob], generators: list[Generator],
+                      report: Path) -> list[Step]:
+    study = job.recipe.study
+    steps = [Step(f"classify {e.name}", functools.partial(_classify, e)) for e in experiments]
     if study.quality and generators:
-        from emodiff.quality import assess_missing
+        steps.append(Step("quality", functools.partial(_quality, job)))
+    steps.append(Step("report", functools.partial(_report, job, report)))
+    return steps
 
-        step("quality", lambda: not assess_missing(job.store, device=job.device))
-    from emodiff.report import build_report
 
-    out = job.report or Path(study.report)
-
-    def report() -> bool:
-        build_report(job.store, out, vocoder=study.vocoder, examples=study.examples, device=job.device)
-        return False  # always rebuilt: it is cheap and reflects whatever the store now holds
-
-    step("report", report)
-    return StudyResult(out / "index.html", generators, results, steps)
+def _run(steps: list[Step], done: list[tuple[str, float, bool]], log: Log) -> None:
+    """Run ``steps`` in order, logging each, and append (label, seconds, found done) to ``done``."""
+    for step in steps:
+        start = time.perf_counter()
+        log(f"[study] {step.label} ...")
+        skipped = step.run()
+        seconds = time.perf_counter() - start
+        done.append((step.label, seconds, skipped))
+        log(f"[study] {step.label}: {'already done' if skipped else f'{seconds:.0f} s'}")
 
 
 def _items(text: str) -> list[str]:
@@ -173,22 +220,44 @@ def _embed(store: Path, corpus: str) -> bool:
     return all(r.already_there for r in results)
 
 
-def _train(job: StudyJob, recipe: Recipe, corpus: str, out: Path, speakers: tuple[str, ...]) -> bool:
-    ckpt = latest_checkpoint(out)
+def _prepare(store: Path, corpus: str, root: Path) -> bool:
+    return prepare(store, PrepareConfig(corpus, root)).already_there
+
+
+def _train(job: StudyJob, recipe: Recipe, corpus: str, g: Generator) -> bool:
+    ckpt = latest_checkpoint(g.out)
     if ckpt is not None and int(load_checkpoint(ckpt)["step"]) >= recipe.train.steps:
         return True
-    train(TrainJob(store=job.store, recipe=recipe, corpora=(corpus,), out=out, exclude_speakers=speakers,
+    train(TrainJob(store=job.store, recipe=recipe, corpora=(corpus,), out=g.out, exclude_speakers=g.held_out,
                    resume=ckpt is not None, device=job.device))
     return False
 
 
+def _sample(job: StudyJob, g: Generator) -> bool:
+    return sample(SampleJob(store=job.store, n=job.recipe.study.samples, run=str(g.out), name=g.name,
+                            device=job.device)).already_there
+
+
+def _quality(job: StudyJob) -> bool:
+    from emodiff.quality import assess_missing
+
+    return not assess_missing(job.store, device=job.device)
+
+
+def _report(job: StudyJob, out: Path) -> bool:
+    from emodiff.report import build_report
+
+    study = job.recipe.study
+    build_report(job.store, out, vocoder=study.vocoder, examples=study.examples, device=job.device)
+    return False  # always rebuilt: it is cheap and reflects whatever the store now holds
+
+
 def _classify(e: ClassifyJob) -> bool:
-    if st.has_group(e.store, f"results/{e.name}"):
-        with st.open_store(e.store) as f:
-            done = f[f"results/{e.name}"].attrs.get("config_hash")
-        if done == st.config_hash(e.config())[1]:
-            return True
-        raise EmodiffError(f"{e.store}: /results/{e.name} holds a run with other settings; remove it with "
-                           f"`emodiff classify ... --name {e.name} --overwrite` or change the recipe's study name")
+    found = existing(e.store, f"results/{e.name}", e.config())
+    if isinstance(found, Different):
+        raise found.error(e.store, fix=f"remove it with `emodiff classify ... --name {e.name} --overwrite` or change "
+                                       "the recipe's study name")
+    if isinstance(found, Same):
+        return True
     classify(e)
     return False

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 
 from emodiff.emotions import EMOTIONS
-from emodiff.store import attrs_dict, read_table
+from emodiff.records import Corpus
 
 
 @dataclass
@@ -32,8 +31,8 @@ class CorpusStats:
 
 def corpus_stats(group: h5py.Group) -> CorpusStats:
     """Read the utterance table and segment index of a corpus group and count them."""
-    utt = read_table(group["utterances"])
-    seg_utt = group["segments/utt"][()]
+    corpus = Corpus.read(group.file, group.name.rsplit("/", 1)[-1])
+    utt, seg_utt = corpus.utterances, corpus.seg_utt
     segs_per_utt = np.bincount(seg_utt, minlength=len(utt["id"]))
     emotion = utt["emotion"].astype(int)
     per_emotion = {
@@ -44,20 +43,15 @@ def corpus_stats(group: h5py.Group) -> CorpusStats:
     for spk in sorted(set(utt["speaker"].tolist())):
         rows = utt["speaker"] == spk
         per_speaker[spk] = (str(utt["gender"][rows][0]), int(rows.sum()), int(segs_per_utt[rows].sum()))
-    skipped: list[tuple[str, str]] = []
-    if "skipped" in group:
-        table = read_table(group["skipped"])
-        skipped = list(zip(table["path"].tolist(), table["reason"].tolist(), strict=True))
-    attrs = attrs_dict(group)
     return CorpusStats(
-        name=str(attrs.get("corpus") or group.name.rsplit("/", 1)[-1]),
+        name=corpus.corpus or corpus.name,
         utterances=len(utt["id"]),
         segments=len(seg_utt),
         hours=float(utt["duration_s"].sum()) / 3600.0,
         speakers=len(per_speaker),
         per_emotion=per_emotion,
         per_speaker=per_speaker,
-        skipped=skipped,
-        excluded=json.loads(str(attrs.get("excluded", "{}"))),
-        attrs=attrs,
+        skipped=list(corpus.skipped),
+        excluded=corpus.excluded,
+        attrs=corpus.attrs,
     )

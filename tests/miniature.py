@@ -1,9 +1,9 @@
 """Miniature copies of the official corpus layouts, for tests (``from miniature import ...``).
 
 Each ``make_<corpus>(root)`` writes a handful of short clips under ``root`` with the official
-names, folder layout and file formats, including the pitfalls the recipes must handle, and
-returns EXACTLY the :class:`Utterance` records ``prepare_<corpus>(root)`` must produce, sorted by
-id. What the recipe must count or report besides them is stated here too:
+names, folder layout and file formats, including the pitfalls the corpus readers must handle, and
+returns EXACTLY the :class:`Utterance` records ``list_<corpus>(root)`` must produce, sorted by
+id. What the reader must count or report besides them is stated here too:
 
 - ``EXCLUDED[corpus]``: the ``Listing.excluded`` counts (RAVDESS: with ``calm="drop"``; with
   ``calm="neutral"`` the "calm" key is absent and its clips are in the records).
@@ -33,7 +33,7 @@ EXCLUDED: dict[str, dict[str, int]] = {
     "ravdess": {"calm": 2, "fearful": 1, "song": 1},
 }
 
-# Bytes of a macOS resource fork: not text, not audio. A recipe that reads it fails loudly.
+# Bytes of a macOS resource fork: not text, not audio. A reader that reads it fails loudly.
 _APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \xff\xfe\x00"
 _LFS_STUB = (
     "version https://git-lfs.github.com/spec/v1\n"
@@ -151,7 +151,7 @@ def make_iemocap(root: Path) -> list[Utterance]:
         evaluation / "Categorical" / "Ses01F_impro01_e2_cat.txt",
         "[6.2901 - 6.9901]\tSes01F_impro01_F000\tzzz\t[2.5000, 2.5000, 2.5000]\n",
     )
-    # Resource forks can hold stale text; a recipe that reads this one gets a duplicate id.
+    # Resource forks can hold stale text; a reader that reads this one gets a duplicate id.
     stale = b"\n[6.2901 - 6.9901]\tSes01F_impro01_F000\tzzz\t[2.5000, 2.5000, 2.5000]\n"
     (evaluation / "._Ses01F_impro01.txt").write_bytes(_APPLEDOUBLE + stale)
     (root / "Session1" / "dialog" / "transcriptions" / "._Ses01F_impro01.txt").write_bytes(_APPLEDOUBLE)
@@ -348,7 +348,7 @@ def make_ravdess(root: Path, calm: str = "drop") -> list[Utterance]:
 
 
 def expected_problems(corpus: str, root: Path) -> list[Problem]:
-    """The problems ``prepare_<corpus>(root)`` must report for the miniature under ``root``."""
+    """The problems ``list_<corpus>(root)`` must report for the miniature under ``root``."""
     root = _absolute(root)
     if corpus == "crema-d":
         return [

@@ -1,4 +1,4 @@
-"""Corpus recipes on miniature copies of the official layouts, and RAVDESS on the real subset."""
+"""Corpus readers on miniature copies of the official layouts, and RAVDESS on the real subset."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from miniature import (
 )
 
 from emodiff.corpora import Problem, list_corpus
-from emodiff.corpora.crema_d import prepare_crema_d
-from emodiff.corpora.iemocap import prepare_iemocap
-from emodiff.corpora.msp_improv import prepare_msp_improv
-from emodiff.corpora.ravdess import prepare_ravdess
+from emodiff.corpora.crema_d import list_crema_d
+from emodiff.corpora.iemocap import list_iemocap
+from emodiff.corpora.msp_improv import list_msp_improv
+from emodiff.corpora.ravdess import list_ravdess
 from emodiff.emotions import ANGRY, HAPPY, NEUTRAL, SAD
 from emodiff.errors import EmodiffError
 
@@ -39,7 +39,7 @@ def fields(listing) -> list[tuple]:
 
 def test_iemocap_miniature(tmp_path: Path) -> None:
     expected = make_iemocap(tmp_path)
-    listing = prepare_iemocap(tmp_path)
+    listing = list_iemocap(tmp_path)
     assert listing.utterances == expected
     # Written out independently of the miniature's own bookkeeping.
     assert fields(listing) == [
@@ -72,7 +72,7 @@ def test_iemocap_unknown_label_duplicate_and_missing_audio(tmp_path: Path) -> No
     _append(labels, "[5.0000 - 5.5000]\tSes02M_impro03_F009\tzzz\t[2.0, 2.0, 2.0]\n\n")
     _append(labels, "[9.0000 - 9.5000]\tSes01F_impro01_F000\tang\t[2.0, 2.0, 2.0]\n\n")
     (tmp_path / "Session2/sentences/wav/Ses02M_impro03/Ses02M_impro03_M000.wav").unlink()
-    listing = prepare_iemocap(tmp_path)
+    listing = list_iemocap(tmp_path)
     assert listing.problems == [
         Problem(str(tmp_path / "Session2/sentences/wav/Ses02M_impro03/Ses02M_impro03_M000.wav"), "audio file missing"),
         Problem(str(labels), "unknown label 'zzz' for Ses02M_impro03_F009"),
@@ -86,7 +86,7 @@ def test_iemocap_malformed_id_is_a_problem(tmp_path: Path) -> None:
     make_iemocap(tmp_path)
     labels = tmp_path / "Session2/dialog/EmoEvaluation/Ses02M_impro03.txt"
     _append(labels, "[5.0000 - 5.5000]\tSes02M_impro03_Q1\tneu\t[2.0, 2.0, 2.0]\n")
-    (problem,) = prepare_iemocap(tmp_path).problems
+    (problem,) = list_iemocap(tmp_path).problems
     assert problem.path == str(labels)
     assert problem.reason.startswith("utterance id 'Ses02M_impro03_Q1' does not follow Ses0N")
 
@@ -95,7 +95,7 @@ def test_iemocap_session_without_labels_is_not_a_release(tmp_path: Path) -> None
     make_iemocap(tmp_path)
     (tmp_path / "Session3/dialog/EmoEvaluation").rmdir()
     with pytest.raises(EmodiffError, match=r"not an IEMOCAP release: expected Session1\.\.Session5.*Session3"):
-        prepare_iemocap(tmp_path)
+        list_iemocap(tmp_path)
 
 
 # --- MSP-IMPROV -----------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def test_iemocap_session_without_labels_is_not_a_release(tmp_path: Path) -> None
 
 def test_msp_improv_miniature(tmp_path: Path) -> None:
     expected = make_msp_improv(tmp_path)
-    listing = prepare_msp_improv(tmp_path)
+    listing = list_msp_improv(tmp_path)
     assert listing.utterances == expected
     assert fields(listing) == [
         ("MSP-IMPROV-S01A-F01-S-FM01", "F01", "F", "1", ANGRY, "", None),
@@ -140,7 +140,7 @@ def test_msp_improv_unknown_label_duplicate_and_missing_audio(tmp_path: Path) ->
     _append(evaluation, "\nUTD-IMPROV-S01H-F01-T-FM01.avi; A; A:3.0; V:3.0; D:3.0 ; N:3.0;\n")
     _append(evaluation, "\nUTD-IMPROV-S07S-M04-R-MF03.avi; S; A:3.0; V:3.0; D:3.0 ; N:3.0;\n")
     mirror = write_tone(tmp_path / "Audio/copy/MSP-IMPROV-S02S-M01-P-MF02.wav", 0.2, 48_000)
-    listing = prepare_msp_improv(tmp_path)
+    listing = list_msp_improv(tmp_path)
     original = tmp_path / "Audio/session1/S02S/P/MSP-IMPROV-S02S-M01-P-MF02.wav"
     assert listing.problems == [
         # "copy" sorts before "session1", so the copy is the one kept and the original reported.
@@ -160,7 +160,7 @@ def test_msp_improv_unknown_label_duplicate_and_missing_audio(tmp_path: Path) ->
 def test_msp_improv_bad_name_is_a_problem(tmp_path: Path) -> None:
     make_msp_improv(tmp_path)
     _append(tmp_path / "Evaluation.txt", "\nUTD-IMPROV-S01A-F09-S-FM01.avi; A; A:3.0; V:3.0; D:3.0 ; N:3.0;\n")
-    (problem,) = prepare_msp_improv(tmp_path).problems
+    (problem,) = list_msp_improv(tmp_path).problems
     assert problem.reason.startswith("utterance id 'MSP-IMPROV-S01A-F09-S-FM01' does not follow MSP-IMPROV-S{NN}")
 
 
@@ -169,7 +169,7 @@ def test_msp_improv_bad_name_is_a_problem(tmp_path: Path) -> None:
 
 def test_crema_d_miniature(tmp_path: Path) -> None:
     expected = make_crema_d(tmp_path)
-    listing = prepare_crema_d(tmp_path)
+    listing = list_crema_d(tmp_path)
     assert listing.utterances == expected
     assert fields(listing) == [
         ("1001_DFA_ANG_XX", "1001", "M", "", ANGRY, "Don't forget a jacket", None),
@@ -195,7 +195,7 @@ def test_crema_d_bad_names_and_unknown_label(tmp_path: Path) -> None:
     audio = tmp_path / "AudioWAV"
     for stem in ("1001_DFA_XYZ_XX", "1001_ABC_ANG_XX", "1001-DFA-ANG-XX", "1099_DFA_ANG_XX"):
         write_tone(audio / f"{stem}.wav", 0.2, 16_000)
-    listing = prepare_crema_d(tmp_path)
+    listing = list_crema_d(tmp_path)
     assert listing.utterances == expected
     reasons = {Path(p.path).stem: p.reason for p in listing.problems}
     assert reasons == {
@@ -212,14 +212,14 @@ def test_crema_d_requires_demographics(tmp_path: Path) -> None:
     make_crema_d(tmp_path)
     (tmp_path / "VideoDemographics.csv").unlink()
     with pytest.raises(EmodiffError, match="VideoDemographics.csv: missing"):
-        prepare_crema_d(tmp_path)
+        list_crema_d(tmp_path)
 
 
 def test_crema_d_rejects_unknown_sex(tmp_path: Path) -> None:
     make_crema_d(tmp_path)
     _append(tmp_path / "VideoDemographics.csv", "1003,30,Unknown,Asian,Not Hispanic\n")
     with pytest.raises(EmodiffError, match="actor 1003: Sex 'Unknown', expected Male or Female"):
-        prepare_crema_d(tmp_path)
+        list_crema_d(tmp_path)
 
 
 # --- RAVDESS --------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def test_crema_d_rejects_unknown_sex(tmp_path: Path) -> None:
 @pytest.mark.parametrize("calm", ["drop", "neutral"])
 def test_ravdess_miniature(tmp_path: Path, calm: str) -> None:
     expected = make_ravdess(tmp_path, calm=calm)
-    listing = prepare_ravdess(tmp_path, calm=calm)
+    listing = list_ravdess(tmp_path, calm=calm)
     assert listing.utterances == expected
     kids, dogs = "Kids are talking by the door", "Dogs are sitting by the door"
     calm_rows = [
@@ -266,7 +266,7 @@ def test_ravdess_video_unknown_emotion_and_bad_name(tmp_path: Path) -> None:
     expected = make_ravdess(tmp_path)
     for name in ("01-01-03-01-01-01-03.wav", "03-01-09-01-01-01-03.wav", "03-01-03-01-01-01-25.flac"):
         write_tone(tmp_path / "Actor_03" / name, 0.2, 48_000)
-    listing = prepare_ravdess(tmp_path)
+    listing = list_ravdess(tmp_path)
     assert listing.utterances == expected
     assert listing.excluded == EXCLUDED["ravdess"] | {"video": 1}
     bad_name = (
@@ -283,12 +283,12 @@ def test_ravdess_video_unknown_emotion_and_bad_name(tmp_path: Path) -> None:
 def test_ravdess_rejects_unknown_calm_policy(tmp_path: Path) -> None:
     make_ravdess(tmp_path)
     with pytest.raises(ValueError, match="unknown calm policy 'keep'; expected one of drop, neutral"):
-        prepare_ravdess(tmp_path, calm="keep")  # type: ignore[arg-type]
+        list_ravdess(tmp_path, calm="keep")  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(not REAL_RAVDESS.is_dir(), reason=f"real RAVDESS subset not found at {REAL_RAVDESS}")
 def test_ravdess_real_subset() -> None:
-    listing = prepare_ravdess(REAL_RAVDESS)
+    listing = list_ravdess(REAL_RAVDESS)
     assert len(listing.utterances) == 672
     assert Counter(u.emotion for u in listing.utterances) == {NEUTRAL: 96, HAPPY: 192, SAD: 192, ANGRY: 192}
     assert len({u.speaker for u in listing.utterances}) == 24
@@ -334,6 +334,6 @@ def test_records_keep_the_users_path_spelling(tmp_path: Path, monkeypatch: pytes
     expected = make_ravdess(real)
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
-    listing = prepare_ravdess(Path("link"))
+    listing = list_ravdess(Path("link"))
     assert [u.path for u in listing.utterances] == [tmp_path / "link" / u.path.relative_to(real) for u in expected]
     assert all(os.path.isabs(u.path) for u in listing.utterances)

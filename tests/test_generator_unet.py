@@ -68,7 +68,7 @@ def test_flat_denoiser_with_edm_is_refused(store, tmp_path):
     base = tiny_recipe(3)
     recipe = dataclasses.replace(base, diffusion=dataclasses.replace(base.diffusion, parameterization="edm",
                                                                      learn_sigma=False))
-    with pytest.raises(EmodiffError, match="flat denoiser predicts eps"):
+    with pytest.raises(EmodiffError, match=r"expected eps with denoiser.kind flat \(the paper.s IDDPM\), v or edm"):
         train(TrainJob(store=store, recipe=recipe, corpora=("toy",), out=tmp_path / "x", device="cpu"))
 
 

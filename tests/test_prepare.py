@@ -222,7 +222,7 @@ def test_bad_settings_are_rejected():
     with pytest.raises(EmodiffError, match="--workers"):
         PrepareConfig("ravdess", Path("."), workers=0)
     with pytest.raises(EmodiffError, match="--calm applies to RAVDESS only"):
-        PrepareConfig("iemocap", Path("."), calm="neutral").recipe_options()
+        PrepareConfig("iemocap", Path("."), calm="neutral").reader_options()
 
 
 def test_calm_merged_into_neutral(tmp_path):

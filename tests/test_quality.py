@@ -339,7 +339,7 @@ def test_default_classifier_is_the_sets_recipe_else_the_demo_recipe(stores: dict
     job = q.QualityJob(stores["store"])
     assert q._classifier(job, synth) == (q.load_recipe("demo").classifier, "demo recipe")
     recipe = q.load_recipe("paper").to_dict()
-    with_recipe = q._Synthetic(**{**synth.__dict__, "recipe": recipe})
+    with_recipe = q._AssessedSet(**{**synth.__dict__, "recipe": recipe})
     assert q._classifier(job, with_recipe) == (q.load_recipe("paper").classifier, "/synthetic/faithful recipe")
     assert q._classifier(q.QualityJob(stores["store"], classifier=CFG), with_recipe) == (CFG, "job")
 

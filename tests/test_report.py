@@ -31,7 +31,7 @@ from emodiff.prepare import PrepareConfig, prepare
 from emodiff.report import build_report
 from emodiff.report.collect import ResultInfo
 from emodiff.report.examples import MIN_FRAMES
-from emodiff.report.experiments import Experiment
+from emodiff.report.experiments import ResultTable
 from emodiff.sample import SampleJob, sample
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.train import TrainJob, train
@@ -301,10 +301,11 @@ def test_numbers_and_leak_marks_equal_the_store(full_store, full_report):
     # the summary's corpus and synthetic rows
     with h5py.File(full_store, "r") as f:
         emotion = f["synthetic/tiny/emotion"][()]
-        sampler = f["synthetic/tiny"].attrs["sampler"]
+        drawn_with = f["synthetic/tiny"].attrs["drawn_with"]
     synth = row_of(table(dom, "Synthetic sets"), "tiny")
     assert [synth[e] for e in EMOTIONS] == [str((emotion == k).sum()) for k in range(4)]
-    assert synth["sampler"] == sampler
+    assert synth["generator"] == "diffusion" and synth["drawn with"] == drawn_with
+    assert drawn_with.startswith("eps ddpm, ") and drawn_with.endswith(" steps")
     assert row_of(table(dom, "Corpora"), "toy")["hours"] == f"{24 * 2.97 / 3600:.2f}"
 
 
@@ -441,7 +442,7 @@ def test_paper_numbers_match_rows(corpus, train, protocol, train_on, augment, pa
     from emodiff.report.experiments import experiments
 
     [exp] = experiments([_result("r", corpus, train, protocol, train_on, augment)])
-    assert isinstance(exp, Experiment)
+    assert isinstance(exp, ResultTable)
     assert exp.paper_uar(exp.results[0]) == paper and exp.matches_paper == exact
 
 

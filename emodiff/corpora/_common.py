@@ -1,4 +1,4 @@
-"""Helpers shared by the corpus recipes: root checks, hidden-file filtering, the listing builder."""
+"""Helpers shared by the corpus readers: root checks, hidden-file filtering, the listing builder."""
 
 from __future__ import annotations
 
@@ -25,18 +25,39 @@ def corpus_root(root: Path, expected: str) -> Path:
     return Path(os.path.abspath(root))
 
 
-def visible_files(root: Path, pattern: str, recursive: bool = False) -> list[Path]:
+def visible_files(root: Path, pattern: str, recursive: bool = False,
+                  builder: ListingBuilder | None = None) -> list[Path]:
     """Files under ``root`` matching ``pattern``, sorted by path, hidden entries left out.
 
     macOS copies carry AppleDouble ``._name`` companions that match the same globs but hold
     resource forks, not data; any path component starting with ``.`` (those, ``.git``) is skipped.
+    A symlink whose target is missing is no file either; with ``builder`` it is reported there
+    (``dangling symlink -> target``), so that it shows among the skipped files rather than vanishing.
     """
     found = root.rglob(pattern) if recursive else root.glob(pattern)
-    return sorted(
-        path
-        for path in found
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
+    files = []
+    for path in sorted(found):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.is_file():
+            files.append(path)
+        elif builder is not None and is_dangling(path):
+            builder.dangling(path)
+    return files
+
+
+def is_dangling(path: Path) -> bool:
+    """Whether ``path`` is a symlink whose target does not exist (or a loop of links)."""
+    return path.is_symlink() and not path.exists()
+
+
+def dangling_reason(path: Path) -> str:
+    """The one wording for a symlink that points nowhere, naming its target."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return f"dangling symlink -> {target}"
 
 
 def squeeze(text: str) -> str:
@@ -45,15 +66,15 @@ def squeeze(text: str) -> str:
 
 
 def duplicate_reason(utt_id: str, other: str) -> str:
-    """The one wording every recipe uses for a second occurrence of an utterance id."""
+    """The one wording every corpus reader uses for a second occurrence of an utterance id."""
     return f"duplicate utterance id {utt_id} (also at {other})"
 
 
 class ListingBuilder:
-    """Collects a recipe's utterances, exclusions and problems into a :class:`Listing`.
+    """Collects a corpus reader's utterances, exclusions and problems into a :class:`Listing`.
 
     Ids are claimed once: the first claim wins and every later one becomes a duplicate
-    problem, so a recipe claims an id before it looks at the label or the audio.
+    problem, so a reader claims an id before it looks at the label or the audio.
     """
 
     def __init__(self) -> None:
@@ -61,6 +82,7 @@ class ListingBuilder:
         self._utterances: list[Utterance] = []
         self._excluded: Counter[str] = Counter()
         self._problems: list[Problem] = []
+        self.dangling_stems: set[str] = set()  # stems of the dangling symlinks reported
 
     def claim(self, utt_id: str, path: Path | str, location: str | None = None) -> bool:
         """Register ``utt_id`` found at ``path``; False (and a problem) if it was seen before.
@@ -81,6 +103,11 @@ class ListingBuilder:
     def problem(self, path: Path | str, reason: str) -> None:
         """Record a defect of the copy; the entry is left out of the listing."""
         self._problems.append(Problem(str(path), reason))
+
+    def dangling(self, path: Path) -> None:
+        """Record a symlink whose target is missing; :attr:`dangling_stems` remembers its stem."""
+        self.dangling_stems.add(path.stem)
+        self.problem(path, dangling_reason(path))
 
     def emotion(self, label: str, kept: Mapping[str, int], excluded: Collection[str], path: Path | str,
                 what: str = "") -> int | None:

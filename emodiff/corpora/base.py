@@ -1,4 +1,4 @@
-"""The record every corpus recipe returns, and the listing that carries its problems."""
+"""The record every corpus reader returns, and the listing that carries its problems."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Utterance:
 
 @dataclass(frozen=True)
 class Problem:
-    """An entry a recipe could not turn into an Utterance (unknown label, duplicate id, ...)."""
+    """An entry a corpus reader could not turn into an Utterance (unknown label, duplicate id, ...)."""
 
     path: str
     reason: str
@@ -39,7 +39,7 @@ class Problem:
 
 @dataclass
 class Listing:
-    """What a recipe found under a corpus root.
+    """What a corpus reader found under a corpus root.
 
     ``utterances`` are the 4-class records, sorted by id. ``excluded`` counts labels that are
     deliberately outside the 4-class set (IEMOCAP ``fru``/``xxx``, RAVDESS calm, ...): not

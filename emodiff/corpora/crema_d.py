@@ -56,14 +56,14 @@ _LFS_MAGIC = b"version https://git-lfs"
 _SEXES: dict[str, Gender] = {"Female": "F", "Male": "M"}
 
 
-def prepare_crema_d(root: Path) -> Listing:
+def list_crema_d(root: Path) -> Listing:
     """List the 4-class utterances of a CREMA-D copy under ``root`` (no audio is decoded)."""
     root = corpus_root(root, "the CREMA-D folder holding AudioWAV/ and VideoDemographics.csv")
     if not (root / "AudioWAV").is_dir():
         raise EmodiffError(f"{root}: not a CREMA-D copy: expected AudioWAV/*.wav and {DEMOGRAPHICS}")
     genders = _genders(root / DEMOGRAPHICS)
     builder = ListingBuilder()
-    for path in visible_files(root / "AudioWAV", "*.wav"):
+    for path in visible_files(root / "AudioWAV", "*.wav", builder=builder):
         if builder.claim(path.stem, path):
             _read_file(path, genders, builder)
     return builder.listing()

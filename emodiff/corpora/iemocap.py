@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from emodiff.corpora._common import ListingBuilder, corpus_root, squeeze, visible_files
+from emodiff.corpora._common import ListingBuilder, corpus_root, is_dangling, squeeze, visible_files
 from emodiff.corpora.base import Listing, Utterance
 from emodiff.emotions import ANGRY, HAPPY, NEUTRAL, SAD
 from emodiff.errors import EmodiffError
@@ -41,12 +41,12 @@ _TRANSCRIPT = re.compile(r"^(\S+)\s+\[[^\]]*\]:\s?(.*)$")
 _NONSPEECH = re.compile(r"\[[^\]]*\]")
 
 
-def prepare_iemocap(root: Path) -> Listing:
+def list_iemocap(root: Path) -> Listing:
     """List the 4-class utterances of an IEMOCAP release under ``root`` (no audio is read)."""
     root = corpus_root(root, "the IEMOCAP_full_release folder")
     builder = ListingBuilder()
     for session in _sessions(root):
-        for label_file in visible_files(session / "dialog" / "EmoEvaluation", "*.txt"):
+        for label_file in visible_files(session / "dialog" / "EmoEvaluation", "*.txt", builder=builder):
             _read_dialog(session, label_file, builder)
     return builder.listing()
 
@@ -88,7 +88,10 @@ def _read_dialog(session: Path, label_file: Path, builder: ListingBuilder) -> No
         session_digits, speaking = id_match.groups()
         audio = session / "sentences" / "wav" / utt_id[:-5] / f"{utt_id}.wav"
         if not audio.is_file():
-            builder.problem(audio, "audio file missing")
+            if is_dangling(audio):
+                builder.dangling(audio)
+            else:
+                builder.problem(audio, "audio file missing")
             continue
         builder.add(
             Utterance(

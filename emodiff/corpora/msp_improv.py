@@ -52,7 +52,7 @@ _NAME = re.compile(r"^MSP-IMPROV-S\d{2}[AHSN]-([FM])(0[1-6])-[PRST]-[FM]{2}\d{2}
 _HEADER = re.compile(r"^(?:UTD|MSP)-IMPROV-([^;\s]+?)(?:\.avi)?\s*;\s*([^;\s]*)\s*;")
 
 
-def prepare_msp_improv(root: Path) -> Listing:
+def list_msp_improv(root: Path) -> Listing:
     """List the 4-class utterances of an MSP-IMPROV copy under ``root`` (no audio is read)."""
     root = corpus_root(root, "the MSP-IMPROV folder holding Evaluation.txt and Audio/")
     label_file = _label_file(root)
@@ -75,7 +75,8 @@ def prepare_msp_improv(root: Path) -> Listing:
         if emotion is None:
             continue
         if utt_id not in audio:
-            builder.problem(_official_path(root, utt_id), "audio file missing")
+            if utt_id not in builder.dangling_stems:  # a dangling symlink is reported once, as itself
+                builder.problem(_official_path(root, utt_id), "audio file missing")
             continue
         gender, digits = name_match.groups()
         builder.add(
@@ -103,7 +104,7 @@ def _label_file(root: Path) -> Path:
 def _index_audio(audio_dir: Path, builder: ListingBuilder) -> dict[str, Path]:
     """Stem -> wav path under ``Audio/``; a second file with the same stem is a duplicate."""
     index: dict[str, Path] = {}
-    for path in visible_files(audio_dir, "*.wav", recursive=True):
+    for path in visible_files(audio_dir, "*.wav", recursive=True, builder=builder):
         if path.stem in index:
             builder.problem(path, duplicate_reason(path.stem, str(index[path.stem])))
         else:

@@ -45,7 +45,7 @@ NAME_SCHEME = "MM-VV-EE-II-SS-RR-AA (modality-channel-emotion-intensity-statemen
 _NAME = re.compile(r"^(0[1-3])-(0[12])-(\d{2})-(0[12])-(0[12])-(0[12])-(0[1-9]|1\d|2[0-4])$")
 
 
-def prepare_ravdess(root: Path, calm: CalmPolicy = "drop") -> Listing:
+def list_ravdess(root: Path, calm: CalmPolicy = "drop") -> Listing:
     """List the 4-class speech utterances of a RAVDESS copy under ``root`` (no audio is read).
 
     ``calm="drop"`` counts calm clips in ``excluded``; ``calm="neutral"`` labels them neutral.
@@ -53,13 +53,14 @@ def prepare_ravdess(root: Path, calm: CalmPolicy = "drop") -> Listing:
     if calm not in CALM_POLICIES:
         raise ValueError(f"unknown calm policy {calm!r}; expected one of {', '.join(CALM_POLICIES)}")
     root = corpus_root(root, "the RAVDESS folder holding Actor_01..Actor_24")
-    files = visible_files(root, "*.wav", recursive=True) + visible_files(root, "*.flac", recursive=True)
+    builder = ListingBuilder()
+    files = (visible_files(root, "*.wav", recursive=True, builder=builder)
+             + visible_files(root, "*.flac", recursive=True, builder=builder))
     if not any(_NAME.match(path.stem) for path in files):
         raise EmodiffError(
             f"{root}: not a RAVDESS copy: expected Actor_01..Actor_24/ holding files named like "
             "03-01-05-01-01-01-01.wav (or .flac)"
         )
-    builder = ListingBuilder()
     for path in sorted(files):
         if builder.claim(path.stem, path):
             _read_file(path, calm, builder)

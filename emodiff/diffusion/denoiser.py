@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emodiff.config import DenoiserConfig
+from emodiff.config import DenoiserConfig, check_flat_denoiser
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -64,8 +64,10 @@ class SelfAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
-class TextEncoder(nn.Module):
+class TokenEncoder(nn.Module):
     """The paper's text path: tokens [B, L, D], mask [B, L] -> condition [B, cond_channels].
+
+    It reads the token vectors that :class:`emodiff.text.TextEncoder` stored; it sees no text.
 
     Linear + SiLU to ``text_hidden``, self-attention over the tokens (residual + LayerNorm),
     mean over the real tokens, Linear to ``cond_channels``. A row without real tokens pools to
@@ -122,29 +124,12 @@ class FrameAttention(nn.Module):
 
 
 def validate(cfg: DenoiserConfig) -> None:
-    """Raise ValueError naming the first setting of ``cfg`` that cannot build a Denoiser."""
-    for name in ("mel_channels", "channels", "kernel_size", "heads", "time_dim", "text_dim", "text_hidden",
-                 "cond_channels", "norm_groups"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"denoiser.{name} must be a positive integer, got {value!r}")
-    for name in ("blocks_before", "blocks_after"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"denoiser.{name} must be a non-negative integer, got {value!r}")
-    if cfg.kernel_size % 2 == 0:
-        raise ValueError(f"denoiser.kernel_size must be odd (symmetric 'same' padding), got {cfg.kernel_size}")
-    if cfg.time_dim < 2:
-        raise ValueError(f"denoiser.time_dim must be at least 2 (one cos and one sin), got {cfg.time_dim}")
-    if cfg.channels % cfg.heads:
-        raise ValueError(f"denoiser.channels {cfg.channels} is not divisible by denoiser.heads {cfg.heads}")
-    if cfg.channels % cfg.norm_groups:
-        raise ValueError(
-            f"denoiser.channels {cfg.channels} is not divisible by denoiser.norm_groups {cfg.norm_groups}")
-    if cfg.text_hidden % cfg.heads:
-        raise ValueError(f"denoiser.text_hidden {cfg.text_hidden} is not divisible by denoiser.heads {cfg.heads}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"denoiser.dropout must be in [0, 1), got {cfg.dropout!r}")
+    """Raise ValueError naming the first setting of ``cfg`` that cannot build a Denoiser.
+
+    The checks live with the recipe (:func:`emodiff.config.check_flat_denoiser`), which runs them when a
+    flat ``DenoiserConfig`` is made; a U-Net config handed to the flat Denoiser is checked here again.
+    """
+    check_flat_denoiser(cfg)
 
 
 class Denoiser(nn.Module):
@@ -161,7 +146,7 @@ class Denoiser(nn.Module):
         self.learn_sigma = learn_sigma
         self.out_channels = cfg.mel_channels * (2 if learn_sigma else 1)
         c, k, groups = cfg.channels, cfg.kernel_size, cfg.norm_groups
-        self.text = TextEncoder(cfg.text_dim, cfg.text_hidden, cfg.heads, cfg.cond_channels)
+        self.text = TokenEncoder(cfg.text_dim, cfg.text_hidden, cfg.heads, cfg.cond_channels)
         d = cfg.time_dim
         self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.inp = nn.Conv1d(cfg.mel_channels + cfg.cond_channels, c, k, padding=k // 2)

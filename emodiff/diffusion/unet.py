@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emodiff.config import DenoiserConfig
+from emodiff.config import DenoiserConfig, check_unet_denoiser
 from emodiff.diffusion.denoiser import timestep_embedding
 
 N_EMOTIONS = 4
@@ -34,27 +34,12 @@ NOISE_SCALE = 250.0  # c_noise = ln(sigma)/4 lies in about [-1.6, 1.1]; spread i
 
 
 def validate_unet(cfg: DenoiserConfig) -> None:
-    """Raise ValueError naming the first U-Net setting of ``cfg`` that cannot build a UNet1d."""
-    for name in ("mel_channels", "channels", "kernel_size", "heads", "text_dim", "norm_groups", "emb_dim",
-                 "blocks_per_level"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"denoiser.{name} must be a positive integer, got {value!r}")
-    if cfg.kernel_size % 2 == 0:
-        raise ValueError(f"denoiser.kernel_size must be odd (symmetric 'same' padding), got {cfg.kernel_size}")
-    if not cfg.channel_mult or any(m < 1 for m in cfg.channel_mult):
-        raise ValueError(f"denoiser.channel_mult must list positive integers, got {list(cfg.channel_mult)}")
-    for level in cfg.attention_levels:
-        if not 0 <= level < len(cfg.channel_mult):
-            raise ValueError(f"denoiser.attention_levels: {level} is not a level of channel_mult "
-                             f"(0..{len(cfg.channel_mult) - 1})")
-    for mult in cfg.channel_mult:
-        width = cfg.channels * mult
-        if width % cfg.norm_groups or width % cfg.heads:
-            raise ValueError(f"denoiser width {width} (channels x {mult}) is not divisible by norm_groups "
-                             f"{cfg.norm_groups} and heads {cfg.heads}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"denoiser.dropout must be in [0, 1), got {cfg.dropout!r}")
+    """Raise ValueError naming the first U-Net setting of ``cfg`` that cannot build a UNet1d.
+
+    The checks live with the recipe (:func:`emodiff.config.check_unet_denoiser`), which runs them when a
+    U-Net ``DenoiserConfig`` is made; a flat config handed to UNet1d is checked here again.
+    """
+    check_unet_denoiser(cfg)
 
 
 def frames_multiple(cfg: DenoiserConfig) -> int:

@@ -31,10 +31,10 @@ from emodiff.report.blocks import AudioGrid, Clip
 from emodiff.report.collect import StoreContents, collect
 from emodiff.report.document import LEAKY, Artifacts, MelFigure, document, missing_notes
 from emodiff.report.examples import real_examples, synthetic_examples
-from emodiff.report.experiments import condition, experiments
+from emodiff.report.experiments import experiments, trained_on
 from emodiff.report.html import GENERATOR, render_html
 from emodiff.report.markdown import render_markdown
-from emodiff.report.optional import VOCODER_KINDS, VocoderKind, assess_quality, load_vocoder
+from emodiff.report.optional import VOCODER_KINDS, VocoderKind, assess_quality, vocoder_with_note
 
 __all__ = ["ReportResult", "build_report", "VOCODER_KINDS"]
 
@@ -71,7 +71,7 @@ def build_report(store: Path, out: Path, *, quality: bool = False, vocoder: Voco
     _check_out(out)
     art = Artifacts()
     if quality:
-        art.quality_note = assess_quality(store, _device(device))
+        assess_quality(store, _device(device))
     contents = collect(store)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -167,7 +167,7 @@ def _draw_figures(c: StoreContents, tmp: Path, art: Artifacts) -> list[Path]:
         for r in sorted(e.results, key=lambda r: r.target_fraction or 0.0):
             if r.uar is None or r.target_fraction is None:
                 continue
-            label = condition(r).label
+            label = trained_on(r)
             curve = lines.setdefault(label, figures.Curve(label, [], [], []))
             curve.fraction.append(r.target_fraction)
             curve.mean.append(100 * r.uar[0])
@@ -197,9 +197,7 @@ def _write_audio(c: StoreContents, tmp: Path, art: Artifacts, kind: VocoderKind,
     if k == 0:
         art.audio_note = "No audio: the report was made with `--examples 0`."
         return [], ""
-    voc, art.audio_note = load_vocoder(kind, _device(device))
-    if voc is None:
-        return [], ""
+    voc, art.audio_note = vocoder_with_note(kind, _device(device))
     files: list[Path] = []
     taken: set[str] = set()
     rows = []

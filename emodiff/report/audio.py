@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from emodiff.errors import EmodiffError
-from emodiff.report.optional import Vocoder
+
+if TYPE_CHECKING:
+    from emodiff.vocoder import Vocoder  # duck-typed: a name, a sample_rate, mel [80, F] -> waveform
 
 
 def write_clip(path: Path, vocoder: Vocoder, mel: np.ndarray) -> None:

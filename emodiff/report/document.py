@@ -15,7 +15,7 @@ from emodiff.emotions import EMOTIONS
 from emodiff.report.blocks import AudioGrid, Block, Details, Document, Figure, Gallery, Paragraph, Section, Table
 from emodiff.report.collect import GroupMeta, ResultInfo, StoreContents
 from emodiff.report.examples import MIN_FRAMES
-from emodiff.report.experiments import Experiment, classifier_words, condition, experiments, setting_sentence
+from emodiff.report.experiments import ResultTable, classifier_words, experiments, setting_sentence, trained_on
 
 LEAKY = "⚠ leaky"
 LEAK_NOTE = (f"{LEAKY}: the generator of the synthetic set this result used was trained on speakers that the result "
@@ -46,7 +46,6 @@ class Artifacts:
     adaptation: dict[str, str] = field(default_factory=dict)  # experiment title -> PNG
     audio: AudioGrid | None = None
     audio_note: str = ""  # why there is no audio; with audio, the vocoder's warnings (a fallback)
-    quality_note: str | None = None  # from --quality when the module is missing
     facts: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -69,7 +68,7 @@ def document(c: StoreContents, art: Artifacts, versions: dict[str, str]) -> Docu
     exps = experiments(c.results)
     sections = [
         Section("summary", "Store summary", summary_blocks(c)),
-        Section("quality", "Table 1: quality of the synthetic sets", quality_blocks(c, art.quality_note)),
+        Section("quality", "Table 1: quality of the synthetic sets", quality_blocks(c)),
         Section("classification", "Tables 2 and 3: emotion recognition (UAR)", results_blocks(c, exps)),
         Section("mels", "Figure 2: real and synthetic mels", mel_blocks(c, art)),
         Section("confusion", "Figure 3: confusion matrices", confusion_blocks(c, art)),
@@ -115,16 +114,16 @@ def summary_blocks(c: StoreContents) -> list[Block]:
     else:
         out.append(Paragraph("No training run: run `emodiff train --recipe demo`.", "missing"))
     if c.synthetic:
-        rows = [[s.name, str(s.n), *map(str, s.per_emotion), s.sampler, "" if s.steps is None else str(s.steps),
+        rows = [[s.name, str(s.n), *map(str, s.per_emotion), s.generator, s.drawn_with,
                  "" if s.seed is None else str(s.seed), s.run, _speakers(s.training_speakers)] for s in c.synthetic]
         out.append(Table("Synthetic sets (`emodiff sample`): segments per emotion", ["set", "segments", *EMOTIONS,
-                         "sampler", "steps", "seed", "run", "generator's training speakers"], rows,
-                         [False] + [True] * (1 + len(EMOTIONS)) + [False, True, True, False, False]))
+                         "generator", "drawn with", "seed", "run", "generator's training speakers"], rows,
+                         [False] + [True] * (1 + len(EMOTIONS)) + [False, False, True, False, False]))
     else:
         out.append(Paragraph("No synthetic set: run `emodiff sample --n N` after `emodiff train`.", "missing"))
     if c.results:
         rows = [[r.name + (f" {LEAKY}" if r.leaky else ""), r.train_corpus, r.corpus, r.protocol or "?",
-                 condition(r).label, mean_std(r.uar), f"{r.folds_per_repeat} × {r.repeats}"] for r in c.results]
+                 trained_on(r), mean_std(r.uar), f"{r.folds_per_repeat} × {r.repeats}"] for r in c.results]
         out.append(Table("Results (`emodiff classify`, `/results`)", ["result", "train corpus", "test corpus",
                          "protocol", "trained on", "UAR %", "folds × repeats"], rows,
                          [False] * 5 + [True, True], leaky_rows={i for i, r in enumerate(c.results) if r.leaky}))
@@ -147,8 +146,8 @@ def _speakers(speakers: list[str]) -> str:
 # --- 2. quality -------------------------------------------------------------------------------
 
 
-def quality_blocks(c: StoreContents, note: str | None) -> list[Block]:
-    out: list[Block] = [Paragraph(note, "warning")] if note else []
+def quality_blocks(c: StoreContents) -> list[Block]:
+    out: list[Block] = []
     known = list(QUALITY_HEADERS)
     for q in c.quality:
         # HDF5 lists datasets by name; show the known metrics in their documented order, then the rest
@@ -189,7 +188,7 @@ def _classifier_text(stored: str) -> str:
 # --- 3. tables 2 and 3 ------------------------------------------------------------------------
 
 
-def results_blocks(c: StoreContents, exps: list[Experiment]) -> list[Block]:
+def results_blocks(c: StoreContents, exps: list[ResultTable]) -> list[Block]:
     if not exps:
         return [Paragraph("No classification results: run `emodiff classify --loso`.", "missing"),
                 Paragraph("The paper's rows are `emodiff classify --loso` with `--train-on real`, `--train-on "
@@ -205,7 +204,7 @@ def results_blocks(c: StoreContents, exps: list[Experiment]) -> list[Block]:
     return out
 
 
-def experiment_table(e: Experiment, corpora: dict) -> Table:
+def experiment_table(e: ResultTable, corpora: dict) -> Table:
     adapt = e.kind == "adaptation"
     has_wa = any(r.wa is not None for r in e.results)
     has_f1 = any(r.f1 is not None for r in e.results)
@@ -213,7 +212,7 @@ def experiment_table(e: Experiment, corpora: dict) -> Table:
                *(["macro-F1 %"] if has_f1 else []), "folds × repeats", *([] if adapt else ["paper UAR %"])]
     rows = []
     for r in e.results:
-        row = [condition(r).label + (f" {LEAKY}" if r.leaky else ""), r.name]
+        row = [trained_on(r) + (f" {LEAKY}" if r.leaky else ""), r.name]
         if adapt:
             row.append("" if r.target_fraction is None else f"{100 * r.target_fraction:g}")
         row.append(mean_std(r.uar))
@@ -275,7 +274,7 @@ def confusion_blocks(c: StoreContents, art: Artifacts) -> list[Block]:
         conf = r.confusion
         total = int(conf.sum()) if conf is not None else 0
         leak = f" {LEAKY}." if r.leaky else ""
-        shown.append(Figure(src, f"Figure 3 — `{r.name}` ({condition(r).label}, {r.train_corpus} -> {r.corpus}, "
+        shown.append(Figure(src, f"Figure 3 — `{r.name}` ({trained_on(r)}, {r.train_corpus} -> {r.corpus}, "
                             f"{r.protocol}): summed over {r.folds_per_repeat} folds × {r.repeats} repeats "
                             f"({total} test utterances).{leak}", f"confusion matrix of {r.name}"))
     if shown:
@@ -289,7 +288,7 @@ def confusion_blocks(c: StoreContents, art: Artifacts) -> list[Block]:
     return out
 
 
-def adaptation_blocks(exps: list[Experiment], art: Artifacts) -> list[Block]:
+def adaptation_blocks(exps: list[ResultTable], art: Artifacts) -> list[Block]:
     adapt = [e for e in exps if e.kind == "adaptation"]
     if not adapt:
         return [Paragraph("No adaptation results: run `emodiff classify --train SOURCE --test TARGET "

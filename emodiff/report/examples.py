@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from emodiff.records import Corpus, Synthetic
+
 MIN_FRAMES = 200  # about 2.3 s at hop 256 / 22050 Hz: long enough to hear and see the prosody
 
 
@@ -27,10 +29,8 @@ class Example:
 
 def real_examples(f: h5py.File, corpus: str, emotion: int, k: int) -> list[Example]:
     """Up to ``k`` segments of ``emotion`` from ``/corpora/<corpus>``, one per utterance (see the module doc)."""
-    g = f[f"corpora/{corpus}"]
-    seg_utt = g["segments/utt"][()]
-    frames = g["segments/frames"][()]
-    emo = g["utterances/emotion"][()].astype(int)
+    c = Corpus.read(f, corpus)
+    seg_utt, frames, emo = c.seg_utt, c.seg_frames, c.utterances["emotion"].astype(int)
     seg = np.flatnonzero(emo[seg_utt] == emotion)
     long_ = seg[frames[seg] >= MIN_FRAMES]
     _, first = np.unique(seg_utt[long_], return_index=True)  # segments are in utterance order
@@ -42,17 +42,18 @@ def real_examples(f: h5py.File, corpus: str, emotion: int, k: int) -> list[Examp
         _, first = np.unique(seg_utt[order], return_index=True)
         longest = order[first]
         chosen += [int(i) for i in longest[np.lexsort((longest, -frames[longest]))]]
-    ids = g["utterances/id"].asstr()
+    ids, mel = c.utterances["id"], f[c.mel_path]
     return [Example(corpus, emotion, str(ids[seg_utt[i]]), str(ids[seg_utt[i]]),
-                    g["segments/mel"][i, :, : frames[i]].astype(np.float32)) for i in chosen[:k]]
+                    mel[i, :, : frames[i]].astype(np.float32)) for i in chosen[:k]]
 
 
 def synthetic_examples(f: h5py.File, name: str, emotion: int, k: int) -> list[Example]:
     """The first ``k`` segments of ``emotion`` in ``/synthetic/<name>``."""
-    g = f[f"synthetic/{name}"]
-    if "mel" not in g or "emotion" not in g:  # listed with its problem in the summary; nothing to draw
+    s = Synthetic.read(f, name)
+    if not s.mel_shape or not s.has_emotion:  # listed with its problem in the summary; nothing to draw
         return []
-    rows = np.flatnonzero(g["emotion"][()].astype(int) == emotion)[:k]
+    g = f[Synthetic.path(name)]
+    rows = np.flatnonzero(s.emotion == emotion)[:k]
     speakers = g["speaker"].asstr() if "speaker" in g else None
     return [Example(name, emotion, f"#{i}" + (f" {speakers[i]}" if speakers is not None else ""), f"row{i}",
                     g["mel"][int(i)].astype(np.float32)) for i in rows]

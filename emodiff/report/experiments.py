@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from emodiff.errors import EmodiffError
+from emodiff.experiments import PAPER_ROWS, Experiment
 from emodiff.report.collect import ResultInfo
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.summary import CorpusStats
@@ -17,7 +19,7 @@ from emodiff.summary import CorpusStats
 Kind = Literal["within", "cross", "adaptation"]
 KINDS: tuple[Kind, ...] = ("within", "cross", "adaptation")
 
-# UAR in %, from the paper's Tables 2 and 3, keyed by Condition.paper_key.
+# UAR in %, from the paper's Tables 2 and 3, keyed by Experiment.paper_key (emodiff.experiments.PAPER_ROWS).
 PAPER_UAR: dict[Kind, dict[str, float]] = {
     "within": {"real": 58.62, "synthetic": 57.96, "real+synthetic": 61.22, "real+synthetic+mixup": 61.38},
     "cross": {"real": 45.81, "synthetic": 43.53, "real+synthetic": 48.22, "real+synthetic+mixup": 48.58},
@@ -34,44 +36,23 @@ PAPER_SETTING: dict[Kind, str] = {
 _CLASSIFIER_KEYS = ("channels", "lstm_hidden", "epochs", "lr", "batch_size")
 
 
-@dataclass(frozen=True)
-class Condition:
-    """What a result trained on: its data sources and the other augmentations."""
-
-    sources: tuple[str, ...]  # a subset of ("real", "synthetic"), in that order
-    extras: tuple[str, ...]  # augment parts besides synthetic, e.g. ("mixup:0.2",)
-
-    @property
-    def label(self) -> str:
-        base = "+".join(self.sources) or "?"
-        return " + ".join((base, *self.extras))
-
-    @property
-    def paper_key(self) -> str | None:
-        """The paper's row this condition matches, if any (mixup matches at any alpha)."""
-        base = "+".join(self.sources)
-        if not self.extras:
-            return base or None
-        if base == "real+synthetic" and len(self.extras) == 1 and self.extras[0].split(":")[0] == "mixup":
-            return "real+synthetic+mixup"
+def condition(r: ResultInfo) -> Experiment | None:
+    """What ``r`` trained on, from its ``train_on`` and ``augment`` attrs; None when they do not parse."""
+    try:
+        return Experiment.of(r.train_on, r.augment)
+    except EmodiffError:
         return None
 
-    @property
-    def order(self) -> tuple[int, str]:
-        keys = ("real", "synthetic", "real+synthetic", "real+synthetic+mixup")
-        key = self.paper_key
-        return (keys.index(key), self.label) if key in keys else (len(keys), self.label)
+
+def trained_on(r: ResultInfo) -> str:
+    """The "trained on" cell: :attr:`Experiment.label`, or the attrs as stored when they do not parse."""
+    e = condition(r)
+    return e.label if e else " + ".join(filter(None, (r.train_on or "?", r.augment)))
 
 
-def condition(r: ResultInfo) -> Condition:
-    sources = {s for s in r.train_on.split("+") if s in ("real", "synthetic")}
-    extras = []
-    for part in filter(None, (p.strip() for p in r.augment.split("+"))):
-        if part.split(":")[0] == "synthetic":
-            sources.add("synthetic")
-        else:
-            extras.append(part)
-    return Condition(tuple(s for s in ("real", "synthetic") if s in sources), tuple(extras))
+def _order(r: ResultInfo) -> tuple[int, str]:
+    e = condition(r)
+    return e.order if e else (len(PAPER_ROWS), trained_on(r))
 
 
 def kind_of(r: ResultInfo) -> Kind:
@@ -83,7 +64,7 @@ def kind_of(r: ResultInfo) -> Kind:
 
 
 @dataclass
-class Experiment:
+class ResultTable:
     """Results that share a protocol and a train -> test corpus pair: one table."""
 
     kind: Kind
@@ -106,11 +87,12 @@ class Experiment:
 
     def paper_uar(self, r: ResultInfo) -> float | None:
         """The paper's UAR (%) for this row's training set: the same experiment, or a reference."""
-        key = condition(r).paper_key
+        e = condition(r)
+        key = e.paper_key if e else None
         return PAPER_UAR.get(self.kind, {}).get(key) if key else None
 
 
-def experiments(results: list[ResultInfo]) -> list[Experiment]:
+def experiments(results: list[ResultInfo]) -> list[ResultTable]:
     """Results grouped into tables: within corpus first, then cross-corpus, then adaptation."""
     groups: dict[tuple[Kind, str, str, str], list[ResultInfo]] = {}
     for r in results:
@@ -118,8 +100,8 @@ def experiments(results: list[ResultInfo]) -> list[Experiment]:
     out = []
     for (kind, protocol, train, test), rows in sorted(groups.items(), key=lambda kv: (KINDS.index(kv[0][0]),
                                                                                         kv[0][1:])):
-        rows.sort(key=lambda r: (condition(r).order, r.target_fraction or 0.0, r.name))
-        out.append(Experiment(kind, protocol, train, test, rows))
+        rows.sort(key=lambda r: (_order(r), r.target_fraction or 0.0, r.name))
+        out.append(ResultTable(kind, protocol, train, test, rows))
     return out
 
 
@@ -141,7 +123,7 @@ def _sizes(c: dict) -> str:
             f"{'' if epochs == 1 else 's'}, lr {lr_text}, batch {c.get('batch_size', '?')}")
 
 
-def protocol_words(exp: Experiment) -> str:
+def protocol_words(exp: ResultTable) -> str:
     """The protocol in words, with the number of folds the results hold."""
     n = max((r.folds_per_repeat for r in exp.results), default=0)
     repeats = max((r.repeats for r in exp.results), default=1)
@@ -161,7 +143,7 @@ def protocol_words(exp: Experiment) -> str:
     return text + (f", {repeats} repeats" if repeats > 1 else "")
 
 
-def setting_sentence(exp: Experiment, corpora: dict[str, CorpusStats]) -> str:
+def setting_sentence(exp: ResultTable, corpora: dict[str, CorpusStats]) -> str:
     """'ours: ...; paper: ...' stating how this experiment differs from the paper's."""
     def corpus(name: str) -> str:
         s = corpora.get(name)

@@ -1,39 +1,33 @@
 """The report's two heavy helpers, imported only when used: the quality metrics and the vocoder.
 
-Each coupling is one small function; a report without ``--quality`` or audio never loads them.
+Each coupling is one small function; a report without ``--quality`` or audio never loads
+``emodiff.quality`` or ``emodiff.vocoder``.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import numpy as np
+if TYPE_CHECKING:
+    from emodiff.vocoder import Vocoder
 
+# A copy of emodiff.vocoder.VocoderKind, so that checking --vocoder does not load that module
+# (tests/test_vocoder.py checks that the two agree).
 VocoderKind = Literal["auto", "hifigan", "griffin-lim"]
 VOCODER_KINDS: tuple[str, ...] = get_args(VocoderKind)
 
 
-class Vocoder(Protocol):
-    """``emodiff.vocoder``'s API: mel [80, F] in the store's [-1, 1] scaling -> float32 waveform."""
-
-    name: str
-    sample_rate: int
-
-    def __call__(self, mel: np.ndarray) -> np.ndarray: ...
-
-
-def assess_quality(store: Path, device: str) -> str | None:
-    """Compute the quality metrics the store lacks (``emodiff.quality.assess_missing``); no note to add."""
+def assess_quality(store: Path, device: str) -> None:
+    """Compute and store the quality metrics the store lacks (``emodiff.quality.assess_missing``)."""
     from emodiff.quality import assess_missing
 
     assess_missing(store, device)
-    return None
 
 
-def load_vocoder(kind: VocoderKind, device: str) -> tuple[Vocoder | None, str]:
-    """(``emodiff.vocoder.load_vocoder(kind, device)``, a note for the page) or (None, why there is no audio).
+def vocoder_with_note(kind: VocoderKind, device: str) -> tuple[Vocoder, str]:
+    """``emodiff.vocoder.load_vocoder(kind, device)`` and a note for the page (EmodiffError if it cannot load).
 
     The note carries the vocoder's warnings, such as why ``auto`` fell back from HiFi-GAN to Griffin-Lim.
     """

@@ -1,4 +1,5 @@
-"""The CNN-BLSTM speech emotion classifier, its config, and its training-time augmentations.
+"""The CNN-BLSTM speech emotion classifier and its training-time augmentations (its config:
+``emodiff.config.ClassifierConfig``, the recipe's classifier section).
 
 Architecture (the paper's classifier row): three blocks Conv1d -> BatchNorm1d -> ReLU -> Dropout(0.1)
 over time, a bidirectional LSTM over the valid frames, dropout 0.2, a masked mean over valid frames,
@@ -8,54 +9,15 @@ and a linear layer to the emotion classes. Inputs are store segments: mel [B, 80
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from emodiff.config import ClassifierConfig  # its recipe section, checked at load time; re-exported here
+
 PAD_VALUE = -1.0  # silence in the store's mel scaling; padding frames and SpecAugment masks hold it
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    """Sizes and training settings of the CNN-BLSTM; defaults are the paper's.
-
-    ``channels`` is the width of all three conv layers (one int rather than a tuple, so that it
-    reads plainly in YAML and passes ``emodiff.config.build``).
-    """
-
-    mel_channels: int = 80
-    channels: int = 128  # every one of the three Conv1d layers
-    kernel_size: int = 5  # odd, so that "same" padding is symmetric
-    lstm_hidden: int = 128  # per direction
-    conv_dropout: float = 0.1
-    lstm_dropout: float = 0.2
-    n_classes: int = 4
-    epochs: int = 100
-    lr: float = 1e-5
-    batch_size: int = 64
-    weight_decay: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("mel_channels", "channels", "lstm_hidden", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ClassifierConfig.{name}: expected >= 1, got {getattr(self, name)!r}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"ClassifierConfig.kernel_size: expected an odd integer >= 1, got {self.kernel_size!r}")
-        if self.n_classes < 2:
-            raise ValueError(f"ClassifierConfig.n_classes: expected >= 2, got {self.n_classes!r}")
-        for name in ("conv_dropout", "lstm_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"ClassifierConfig.{name}: expected a probability in [0, 1), got {value!r}")
-        if self.lr <= 0.0:
-            raise ValueError(f"ClassifierConfig.lr: expected > 0, got {self.lr!r}")
-        if self.weight_decay < 0.0:
-            raise ValueError(f"ClassifierConfig.weight_decay: expected >= 0, got {self.weight_decay!r}")
 
 
 def valid_mask(frames: torch.Tensor, length: int) -> torch.Tensor:

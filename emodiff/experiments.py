@@ -1,0 +1,194 @@
+"""What a classifier trains on, in one vocabulary: the ``--augment`` text and the experiment name.
+
+An experiment is its training data (``real``, ``synthetic`` or both) and the augmentations on
+top, written as parts joined by '+':
+
+* ``--augment``: ``synthetic[:NAME]``, ``mixup[:alpha]``, ``specaugment``, ``speed``, ``noise``,
+  e.g. ``synthetic:demo+mixup:0.4+specaugment`` (:class:`Augment`);
+* an experiment (``study.experiments``, the report's rows): the data first, then the rest,
+  e.g. ``real+synthetic+mixup`` or ``real+synthetic:demo+mixup:0.4+speed`` (:class:`Experiment`).
+
+``parse`` reads either text, ``text`` prints it back in canonical form (``parse(x.text) == x``),
+and ``label`` is the report's wording. ``classify``, ``study`` and the report all go through
+these two types, so they agree on what a text means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from emodiff.errors import EmodiffError
+
+TrainOn = Literal["real", "synthetic", "real+synthetic"]
+TRAIN_ON: tuple[str, ...] = get_args(TrainOn)
+OFFLINE = ("speed", "noise")  # augmentations materialised by `emodiff augment` into /augmented
+DEFAULT_MIXUP = 0.2  # Beta(alpha, alpha) when ``mixup`` gives no alpha
+# The paper's rows (Malik et al., Interspeech 2023, Tables 2 and 3), in its order.
+PAPER_ROWS = ("real", "synthetic", "real+synthetic", "real+synthetic+mixup")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """``--augment`` parsed: sources joined by '+', e.g. ``synthetic:demo+mixup:0.4+specaugment+speed``."""
+
+    synthetic: str | None = None  # a /synthetic set name; "" means: the store's set(s), chosen per fold
+    mixup: float | None = None  # Beta(alpha, alpha)
+    specaugment: bool = False
+    offline: tuple[str, ...] = ()  # kinds in /augmented/<corpus>/<kind>
+
+    @classmethod
+    def parse(cls, text: str, where: str = "--augment") -> Augment:
+        """``text`` as parts joined by '+'; EmodiffError naming ``where`` and the bad part."""
+        values: dict[str, object] = {}
+        offline: list[str] = []
+        for part in filter(None, (p.strip() for p in text.split("+"))):
+            kind, _, arg = part.partition(":")
+            if kind == "synthetic":
+                values["synthetic"] = arg
+            elif kind == "mixup":
+                try:
+                    values["mixup"] = float(arg) if arg else DEFAULT_MIXUP
+                except ValueError:
+                    raise EmodiffError(f"{where} mixup:{arg}: expected a number (Beta alpha)") from None
+                if not values["mixup"] > 0:  # type: ignore[operator]
+                    raise EmodiffError(f"{where} mixup:{arg}: expected alpha > 0")
+            elif kind in ("specaugment", *OFFLINE) and arg:
+                raise EmodiffError(f"{where} {part!r}: {kind} takes no argument")
+            elif kind == "specaugment":
+                values["specaugment"] = True
+            elif kind in OFFLINE:
+                offline.append(kind)
+            else:
+                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], mixup[:alpha], specaugment, "
+                                   "speed or noise")
+        return cls(**values, offline=tuple(dict.fromkeys(offline)))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_config(cls, value: object) -> Augment:
+        """The ``augment`` of a result's ``config`` attr: ``asdict`` of this class (older ones lack ``offline``)."""
+        if value is None:
+            return cls()
+        if not isinstance(value, dict):
+            raise EmodiffError(f"augment {value!r}: expected a mapping of synthetic, mixup, specaugment, offline")
+        unknown = sorted(set(value) - {"synthetic", "mixup", "specaugment", "offline"})
+        if unknown:
+            raise EmodiffError(f"augment {value!r}: unknown key(s) {', '.join(unknown)}")
+        offline = value.get("offline") or ()
+        if isinstance(offline, str) or any(kind not in OFFLINE for kind in offline):
+            raise EmodiffError(f"augment offline {offline!r}: expected a list of {', '.join(OFFLINE)}")
+        mixup = value.get("mixup")
+        return cls(synthetic=None if value.get("synthetic") is None else str(value["synthetic"]),
+                   mixup=None if mixup is None else float(mixup), specaugment=bool(value.get("specaugment")),
+                   offline=tuple(offline))
+
+    def parts(self) -> list[str]:
+        """The canonical parts, in order: synthetic, mixup, specaugment, then the offline kinds."""
+        parts = []
+        if self.synthetic is not None:
+            parts.append(f"synthetic:{self.synthetic}" if self.synthetic else "synthetic")
+        return parts + self.extras()
+
+    def extras(self) -> list[str]:
+        """The parts besides ``synthetic``: the augmentations proper (``mixup:0.2``, ``specaugment``, ``speed``)."""
+        parts = []
+        if self.mixup is not None:
+            parts.append(f"mixup:{self.mixup:g}")
+        if self.specaugment:
+            parts.append("specaugment")
+        return parts + list(self.offline)
+
+    def label(self) -> str:
+        """The canonical ``--augment`` string ("" when nothing is added)."""
+        return "+".join(self.parts())
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The data a classifier trains on and the augmentations on top: ``real+synthetic+mixup``.
+
+    Held in one canonical form, so that equal meanings compare equal: training data that include
+    synthetic segments always carry ``augment.synthetic`` ("" for "the store's sets"), and
+    ``synthetic`` in ``augment`` makes the data ``real+synthetic`` unless it is ``synthetic`` alone.
+    """
+
+    train_on: TrainOn = "real"
+    augment: Augment = field(default_factory=Augment)
+
+    def __post_init__(self) -> None:
+        if self.train_on not in TRAIN_ON:
+            raise EmodiffError(f"--train-on {self.train_on!r}: expected real, synthetic or real+synthetic")
+        if self.train_on == "real" and self.augment.synthetic is not None:  # --augment synthetic adds to real
+            object.__setattr__(self, "train_on", "real+synthetic")
+        elif self.train_on != "real" and self.augment.synthetic is None:
+            object.__setattr__(self, "augment", _with_synthetic(self.augment, ""))
+        if self.train_on == "synthetic" and self.augment.offline:
+            raise EmodiffError(f"--augment {'+'.join(self.augment.offline)} augments real utterances; it needs "
+                               "--train-on real or real+synthetic")
+
+    @classmethod
+    def of(cls, train_on: str, augment: Augment | str = "") -> Experiment:
+        """``--train-on`` and ``--augment`` together (text is parsed with :meth:`Augment.parse`)."""
+        return cls(train_on, augment if isinstance(augment, Augment) else Augment.parse(augment))  # type: ignore[arg-type]
+
+    @classmethod
+    def parse(cls, text: str, where: str = "experiment") -> Experiment:
+        """``real``/``synthetic[:NAME]`` parts pick the data, the others are :class:`Augment` parts."""
+        parts = [p.strip() for p in text.split("+") if p.strip()]
+        data = [p for p in parts if p == "real" or p.partition(":")[0] == "synthetic"]
+        if not data:
+            raise EmodiffError(f"{where}: {text!r} names no data; expected real, synthetic or both joined by '+'")
+        synthetic = [p for p in data if p != "real"]
+        if len(synthetic) > 1 and len(set(synthetic)) > 1:
+            raise EmodiffError(f"{where}: {text!r} names synthetic data twice ({', '.join(synthetic)})")
+        augment = Augment.parse("+".join(p for p in parts if p not in data), where=f"{where} {text!r}:")
+        if synthetic:
+            augment = _with_synthetic(augment, synthetic[0].partition(":")[2])
+        train_on = "real+synthetic" if "real" in data and synthetic else data[0].partition(":")[0]
+        if train_on == "synthetic" and augment.offline:
+            raise EmodiffError(f"{where}: {text!r}: {'+'.join(augment.offline)} augments real utterances; add real")
+        return cls(train_on, augment)  # type: ignore[arg-type]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The data, a subset of ("real", "synthetic") in that order."""
+        return tuple(self.train_on.split("+"))
+
+    @property
+    def text(self) -> str:
+        """Canonical text, the inverse of :meth:`parse`: ``real+synthetic:demo+mixup:0.4``."""
+        data = ["real"] if "real" in self.sources else []
+        if "synthetic" in self.sources:
+            data.append(self.augment.parts()[0])
+        return "+".join(data + self.augment.extras())
+
+    @property
+    def label(self) -> str:
+        """The report's wording: the data, then each augmentation (``real+synthetic + mixup:0.2``)."""
+        return " + ".join((self.train_on, *self.augment.extras()))
+
+    @property
+    def name_parts(self) -> list[str]:
+        """The words a result name is made of: ``real-synthetic``, ``mixup``, ``specaugment``, ``speed``."""
+        extras = [k for k in ("mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
+        return [self.train_on.replace("+", "-"), *extras, *self.augment.offline]
+
+    @property
+    def paper_key(self) -> str | None:
+        """The paper's row this experiment matches, if any (mixup matches at any alpha)."""
+        extras = self.augment.extras()
+        if not extras:
+            return self.train_on
+        if self.train_on == "real+synthetic" and extras == [f"mixup:{self.augment.mixup:g}"]:
+            return "real+synthetic+mixup"
+        return None
+
+    @property
+    def order(self) -> tuple[int, str]:
+        """Sort key: the paper's rows in its order, then the rest by label."""
+        key = self.paper_key
+        return (PAPER_ROWS.index(key), self.label) if key in PAPER_ROWS else (len(PAPER_ROWS), self.label)
+
+
+def _with_synthetic(augment: Augment, name: str) -> Augment:
+    return Augment(synthetic=name, mixup=augment.mixup, specaugment=augment.specaugment, offline=augment.offline)

@@ -1,0 +1,159 @@
+"""One vocabulary for experiments: ``--augment`` and experiment texts parse, print and compare one way everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from emodiff.classify import ClassifyJob, ClassifyRequest
+from emodiff.config import load_recipe
+from emodiff.errors import EmodiffError
+from emodiff.experiments import Augment, Experiment
+from emodiff.report.collect import GroupMeta, ResultInfo, augment_text
+from emodiff.report.experiments import condition, trained_on
+from emodiff.ser.classifier import ClassifierConfig
+from emodiff.study import experiment_job
+
+# (text as written, canonical text, the report's label)
+EXPERIMENTS = [
+    ("real", "real", "real"),
+    ("synthetic", "synthetic", "synthetic"),
+    ("synthetic:demo", "synthetic:demo", "synthetic"),
+    ("real+synthetic", "real+synthetic", "real+synthetic"),
+    ("synthetic+real", "real+synthetic", "real+synthetic"),
+    ("real+synthetic+mixup", "real+synthetic+mixup:0.2", "real+synthetic + mixup:0.2"),
+    ("real+mixup:0.4+specaugment", "real+mixup:0.4+specaugment", "real + mixup:0.4 + specaugment"),
+    ("real+synthetic:demo+mixup:0.4+specaugment+speed+noise", "real+synthetic:demo+mixup:0.4+specaugment+speed+noise",
+     "real+synthetic + mixup:0.4 + specaugment + speed + noise"),
+    ("real+noise+speed+noise", "real+noise+speed", "real + noise + speed"),
+    ("synthetic + specaugment", "synthetic+specaugment", "synthetic + specaugment"),
+]
+AUGMENTS = [
+    ("", ""),
+    ("synthetic", "synthetic"),
+    ("synthetic:demo", "synthetic:demo"),
+    ("mixup", "mixup:0.2"),
+    ("mixup:0.4", "mixup:0.4"),
+    ("specaugment", "specaugment"),
+    ("speed", "speed"),
+    ("noise", "noise"),
+    ("synthetic:demo+mixup:0.4+specaugment", "synthetic:demo+mixup:0.4+specaugment"),
+    ("speed+noise+speed+mixup", "mixup:0.2+speed+noise"),
+    ("specaugment+synthetic+mixup:1e-3", "synthetic+mixup:0.001+specaugment"),
+]
+
+
+@pytest.mark.parametrize(("text", "canonical", "label"), EXPERIMENTS)
+def test_experiment_round_trip(text, canonical, label):
+    e = Experiment.parse(text)
+    assert (e.text, e.label) == (canonical, label)
+    assert Experiment.parse(e.text) == e and Experiment.parse(canonical).text == canonical
+
+
+@pytest.mark.parametrize(("text", "canonical"), AUGMENTS)
+def test_augment_round_trip(text, canonical):
+    a = Augment.parse(text)
+    assert a.label() == canonical and Augment.parse(a.label()) == a
+    assert Augment.from_config(asdict(a)) == a  # the form a result's config attr keeps
+
+
+def test_equal_meanings_compare_equal():
+    both = Experiment.parse("real+synthetic")
+    assert Experiment.of("real", "synthetic") == both == Experiment("real+synthetic") == Experiment.of(
+        "real+synthetic", Augment(synthetic=""))
+    assert Experiment.of("synthetic", "synthetic:x") == Experiment.parse("synthetic:x") != Experiment.parse("synthetic")
+    assert Experiment.parse("real+mixup") == Experiment.parse("mixup:0.2+real") != Experiment.parse("real+mixup:0.3")
+    assert Augment.from_config({"synthetic": None, "mixup": 0.2, "specaugment": False}) == Augment.parse("mixup")
+
+
+@pytest.mark.parametrize(("text", "part"), [
+    ("real+pitch", "'pitch'"),
+    ("real+mixup:x", "mixup:x"),
+    ("real+mixup:0", "mixup:0"),
+    ("real+mixup:-1", "mixup:-1"),
+    ("real+mixup:nan", "mixup:nan"),
+    ("real+speed:2", "'speed:2'"),
+    ("mixup+specaugment", "'mixup+specaugment' names no data"),
+    ("synthetic:a+synthetic:b", "synthetic:a, synthetic:b"),
+    ("synthetic+noise", "noise augments real utterances"),
+])
+def test_bad_text_is_one_line_naming_the_bad_part(text, part):
+    with pytest.raises(EmodiffError) as err:
+        Experiment.parse(text, where="study.experiments")
+    message = str(err.value)
+    assert message.startswith("study.experiments") and part in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("text", "part"), [("pitch", "--augment 'pitch'"), ("mixup:x", "--augment mixup:x"),
+                                            ("specaugment:2", "--augment 'specaugment:2'")])
+def test_bad_augment_names_the_flag_and_part(text, part):
+    with pytest.raises(EmodiffError, match="^" + part.replace("+", r"\+")):
+        Augment.parse(text)
+
+
+def test_bad_train_on_and_config():
+    with pytest.raises(EmodiffError, match="--train-on 'fake': expected real, synthetic or real"):
+        Experiment.of("fake")
+    with pytest.raises(EmodiffError, match="unknown key"):
+        Augment.from_config({"pitch": True})
+
+
+def _result(job: ClassifyJob, augment: str) -> ResultInfo:
+    return ResultInfo(name="r", corpus=job.corpus, train_corpus=job.corpus, protocol="loso", target_fraction=None,
+                      train_on=job.effective_train_on, augment=augment, synthetic="", leaky=False, repeats=1,
+                      uar=None, wa=None, f1=None, folds=[], classifier={}, meta=GroupMeta(path="/results/r"))
+
+
+@pytest.mark.parametrize(("text", "canonical", "label"), EXPERIMENTS)
+def test_classify_study_and_report_agree(text, canonical, label):
+    """The study's job, the CLI's flags for it, and the report reading back what classify stores: one experiment."""
+    e = Experiment.parse(text)
+    study = experiment_job(Path("s.h5"), load_recipe("demo"), "ravdess", text, "cpu")
+    flags = ClassifyRequest(store=Path("s.h5"), corpus="ravdess", train_on=e.train_on, augment=e.augment.label())
+    [cli] = flags.jobs(ClassifierConfig(), prepared=lambda: ["ravdess"])
+    assert study.experiment == cli.experiment == e
+    assert cli.default_name() == "ravdess-loso-" + "-".join(e.name_parts)
+    # what classify writes (train_on and augment attrs, the config's dict) reads back as the same experiment
+    for job in (study, cli):
+        for stored in (job.augment.label(), augment_text(asdict(job.augment)), augment_text(job.config()["augment"])):
+            assert condition(_result(job, stored)) == e and trained_on(_result(job, stored)) == label
+
+
+def test_report_shows_what_it_cannot_parse():
+    job = ClassifyJob(store=Path("s.h5"), corpus="ravdess")
+    odd = _result(job, "pitch")
+    assert condition(odd) is None and trained_on(odd) == "real + pitch"
+    assert augment_text({"pitch": True}) == '{"pitch": true}'
+
+
+def test_request_expands_fractions_and_picks_the_corpus():
+    asked = []
+
+    def prepared():
+        asked.append(1)
+        return ["ravdess"]
+
+    sweep = ClassifyRequest(store=Path("s.h5"), train="crema-d", test="ravdess", target_fraction="0,0.5",
+                            name="x").jobs(ClassifierConfig(), prepared)
+    assert [(j.corpus, j.train_corpus, j.target_fraction, j.name) for j in sweep] == [
+        ("ravdess", "crema-d", 0.0, "x-0"), ("ravdess", "crema-d", 0.5, "x-0.5")]
+    assert not asked  # cross-corpus names its corpora
+    [within] = ClassifyRequest(store=Path("s.h5"), loso=True).jobs(ClassifierConfig(), prepared)
+    assert (within.corpus, within.protocol, asked) == ("ravdess", "loso", [1])
+    with pytest.raises(EmodiffError, match="holds ravdess, crema-d; choose one with --corpus"):
+        ClassifyRequest(store=Path("s.h5")).jobs(ClassifierConfig(), lambda: ["ravdess", "crema-d"])
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"loso": True, "folds": "session"}, "--loso and --folds session disagree"),
+    ({"train": "crema-d"}, "cross-corpus needs both --train SOURCE and --test TARGET"),
+    ({"train": "crema-d", "test": "ravdess", "folds": "session"}, "its own protocol"),
+    ({"train": "crema-d", "test": "ravdess", "target_fraction": "x"}, "--target-fraction x: expected comma-separated"),
+    ({"train": "crema-d", "test": "ravdess", "target_fraction": ","}, "expected comma-separated numbers"),
+    ({"target_fraction": "0.5"}, "--target-fraction needs --train"),
+])
+def test_request_protocol_rules(flags, message):
+    with pytest.raises(EmodiffError, match=message):
+        ClassifyRequest(store=Path("s.h5"), **flags)
