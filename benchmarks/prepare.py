@@ -66,16 +66,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def child(args: argparse.Namespace) -> dict[str, object]:
     """Warm up, then time ``prepare`` ``repeats`` times into fresh stores; report figures and ru_maxrss."""
-    from emodiff.prepare import PrepareConfig, prepare
+    from emodiff.prepare import PrepareJob, prepare
 
-    cfg = PrepareConfig("ravdess", args.root, workers=args.workers, limit=args.limit)
     seconds: list[float] = []
     with tempfile.TemporaryDirectory(prefix="emodiff-bench-") as tmp:
-        prepare(Path(tmp) / "warm.h5", PrepareConfig("ravdess", args.root, workers=args.workers, limit=8))
+        prepare(PrepareJob(Path(tmp) / "warm.h5", "ravdess", args.root, workers=args.workers, limit=8))
         for i in range(args.repeats):
             store = Path(tmp) / f"run{i}.h5"
             start = time.perf_counter()
-            result = prepare(store, cfg)
+            result = prepare(PrepareJob(store, "ravdess", args.root, workers=args.workers, limit=args.limit))
             seconds.append(time.perf_counter() - start)
             store.unlink()
     return {"seconds": seconds, "files": result.stats.utterances, "segments": result.stats.segments,

@@ -19,7 +19,6 @@ its randomness from a generator seeded with (seed, u, k), so the set does not de
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,6 +30,7 @@ from emodiff import store as st
 from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resample, segment
 from emodiff.errors import EmodiffError
 from emodiff.parallel import ordered_map, thread_budget, torch_threads
+from emodiff.progress import QUIET, Progress
 from emodiff.records import Augmented, Corpus, Different, Same, SegmentWriter, compare
 
 Kind = Literal["speed", "noise"]
@@ -39,7 +39,10 @@ NOISE_COLOURS = ("white", "pink")
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentJob:
+    """One ``augment`` run: the store, the corpus, the kind of copies and their settings."""
+
+    store: Path
     corpus: str
     kind: Kind
     factors: tuple[float, ...] = (0.9, 1.1)  # speed
@@ -109,46 +112,49 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     return np.fft.irfft(spectrum / np.sqrt(f), n).astype(np.float32)
 
 
-def augment(store: Path, cfg: AugmentConfig, on_total: Callable[[int], None] = lambda n: None,
-            on_advance: Callable[[], None] = lambda: None) -> AugmentResult:
-    """Write ``/augmented/<corpus>/<kind>``; returns at once if it is there with the same settings."""
-    group_name = Augmented.path(cfg.corpus, cfg.kind)
+def augment(job: AugmentJob, progress: Progress = QUIET) -> AugmentResult:
+    """Write ``/augmented/<corpus>/<kind>``; returns at once if it is there with the same settings.
+
+    ``progress`` hears the number of utterances and each one done.
+    """
+    store = job.store
+    group_name = Augmented.path(job.corpus, job.kind)
     with st.open_store(store) as f:
-        corpus = Corpus.read(f, cfg.corpus)
+        corpus = Corpus.read(f, job.corpus)
         table, dtype = corpus.utterances, corpus.mel_dtype
-        there = compare(f, group_name, cfg.config())
-        if isinstance(there, Same) and not cfg.overwrite:
-            done = Augmented.read(f, cfg.corpus, cfg.kind)
+        there = compare(f, group_name, job.config())
+        if isinstance(there, Same) and not job.overwrite:
+            done = Augmented.read(f, job.corpus, job.kind)
             return AugmentResult(f"/{group_name}", len(table["id"]), len(done.seg_utt), already_there=True)
-    if isinstance(there, Different) and not cfg.overwrite:
+    if isinstance(there, Different) and not job.overwrite:
         raise there.error(store)
     paths = [Path(str(p)) for p in table["path"]]
     for p in paths:
         if not p.is_file():
             raise EmodiffError(f"{p}: audio file not found; `augment` re-reads the audio the corpus was prepared from")
-    noise_files = _noise_files(cfg.noise_dir) if cfg.kind == "noise" and cfg.noise_dir else []
+    noise_files = _noise_files(job.noise_dir) if job.kind == "noise" and job.noise_dir else []
     mel_cfg = MelConfig()
     extractor = MelExtractor(mel_cfg)
 
     def work(row: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
-        return _copies(row, paths[row], cfg, extractor, noise_files)
+        return _copies(row, paths[row], job, extractor, noise_files)
 
-    with st.write_group(store, group_name, config=cfg.config(), overwrite=cfg.overwrite,
-                        what=f"augment {cfg.kind} {cfg.corpus}") as g:
-        on_total(len(paths))
+    with st.write_group(store, group_name, config=job.config(), overwrite=job.overwrite,
+                        what=f"augment {job.kind} {job.corpus}") as g:
+        progress.total(len(paths))
         segments = SegmentWriter(g, (mel_cfg.n_mels, mel_cfg.segment_frames), dtype, extra={"param": np.float32})
         with torch_threads(1):
-            for row, copies in enumerate(ordered_map(work, range(len(paths)), cfg.workers)):
+            for row, copies in enumerate(ordered_map(work, range(len(paths)), job.workers)):
                 for segs, valid, value in copies:
                     segments.append(row, segs, valid, param=value)
-                on_advance()
+                progress.advance()
         n_segments = segments.close()
-        g.attrs.update(corpus=cfg.corpus, kind=cfg.kind, params=list(cfg.params), seed=cfg.seed,
-                       param_unit="speed factor" if cfg.kind == "speed" else "SNR dB")
+        g.attrs.update(corpus=job.corpus, kind=job.kind, params=list(job.params), seed=job.seed,
+                       param_unit="speed factor" if job.kind == "speed" else "SNR dB")
     return AugmentResult(f"/{group_name}", len(paths), n_segments, already_there=False)
 
 
-def _copies(row: int, path: Path, cfg: AugmentConfig, extractor: MelExtractor,
+def _copies(row: int, path: Path, job: AugmentJob, extractor: MelExtractor,
             noise_files: list[Path]) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Every copy of one utterance: (segments [S, 80, 256], valid frames [S], parameter) per parameter."""
     try:
@@ -158,13 +164,13 @@ def _copies(row: int, path: Path, cfg: AugmentConfig, extractor: MelExtractor,
     sr = extractor.cfg.sample_rate
     base = resample(wave, rate, sr)
     out = []
-    for k, value in enumerate(cfg.params):
-        rng = np.random.default_rng([cfg.seed, row, k])
-        if cfg.kind == "speed":
+    for k, value in enumerate(job.params):
+        rng = np.random.default_rng([job.seed, row, k])
+        if job.kind == "speed":
             y = speed_perturb(wave, rate, value, sr)
         else:
             noise = _noise_excerpt(noise_files, len(base), rng) if noise_files else coloured_noise(
-                len(base), cfg.colour, rng)
+                len(base), job.colour, rng)
             y = add_noise(base, noise, value)
         mel = extractor(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))).numpy()
         segs, valid = segment(mel, extractor.cfg.segment_frames)

@@ -29,6 +29,7 @@ from emodiff.corpora import CORPORA, PAIRED
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment, TrainOn
+from emodiff.progress import QUIET, Progress
 from emodiff.records import Absent, Augmented, Corpus, Results, Synthetic, existing, taken
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.ser.metrics import confusion, macro_f1, summarize, uar, weighted_accuracy
@@ -188,6 +189,7 @@ class FoldResult:
     val_uar: float
     seed: int = 0
     synthetic: str = ""
+    epochs_run: int = 0  # below the recipe's epochs when early stopping ended the fold
 
 
 @dataclass
@@ -348,9 +350,11 @@ def choose_synthetic(fold: Fold, data: _Data, sets: list[_Candidate], allow: boo
     return chosen, True
 
 
-def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
-             on_fold: Callable[[FoldResult], None] = lambda r: None) -> ClassifyResult:
-    """Run every fold of the protocol for each seed and store metrics and predictions; see the module docstring."""
+def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
+    """Run every fold of the protocol for each seed and store metrics and predictions; see the module docstring.
+
+    ``progress`` hears the number of fold runs (folds x seeds) and each one done.
+    """
     start = time.perf_counter()
     device = resolve_device(job.device)
     name = job.name or job.default_name()
@@ -382,7 +386,7 @@ def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
     results: list[FoldResult] = []
     with st.write_group(job.store, Results.path(name), config=job.config(), overwrite=job.overwrite,
                         what=f"classify {name}") as g:
-        on_total(len(plan) * len(seeds))
+        progress.total(len(plan) * len(seeds))
         for seed in seeds:
             for fold, synth, leak in plan:
                 train = _training_segments(fold, data, synth, offline, job)
@@ -391,7 +395,7 @@ def classify(job: ClassifyJob, on_total: Callable[[int], None] = lambda n: None,
                 group_name = fold.name.replace("/", "_") + (f"@seed{seed}" if len(seeds) > 1 else "")
                 _write_fold(g.create_group(group_name), res, preds, data, fold, leak)
                 results.append(res)
-                on_fold(res)
+                progress.advance()
         summary = _summary(results, seeds)
         g.attrs.update(
             corpus=job.corpus, train_corpus=job.train_corpus or job.corpus, protocol=job.protocol, folds=job.folds,
@@ -466,7 +470,7 @@ def _run_fold(fold: Fold, data: _Data, train: Segments, job: ClassifyJob, device
     probs = test.scores(fitted.model)
     truth, pred = test.truth, probs.argmax(axis=1)
     res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
-                     fitted.best_epoch, fitted.best_score, seed)
+                     fitted.best_epoch, fitted.best_score, seed, epochs_run=fitted.epochs_run)
     return res, (np.asarray(fold.test), pred, probs)
 
 
@@ -503,5 +507,6 @@ def _write_fold(g, res: FoldResult, preds: tuple[np.ndarray, np.ndarray, np.ndar
         return json.dumps(sorted(set(q[list(rows)].tolist())))
 
     g.attrs.update(uar=res.uar, wa=res.wa, macro_f1=res.f1, best_epoch=res.best_epoch, val_uar=res.val_uar,
-                   seed=res.seed, synthetic=res.synthetic, leaky=leak, n_train=len(fold.train), n_val=len(fold.val),
-                   n_test=len(fold.test), test_speakers=speakers(fold.test), val_speakers=speakers(fold.val))
+                   epochs_run=res.epochs_run, seed=res.seed, synthetic=res.synthetic, leaky=leak,
+                   n_train=len(fold.train), n_val=len(fold.val), n_test=len(fold.test),
+                   test_speakers=speakers(fold.test), val_speakers=speakers(fold.val))

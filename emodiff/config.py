@@ -34,6 +34,7 @@ Skip = Literal["scalar", "wiener"]
 DenoiserKind = Literal["flat", "unet"]
 Load = Literal["auto", "memory", "chunks"]
 Normalize = Literal["center", "none"]
+LrSchedule = Literal["constant", "cosine"]
 GeneratorName = Literal["diffusion"]  # the generator families of emodiff/generators/
 
 
@@ -256,12 +257,21 @@ class ClassifierConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     seed: int = 0
+    # Not in the paper (its defaults leave them off); docs/classify.md "A baseline for RAVDESS" has what each gives.
+    time_pool: int = 1  # max-pool the conv output over time by this factor before the BLSTM (1: none)
+    normalize: bool = False  # standardise each mel bin by the training segments' mean and std (valid frames)
+    schedule: LrSchedule = "constant"  # lr per step: constant, or cosine from lr down to 0 over `epochs` epochs
+    patience: int = 0  # stop after this many epochs without a better validation UAR (0: train every epoch)
 
     def __post_init__(self) -> None:
         _integers(self, "classifier", 1, "mel_channels", "channels", "kernel_size", "lstm_hidden", "epochs",
-                  "batch_size")
+                  "batch_size", "time_pool")
         _integers(self, "classifier", 2, "n_classes")
-        _integers(self, "classifier", 0, "seed")
+        _integers(self, "classifier", 0, "seed", "patience")
+        if not isinstance(self.normalize, bool):
+            raise SettingError("classifier", "normalize", self.normalize, "true or false")
+        if self.schedule not in get_args(LrSchedule):
+            raise SettingError("classifier", "schedule", self.schedule, f"one of {', '.join(get_args(LrSchedule))}")
         if self.kernel_size % 2 == 0:
             raise SettingError("classifier", "kernel_size", self.kernel_size,
                                "an odd integer (symmetric 'same' padding)")

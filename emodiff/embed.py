@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 from emodiff import store as st
 from emodiff.devices import check_device
 from emodiff.errors import EmodiffError
+from emodiff.progress import QUIET, Progress
 from emodiff.records import Corpus, Embeddings, Same, compare, meta, none_prepared, not_prepared
 from emodiff.text import (
     DEFAULT_MODEL,
@@ -36,9 +37,10 @@ GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
-class EmbedConfig:
-    """Settings of one ``embed`` run; ``corpus`` None means every prepared corpus in the store."""
+class EmbedJob:
+    """One ``embed`` run: the store and every setting; ``corpus`` None means every prepared corpus in the store."""
 
+    store: Path
     corpus: list[str] | None = None
     model: str = DEFAULT_MODEL
     template: str = DEFAULT_TEMPLATE
@@ -94,64 +96,61 @@ class EmbedResult:
 
 
 @dataclass
-class _Job:
+class _Texts:
+    """One corpus to encode: its group and its condition texts, in row order."""
+
     corpus: str
     group: str
     texts: list[str]
     corpus_created: str
 
 
-def embed(
-    store: Path,
-    cfg: EmbedConfig,
-    on_total: Callable[[int], None] = lambda n: None,
-    on_advance: Callable[[int], None] = lambda k: None,
-) -> list[EmbedResult]:
-    """Embed the condition texts of ``cfg.corpus`` (default: all prepared corpora) into ``store``.
+def embed(job: EmbedJob, progress: Progress = QUIET) -> list[EmbedResult]:
+    """Embed the condition texts of ``job.corpus`` (default: all prepared corpora) into ``job.store``.
 
-    Corpora whose group exists are skipped (``already_there``) unless ``cfg.overwrite``. Every
+    Corpora whose group exists are skipped (``already_there``) unless ``job.overwrite``. Every
     corpus is checked and its texts rendered before the model is loaded; the model is loaded
-    only if some corpus needs it. For each corpus encoded, ``on_total`` hears its number of
-    texts and ``on_advance`` the size of each batch done. Raises EmodiffError for a missing
+    only if some corpus needs it. For each corpus encoded, ``progress`` hears its number of
+    texts (a new total per corpus) and the size of each batch done. Raises EmodiffError for a missing
     store or corpus, a bad utterance table, or a model that cannot be loaded; a corpus whose
     write fails leaves the store as it was for that corpus.
     """
-    store = Path(store)
+    store = Path(job.store)
     results: dict[str, EmbedResult] = {}
-    jobs: list[_Job] = []
-    with _open(store, cfg) as f:
-        corpora = _corpora(f, store, cfg)
+    todo: list[_Texts] = []
+    with _open(store, job) as f:
+        corpora = _corpora(f, store, job)
         for corpus in corpora:
-            group = Embeddings.path(cfg.model_name, corpus)
-            if Embeddings.exists(f, cfg.model_name, corpus) and not cfg.overwrite:
-                results[corpus] = _existing(f, group, corpus, cfg)
+            group = Embeddings.path(job.model_name, corpus)
+            if Embeddings.exists(f, job.model_name, corpus) and not job.overwrite:
+                results[corpus] = _existing(f, group, corpus, job)
             else:
-                jobs.append(_read_job(f, store, corpus, group, cfg.template))
-    if jobs:
-        encoder = TextEncoder(cfg.model, device=cfg.device, max_length=cfg.max_length)
-        for job in jobs:
-            results[job.corpus] = _embed_corpus(store, job, encoder, cfg, on_total, on_advance)
+                todo.append(_read_texts(f, store, corpus, group, job.template))
+    if todo:
+        encoder = TextEncoder(job.model, device=job.device, max_length=job.max_length)
+        for texts in todo:
+            results[texts.corpus] = _embed_corpus(store, texts, encoder, job, progress)
     return [results[c] for c in corpora]
 
 
 @contextlib.contextmanager
-def _open(store: Path, cfg: EmbedConfig) -> Iterator[h5py.File]:
+def _open(store: Path, job: EmbedJob) -> Iterator[h5py.File]:
     if not store.exists():
-        what = cfg.corpus[0] if cfg.corpus and len(cfg.corpus) == 1 else "CORPUS"
+        what = job.corpus[0] if job.corpus and len(job.corpus) == 1 else "CORPUS"
         raise EmodiffError(f"{store}: no store there; run `emodiff prepare {what} ROOT` first, or pass --store")
     with st.open_store(store) as f:
         yield f
 
 
-def _corpora(f: h5py.File, store: Path, cfg: EmbedConfig) -> list[str]:
+def _corpora(f: h5py.File, store: Path, job: EmbedJob) -> list[str]:
     """The corpus groups to embed, in the store's spelling; all are checked before any work."""
     prepared = Corpus.names(f)
-    if cfg.corpus is None:
+    if job.corpus is None:
         if not prepared:
             raise none_prepared(store)
         return prepared
     names = []
-    for name in cfg.corpus:
+    for name in job.corpus:
         # Accept the CLI's spellings (MSP_IMPROV, msp-improv) of the store's group names.
         key = name.strip().lower().replace("_", "-")
         match = name if name in prepared else key if key in prepared else None
@@ -161,9 +160,9 @@ def _corpora(f: h5py.File, store: Path, cfg: EmbedConfig) -> list[str]:
     return names
 
 
-def _existing(f: h5py.File, group: str, corpus: str, cfg: EmbedConfig) -> EmbedResult:
-    record = Embeddings.read(f, cfg.model_name, corpus)
-    same_config = isinstance(compare(f, group, cfg.group_config(corpus)), Same)
+def _existing(f: h5py.File, group: str, corpus: str, job: EmbedJob) -> EmbedResult:
+    record = Embeddings.read(f, job.model_name, corpus)
+    same_config = isinstance(compare(f, group, job.group_config(corpus)), Same)
     corpus_meta = meta(f, Corpus.path(corpus))
     same_corpus = record.corpus_created == (corpus_meta.created if corpus_meta else "")
     return EmbedResult(
@@ -180,7 +179,7 @@ def _existing(f: h5py.File, group: str, corpus: str, cfg: EmbedConfig) -> EmbedR
     )
 
 
-def _read_job(f: h5py.File, store: Path, corpus: str, group: str, template: str) -> _Job:
+def _read_texts(f: h5py.File, store: Path, corpus: str, group: str, template: str) -> _Texts:
     """Read and check the utterance table of ``corpus`` and word one condition text per row."""
     where = f"{store}:/corpora/{corpus}/utterances"
     if "utterances" not in f[f"corpora/{corpus}"]:
@@ -206,25 +205,24 @@ def _read_job(f: h5py.File, store: Path, corpus: str, group: str, template: str)
             )
         except ValueError as err:
             raise EmodiffError(f"{where}: row {i} ({row_id}): {err}") from None
-    return _Job(corpus, group, texts, str(st.attrs_dict(f[f"corpora/{corpus}"]).get("created", "")))
+    return _Texts(corpus, group, texts, str(st.attrs_dict(f[f"corpora/{corpus}"]).get("created", "")))
 
 
 def _embed_corpus(
     store: Path,
-    job: _Job,
+    texts: _Texts,
     encoder: TextEncoder,
-    cfg: EmbedConfig,
-    on_total: Callable[[int], None],
-    on_advance: Callable[[int], None],
+    job: EmbedJob,
+    progress: Progress,
 ) -> EmbedResult:
     start = time.perf_counter()
-    n, dim = len(job.texts), encoder.dim
-    counts = encoder.count_tokens(job.texts)
+    n, dim = len(texts.texts), encoder.dim
+    counts = encoder.count_tokens(texts.texts)
     width = int(min(counts.max(), encoder.max_length))  # L: the longest text after truncation
     order = np.argsort(-counts, kind="stable")
-    on_total(n)
+    progress.total(n)
     with st.write_group(
-        store, job.group, config=cfg.group_config(job.corpus), overwrite=cfg.overwrite, what=f"embed {job.corpus}"
+        store, texts.group, config=job.group_config(texts.corpus), overwrite=job.overwrite, what=f"embed {texts.corpus}"
     ) as g:
         tokens = g.create_dataset(
             "tokens",
@@ -237,33 +235,33 @@ def _embed_corpus(
         )
         pooled = np.zeros((n, dim), np.float32)
         lengths = np.zeros(n, np.int32)
-        for lo in range(0, n, cfg.batch_size):
-            rows = np.sort(order[lo : lo + cfg.batch_size])  # h5py writes rows in increasing order
-            p, t, k = encoder.encode([job.texts[i] for i in rows])
+        for lo in range(0, n, job.batch_size):
+            rows = np.sort(order[lo : lo + job.batch_size])  # h5py writes rows in increasing order
+            p, t, k = encoder.encode([texts.texts[i] for i in rows])
             full = np.zeros((len(rows), width, dim), np.float16)
             full[:, : t.shape[1]] = t
             tokens[rows] = full  # whole rows, so each chunk is compressed once
             pooled[rows], lengths[rows] = p, k
-            on_advance(len(rows))
+            progress.advance(len(rows))
         g.create_dataset("pooled", data=pooled)
         g.create_dataset("lengths", data=lengths)
-        st.write_table(g, {"text": job.texts})
+        st.write_table(g, {"text": texts.texts})
         g.attrs.update(
             model=str(encoder.source),
             model_name=encoder.name,
-            template=cfg.template,
+            template=job.template,
             pooling=encoder.pooling,
             dim=dim,
             max_length=encoder.max_length,
-            corpus=job.corpus,
-            corpus_created=job.corpus_created,
+            corpus=texts.corpus,
+            corpus_created=texts.corpus_created,
             truncated=int(np.sum(counts > encoder.max_length)),
         )
     with st.open_store(store) as f:
-        attrs = st.attrs_dict(f[job.group])  # with the standard attrs write_group added on the way in
+        attrs = st.attrs_dict(f[texts.group])  # with the standard attrs write_group added on the way in
     return EmbedResult(
-        corpus=job.corpus,
-        group=f"/{job.group}",
+        corpus=texts.corpus,
+        group=f"/{texts.group}",
         utterances=n,
         dim=dim,
         seconds=time.perf_counter() - start,

@@ -1,7 +1,7 @@
 """The one exception type of emodiff.
 
 Library code raises :class:`EmodiffError` with a message that names the file (or store group)
-and what was expected. Only ``cli.py`` turns it into a one-line message and a non-zero exit.
+and what was expected. Only the CLI (``emodiff.cli``) turns it into a one-line message and a non-zero exit.
 """
 
 

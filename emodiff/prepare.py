@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,6 +24,7 @@ from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resam
 from emodiff.corpora import Problem, Utterance, canonical_name, list_corpus
 from emodiff.errors import EmodiffError
 from emodiff.parallel import ordered_map, thread_budget, torch_threads
+from emodiff.progress import QUIET, Progress
 from emodiff.records import SegmentWriter, compress_segment
 from emodiff.summary import CorpusStats, corpus_stats
 
@@ -32,9 +32,10 @@ Dtype = Literal["float16", "float32"]
 
 
 @dataclass(frozen=True)
-class PrepareConfig:
-    """Settings of one ``prepare`` run; those that shape the data go into the group's config."""
+class PrepareJob:
+    """One ``prepare`` run: the store and every setting; those that shape the data go into the group's config."""
 
+    store: Path
     corpus: str
     root: Path
     workers: int = field(default_factory=thread_budget)  # torch's thread count, which --threads sets
@@ -80,53 +81,48 @@ class _Features:
     source_rate: int
 
 
-def prepare(
-    store: Path,
-    cfg: PrepareConfig,
-    on_total: Callable[[int], None] = lambda n: None,
-    on_advance: Callable[[], None] = lambda: None,
-) -> PrepareResult:
-    """Prepare ``cfg.corpus`` from ``cfg.root`` into ``store``; see the module docstring.
+def prepare(job: PrepareJob, progress: Progress = QUIET) -> PrepareResult:
+    """Prepare ``job.corpus`` from ``job.root`` into ``job.store``; see the module docstring.
 
-    ``on_total`` hears the number of utterances to process and ``on_advance`` each one done
-    (the CLI's progress bar). Raises EmodiffError for a bad root, an empty result, or (with
-    ``strict``) the first bad file; the store is unchanged after any error.
+    ``progress`` hears the number of utterances to process and each one done. Raises
+    EmodiffError for a bad root, an empty result, or (with ``strict``) the first bad file; the
+    store is unchanged after any error.
     """
     start = time.perf_counter()
-    name = canonical_name(cfg.corpus)
+    name = canonical_name(job.corpus)
     group_name = f"corpora/{name}"
-    if not cfg.overwrite and st.has_group(store, group_name):
-        with st.open_store(store) as f:
+    if not job.overwrite and st.has_group(job.store, group_name):
+        with st.open_store(job.store) as f:
             stats = corpus_stats(f[group_name])
         return PrepareResult(stats, already_there=True, seconds=0.0, audio_seconds=0.0)
 
-    listing = list_corpus(name, cfg.root, **cfg.reader_options())
-    utterances = _limit(listing.utterances, cfg.limit)
-    if cfg.strict and listing.problems:
+    listing = list_corpus(name, job.root, **job.reader_options())
+    utterances = _limit(listing.utterances, job.limit)
+    if job.strict and listing.problems:
         first = listing.problems[0]
         raise EmodiffError(f"{first.path}: {first.reason} (--strict; {len(listing.problems)} problem(s) in all)")
     if not utterances:
-        raise EmodiffError(f"{cfg.root}: no {name} utterances of the four emotions found")
+        raise EmodiffError(f"{job.root}: no {name} utterances of the four emotions found")
 
     mel_cfg = MelConfig()
     config = {
-        "corpus": name, "root": str(Path(cfg.root).resolve()), "limit": cfg.limit,
-        "dtype": cfg.dtype, **cfg.reader_options(), "mel": mel_cfg.attrs(),
+        "corpus": name, "root": str(Path(job.root).resolve()), "limit": job.limit,
+        "dtype": job.dtype, **job.reader_options(), "mel": mel_cfg.attrs(),
     }
-    with st.write_group(store, group_name, config=config, overwrite=cfg.overwrite, what=f"prepare {name}") as group:
-        on_total(len(utterances))
-        kept, problems, audio_seconds = _write_segments(group, utterances, cfg, mel_cfg, on_advance)
+    with st.write_group(job.store, group_name, config=config, overwrite=job.overwrite, what=f"prepare {name}") as group:
+        progress.total(len(utterances))
+        kept, problems, audio_seconds = _write_segments(group, utterances, job, mel_cfg, progress)
         problems = listing.problems + problems
         if not kept:
-            raise EmodiffError(f"{cfg.root}: none of the {len(utterances)} {name} files could be read "
+            raise EmodiffError(f"{job.root}: none of the {len(utterances)} {name} files could be read "
                                f"(first: {problems[0].path}: {problems[0].reason})")
         _write_tables(group, kept, problems)
         group.attrs.update(
-            corpus=name, root=str(Path(cfg.root).resolve()), dtype=cfg.dtype,
+            corpus=name, root=str(Path(job.root).resolve()), dtype=job.dtype,
             excluded=json.dumps(listing.excluded, sort_keys=True), n_skipped=len(problems),
-            **mel_cfg.attrs(), **({"calm": cfg.calm} if name == "ravdess" else {}),
+            **mel_cfg.attrs(), **({"calm": job.calm} if name == "ravdess" else {}),
         )
-    with st.open_store(store) as f:
+    with st.open_store(job.store) as f:
         stats = corpus_stats(f[group_name])
     return PrepareResult(stats, already_there=False, seconds=time.perf_counter() - start,
                          audio_seconds=audio_seconds)
@@ -143,12 +139,12 @@ def _limit(utterances: list[Utterance], limit: int | None) -> list[Utterance]:
 def _write_segments(
     group: h5py.Group,
     utterances: list[Utterance],
-    cfg: PrepareConfig,
+    job: PrepareJob,
     mel_cfg: MelConfig,
-    on_advance: Callable[[], None],
+    progress: Progress,
 ) -> tuple[list[tuple[Utterance, float, int]], list[Problem], float]:
     """Stream every utterance's segments into ``group/segments``; return kept rows and problems."""
-    segments = SegmentWriter(group, (mel_cfg.n_mels, mel_cfg.segment_frames), cfg.dtype)
+    segments = SegmentWriter(group, (mel_cfg.n_mels, mel_cfg.segment_frames), job.dtype)
     kept: list[tuple[Utterance, float, int]] = []
     problems: list[Problem] = []
     extractor = MelExtractor(mel_cfg)
@@ -156,15 +152,15 @@ def _write_segments(
 
     def work(utt: Utterance) -> _Features | AudioError:
         try:
-            return _features(utt.path, extractor, np.dtype(cfg.dtype))
+            return _features(utt.path, extractor, np.dtype(job.dtype))
         except AudioError as err:
             return err
 
     with torch_threads(1):
-        for utt, result in zip(utterances, ordered_map(work, utterances, cfg.workers), strict=True):
-            on_advance()
+        for utt, result in zip(utterances, ordered_map(work, utterances, job.workers), strict=True):
+            progress.advance()
             if isinstance(result, AudioError):
-                if cfg.strict:
+                if job.strict:
                     raise EmodiffError(f"{utt.path}: {result} (--strict)")
                 problems.append(Problem(str(utt.path), str(result)))
                 continue

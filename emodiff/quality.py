@@ -42,6 +42,7 @@ from emodiff.config import load_recipe, recipe_from_dict
 from emodiff.devices import resolve_device
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
+from emodiff.progress import QUIET, Progress
 from emodiff.records import Corpus, Quality, Synthetic, taken
 from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
 from emodiff.ser.metrics import uar
@@ -65,6 +66,9 @@ class QualityJob:
     classifier: ClassifierConfig | None = None  # None: the set's recipe's classifier section, else the demo recipe's
     device: str = "auto"
     overwrite: bool = False
+    # True: a store without any synthetic set is nothing to do ([]) instead of an error, so that
+    # `report --quality` and the study can always ask for the missing metrics.
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,8 @@ def _set_names(store: Path, job: QualityJob) -> list[str]:
     with st.open_store(store) as f:
         sets = Synthetic.names(f)
         done = set(Quality.names(f))
+    if not sets and job.allow_empty and job.synthetic is None:
+        return []
     if not sets:
         raise EmodiffError(f"{store}: holds no synthetic set (expected /synthetic/NAME); run `emodiff sample` first")
     if job.synthetic is None:
@@ -454,11 +460,11 @@ def _write(store: Path, result: QualityResult, config: dict, overwrite: bool) ->
 # ---------------------------------------------------------------------------------------------- entry points
 
 
-def assess(job: QualityJob) -> list[QualityResult]:
+def assess(job: QualityJob, progress: Progress = QUIET) -> list[QualityResult]:
     """Measure each set ``job`` names (see QualityJob.synthetic) and write ``/quality/<set>``; one result per set.
 
     One yardstick classifier is trained per (corpus, classifier config) and shared by the sets
-    that use it.
+    that use it. ``progress`` hears the number of sets and each one measured.
     """
     store = Path(job.store)
     names = _set_names(store, job)
@@ -476,6 +482,7 @@ def assess(job: QualityJob) -> list[QualityResult]:
         plans.append((_pair(store, synth, corpora[corpus]), *_classifier(job, synth)))
     yardsticks: dict[tuple[str, ClassifierConfig, tuple[str, ...]], _Yardstick] = {}
     results = []
+    progress.total(len(plans))
     for pair, cfg, source in plans:
         start = time.perf_counter()
         real, name = pair.real, pair.synth.name
@@ -496,13 +503,6 @@ def assess(job: QualityJob) -> list[QualityResult]:
         _write(store, result, config, job.overwrite)
         result.seconds = time.perf_counter() - start
         results.append(result)
+        progress.advance()
     return results
 
-
-def assess_missing(store: Path, device: str = "auto") -> list[QualityResult]:
-    """``assess`` every synthetic set that has no ``/quality`` group yet; [] when there is none to do
-    (also when the store holds no synthetic set at all, so that a report can always call it)."""
-    with st.open_store(Path(store)) as f:
-        if not Synthetic.names(f):
-            return []
-    return assess(QualityJob(store=Path(store), device=device))

@@ -556,8 +556,9 @@ class SyntheticAttrs:
     def of(cls, a: Mapping[str, Any]) -> SyntheticAttrs:
         recipe = _json(a, "recipe")
         drawing = {k: v for k, v in a.items() if k not in _SYNTHETIC_COMMON}
-        drawn_with = _str(a, "drawn_with") or ", ".join(  # sets drawn before drawn_with was recorded
-            str(x) for x in (a.get("sampler"), f"{a['steps']} steps" if "steps" in a else None) if x)
+        drawn_with = _str(a, "drawn_with") or ", ".join(str(x) for x in (  # sets drawn before drawn_with was kept
+            a.get("sampler"), f"{a['steps']} steps" if "steps" in a else None,
+            f"guidance {a['guidance']:g}" if a.get("guidance") else None) if x)
         return cls(checkpoint=_str(a, "checkpoint"), checkpoint_sha256=_str(a, "checkpoint_sha256"), run=_str(a, "run"),
                    seed=_int(a, "seed"), generator=_str(a, "generator") or "diffusion", drawn_with=drawn_with,
                    drawing=drawing, training_speakers=_json_list(a, "training_speakers"),

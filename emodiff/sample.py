@@ -13,7 +13,6 @@ drawer, then :func:`_write`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from emodiff.diffusion.preconditioned import SAMPLERS
 from emodiff.emotions import EMOTIONS, emotion_id
 from emodiff.errors import EmodiffError
 from emodiff.generators import Conditions, Drawer, SampleRequest, family_for
+from emodiff.progress import QUIET, Progress
 from emodiff.records import (
     Corpus,
     Different,
@@ -157,9 +157,11 @@ class _Plan:
     batch: int
 
 
-def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
-           on_advance: Callable[[int], None] = lambda k: None) -> SampleResult:
-    """Draw ``job.n`` segments from a trained run into ``/synthetic/<name>``; see the module docstring."""
+def sample(job: SampleJob, progress: Progress = QUIET) -> SampleResult:
+    """Draw ``job.n`` segments from a trained run into ``/synthetic/<name>``; see the module docstring.
+
+    ``progress`` hears ``job.n``, the segments a resumed run had already written, and each batch drawn.
+    """
     start = time.perf_counter()
     plan = _plan(job)
     device = resolve_device(job.device)
@@ -175,7 +177,7 @@ def sample(job: SampleJob, on_total: Callable[[int], None] = lambda n: None,
         if isinstance(found, Same):
             return SampleResult(group=f"/synthetic/{plan.name}", n=job.n, resumed_from=0, seconds=0.0,
                                 checkpoint=plan.checkpoint, already_there=True)
-    done = _write(job, plan, drawer, config, device, on_total, on_advance)
+    done = _write(job, plan, drawer, config, device, progress)
     return SampleResult(group=f"/synthetic/{plan.name}", n=job.n, resumed_from=done,
                         seconds=time.perf_counter() - start, checkpoint=plan.checkpoint)
 
@@ -206,7 +208,7 @@ def _plan(job: SampleJob) -> _Plan:
 
 
 def _write(job: SampleJob, plan: _Plan, drawer: Drawer, config: dict[str, Any], device: torch.device,
-           on_total: Callable[[int], None], on_advance: Callable[[int], None]) -> int:
+           progress: Progress) -> int:
     """Draw the batches not yet in the set's side file and write the set; returns the rows found done."""
     trained = [str(s) for s in plan.state["training_speakers"]]
     encoder = TextEncoder(plan.text_model, device=str(device))
@@ -215,15 +217,15 @@ def _write(job: SampleJob, plan: _Plan, drawer: Drawer, config: dict[str, Any], 
     with write_synthetic(job.store, plan.name, config=config, n=job.n, mel=drawer.shape, cond_dim=encoder.dim,
                          overwrite=job.overwrite) as out:
         done = out.done
-        on_total(job.n)
-        on_advance(done)
+        progress.total(job.n)
+        progress.advance(done)
         for lo in range(done - done % batch, job.n, batch):
             hi = min(lo + batch, job.n)
             pooled, tokens, lengths = encoder.encode(plan.texts[lo:hi])
             conditions = Conditions(tokens, lengths, torch.from_numpy(plan.emotion[lo:hi]).long(), speaker_ids[lo:hi])
             mel = drawer.draw(conditions, job.seed, lo // batch)
             out.write(lo, mel, synthetic_frames(mel), pooled)
-            on_advance(hi - max(lo, done))
+            progress.advance(hi - max(lo, done))
         out.finish(emotion=plan.emotion, speaker=[str(plan.utterances["speaker"][r]) for r in plan.rows],
                    text=plan.texts, source_utterance=[str(plan.utterances["id"][r]) for r in plan.rows],
                    provenance=SyntheticAttrs(

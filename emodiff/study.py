@@ -23,15 +23,14 @@ from emodiff.checkpoint import latest_checkpoint, load_checkpoint
 from emodiff.classify import ClassifyJob, classify, plan_held_out
 from emodiff.config import Recipe, override
 from emodiff.corpora import canonical_name
-from emodiff.embed import EmbedConfig, embed
+from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment
-from emodiff.prepare import PrepareConfig, prepare
+from emodiff.prepare import PrepareJob, prepare
+from emodiff.progress import QUIET, Progress
 from emodiff.records import Different, Same, existing
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,11 @@ class Generator:
     held_out: tuple[str, ...]
 
 
-def run_study(job: StudyJob, log: Log = print) -> StudyResult:
+def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
     """Run every step of the study that is not done yet; see the module docstring.
+
+    ``progress`` hears a note as each step starts and as it ends (its time, or that it was found
+    done); the steps themselves report nothing.
 
     The plan is data, in three stages, each built once what it depends on is in the store: the corpora
     (prepare, embed), the generators (which speakers each must not see follows from the prepared
@@ -102,12 +104,12 @@ def run_study(job: StudyJob, log: Log = print) -> StudyResult:
     """
     corpus, targets = _check_settings(job)
     done: list[tuple[str, float, bool]] = []
-    _run(_data_steps(job, corpus, targets), done, log)
+    _run(_data_steps(job, corpus, targets), done, progress)
     experiments = _experiments(job, corpus, targets)
     generators = _generators(job, corpus, experiments)
-    _run(_generator_steps(job, corpus, generators), done, log)
+    _run(_generator_steps(job, corpus, generators), done, progress)
     report = job.report or Path(job.recipe.study.report)
-    _run(_evaluation_steps(job, experiments, generators, report), done, log)
+    _run(_evaluation_steps(job, experiments, generators, report), done, progress)
     return StudyResult(report / "index.html", [g.name for g in generators],
                        [f"/results/{e.name}" for e in experiments], done)
 
@@ -185,15 +187,15 @@ def _evaluation_steps(job: StudyJob, experiments: list[ClassifyJob], generators:
     return steps
 
 
-def _run(steps: list[Step], done: list[tuple[str, float, bool]], log: Log) -> None:
-    """Run ``steps`` in order, logging each, and append (label, seconds, found done) to ``done``."""
+def _run(steps: list[Step], done: list[tuple[str, float, bool]], progress: Progress) -> None:
+    """Run ``steps`` in order, noting each, and append (label, seconds, found done) to ``done``."""
     for step in steps:
         start = time.perf_counter()
-        log(f"[study] {step.label} ...")
+        progress.note(f"[study] {step.label} ...")
         skipped = step.run()
         seconds = time.perf_counter() - start
         done.append((step.label, seconds, skipped))
-        log(f"[study] {step.label}: {'already done' if skipped else f'{seconds:.0f} s'}")
+        progress.note(f"[study] {step.label}: {'already done' if skipped else f'{seconds:.0f} s'}")
 
 
 def _items(text: str) -> list[str]:
@@ -216,12 +218,12 @@ def _bundled(corpus: str) -> Path:
 
 
 def _embed(store: Path, corpus: str) -> bool:
-    results = embed(store, EmbedConfig(corpus=[corpus]))
+    results = embed(EmbedJob(store, corpus=[corpus]))
     return all(r.already_there for r in results)
 
 
 def _prepare(store: Path, corpus: str, root: Path) -> bool:
-    return prepare(store, PrepareConfig(corpus, root)).already_there
+    return prepare(PrepareJob(store, corpus, root)).already_there
 
 
 def _train(job: StudyJob, recipe: Recipe, corpus: str, g: Generator) -> bool:
@@ -239,16 +241,16 @@ def _sample(job: StudyJob, g: Generator) -> bool:
 
 
 def _quality(job: StudyJob) -> bool:
-    from emodiff.quality import assess_missing
+    from emodiff.quality import QualityJob, assess
 
-    return not assess_missing(job.store, device=job.device)
+    return not assess(QualityJob(job.store, device=job.device, allow_empty=True))
 
 
 def _report(job: StudyJob, out: Path) -> bool:
-    from emodiff.report import build_report
+    from emodiff.report import ReportJob, build_report
 
     study = job.recipe.study
-    build_report(job.store, out, vocoder=study.vocoder, examples=study.examples, device=job.device)
+    build_report(ReportJob(job.store, out, vocoder=study.vocoder, examples=study.examples, device=job.device))
     return False  # always rebuilt: it is cheap and reflects whatever the store now holds
 
 

@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from emodiff.devices import resolve_device
 from emodiff.diffusion.normalize import MelNormalizer
 from emodiff.errors import EmodiffError
 from emodiff.generators import Trainer, TrainSetup, family_for
+from emodiff.progress import QUIET, Progress
 from emodiff.records import Run
 from emodiff.segments import load_segments
 from emodiff.text import DEFAULT_MODEL
@@ -134,8 +135,12 @@ class _Run:
     world: int
 
 
-def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] = lambda s, n, m: None) -> TrainResult:
-    """Train (or resume) a generator; returns the final checkpoint. See the module docstring."""
+def train(job: TrainJob, progress: Progress = QUIET) -> TrainResult:
+    """Train (or resume) a generator; returns the final checkpoint. See the module docstring.
+
+    ``progress`` hears the number of training steps (a resumed run's done ones advanced at once),
+    each step, and at every logged step a note of the loss and the speed.
+    """
     device = resolve_device(job.device)
     recipe, state = _resolve_resume(job)
     family_for(recipe).check(recipe)
@@ -145,7 +150,7 @@ def train(job: TrainJob, on_step: Callable[[int, int, dict[str, float]], None] =
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
             torch.cuda.set_device(device)
         run = _setup(job, recipe, state, device, rank, world)
-        last, ckpt_path = _loop(job, run, on_step)
+        last, ckpt_path = _loop(job, run, progress if rank == 0 else QUIET)  # one progress bar, not one per process
         if world > 1:
             dist.barrier()
     final = ckpt_path or latest_checkpoint(job.out)
@@ -196,8 +201,7 @@ def _setup(job: TrainJob, recipe: Recipe, state: dict[str, Any] | None, device: 
                 gen, start, rank, world)
 
 
-def _loop(job: TrainJob, run: _Run, on_step: Callable[[int, int, dict[str, float]], None]
-          ) -> tuple[dict[str, float], Path | None]:
+def _loop(job: TrainJob, run: _Run, progress: Progress) -> tuple[dict[str, float], Path | None]:
     """Steps ``run.start`` .. ``train.steps``: train, log, validate, checkpoint; (last metrics, last checkpoint)."""
     recipe, cfg = run.recipe, run.recipe.train
     log = _Log(job.out / "metrics.jsonl") if run.rank == 0 else None
@@ -207,6 +211,8 @@ def _loop(job: TrainJob, run: _Run, on_step: Callable[[int, int, dict[str, float
     last: dict[str, float] = {}
     tick, tick_step = time.perf_counter(), run.start
     ckpt_path = None
+    progress.total(cfg.steps)
+    progress.advance(run.start)
     for step in range(run.start, cfg.steps):
         metrics = run.trainer.step(run.batches.draw(cfg.batch_size, run.gen, cfg.cond_dropout), run.gen,
                                    _lr(step, recipe))
@@ -219,13 +225,13 @@ def _loop(job: TrainJob, run: _Run, on_step: Callable[[int, int, dict[str, float
                 last.update(run.trainer.validate(run.val_batches, cfg.seed))
             if log is not None:
                 log.write({"step": done, **last})
+            progress.note(f"loss {last['loss']:.4f}, {last['steps_per_s']:.1f} steps/s")
             tick, tick_step = time.perf_counter(), done  # validation time stays out of steps/s
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             state = _state(run, job)  # every rank joins the gather of generator states; rank 0 alone writes
             if run.rank == 0:
                 ckpt_path = save_checkpoint(job.out, done, state)
-        if run.rank == 0:  # one progress bar, not one per process
-            on_step(done, cfg.steps, last)
+        progress.advance()
     return last, ckpt_path
 
 

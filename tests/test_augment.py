@@ -11,11 +11,11 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from emodiff import store as st
-from emodiff.augment import AugmentConfig, add_noise, augment, coloured_noise, speed_perturb
+from emodiff.augment import AugmentJob, add_noise, augment, coloured_noise, speed_perturb
 from emodiff.cli import app
 from emodiff.data import ravdess_sample
 from emodiff.errors import EmodiffError
-from emodiff.prepare import PrepareConfig, prepare
+from emodiff.prepare import PrepareJob, prepare
 
 SR = 22050
 
@@ -63,7 +63,7 @@ def test_pink_noise_falls_by_one_decade_of_power_per_decade_of_frequency():
 def small_store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("aug")
     shutil.copytree(ravdess_sample(), root / "ravdess")  # a copy: one test removes a file
-    prepare(root / "s.h5", PrepareConfig("ravdess", root / "ravdess", limit=6))
+    prepare(PrepareJob(root / "s.h5", "ravdess", root / "ravdess", limit=6))
     return root / "s.h5"
 
 
@@ -82,7 +82,7 @@ def _valid_frames(g) -> dict[tuple[int, float], int]:
 
 
 def test_speed_copies_of_real_audio_in_the_store(store):
-    result = augment(store, AugmentConfig("ravdess", "speed", factors=(0.9, 1.1), workers=2))
+    result = augment(AugmentJob(store, "ravdess", "speed", factors=(0.9, 1.1), workers=2))
     assert result.group == "/augmented/ravdess/speed" and result.utterances == 6 and not result.already_there
     with st.open_store(store) as f:
         g, corpus = f["augmented/ravdess/speed"], f["corpora/ravdess"]
@@ -97,14 +97,14 @@ def test_speed_copies_of_real_audio_in_the_store(store):
         mel = g["segments/mel"][()]
         assert mel.min() >= -1.0 and mel.max() <= 1.0 and np.isfinite(mel).all()
         assert list(g.attrs["params"]) == pytest.approx([0.9, 1.1]) and g.attrs["kind"] == "speed"
-    again = augment(store, AugmentConfig("ravdess", "speed", factors=(0.9, 1.1)))
+    again = augment(AugmentJob(store, "ravdess", "speed", factors=(0.9, 1.1)))
     assert again.already_there
     with pytest.raises(EmodiffError, match="exists with other settings"):
-        augment(store, AugmentConfig("ravdess", "speed", factors=(0.8,)))
+        augment(AugmentJob(store, "ravdess", "speed", factors=(0.8,)))
 
 
 def test_noise_copies_move_further_from_the_original_at_lower_snr(store):
-    augment(store, AugmentConfig("ravdess", "noise", snrs=(30.0, 5.0), colour="pink"))
+    augment(AugmentJob(store, "ravdess", "noise", snrs=(30.0, 5.0), colour="pink"))
     with st.open_store(store) as f:
         g, corpus = f["augmented/ravdess/noise"], f["corpora/ravdess"]
         mel, utt, param = g["segments/mel"][()].astype(np.float32), g["segments/utt"][()], g["segments/param"][()]
@@ -121,7 +121,7 @@ def test_noise_from_a_folder_of_recordings(store, tmp_path):
     folder = tmp_path / "noise"
     folder.mkdir()
     sf.write(folder / "hum.wav", 0.3 * np.sin(np.arange(8000) * 2 * np.pi * 50 / 8000), 8000)
-    result = augment(store, AugmentConfig("ravdess", "noise", snrs=(10.0,), noise_dir=folder))
+    result = augment(AugmentJob(store, "ravdess", "noise", snrs=(10.0,), noise_dir=folder))
     assert result.segments >= 6
 
 

@@ -18,6 +18,7 @@ from emodiff.ser.classifier import (
 )
 
 TINY = ClassifierConfig(mel_channels=80, channels=16, kernel_size=5, lstm_hidden=12)
+POOLED = ClassifierConfig(mel_channels=80, channels=16, kernel_size=5, lstm_hidden=12, time_pool=4, normalize=True)
 
 
 def _model(cfg: ClassifierConfig = TINY, seed: int = 0) -> CnnBlstm:
@@ -36,14 +37,19 @@ def test_logit_shapes(batch: int, length: int) -> None:
 
 
 @pytest.mark.parametrize("train", [False, True])
-def test_padding_content_does_not_change_logits(train: bool) -> None:
+@pytest.mark.parametrize("cfg", [TINY, POOLED], ids=["plain", "pooled-normalized"])
+def test_padding_content_does_not_change_logits(train: bool, cfg: ClassifierConfig) -> None:
     g = torch.Generator().manual_seed(1)
     mel = torch.randn(4, 80, 100, generator=g)
-    frames = torch.tensor([100, 60, 1, 37])
+    frames = torch.tensor([100, 60, 1, 37])  # 37 and 1: pooling windows that straddle the padding
     other = mel.clone()
     for b, n in enumerate(frames.tolist()):
         other[b, :, n:] = 5.0 * torch.randn(80, 100 - n, generator=g)
-    model = _model()
+    model = _model(cfg)
+    if cfg.normalize:
+        with torch.no_grad():
+            model.mel_mean.copy_(torch.linspace(-0.5, 0.5, 80))
+            model.mel_std.copy_(torch.linspace(0.5, 2.0, 80))
     model.train(train)
     torch.manual_seed(3)
     a = model(mel, frames)
@@ -190,8 +196,41 @@ def test_config_defaults_are_the_papers() -> None:
 @pytest.mark.parametrize(("key", "value"), [
     ("channels", 0), ("mel_channels", -1), ("lstm_hidden", 0), ("epochs", 0), ("batch_size", 0),
     ("kernel_size", 4), ("kernel_size", 0), ("n_classes", 1), ("conv_dropout", 1.0), ("lstm_dropout", -0.1),
-    ("lr", 0.0), ("weight_decay", -1e-4),
+    ("lr", 0.0), ("weight_decay", -1e-4), ("time_pool", 0), ("patience", -1), ("schedule", "step"),
+    ("normalize", 1),
 ])
 def test_config_rejects_bad_values(key: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{key}.*{value!r}"):
         ClassifierConfig(**{key: value})
+
+
+def test_time_pool_reads_only_the_pooled_valid_frames() -> None:
+    """time_pool 4 over 10 valid frames: the BLSTM sees ceil(10 / 4) = 3 max-pooled frames, as computed by hand."""
+    model = _model(ClassifierConfig(channels=16, kernel_size=5, lstm_hidden=12, time_pool=4))
+    mel = torch.randn(1, 80, 24, generator=torch.Generator().manual_seed(5))
+    frames = torch.tensor([10])
+    with torch.no_grad():
+        # "same" convs near frame 10 read padding (pinned to PAD_VALUE, then 0 after each block) in the model.
+        x = mel.clone()
+        x[:, :, 10:] = PAD_VALUE
+        h = x
+        for block in model.convs:
+            h = block(h)
+            h[:, :, 10:] = 0.0
+        pooled = torch.stack([h[:, :, 0:4].amax(-1), h[:, :, 4:8].amax(-1), h[:, :, 8:10].amax(-1)], dim=1)  # [1, 3, C]
+        out, _ = model.lstm(pooled)
+        expected = model.out(out.mean(dim=1))
+        torch.testing.assert_close(model(mel, frames), expected)
+
+
+def test_set_normalization_is_the_mean_and_std_of_valid_frames() -> None:
+    model = _model(ClassifierConfig(channels=16, kernel_size=5, lstm_hidden=12, normalize=True))
+    g = torch.Generator().manual_seed(6)
+    mel = (torch.randn(5, 80, 30, generator=g) * 0.3 - 0.5).half()
+    frames = torch.tensor([30, 3, 17, 1, 25])
+    model.set_normalization(mel, frames, chunk=2)  # chunks: the sums run over several pieces
+    valid = torch.cat([mel[b, :, :n].double() for b, n in enumerate(frames.tolist())], dim=1)  # [80, sum(frames)]
+    torch.testing.assert_close(model.mel_mean, valid.mean(dim=1).float())
+    torch.testing.assert_close(model.mel_std, valid.std(dim=1, unbiased=False).float())
+    with pytest.raises(ValueError, match="normalize: false"):
+        _model().set_normalization(mel, frames)

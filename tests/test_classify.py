@@ -15,7 +15,7 @@ from emodiff.classify import Augment, ClassifyJob, classify
 from emodiff.cli import app
 from emodiff.data import ravdess_sample
 from emodiff.errors import EmodiffError
-from emodiff.prepare import PrepareConfig, prepare
+from emodiff.prepare import PrepareJob, prepare
 from emodiff.sample import SampleJob, sample
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.train import TrainJob, train
@@ -26,7 +26,7 @@ TINY = ClassifierConfig(channels=32, lstm_hidden=32, epochs=8, lr=1e-3, batch_si
 @pytest.fixture(scope="module")
 def ravdess_store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ravdess") / "s.h5"
-    prepare(path, PrepareConfig("ravdess", ravdess_sample()))
+    prepare(PrepareJob(path, "ravdess", ravdess_sample()))
     return path
 
 

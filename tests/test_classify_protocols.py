@@ -18,7 +18,7 @@ from emodiff.classify import Augment, ClassifyJob, classify
 from emodiff.cli import app
 from emodiff.data import ravdess_sample
 from emodiff.errors import EmodiffError
-from emodiff.prepare import PrepareConfig, prepare
+from emodiff.prepare import PrepareJob, prepare
 from emodiff.ser.classifier import ClassifierConfig
 
 ONE_EPOCH = ClassifierConfig(channels=16, lstm_hidden=16, epochs=1, lr=1e-3, batch_size=32)
@@ -30,8 +30,8 @@ def two_corpora(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("two")
     make_crema_d(root / "crema")
     path = root / "s.h5"
-    prepare(path, PrepareConfig("ravdess", ravdess_sample()))
-    prepare(path, PrepareConfig("crema-d", root / "crema"))
+    prepare(PrepareJob(path, "ravdess", ravdess_sample()))
+    prepare(PrepareJob(path, "crema-d", root / "crema"))
     return path
 
 
@@ -188,10 +188,10 @@ def test_cli_cross_corpus_adaptation_sweep_and_bad_input(store):
 
 
 def test_offline_augmentation_adds_only_training_utterances(store):
-    from emodiff.augment import AugmentConfig, augment
+    from emodiff.augment import AugmentJob, augment
     from emodiff.classify import _read_corpora, _read_offline, _training_segments, plan_folds
 
-    augment(store, AugmentConfig("crema-d", "speed", factors=(0.9, 1.1)))
+    augment(AugmentJob(store, "crema-d", "speed", factors=(0.9, 1.1)))
     job = ClassifyJob(store=store, corpus="ravdess", train_corpus="crema-d", target_fraction=0.5,
                       augment=Augment(offline=("speed",)), classifier=ONE_EPOCH, device="cpu")
     data = _read_corpora(store, ["crema-d", "ravdess"])

@@ -117,6 +117,8 @@ def test_unknown_sections_and_a_bad_name_are_errors(tmp_path):
     ("train", "batch_size", True, "expected an integer, got True"),
     ("sample", "sampler", 3, "3 is not one of ddpm, ddim, heun, dpmpp-2m"),
     ("classifier", "epochs", None, "expected an integer, got None"),
+    ("classifier", "schedule", "step", "'step' is not one of constant, cosine"),
+    ("classifier", "normalize", "yes", "expected true or false, got 'yes'"),
     ("study", "folds", 5, "expected a string, got 5"),
 ])
 def test_wrong_types_are_errors(tmp_path, section, key, value, expected):
@@ -171,6 +173,8 @@ RANGES = [
     ("demo", "classifier", "lr", 0, "a number > 0"),
     ("demo", "classifier", "epochs", 0, "an integer >= 1"),
     ("demo", "classifier", "conv_dropout", 1.0, "a probability in [0, 1)"),
+    ("demo", "classifier", "time_pool", 0, "an integer >= 1"),
+    ("demo", "classifier", "patience", -1, "an integer >= 0"),
     ("demo", "study", "samples", 0, "an integer >= 1"),
     ("demo", "study", "repeats", 0, "an integer >= 1"),
     ("demo", "study", "train_steps", -1, "an integer >= 0"),
@@ -337,7 +341,7 @@ def test_a_train_flag_beats_the_recipe_and_is_checked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     jobs = []
 
-    def fake_train(job: Any, on_step: Any = None) -> None:  # the outermost effect: the training itself
+    def fake_train(job: Any, progress: Any = None) -> None:  # the outermost effect: the training itself
         jobs.append(job)
         raise EmodiffError("stopped by the test")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from emodiff import store as st
-from emodiff.embed import EmbedConfig, embed
+from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
 from emodiff.text import (
     DEFAULT_MODEL,
@@ -204,12 +204,29 @@ def test_truncation_at_max_length():
 # --- the embed step ------------------------------------------------------------------------
 
 
+class Recorded:
+    """An emodiff.progress.Progress that keeps what it hears."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+        self.advances: list[int] = []
+
+    def total(self, n: int) -> None:
+        self.totals.append(n)
+
+    def advance(self, k: int = 1) -> None:
+        self.advances.append(k)
+
+    def note(self, text: str) -> None:
+        pass
+
+
 def test_embed_writes_the_group(tmp_path, shared_encoder):
     store = make_store(tmp_path / "s.h5")
-    totals, advances = [], []
-    cfg = EmbedConfig(corpus=["toy"], batch_size=4)
-    [result] = embed(store, cfg, on_total=totals.append, on_advance=advances.append)
-    assert totals == [6] and advances == [4, 2]
+    progress = Recorded()
+    cfg = EmbedJob(store, corpus=["toy"], batch_size=4)
+    [result] = embed(cfg, progress)
+    assert progress.totals == [6] and progress.advances == [4, 2]
     assert not result.already_there and not result.stale
     assert (result.corpus, result.group, result.utterances, result.dim) == (
         "toy",
@@ -246,17 +263,17 @@ def test_embed_writes_the_group(tmp_path, shared_encoder):
 
 def test_embed_skips_what_is_there_and_overwrites(tmp_path, shared_encoder):
     store = make_store(tmp_path / "s.h5")
-    embed(store, EmbedConfig())
-    totals = []
-    [again] = embed(store, EmbedConfig(), on_total=totals.append)
-    assert again.already_there and not again.stale and totals == []
+    embed(EmbedJob(store))
+    progress = Recorded()
+    [again] = embed(EmbedJob(store), progress)
+    assert again.already_there and not again.stale and progress.totals == []
     assert (again.utterances, again.dim) == (6, 384)
 
     other = "{speaker} sounds {emotion}"
-    [stale] = embed(store, EmbedConfig(template=other))
+    [stale] = embed(EmbedJob(store, template=other))
     assert stale.already_there and stale.stale
 
-    [redone] = embed(store, EmbedConfig(template=other, overwrite=True))
+    [redone] = embed(EmbedJob(store, template=other, overwrite=True))
     assert not redone.already_there
     with h5py.File(store, "r") as f:
         g = f["embeddings/all-MiniLM-L6-v2/toy"]
@@ -267,19 +284,19 @@ def test_embed_skips_what_is_there_and_overwrites(tmp_path, shared_encoder):
 
 def test_embed_all_prepared_corpora(tmp_path):  # the real model load, once
     store = make_store(make_store(tmp_path / "s.h5", "b-corpus"), "a-corpus")
-    results = embed(store, EmbedConfig(corpus=None))
+    results = embed(EmbedJob(store, corpus=None))
     assert [r.corpus for r in results] == ["a-corpus", "b-corpus"]
-    [only] = embed(store, EmbedConfig(corpus=["B_CORPUS"]))  # the CLI's spelling of the group name
+    [only] = embed(EmbedJob(store, corpus=["B_CORPUS"]))  # the CLI's spelling of the group name
     assert only.corpus == "b-corpus" and only.already_there
 
 
 def test_embed_missing_corpus_or_store(tmp_path):
     store = make_store(tmp_path / "s.h5")
     with pytest.raises(EmodiffError) as err:
-        embed(store, EmbedConfig(corpus=["iemocap"]))
+        embed(EmbedJob(store, corpus=["iemocap"]))
     assert str(store) in str(err.value) and "emodiff prepare iemocap ROOT" in str(err.value)
     with pytest.raises(EmodiffError) as err:
-        embed(tmp_path / "none.h5", EmbedConfig(corpus=["toy"]))
+        embed(EmbedJob(tmp_path / "none.h5", corpus=["toy"]))
     assert "none.h5" in str(err.value) and "emodiff prepare toy ROOT" in str(err.value)
     with h5py.File(store, "r") as f:
         assert "embeddings" not in f
@@ -289,7 +306,7 @@ def test_embed_bad_row_names_it(tmp_path):
     table = dict(TOY, emotion=np.array([0, 1, 2, 9, 3, 0], dtype=np.int8))
     store = make_store(tmp_path / "s.h5", table=table)
     with pytest.raises(EmodiffError, match=r"utterances: row 3 \(u3\): emotion id 9"):
-        embed(store, EmbedConfig())
+        embed(EmbedJob(store))
 
 
 @pytest.mark.parametrize(
@@ -305,11 +322,11 @@ def test_embed_bad_row_names_it(tmp_path):
 )
 def test_config_is_checked(kwargs, needle):
     with pytest.raises(EmodiffError) as err:
-        EmbedConfig(**kwargs)
+        EmbedJob(Path("s.h5"), **kwargs)
     assert needle in str(err.value)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu():
     with pytest.raises(EmodiffError, match="no CUDA GPU"):
-        EmbedConfig(device="cuda")
+        EmbedJob(Path("s.h5"), device="cuda")

@@ -21,7 +21,7 @@ from emodiff.audio import LOG_MAX, LOG_MIN
 from emodiff.data import ravdess_sample
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
-from emodiff.prepare import PrepareConfig, prepare
+from emodiff.prepare import PrepareJob, prepare
 
 SHARED_RAVDESS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "ravdess"
 
@@ -52,7 +52,7 @@ def _check_segments(group: h5py.Group, n_utt: int) -> None:
 @pytest.mark.skipif(not SHARED_RAVDESS.is_dir(), reason="../shared/corpora/ravdess not present")
 def test_real_ravdess_subset(tmp_path):
     path = tmp_path / "s.h5"
-    result = prepare(path, PrepareConfig("ravdess", SHARED_RAVDESS, workers=2))
+    result = prepare(PrepareJob(path, "ravdess", SHARED_RAVDESS, workers=2))
     stats = result.stats
     assert stats.utterances == 672 and stats.speakers == 24
     assert {k: v[0] for k, v in stats.per_emotion.items()} == {"neutral": 96, "happy": 192, "sad": 192, "angry": 192}
@@ -80,7 +80,7 @@ def test_stored_mel_matches_a_direct_computation(tmp_path):
     from emodiff.audio import MelExtractor, load_audio, segment
 
     path = tmp_path / "s.h5"
-    prepare(path, PrepareConfig("ravdess", ravdess_sample(), workers=2, limit=12, dtype="float32"))
+    prepare(PrepareJob(path, "ravdess", ravdess_sample(), workers=2, limit=12, dtype="float32"))
     utt = _utterances(path, "ravdess")
     extractor = MelExtractor()
     with st.open_store(path) as f:
@@ -101,7 +101,7 @@ def test_miniature_layouts_end_to_end(tmp_path, corpus, make):
     root = tmp_path / corpus
     expected = make(root)
     path = tmp_path / "s.h5"
-    result = prepare(path, PrepareConfig(corpus, root, workers=2))
+    result = prepare(PrepareJob(path, corpus, root, workers=2))
     utt = _utterances(path, corpus)
     assert utt["id"].tolist() == [u.id for u in expected]
     assert utt["speaker"].tolist() == [u.speaker for u in expected]
@@ -149,7 +149,7 @@ def test_bad_files_are_skipped_with_reasons(tmp_path):
     root = tmp_path / "bad"
     _bad_corpus(root)
     path = tmp_path / "s.h5"
-    result = prepare(path, PrepareConfig("ravdess", root, workers=2))
+    result = prepare(PrepareJob(path, "ravdess", root, workers=2))
     utt = _utterances(path, "ravdess")
     assert utt["id"].tolist() == ["03-01-01-01-01-01-01", "03-01-03-01-01-01-01", "03-01-04-01-01-01-01"]
     assert utt["source_rate"].tolist() == [8000, 44100, 48000]
@@ -165,12 +165,12 @@ def test_bad_files_are_skipped_with_reasons(tmp_path):
 
 def test_strict_makes_bad_files_fatal_and_changes_nothing(tmp_path):
     path = tmp_path / "s.h5"
-    prepare(path, PrepareConfig("ravdess", ravdess_sample(), limit=4))
+    prepare(PrepareJob(path, "ravdess", ravdess_sample(), limit=4))
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     root = tmp_path / "bad"
     _bad_corpus(root)
     with pytest.raises(EmodiffError, match=r"--strict"):
-        prepare(path, PrepareConfig("ravdess", root, strict=True, overwrite=True))
+        prepare(PrepareJob(path, "ravdess", root, strict=True, overwrite=True))
     # problems found by the recipe and problems found while decoding are both fatal
     for name in ("copy", "Actor_01/03-01-09-01-01-01-01.wav"):
         target = root / name
@@ -181,7 +181,7 @@ def test_strict_makes_bad_files_fatal_and_changes_nothing(tmp_path):
         else:
             target.unlink()
     with pytest.raises(EmodiffError, match=r"03-01-05-01-01-01-01\.flac: cannot decode audio.*--strict"):
-        prepare(path, PrepareConfig("ravdess", root, strict=True, overwrite=True))
+        prepare(PrepareJob(path, "ravdess", root, strict=True, overwrite=True))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert not list(tmp_path.glob("*.partial"))
 
@@ -192,17 +192,17 @@ def test_nothing_readable_is_an_error_and_writes_nothing(tmp_path):
     (root / "Actor_01" / "03-01-05-01-01-01-01.wav").write_bytes(b"")
     path = tmp_path / "s.h5"
     with pytest.raises(EmodiffError, match=r"none of the 1 ravdess files could be read"):
-        prepare(path, PrepareConfig("ravdess", root))
+        prepare(PrepareJob(path, "ravdess", root))
     assert not path.exists() or "corpora" not in h5py.File(path, "r")
 
 
 def test_second_run_is_already_there_and_overwrite_replaces(tmp_path):
     path = tmp_path / "s.h5"
-    first = prepare(path, PrepareConfig("ravdess", ravdess_sample(), limit=8))
-    again = prepare(path, PrepareConfig("ravdess", ravdess_sample(), limit=20))
+    first = prepare(PrepareJob(path, "ravdess", ravdess_sample(), limit=8))
+    again = prepare(PrepareJob(path, "ravdess", ravdess_sample(), limit=20))
     assert again.already_there and again.stats.utterances == 8
     assert again.stats.attrs["config_hash"] == first.stats.attrs["config_hash"]
-    replaced = prepare(path, PrepareConfig("ravdess", ravdess_sample(), limit=20, overwrite=True))
+    replaced = prepare(PrepareJob(path, "ravdess", ravdess_sample(), limit=20, overwrite=True))
     assert not replaced.already_there and replaced.stats.utterances == 20
     assert replaced.stats.attrs["config_hash"] != first.stats.attrs["config_hash"]
     with st.open_store(path) as f:
@@ -211,25 +211,25 @@ def test_second_run_is_already_there_and_overwrite_replaces(tmp_path):
 
 def test_limit_spreads_over_speakers_and_emotions(tmp_path):
     path = tmp_path / "s.h5"
-    stats = prepare(path, PrepareConfig("ravdess", ravdess_sample(), limit=24)).stats
+    stats = prepare(PrepareJob(path, "ravdess", ravdess_sample(), limit=24)).stats
     assert stats.utterances == 24 and stats.speakers == 6
     assert all(n > 0 for n, _ in stats.per_emotion.values())
 
 
 def test_bad_settings_are_rejected():
     with pytest.raises(EmodiffError, match="dtype"):
-        PrepareConfig("ravdess", Path("."), dtype="int8")  # type: ignore[arg-type]
+        PrepareJob(Path("s.h5"), "ravdess", Path("."), dtype="int8")  # type: ignore[arg-type]
     with pytest.raises(EmodiffError, match="--workers"):
-        PrepareConfig("ravdess", Path("."), workers=0)
+        PrepareJob(Path("s.h5"), "ravdess", Path("."), workers=0)
     with pytest.raises(EmodiffError, match="--calm applies to RAVDESS only"):
-        PrepareConfig("iemocap", Path("."), calm="neutral").reader_options()
+        PrepareJob(Path("s.h5"), "iemocap", Path("."), calm="neutral").reader_options()
 
 
 def test_calm_merged_into_neutral(tmp_path):
     root = tmp_path / "r"
     expected = make_ravdess(root, calm="neutral")
     path = tmp_path / "s.h5"
-    prepare(path, PrepareConfig("ravdess", root, calm="neutral"))
+    prepare(PrepareJob(path, "ravdess", root, calm="neutral"))
     utt = _utterances(path, "ravdess")
     assert utt["id"].tolist() == [u.id for u in expected]
     with st.open_store(path) as f:
@@ -239,7 +239,7 @@ def test_calm_merged_into_neutral(tmp_path):
 def _store_with_one_corpus(tmp_path: Path) -> Path:
     path = tmp_path / "s.h5"
     make_crema_d(tmp_path / "crema")
-    prepare(path, PrepareConfig("crema-d", tmp_path / "crema"))
+    prepare(PrepareJob(path, "crema-d", tmp_path / "crema"))
     return path
 
 
@@ -260,7 +260,7 @@ def test_prepare_killed_mid_run_leaves_no_half_group(tmp_path):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     with st.open_store(path) as f:
         assert list(f["corpora"].keys()) == ["crema-d"]
-    rerun = prepare(path, PrepareConfig("ravdess", ravdess_sample()))
+    rerun = prepare(PrepareJob(path, "ravdess", ravdess_sample()))
     assert rerun.stats.utterances == 168 and not rerun.already_there
     assert not partial.exists()
     with st.open_store(path) as f:
@@ -272,11 +272,11 @@ def test_store_held_by_another_writer(tmp_path):
     path = tmp_path / "s.h5"
     with st.write_group(path, "corpora/x", config={}, what="prepare x"):
         with pytest.raises(EmodiffError, match="held by another writer"):
-            prepare(path, PrepareConfig("ravdess", ravdess_sample(), limit=2))
+            prepare(PrepareJob(path, "ravdess", ravdess_sample(), limit=2))
 
 
 def test_per_emotion_counts_are_in_emotion_order(tmp_path):
-    stats = prepare(tmp_path / "s.h5", PrepareConfig("ravdess", ravdess_sample())).stats
+    stats = prepare(PrepareJob(tmp_path / "s.h5", "ravdess", ravdess_sample())).stats
     assert list(stats.per_emotion) == list(EMOTIONS)
     assert stats.utterances == 168 and stats.speakers == 6
     assert {k: v[0] for k, v in stats.per_emotion.items()} == {"neutral": 24, "happy": 48, "sad": 48, "angry": 48}

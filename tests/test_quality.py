@@ -302,8 +302,8 @@ def test_an_emotion_with_one_sample_is_nan_with_a_reason(stores: dict) -> None:
 
 
 def test_assess_missing_skips_assessed_sets(stores: dict) -> None:
-    assert q.assess_missing(stores["store"], device="cpu") == []
-    assert q.assess_missing(stores["bare"], device="cpu") == []  # no synthetic set: nothing to do
+    assert q.assess(q.QualityJob(stores["store"], device="cpu", allow_empty=True)) == []
+    assert q.assess(q.QualityJob(stores["bare"], device="cpu", allow_empty=True)) == []  # no set: nothing to do
 
 
 def _one_line_error(job: q.QualityJob, match: str) -> None:

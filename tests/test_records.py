@@ -14,12 +14,12 @@ from toy import FRAMES, SPEAKERS, tiny_recipe
 
 from emodiff import records as rec
 from emodiff import store as st
-from emodiff.augment import AugmentConfig, augment
+from emodiff.augment import AugmentJob, augment
 from emodiff.checkpoint import sha256_file
 from emodiff.classify import ClassifyJob, classify
 from emodiff.data import ravdess_sample
 from emodiff.errors import EmodiffError
-from emodiff.prepare import PrepareConfig, prepare
+from emodiff.prepare import PrepareJob, prepare
 from emodiff.quality import QualityJob, assess
 from emodiff.sample import SampleJob, sample
 from emodiff.ser.classifier import ClassifierConfig
@@ -46,8 +46,8 @@ def pipeline(toy_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ravdess(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four RAVDESS utterances prepared from audio, with a speed-perturbed copy of each."""
     store = tmp_path_factory.mktemp("ravdess") / "s.h5"
-    prepare(store, PrepareConfig("ravdess", ravdess_sample(), limit=4, workers=1))
-    augment(store, AugmentConfig("ravdess", "speed", factors=(0.9,), workers=1))
+    prepare(PrepareJob(store, "ravdess", ravdess_sample(), limit=4, workers=1))
+    augment(AugmentJob(store, "ravdess", "speed", factors=(0.9,), workers=1))
     return store
 
 

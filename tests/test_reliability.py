@@ -17,14 +17,13 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from emodiff import render
 from emodiff import store as st
 from emodiff.checkpoint import load_checkpoint
-from emodiff.cli import _prepared_corpora, app
+from emodiff.cli import _prepared_corpora, app, render
 from emodiff.corpora import list_corpus
 from emodiff.data import ravdess_sample
 from emodiff.errors import EmodiffError
-from emodiff.prepare import PrepareConfig, prepare
+from emodiff.prepare import PrepareJob, prepare
 from emodiff.summary import corpus_stats
 
 runner = CliRunner()
@@ -47,7 +46,7 @@ def _one_line_error(result, *fragments: str) -> str:
 def prepared(tmp_path_factory) -> Path:
     """A store made by `emodiff prepare` (4 RAVDESS utterances)."""
     path = tmp_path_factory.mktemp("prepared") / "s.h5"
-    prepare(path, PrepareConfig(corpus="ravdess", root=ravdess_sample(), workers=1, limit=4))
+    prepare(PrepareJob(path, corpus="ravdess", root=ravdess_sample(), workers=1, limit=4))
     return path
 
 
@@ -229,7 +228,7 @@ def _tree(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_prepare_records_a_dangling_symlink(tmp_path: Path):
     root, _, link = _tree(tmp_path)
     store = tmp_path / "s.h5"
-    prepare(store, PrepareConfig(corpus="ravdess", root=root, workers=1))
+    prepare(PrepareJob(store, corpus="ravdess", root=root, workers=1))
     with st.open_store(store) as f:
         skipped = st.read_table(f["corpora/ravdess/skipped"])
         assert f["corpora/ravdess"].attrs["n_skipped"] == 2
@@ -293,7 +292,7 @@ def _column(table: Table, column: int, width: int = 80) -> str:
 def test_skipped_files_table_keeps_whole_paths_at_80_columns(tmp_path: Path):
     root, bad, link = _tree(tmp_path)
     store = tmp_path / "s.h5"
-    result = prepare(store, PrepareConfig(corpus="ravdess", root=root, workers=1))
+    result = prepare(PrepareJob(store, corpus="ravdess", root=root, workers=1))
     table = render.skipped_table(result.stats)
     files = _column(table, 0)
     assert str(bad) in files and str(link) in files

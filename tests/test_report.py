@@ -27,8 +27,8 @@ from emodiff.classify import ClassifyJob, classify
 from emodiff.cli import app
 from emodiff.data import ravdess_sample
 from emodiff.emotions import EMOTIONS
-from emodiff.prepare import PrepareConfig, prepare
-from emodiff.report import build_report
+from emodiff.prepare import PrepareJob, prepare
+from emodiff.report import ReportJob, build_report
 from emodiff.report.collect import ResultInfo
 from emodiff.report.examples import MIN_FRAMES
 from emodiff.report.experiments import ResultTable
@@ -123,7 +123,7 @@ def full_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def prepared_only(tmp_path_factory) -> Path:
     store = tmp_path_factory.mktemp("partial") / "s.h5"
-    prepare(store, PrepareConfig("ravdess", ravdess_sample(), limit=8))
+    prepare(PrepareJob(store, "ravdess", ravdess_sample(), limit=8))
     return store
 
 
@@ -354,7 +354,7 @@ def test_damaged_groups_are_named_not_fatal(prepared_only, tmp_path):
         g.create_group("fold1").create_dataset("confusion", data=np.ones((3, 3), int))
     with st.write_group(store, "synthetic/empty", config={}) as g:
         g.attrs["sampler"] = "ddim"
-    res = build_report(store, tmp_path / "rep", examples=0)
+    res = build_report(ReportJob(store, tmp_path / "rep", examples=0))
     html = res.index.read_text()
     assert "/results/broken could not be read" in html and "expected (4, 4)" in html
     assert row_of(table(parse(html), "Synthetic sets"), "empty")["segments"] == "0"
@@ -382,9 +382,9 @@ def test_out_that_is_not_a_report_is_refused(prepared_only, tmp_path):
 
 def test_report_replaces_an_earlier_report(prepared_only, tmp_path):
     out = tmp_path / "rep"
-    first = build_report(prepared_only, out, examples=0)
+    first = build_report(ReportJob(prepared_only, out, examples=0))
     (out / "figures" / "stale.png").write_bytes(b"old")
-    second = build_report(prepared_only, out, examples=0)
+    second = build_report(ReportJob(prepared_only, out, examples=0))
     assert second.index.is_file() and not (out / "figures" / "stale.png").exists()
     assert first.figures == second.figures and second.clips == [] and second.vocoder == ""
     assert "No audio: the report was made with `--examples 0`." in second.index.read_text().replace(
@@ -394,12 +394,12 @@ def test_report_replaces_an_earlier_report(prepared_only, tmp_path):
 def test_quality_flag_fills_table_1(full_store, tmp_path, monkeypatch):
     store = tmp_path / "s.h5"
     shutil.copy(full_store, store)
-    res = build_report(store, tmp_path / "a", quality=False, examples=0, device="cpu")
+    res = build_report(ReportJob(store, tmp_path / "a", quality=False, examples=0, device="cpu"))
     assert "No quality metrics for tiny" in res.index.read_text()
 
-    def assess_missing(path: Path, device: str) -> list:
+    def assess(job: types.SimpleNamespace, progress: object = None) -> list:
         # the /quality layout of emodiff.quality: a per_emotion table, set-level attrs
-        with st.write_group(path, "quality/tiny", config={"fake": True}) as g:
+        with st.write_group(job.store, "quality/tiny", config={"fake": True}) as g:
             st.write_table(g.create_group("per_emotion"), {
                 "emotion": list(EMOTIONS), "mad": np.array([0.1, 0.2, 0.3, 0.25]),
                 "frechet": np.array([1.5, np.nan, 2.0, 3.25]), "n_real": np.array([6, 6, 6, 6]),
@@ -408,9 +408,10 @@ def test_quality_flag_fills_table_1(full_store, tmp_path, monkeypatch):
         return []
 
     fake = types.ModuleType("emodiff.quality")
-    fake.assess_missing = assess_missing  # type: ignore[attr-defined]
+    fake.QualityJob = types.SimpleNamespace  # type: ignore[attr-defined]
+    fake.assess = assess  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "emodiff.quality", fake)
-    res = build_report(store, tmp_path / "b", quality=True, examples=0, device="cpu")
+    res = build_report(ReportJob(store, tmp_path / "b", quality=True, examples=0, device="cpu"))
     dom = parse(res.index.read_text())
     t1 = table(dom, "Table 1 — quality of tiny")
     assert t1["head"] == ["emotion", "MAD", "Fréchet distance", "n real", "note"]
@@ -449,7 +450,7 @@ def test_paper_numbers_match_rows(corpus, train, protocol, train_on, augment, pa
 def test_real_vocoder_writes_audible_clips(prepared_only, tmp_path):
     from emodiff.vocoder import GriffinLimVocoder  # the real module (Griffin-Lim: no weights, seconds on a CPU)
 
-    res = build_report(prepared_only, tmp_path / "rep", vocoder="griffin-lim", examples=1, device="cpu")
+    res = build_report(ReportJob(prepared_only, tmp_path / "rep", vocoder="griffin-lim", examples=1, device="cpu"))
     assert res.vocoder == GriffinLimVocoder.name and len(res.clips) >= 2
     assert f"Vocoded with {res.vocoder} at 22050 Hz" in res.index.read_text()
     with h5py.File(prepared_only, "r") as f:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
+import pytest
 import torch
 
 from emodiff.ser.classifier import PAD_VALUE, ClassifierConfig, CnnBlstm, valid_mask
-from emodiff.ser.training import Segments, fit, recalibrate_batch_norm, utterance_scores
+from emodiff.ser.training import Segments, fit, recalibrate_batch_norm, train_epoch, utterance_scores
 
 CFG = ClassifierConfig(channels=8, lstm_hidden=8, epochs=3, lr=1e-2, batch_size=8)
 
@@ -58,3 +62,46 @@ def test_utterance_scores_pool_segment_log_probabilities():
     with torch.no_grad():
         logp = torch.log_softmax(model(data.mel, data.frames), dim=1).double()
     torch.testing.assert_close(torch.from_numpy(scores), torch.stack([logp[:2].mean(0), logp[2], logp[3:].mean(0)]))
+
+
+def test_early_stopping_ends_after_patience_epochs_without_a_better_score_and_restores_the_best():
+    data = _data()
+    cfg = ClassifierConfig(channels=8, lstm_hidden=8, epochs=8, lr=1e-2, batch_size=8, patience=2)
+    calls, states = [], []
+
+    def select(model) -> float:
+        calls.append(len(calls) + 1)
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return [0.1, 0.9, 0.5, 0.9, 0.95, 0.2][len(calls) - 1]  # 0.9 again at epoch 4 is no improvement
+
+    fitted = fit(cfg, data, torch.device("cpu"), select=select)
+    assert calls == [1, 2, 3, 4]  # epochs 3 and 4 did not beat epoch 2: stop, never reaching 0.95
+    assert (fitted.best_epoch, fitted.best_score, fitted.epochs_run) == (2, 0.9, 4)
+    restored = fitted.model.state_dict()
+    assert all(torch.equal(restored[k], states[1][k]) for k in restored)  # epoch 2's weights and BN statistics
+    assert not torch.equal(states[1]["out.weight"], states[3]["out.weight"])  # it did train on after epoch 2
+
+    without = fit(replace(cfg, patience=0), data, torch.device("cpu"), select=lambda model: 0.5)
+    assert (without.best_epoch, without.epochs_run) == (1, 8)  # patience 0: every epoch, the first of equals kept
+
+
+def test_cosine_schedule_steps_per_batch_down_to_zero():
+    data = _data(24)
+    model = CnnBlstm(CFG)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    total = 2 * 3  # 2 epochs of 24 / 8 batches
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total)))
+    gen = torch.Generator().manual_seed(0)
+    train_epoch(model, opt, data, 8, torch.device("cpu"), gen, schedule=schedule)
+    assert schedule.last_epoch == 3 and opt.param_groups[0]["lr"] == pytest.approx(0.05)  # half way: cos(pi/2)
+    train_epoch(model, opt, data, 8, torch.device("cpu"), gen, schedule=schedule)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_fit_normalizes_by_the_training_segments():
+    data = _data()
+    cfg = replace(CFG, normalize=True, time_pool=2, schedule="cosine", epochs=1)
+    model = fit(cfg, data, torch.device("cpu")).model
+    valid = torch.cat([data.mel[b, :, :n] for b, n in enumerate(data.frames.tolist())], dim=1)
+    torch.testing.assert_close(model.mel_mean, valid.mean(dim=1))
+    torch.testing.assert_close(model.mel_std, valid.std(dim=1, unbiased=False))

@@ -27,14 +27,13 @@ def _recipe(experiments: str):
 
 def test_study_runs_every_step_then_picks_up_where_it_stopped(tmp_path):
     store, runs, report = tmp_path / "s.h5", tmp_path / "runs", tmp_path / "report"
-    first = run_study(StudyJob(store=store, recipe=_recipe("real"), runs=runs, report=report, device="cpu"),
-                      log=lambda line: None)
+    first = run_study(StudyJob(store=store, recipe=_recipe("real"), runs=runs, report=report, device="cpu"))
     assert [s for s, _, _ in first.steps] == ["prepare ravdess", "embed", "classify study-real", "report"]
     assert first.generators == [] and (report / "index.html").is_file()
 
     # A later run with more experiments skips what is done and adds the generators it now needs.
     second = run_study(StudyJob(store=store, recipe=_recipe("real, real+synthetic+mixup"), runs=runs, report=report,
-                                device="cpu"), log=lambda line: None)
+                                device="cpu"))
     skipped = {s: done for s, _, done in second.steps}
     assert skipped["prepare ravdess"] and skipped["embed"] and skipped["classify study-real"]
     # groups:3 over 6 actors: fold i tests group i, validates on group i+1; each pair gets its own generator.
@@ -53,7 +52,7 @@ def test_study_runs_every_step_then_picks_up_where_it_stopped(tmp_path):
     assert "study-real-synthetic-mixup" in (report / "index.html").read_text()
 
     third = run_study(StudyJob(store=store, recipe=_recipe("real, real+synthetic+mixup"), runs=runs, report=report,
-                               device="cpu"), log=lambda line: None)
+                               device="cpu"))
     assert all(done for step, _, done in third.steps if step != "report")
 
 
@@ -66,7 +65,7 @@ def test_study_across_corpora_uses_a_generator_of_the_whole_source(tmp_path):
     recipe = dataclasses.replace(tiny_recipe(3), classifier=TINY_CLASSIFIER, study=study)
     store = tmp_path / "s.h5"
     result = run_study(StudyJob(store=store, recipe=recipe, runs=tmp_path / "runs", report=tmp_path / "report",
-                                device="cpu"), log=lambda line: None)
+                                device="cpu"))
     # Within RAVDESS, "synthetic" needs the three per-fold generators; across corpora one saw all six actors.
     assert result.generators[0] == "all-ravdess" and len(result.generators) == 4
     with st.open_store(store) as f:
@@ -104,8 +103,8 @@ def test_shipped_recipes_describe_a_study():
 def test_a_study_of_other_corpora_needs_their_folders(tmp_path):
     recipe = dataclasses.replace(_recipe("real"), study=StudyConfig(corpus="iemocap"))
     with pytest.raises(EmodiffError, match="give the iemocap folder with --root"):
-        run_study(StudyJob(store=tmp_path / "s.h5", recipe=recipe), log=lambda line: None)
+        run_study(StudyJob(store=tmp_path / "s.h5", recipe=recipe))
     paper = load_recipe("paper")
     with pytest.raises(EmodiffError, match="the msp-improv folder is not given; pass --cross-root"):
-        run_study(StudyJob(store=tmp_path / "s.h5", recipe=paper, root=tmp_path), log=lambda line: None)
+        run_study(StudyJob(store=tmp_path / "s.h5", recipe=paper, root=tmp_path))
     assert not (tmp_path / "s.h5").exists()  # refused before any step ran

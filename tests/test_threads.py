@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from emodiff import parallel
 from emodiff.cli import app
 from emodiff.errors import EmodiffError
-from emodiff.prepare import PrepareConfig
+from emodiff.prepare import PrepareJob
 
 runner = CliRunner()
 HEAVY = ("prepare", "augment", "embed", "train", "sample", "classify", "quality", "report", "study")
@@ -38,7 +38,7 @@ def seen(monkeypatch) -> list[int]:
     def record(*args: object, **kwargs: object) -> None:
         counts.append(torch.get_num_threads())
         for arg in args:
-            if isinstance(arg, PrepareConfig):
+            if isinstance(arg, PrepareJob):
                 counts.append(arg.workers)
         raise EmodiffError("job reached")
 
@@ -83,7 +83,7 @@ def test_workers_default_to_threads(seen: list[int], tmp_path: Path):
     _reached(runner.invoke(app, [*args, "--threads", "1", "--workers", "3"]))
     assert seen == [1, 1, 1, 3]  # (torch threads, workers) per run
     torch.set_num_threads(1)
-    assert PrepareConfig("ravdess", tmp_path).workers == 1  # as the study builds it: torch's count
+    assert PrepareJob(tmp_path / "s.h5", "ravdess", tmp_path).workers == 1  # as the study builds it: torch's count
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])

@@ -17,6 +17,7 @@ from toy import tiny_recipe
 from emodiff import store as st
 from emodiff.checkpoint import MANIFEST, latest_checkpoint, load_checkpoint
 from emodiff.errors import EmodiffError
+from emodiff.progress import Quiet
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
 
@@ -126,16 +127,18 @@ def test_interrupted_sampling_resumes_and_matches(store, tmp_path):
     train(_job(store, tmp_path / "runs" / "tiny"))
     whole = SampleJob(store=store, n=10, steps=4, batch_size=4, name="whole", device="cpu")
     sample(whole)
-    seen = []
 
-    def stop_after_first_batch(k: int) -> None:
-        seen.append(k)
-        if sum(seen) >= 4:
-            raise KeyboardInterrupt
+    class StopAfterFirstBatch(Quiet):
+        seen = 0
+
+        def advance(self, k: int = 1) -> None:
+            self.seen += k
+            if self.seen >= 4:
+                raise KeyboardInterrupt
 
     cut = dataclasses.replace(whole, name="cut")
     with pytest.raises(KeyboardInterrupt):
-        sample(cut, on_advance=stop_after_first_batch)
+        sample(cut, StopAfterFirstBatch())
     assert not st.has_group(store, "synthetic/cut")
     again = sample(cut)
     assert again.resumed_from == 4
@@ -235,13 +238,20 @@ def test_a_finished_run_waits_for_another_writer(store, tmp_path, monkeypatch):
     holder.__enter__()
     timers = []
 
-    def on_step(done: int, total: int, metrics: dict) -> None:  # the other writer finishes 1 s after the last step
-        if done == total:
-            timers.append(threading.Timer(1.0, holder.__exit__, args=(None, None, None)))
-            timers[-1].start()
+    class ReleaseAfterLastStep(Quiet):  # the other writer finishes 1 s after the last step
+        steps = done = 0
+
+        def total(self, n: int) -> None:
+            self.steps = n
+
+        def advance(self, k: int = 1) -> None:
+            self.done += k
+            if k and self.done == self.steps:
+                timers.append(threading.Timer(1.0, holder.__exit__, args=(None, None, None)))
+                timers[-1].start()
 
     try:
-        result = train(_job(store, tmp_path / "runs" / "waits", steps=3), on_step=on_step)
+        result = train(_job(store, tmp_path / "runs" / "waits", steps=3), ReleaseAfterLastStep())
     finally:
         for t in timers:
             t.join()

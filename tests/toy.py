@@ -19,7 +19,7 @@ import numpy as np
 
 from emodiff import store as st
 from emodiff.config import DenoiserConfig, DiffusionConfig, Recipe, SampleConfig, TrainConfig
-from emodiff.embed import EmbedConfig, embed
+from emodiff.embed import EmbedJob, embed
 
 SPEAKERS = ("s1", "s2", "s3")
 
@@ -57,7 +57,7 @@ def make_toy_store(path: Path, per_class: int = 6) -> Path:
         segs.create_dataset("utt", data=np.arange(n, dtype=np.int32))
         segs.create_dataset("frames", data=np.full(n, FRAMES, np.int32))
         g.attrs["corpus"] = "toy"
-    embed(path, EmbedConfig(corpus=["toy"]))
+    embed(EmbedJob(path, corpus=["toy"]))
     return path
 
 

@@ -25,6 +25,7 @@ from emodiff import __version__
 from emodiff import store as st
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
+from emodiff.progress import QUIET, Progress
 from emodiff.report import figures
 from emodiff.report.audio import write_clip
 from emodiff.report.blocks import AudioGrid, Clip
@@ -36,7 +37,29 @@ from emodiff.report.html import GENERATOR, render_html
 from emodiff.report.markdown import render_markdown
 from emodiff.report.optional import VOCODER_KINDS, VocoderKind, assess_quality, vocoder_with_note
 
-__all__ = ["ReportResult", "build_report", "VOCODER_KINDS"]
+__all__ = ["ReportJob", "ReportResult", "build_report", "VOCODER_KINDS"]
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    """One report: the store, the folder ``out`` (an earlier report there is replaced) and the settings.
+
+    ``quality`` first computes the quality metrics the store lacks (``emodiff.quality``);
+    ``examples`` clips per emotion and source are vocoded with ``vocoder`` on ``device`` (0: no audio).
+    """
+
+    store: Path
+    out: Path
+    quality: bool = False
+    vocoder: VocoderKind = "auto"
+    examples: int = 1
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.vocoder not in VOCODER_KINDS:
+            raise EmodiffError(f"--vocoder {self.vocoder!r}: expected one of {', '.join(VOCODER_KINDS)}")
+        if self.examples < 0:
+            raise EmodiffError(f"--examples must be 0 or more, got {self.examples}")
 
 
 @dataclass
@@ -51,38 +74,36 @@ class ReportResult:
     seconds: float
 
 
-def build_report(store: Path, out: Path, *, quality: bool = False, vocoder: VocoderKind = "auto",
-                 examples: int = 1, device: str = "auto") -> ReportResult:
-    """Write the report of ``store`` into the folder ``out`` (replacing an earlier report there).
+def build_report(job: ReportJob, progress: Progress = QUIET) -> ReportResult:
+    """Write the report of ``job.store`` into the folder ``job.out`` (replacing an earlier report there).
 
-    ``quality`` first computes the quality metrics the store lacks (``emodiff.quality``, when
-    installed); ``examples`` clips per emotion and source are vocoded with ``vocoder`` on
-    ``device`` (0: no audio). Raises EmodiffError for a missing or unreadable store, an ``out``
-    that exists and is not an emodiff report, or bad arguments.
+    ``progress`` hears a note as each stage starts (quality, figures, audio, pages). Raises
+    EmodiffError for a missing or unreadable store, or an ``out`` that exists and is not an
+    emodiff report.
     """
     start = time.perf_counter()
-    if vocoder not in VOCODER_KINDS:
-        raise EmodiffError(f"--vocoder {vocoder!r}: expected one of {', '.join(VOCODER_KINDS)}")
-    if examples < 0:
-        raise EmodiffError(f"--examples must be 0 or more, got {examples}")
-    store, out = Path(store), Path(out)
+    store, out = Path(job.store), Path(job.out)
     with st.open_store(store):  # a missing or non-HDF5 store fails here, before anything is written
         pass
     _check_out(out)
     art = Artifacts()
-    if quality:
-        assess_quality(store, _device(device))
+    if job.quality:
+        progress.note("quality metrics the store lacks")
+        assess_quality(store, _device(job.device))
     contents = collect(store)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         (tmp / "figures").mkdir(parents=True)
         (tmp / "audio").mkdir()
+        progress.note("figures")
         pngs = _draw_figures(contents, tmp, art)
-        clips, voc_name = _write_audio(contents, tmp, art, vocoder, examples, device)
+        progress.note("audio clips")
+        clips, voc_name = _write_audio(contents, tmp, art, job.vocoder, job.examples, job.device)
         art.facts = [("store", str(store.resolve())),
                      ("made", datetime.now(timezone.utc).isoformat(timespec="seconds")),
                      ("emodiff", __version__), ("vocoder", voc_name or "none (no audio)")]
+        progress.note("pages")
         doc = document(contents, art, _versions())
         (tmp / "index.html").write_text(render_html(doc), encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(doc), encoding="utf-8")

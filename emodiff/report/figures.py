@@ -88,3 +88,55 @@ def adaptation_png(path: Path, curves: list[Curve], title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.savefig(path)
+
+
+@dataclass
+class Interval:
+    """One row of the forest plot: an experiment's mean paired UAR difference against the baseline and its
+    confidence interval (fractions), the Wilcoxon p and the number of (fold, seed) pairs."""
+
+    label: str
+    mean: float
+    low: float
+    high: float
+    p: float
+    n: int
+
+
+def forest_png(path: Path, rows: list[Interval], baseline: str, level: float = 0.95) -> None:
+    """Each experiment's paired difference in UAR against ``baseline`` (percentage points) with its interval,
+    one row per experiment, the zero line marked: an interval that crosses it shows no clear difference."""
+    fig = Figure(figsize=(7.0, 0.55 * len(rows) + 1.4), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))[::-1]
+    for yi, r in zip(y, rows, strict=True):
+        clear = r.low > 0 or r.high < 0
+        colour = ("#2f855a" if r.mean > 0 else "#c53030") if clear else "#52606d"
+        ax.plot([100 * r.low, 100 * r.high], [yi, yi], color=colour, linewidth=2)
+        ax.plot([100 * r.mean], [yi], marker="s", color=colour, markersize=7)
+        ax.annotate(f"{100 * r.mean:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], p = {r.p:.2g}",
+                    (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    ax.axvline(0.0, color="#9aa5b1", linestyle="--", linewidth=1)
+    ax.set_yticks(y, [f"{r.label} (n = {r.n})" for r in rows])
+    ax.set_xlabel(f"UAR difference to {baseline} (percentage points), {100 * level:g} % bootstrap interval")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"Paired difference to {baseline} over the same folds and seeds", fontsize=10)
+    fig.savefig(path, bbox_inches="tight")
+
+
+def recall_png(path: Path, recalls: list[tuple[str, np.ndarray]], title: str) -> None:
+    """Per-emotion recall (%) side by side, one bar group per emotion and one bar per (label, recall [4])."""
+    fig = Figure(figsize=(6.4, 3.8), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(recalls))
+    x = np.arange(len(EMOTIONS))
+    for k, (label, recall) in enumerate(recalls):
+        bars = ax.bar(x + (k - (len(recalls) - 1) / 2) * width, 100 * np.asarray(recall), width, label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.axhline(100 / len(EMOTIONS), color="#9aa5b1", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(x, EMOTIONS)
+    ax.set_ylabel("recall (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path)

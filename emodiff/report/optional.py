@@ -20,10 +20,10 @@ VOCODER_KINDS: tuple[str, ...] = get_args(VocoderKind)
 
 
 def assess_quality(store: Path, device: str) -> None:
-    """Compute and store the quality metrics the store lacks (``emodiff.quality.assess_missing``)."""
-    from emodiff.quality import assess_missing
+    """Compute and store the quality metrics the store lacks (``emodiff.quality.assess``; none when it holds no set)."""
+    from emodiff.quality import QualityJob, assess
 
-    assess_missing(store, device)
+    assess(QualityJob(store=store, device=device, allow_empty=True))
 
 
 def vocoder_with_note(kind: VocoderKind, device: str) -> tuple[Vocoder, str]:

@@ -5,6 +5,11 @@ Architecture (the paper's classifier row): three blocks Conv1d -> BatchNorm1d ->
 over time, a bidirectional LSTM over the valid frames, dropout 0.2, a masked mean over valid frames,
 and a linear layer to the emotion classes. Inputs are store segments: mel [B, 80, F] scaled so that
 -1.0 is silence (the padding value), with ``frames`` [B] the number of valid frames in each.
+
+Two options the paper does not have (off by default): ``normalize`` standardises each mel bin by
+statistics of the training segments (buffers ``mel_mean``, ``mel_std``, set by
+:meth:`CnnBlstm.set_normalization`), and ``time_pool`` = p max-pools the conv output over time by p
+before the BLSTM, which then runs over ceil(frames / p) steps: the BLSTM is ~90 % of a CPU epoch.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ class CnnBlstm(nn.Module):
             ))
             width = cfg.channels
         self.convs = nn.ModuleList(blocks)
+        if cfg.normalize:  # set by set_normalization from the training segments; identity until then
+            self.register_buffer("mel_mean", torch.zeros(cfg.mel_channels))
+            self.register_buffer("mel_std", torch.ones(cfg.mel_channels))
         self.lstm = nn.LSTM(cfg.channels, cfg.lstm_hidden, batch_first=True, bidirectional=True)
         self.lstm_dropout = nn.Dropout(cfg.lstm_dropout)
         self.out = nn.Linear(2 * cfg.lstm_hidden, cfg.n_classes)
@@ -67,13 +75,44 @@ class CnnBlstm(nn.Module):
         # fixed value before, and zero after, each block makes the logits independent of its content
         # (also in training mode, where BatchNorm's statistics see the fixed values only).
         h = mel.masked_fill(~mask, PAD_VALUE)
+        if self.cfg.normalize:
+            h = (h - self.mel_mean[:, None]) / self.mel_std[:, None]  # padding: standardised silence
         for block in self.convs:
             h = block(h).masked_fill(~mask, 0.0)
+        if self.cfg.time_pool > 1:
+            # Block outputs are >= 0 (ReLU, dropout) and padding is 0, so a window that overlaps the
+            # padding takes the max of its valid frames: the result still ignores padding content.
+            h = F.max_pool1d(h, self.cfg.time_pool, ceil_mode=True)
+            frames = (frames + self.cfg.time_pool - 1) // self.cfg.time_pool
+            length = h.shape[2]
         packed = pack_padded_sequence(h.transpose(1, 2), frames.cpu().long(), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)  # [B, F, 2H], zeros on padding
         out = self.lstm_dropout(out)
         return out.sum(dim=1) / frames.to(out.dtype)[:, None]
+
+    @torch.no_grad()
+    def set_normalization(self, mel: torch.Tensor, frames: torch.Tensor, chunk: int = 512) -> None:
+        """With ``cfg.normalize``: mel_mean, mel_std [C] := the mean and std of each mel bin over the valid
+        frames of mel [N, C, F] (float16 is fine; summed in float64, ``chunk`` segments at a time).
+        """
+        if not self.cfg.normalize:
+            raise ValueError("set_normalization: this classifier's config has normalize: false")
+        total = torch.zeros(mel.shape[1], dtype=torch.float64)
+        square = torch.zeros_like(total)
+        count = 0
+        for lo in range(0, len(mel), chunk):
+            x = mel[lo:lo + chunk].double()
+            keep = valid_mask(frames[lo:lo + chunk], x.shape[2])[:, None, :]
+            total += (x * keep).sum(dim=(0, 2))
+            square += (x * x * keep).sum(dim=(0, 2))
+            count += int(keep.sum())
+        if count == 0:
+            raise ValueError("set_normalization: no valid frames")
+        mean = total / count
+        std = (square / count - mean**2).clamp_min(0.0).sqrt().clamp_min(1e-3)  # a constant bin stays finite
+        self.mel_mean.copy_(mean.to(self.mel_mean))
+        self.mel_std.copy_(std.to(self.mel_std))
 
 
 def count_parameters(model: nn.Module) -> int:

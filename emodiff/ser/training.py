@@ -12,6 +12,7 @@ segment outputs into one score row per utterance, the unit every metric is compu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class Fitted:
     model: CnnBlstm
     best_epoch: int  # 1-based; the last epoch when there is no ``select``
     best_score: float  # ``select`` at best_epoch; NaN without one
+    epochs_run: int = 0  # fewer than cfg.epochs when early stopping (cfg.patience) ended the run
 
 
 def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_alpha: float | None = None,
@@ -55,16 +57,28 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
 
     Minimises E[-sum_k y_k log softmax(f(x))_k] over shuffled batches of ``cfg.batch_size``. The
     seed (default ``cfg.seed``) fixes the initial weights, batch order and augmentation draws.
+    With ``cfg.normalize`` the model standardises its input by ``data``'s per-bin statistics; with
+    ``cfg.schedule`` cosine the lr at step t of T = epochs x batches is lr (1 + cos(pi t / T)) / 2.
+    With ``select`` and ``cfg.patience`` = P > 0, training stops once P epochs in a row have not
+    beaten the best score (the schedule is not shortened: the run just ends early).
     """
     seed = cfg.seed if seed is None else seed
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = CnnBlstm(cfg).to(device)
+    if cfg.normalize:
+        model.set_normalization(data.mel, data.frames)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best = Fitted(model, cfg.epochs, float("nan"))
+    schedule = None
+    if cfg.schedule == "cosine":
+        total = cfg.epochs * math.ceil(len(data) / cfg.batch_size)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total)))
+    elif cfg.schedule != "constant":
+        raise ValueError(f"classifier.schedule {cfg.schedule!r}: expected constant or cosine")
+    best = Fitted(model, cfg.epochs, float("nan"), cfg.epochs)
     best_state = None
     for epoch in range(1, cfg.epochs + 1):
-        train_epoch(model, opt, data, cfg.batch_size, device, gen, mixup_alpha, specaugment)
+        train_epoch(model, opt, data, cfg.batch_size, device, gen, mixup_alpha, specaugment, schedule=schedule)
         if select is not None or epoch == cfg.epochs:
             recalibrate_batch_norm(model, data, cfg.batch_size, device, gen)
         if select is not None:
@@ -72,6 +86,9 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
             if best_state is None or score > best.best_score:
                 best.best_epoch, best.best_score = epoch, score
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif cfg.patience and epoch - best.best_epoch >= cfg.patience:
+                best.epochs_run = epoch
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -80,8 +97,8 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
 
 def train_epoch(model: CnnBlstm, opt: torch.optim.Optimizer, data: Segments, batch_size: int,
                 device: torch.device, gen: torch.Generator, mixup_alpha: float | None = None,
-                specaugment: bool = False) -> float:
-    """One pass over ``data`` in a random order; returns the mean batch loss."""
+                specaugment: bool = False, *, schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
+    """One pass over ``data`` in a random order (``schedule`` steps after every batch); returns the mean batch loss."""
     model.train()
     order = torch.randperm(len(data), generator=gen)
     losses = []
@@ -97,6 +114,8 @@ def train_epoch(model: CnnBlstm, opt: torch.optim.Optimizer, data: Segments, bat
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(float(loss.detach()))
     return float(np.mean(losses))
 

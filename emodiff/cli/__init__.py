@@ -1,6 +1,7 @@
 """The ``emodiff`` command: one thin function per subcommand.
 
-Each command parses its flags, calls one library function and renders the result with rich.
+Each command parses its flags, calls one step (``step(job, progress)``) and renders the result
+with rich (:mod:`emodiff.cli.render`).
 Library code raises EmodiffError; only :func:`main` turns it into a one-line message and exit
 code 1, so no user ever sees a traceback for bad input.
 """
@@ -16,7 +17,8 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 
 from emodiff import __version__
 from emodiff.errors import EmodiffError
@@ -79,11 +81,17 @@ def _friendly(command: F) -> F:
 
 
 class _Bar:
-    """A rich progress bar that appears only once the work is known (not before an early error)."""
+    """The CLI's :class:`emodiff.progress.Progress`: a rich bar on stderr that appears only once the work
+    is known (not before an early error).
 
-    def __init__(self, description: str):
+    A note shows after the description on the bar (train's loss and speed); with ``lines=True`` each
+    note is printed on stderr as a line of its own instead (the study's log of its steps).
+    """
+
+    def __init__(self, description: str, lines: bool = False):
         self.description = description
-        self.progress = Progress(  # markup=False: the description holds user text (a run or corpus name)
+        self.lines = lines
+        self.progress = RichProgress(  # markup=False: the description holds user text (a run or corpus name)
             TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
         )
@@ -99,6 +107,12 @@ class _Bar:
     def advance(self, k: int = 1) -> None:
         if self.task is not None:
             self.progress.advance(self.task, k)
+
+    def note(self, text: str) -> None:
+        if self.lines:
+            err_console.print(text, markup=False, highlight=False)
+        elif self.task is not None:
+            self.progress.update(self.task, description=f"{self.description} {text}")
 
     def __enter__(self) -> _Bar:
         return self
@@ -124,16 +138,16 @@ def prepare(
 ) -> None:
     """Audio and labels of a corpus -> /corpora/CORPUS: 80x256 mel segments and the utterance table."""
     n_threads = use_threads(threads)
-    from emodiff.prepare import PrepareConfig
+    from emodiff.cli.render import prepare_summary
+    from emodiff.prepare import PrepareJob
     from emodiff.prepare import prepare as run_prepare
-    from emodiff.render import prepare_summary
     from emodiff.store import resolve_store
 
-    cfg = PrepareConfig(corpus=corpus, root=root, workers=workers or n_threads, limit=limit,
-                        strict=strict, overwrite=overwrite, dtype=dtype, calm=calm)  # type: ignore[arg-type]
     path = resolve_store(store)
+    job = PrepareJob(store=path, corpus=corpus, root=root, workers=workers or n_threads, limit=limit,
+                     strict=strict, overwrite=overwrite, dtype=dtype, calm=calm)  # type: ignore[arg-type]
     with _Bar(f"prepare {corpus}") as bar:
-        result = run_prepare(path, cfg, on_total=bar.total, on_advance=bar.advance)
+        result = run_prepare(job, bar)
     if result.already_there:
         s = result.stats
         console.print(f"{path} already holds /corpora/{s.name} ({s.utterances} utterances, {s.segments} segments, "
@@ -157,17 +171,17 @@ def embed(
 ) -> None:
     """Condition texts (transcript, emotion, speaker, gender) -> /embeddings/MODEL/CORPUS vectors."""
     use_threads(threads)
-    from emodiff.embed import EmbedConfig
+    from emodiff.cli.render import embed_summary
+    from emodiff.embed import EmbedJob
     from emodiff.embed import embed as run_embed
-    from emodiff.render import embed_summary
     from emodiff.store import resolve_store
     from emodiff.text import DEFAULT_TEMPLATE
 
-    cfg = EmbedConfig(corpus=corpus or None, model=model, template=template or DEFAULT_TEMPLATE,
-                      batch_size=batch_size, device=device, max_length=max_length, overwrite=overwrite)
     path = resolve_store(store)
+    job = EmbedJob(store=path, corpus=corpus or None, model=model, template=template or DEFAULT_TEMPLATE,
+                   batch_size=batch_size, device=device, max_length=max_length, overwrite=overwrite)
     with _Bar("embed") as bar:
-        results = run_embed(path, cfg, on_total=bar.total, on_advance=bar.advance)
+        results = run_embed(job, bar)
     embed_summary(console, path, results)
 
 
@@ -190,8 +204,8 @@ def train(
 ) -> None:
     """Train the text-conditioned diffusion model on stored segments (multi-GPU: run it under torchrun)."""
     use_threads(threads)
+    from emodiff.cli.render import train_summary
     from emodiff.config import load_recipe, override
-    from emodiff.render import train_summary
     from emodiff.store import resolve_store
     from emodiff.train import TrainJob
     from emodiff.train import train as run_train
@@ -204,16 +218,7 @@ def train(
     job = TrainJob(store=path, recipe=loaded, corpora=corpora, out=out or Path("runs") / loaded.name,
                    exclude_speakers=excluded, embed_model=model, resume=resume, device=device)
     with _Bar(f"train {job.out.name}") as bar:
-        def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
-            if bar.task is None:
-                bar.total(total)
-                bar.advance(done - 1)
-            bar.advance()
-            if metrics:
-                text = f"train {job.out.name} loss {metrics['loss']:.4f}, {metrics['steps_per_s']:.1f} steps/s"
-                bar.progress.update(bar.task, description=text)  # type: ignore[arg-type]
-
-        result = run_train(job, on_step=on_step)
+        result = run_train(job, bar)
     train_summary(console, result)
 
 
@@ -238,7 +243,7 @@ def sample(
 ) -> None:
     """Draw labelled synthetic mel segments from a trained run into /synthetic/NAME (interrupted runs resume)."""
     use_threads(threads)
-    from emodiff.render import sample_summary
+    from emodiff.cli.render import sample_summary
     from emodiff.sample import SampleJob
     from emodiff.sample import sample as run_sample
     from emodiff.store import resolve_store
@@ -247,7 +252,7 @@ def sample(
                     emotions=tuple(emotion or ()), speakers=tuple(speaker or ()), batch_size=batch_size,
                     seed=seed, name=name, device=device, overwrite=overwrite, guidance=guidance)
     with _Bar("sample") as bar:
-        result = run_sample(job, on_total=bar.total, on_advance=bar.advance)
+        result = run_sample(job, bar)
     sample_summary(console, job.store, result)
 
 
@@ -268,7 +273,7 @@ def augment(
 ) -> None:
     """Offline copies of a corpus's utterances -> /augmented/CORPUS/KIND (used by classify --augment speed|noise)."""
     n_threads = use_threads(threads)
-    from emodiff.augment import AugmentConfig
+    from emodiff.augment import AugmentJob
     from emodiff.augment import augment as run_augment
     from emodiff.store import resolve_store
 
@@ -276,11 +281,11 @@ def augment(
     corpora = _prepared_corpora(path)
     if corpus is None and len(corpora) > 1:
         raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
-    cfg = AugmentConfig(corpus=corpus or corpora[0], kind=kind, factors=_numbers(factors, "--factors"),  # type: ignore[arg-type]
-                        snrs=_numbers(snrs, "--snrs"), colour=colour, noise_dir=noise_dir, seed=seed,
-                        workers=workers or n_threads, overwrite=overwrite)
+    job = AugmentJob(store=path, corpus=corpus or corpora[0], kind=kind, factors=_numbers(factors, "--factors"),  # type: ignore[arg-type]
+                     snrs=_numbers(snrs, "--snrs"), colour=colour, noise_dir=noise_dir, seed=seed,
+                     workers=workers or n_threads, overwrite=overwrite)
     with _Bar(f"augment {kind}") as bar:
-        result = run_augment(path, cfg, on_total=bar.total, on_advance=bar.advance)
+        result = run_augment(job, bar)
     done = "already holds" if result.already_there else "wrote"
     console.print(f"{path}: {done} {result.group} ({result.segments} segments from {result.utterances} utterances)",
                   markup=False)
@@ -319,8 +324,8 @@ def classify(
     use_threads(threads)
     from emodiff.classify import ClassifyRequest
     from emodiff.classify import classify as run_classify
+    from emodiff.cli.render import classify_summary
     from emodiff.config import load_recipe, override
-    from emodiff.render import classify_summary
     from emodiff.store import resolve_store
 
     request = ClassifyRequest(  # checks how the protocol flags combine
@@ -330,7 +335,7 @@ def classify(
     cfg = override(load_recipe(recipe).classifier, "--epochs", epochs=epochs)
     for job in request.jobs(cfg, prepared=lambda: _prepared_corpora(request.store)):
         with _Bar("classify") as bar:
-            result = run_classify(job, on_total=bar.total, on_fold=lambda r: bar.advance())
+            result = run_classify(job, bar)
         classify_summary(console, result)
 
 
@@ -370,9 +375,9 @@ def quality(
 ) -> None:
     """How good a synthetic set is (docs/quality.md): TSTR vs TRTR on speakers the generator never saw, a two-sample AUC, per-emotion consistency, Frechet distance, MAD -> /quality/NAME."""
     use_threads(threads)
+    from emodiff.cli.render import quality_summary
     from emodiff.config import load_recipe
     from emodiff.quality import QualityJob, assess
-    from emodiff.render import quality_summary
     from emodiff.store import resolve_store
 
     classifier = load_recipe(recipe).classifier if recipe is not None else None
@@ -396,11 +401,11 @@ def report(
 ) -> None:
     """The store as a self-contained report folder: tables, figures, vocoded audio, provenance (docs/report.md)."""
     use_threads(threads)
-    from emodiff.report import build_report
+    from emodiff.report import ReportJob, build_report
     from emodiff.store import resolve_store
 
-    result = build_report(resolve_store(store), out, quality=quality, vocoder=vocoder, examples=examples,  # type: ignore[arg-type]
-                          device=device)
+    result = build_report(ReportJob(store=resolve_store(store), out=out, quality=quality, vocoder=vocoder,  # type: ignore[arg-type]
+                                    examples=examples, device=device))
     for note in result.missing:
         console.print(f"[dim]{escape(note)}[/dim]", highlight=False)
     console.print(f"wrote {len(result.figures)} figures and {len(result.clips)} clips in {result.seconds:.1f} s; "
@@ -428,7 +433,8 @@ def study(
 
     job = StudyJob(store=resolve_store(store), recipe=load_recipe(recipe), runs=runs, root=root,
                    cross_root=cross_root, adaptation_root=adaptation_root, report=out, device=device)
-    result = run_study(job, log=lambda line: err_console.print(line, markup=False, highlight=False))
+    with _Bar("study", lines=True) as bar:
+        result = run_study(job, bar)
     total = sum(seconds for _, seconds, _ in result.steps)
     console.print(f"study done in {total / 60:.1f} min: {len(result.generators)} generators, "
                   f"{len(result.results)} experiments; the report is {result.report.resolve()}", markup=False)
@@ -438,7 +444,7 @@ def study(
 @_friendly
 def inspect(store: StoreOpt = None) -> None:
     """What the store holds: groups, utterances and segments per emotion and speaker, hours, key attrs."""
-    from emodiff.render import store_overview
+    from emodiff.cli.render import store_overview
     from emodiff.store import resolve_store
 
     store_overview(console, resolve_store(store))
