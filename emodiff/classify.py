@@ -33,6 +33,7 @@ from emodiff.progress import QUIET, Progress
 from emodiff.records import Absent, Augmented, Corpus, Results, Synthetic, existing, taken
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.ser.metrics import confusion, macro_f1, summarize, uar, weighted_accuracy
+from emodiff.ser.paired import PairedComparison, compare
 from emodiff.ser.protocols import Fold, adaptation, by_session, cross_corpus, loso, speaker_groups
 from emodiff.ser.training import Segments, fit, utterance_scores
 
@@ -54,6 +55,7 @@ class ClassifyJob:
     name: str | None = None
     device: str = "auto"
     overwrite: bool = False
+    baseline: str | None = None  # a /results name run on the same folds and seeds: paired statistics against it
 
     def __post_init__(self) -> None:
         Experiment(self.train_on, self.augment)  # checks --train-on, and that offline augmentations have real data
@@ -90,7 +92,8 @@ class ClassifyJob:
         return {"corpus": self.corpus, "train_corpus": self.train_corpus, "protocol": self.protocol,
                 "folds": self.folds, "target_fraction": self.target_fraction, "dev_fraction": self.dev_fraction,
                 "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": asdict(self.augment),
-                "classifier": asdict(self.classifier), "repeats": self.repeats, "allow_leak": self.allow_leak}
+                "classifier": asdict(self.classifier), "repeats": self.repeats, "allow_leak": self.allow_leak,
+                **({"baseline": self.baseline} if self.baseline else {})}
 
     @property
     def corpora(self) -> list[str]:
@@ -131,6 +134,7 @@ class ClassifyRequest:
     name: str | None = None
     device: str = "auto"
     overwrite: bool = False
+    compare_with: str | None = None  # a /results name: the paired baseline of every job
 
     def __post_init__(self) -> None:
         if self.loso and self.folds != "loso":
@@ -162,7 +166,7 @@ class ClassifyRequest:
                             train_on=self.train_on, augment=augment, allow_leak=self.allow_leak,  # type: ignore[arg-type]
                             classifier=classifier, repeats=self.repeats,
                             name=f"{self.name}-{fraction:g}" if self.name and len(fractions) > 1 else self.name,
-                            device=self.device, overwrite=self.overwrite)
+                            device=self.device, overwrite=self.overwrite, baseline=self.compare_with)
                 for fraction in fractions]
 
 
@@ -201,6 +205,7 @@ class ClassifyResult:
     leaky: bool
     seconds: float
     protocol: str = "loso"
+    comparison: PairedComparison | None = None  # against job.baseline, over the same (fold, seed) pairs
 
 
 @dataclass
@@ -383,6 +388,7 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
             raise EmodiffError(f"fold {fold.name}: no training segments ({train_on} data)")
     leaky = any(leak for _, _, leak in plan)
     seeds = [job.classifier.seed + r for r in range(job.repeats)]
+    baseline = _baseline_uars(job, [(_group_name(fold), seed) for seed in seeds for fold in folds])
     results: list[FoldResult] = []
     with st.write_group(job.store, Results.path(name), config=job.config(), overwrite=job.overwrite,
                         what=f"classify {name}") as g:
@@ -392,7 +398,7 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
                 train = _training_segments(fold, data, synth, offline, job)
                 res, preds = _run_fold(fold, data, train, job, device, seed)
                 res.synthetic = synth.name if synth else ""
-                group_name = fold.name.replace("/", "_") + (f"@seed{seed}" if len(seeds) > 1 else "")
+                group_name = _group_name(fold) + (f"@seed{seed}" if len(seeds) > 1 else "")
                 _write_fold(g.create_group(group_name), res, preds, data, fold, leak)
                 results.append(res)
                 progress.advance()
@@ -403,8 +409,39 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
             train_on=train_on, augment=job.augment.label(), leaky=leaky, repeats=job.repeats,
             seeds=json.dumps(seeds), split_seed=job.split_seed,
             synthetic=",".join(sorted({r.synthetic for r in results} - {""})), **summary)
+        comparison = None
+        if baseline is not None:
+            ours = {(_group_name(fold), r.seed): r.uar for (fold, _, _), r in zip(plan * len(seeds), results,
+                                                                                   strict=True)}
+            comparison = compare(baseline, ours, experiment=name, baseline=str(job.baseline))
+            g.attrs.update(comparison.as_attrs())
     return ClassifyResult(f"/results/{name}", results, (summary["uar_mean"], summary["uar_std"]),
-                          summary["uar_seed_std"], leaky, time.perf_counter() - start, job.protocol)
+                          summary["uar_seed_std"], leaky, time.perf_counter() - start, job.protocol, comparison)
+
+
+def _group_name(fold: Fold) -> str:
+    """A fold's group under /results/<name> (``@seedN`` is added with several seeds)."""
+    return fold.name.replace("/", "_")
+
+
+def _baseline_uars(job: ClassifyJob, keys: list[tuple[str, int]]) -> dict[tuple[str, int], float] | None:
+    """UAR per (fold, seed) of ``job.baseline``, checked to cover exactly this run's (fold, seed) ``keys``,
+    before any training: a paired comparison needs the same folds and seeds on both sides."""
+    if job.baseline is None:
+        return None
+    with st.open_store(job.store) as f:
+        if not Results.exists(f, job.baseline):
+            raise EmodiffError(f"{job.store}: no /results/{job.baseline} to compare with; run it first or drop "
+                               "--compare-with")
+        base = Results.read(f, job.baseline)
+    uars = {(fold.name.split("@seed")[0], fold.seed): fold.uar for fold in base.folds
+            if fold.uar is not None and fold.seed is not None}
+    if set(uars) != set(keys):
+        missing, extra = sorted(set(keys) - set(uars))[:3], sorted(set(uars) - set(keys))[:3]
+        raise EmodiffError(f"--compare-with {job.baseline}: its folds and seeds differ from this run's "
+                           f"(this run only: {missing or 'none'}; {job.baseline} only: {extra or 'none'}); "
+                           "run both with the same protocol and --repeats")
+    return uars
 
 
 def _summary(results: list[FoldResult], seeds: list[int]) -> dict[str, float]:

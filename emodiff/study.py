@@ -145,12 +145,18 @@ def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]
 
 
 def _experiments(job: StudyJob, corpus: str, targets: list[Target]) -> list[ClassifyJob]:
+    """Every experiment's classify job; where the list has ``real``, it runs first and every other experiment
+    of the same corpora and fraction is compared with it (paired, over the same folds and seeds)."""
     jobs = [experiment_job(job.store, job.recipe, corpus, text, job.device)
             for text in _items(job.recipe.study.experiments)]
     for target, _, runs in targets:
         jobs += [experiment_job(job.store, job.recipe, target, text, job.device, source=corpus, fraction=fraction)
                  for text, fraction in runs]
-    return jobs
+    real = Experiment.parse("real")
+    baselines = {(j.corpus, j.train_corpus, j.target_fraction): j.name for j in jobs if j.experiment == real}
+    paired = [dataclasses.replace(j, baseline=baselines.get((j.corpus, j.train_corpus, j.target_fraction)))
+              if j.experiment != real else j for j in jobs]
+    return sorted(paired, key=lambda j: j.experiment != real)  # stable: the baselines first, else as listed
 
 
 def _generators(job: StudyJob, corpus: str, experiments: list[ClassifyJob]) -> list[Generator]:

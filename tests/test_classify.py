@@ -116,3 +116,38 @@ def test_cli_classify_and_bad_input(ravdess_store, tmp_path):
         bad = runner.invoke(app, ["classify", "--store", str(store), "--epochs", "1", *args])
         assert bad.exit_code == 1 and "Traceback" not in bad.output, (args, bad.output)
         assert message in " ".join(bad.stderr.split()), (args, bad.stderr)
+
+
+def test_compare_with_stores_the_paired_difference_against_the_baseline(toy_with_synthetic, tmp_path):
+    """Paired statistics against a real-only run on the same folds and seeds, checked by hand from the folds."""
+    import numpy as np
+
+    from emodiff.ser.paired import bootstrap_ci
+
+    store = tmp_path / "s.h5"
+    shutil.copy(toy_with_synthetic, store)
+    cfg = dataclasses.replace(TINY, epochs=1)
+    real = classify(ClassifyJob(store=store, corpus="toy", classifier=cfg, repeats=2, device="cpu"))
+    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse("specaugment"), classifier=cfg, repeats=2,
+                      device="cpu", baseline="toy-loso-real")
+    result = classify(job)
+    assert real.comparison is None and result.comparison is not None
+    with st.open_store(store) as f:
+        base, ours = f["results/toy-loso-real"], f["results/toy-loso-real-specaugment"]
+        diffs = np.array([ours[k].attrs["uar"] - base[k].attrs["uar"] for k in sorted(ours)])
+        attrs = dict(ours.attrs)
+    assert len(diffs) == 6 and attrs["paired_n"] == 6 and attrs["paired_baseline"] == "toy-loso-real"
+    mean, low, high = bootstrap_ci(diffs)
+    assert attrs["paired_mean_diff"] == pytest.approx(diffs.mean())
+    assert (attrs["paired_ci_low"], attrs["paired_ci_high"]) == pytest.approx((low, high))
+    assert attrs["paired_wins"] + attrs["paired_losses"] + attrs["paired_ties"] == 6
+    assert 0.0 <= attrs["paired_p_wilcoxon"] <= 1.0
+    assert result.comparison.text().endswith("(n = 6)")
+
+    # another number of seeds is refused before any training, and nothing is written
+    other = dataclasses.replace(job, repeats=1, name="one-seed")
+    with pytest.raises(EmodiffError, match="--compare-with toy-loso-real: its folds and seeds differ"):
+        classify(other)
+    assert not st.has_group(store, "results/one-seed")
+    with pytest.raises(EmodiffError, match="no /results/nothing to compare with"):
+        classify(dataclasses.replace(job, baseline="nothing", name="x"))

@@ -49,7 +49,14 @@ def test_study_runs_every_step_then_picks_up_where_it_stopped(tmp_path):
         folds = {k: g[k].attrs["synthetic"] for k in g}
         assert folds == {"group=0": "without-01-02-03-04", "group=1": "without-03-04-05-06",
                          "group=2": "without-01-02-05-06"}
-    assert "study-real-synthetic-mixup" in (report / "index.html").read_text()
+        # compared with the real-only run, fold by fold: d = this fold's UAR - the same fold's real UAR
+        real = f["results/study-real"]
+        diffs = [g[k].attrs["uar"] - real[k].attrs["uar"] for k in folds]
+        assert g.attrs["paired_baseline"] == "study-real" and g.attrs["paired_n"] == 3
+        assert g.attrs["paired_mean_diff"] == pytest.approx(sum(diffs) / 3)
+        assert g.attrs["paired_ci_low"] <= g.attrs["paired_mean_diff"] <= g.attrs["paired_ci_high"]
+    html = (report / "index.html").read_text()
+    assert "study-real-synthetic-mixup" in html and "Figure 5" in html and "paired UAR difference" in html
 
     third = run_study(StudyJob(store=store, recipe=_recipe("real, real+synthetic+mixup"), runs=runs, report=report,
                                device="cpu"))

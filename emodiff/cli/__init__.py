@@ -315,6 +315,7 @@ def classify(
     recipe: Annotated[Path, typer.Option(help="Recipe whose classifier section sets the model and training (demo or paper, or a YAML file).")] = Path("demo"),
     epochs: Annotated[int | None, typer.Option(help="Training epochs per fold (overrides the recipe).", show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="Name of the results: /results/NAME. Default: from the settings.", show_default=False)] = None,
+    compare_with: Annotated[str | None, typer.Option(help="A /results name run on the same folds and seeds (e.g. the real-only run): store and print the paired UAR difference against it, with a 95 % bootstrap interval over (fold, seed) pairs and a Wilcoxon signed-rank p.", show_default=False)] = None,
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
@@ -331,7 +332,7 @@ def classify(
     request = ClassifyRequest(  # checks how the protocol flags combine
         store=resolve_store(store), corpus=corpus, loso=loso, folds=folds, train=train, test=test,
         target_fraction=target_fraction, train_on=train_on, augment=augment, allow_leak=allow_leak, repeats=repeats,
-        split_seed=split_seed, name=name, device=device, overwrite=overwrite)
+        split_seed=split_seed, name=name, device=device, overwrite=overwrite, compare_with=compare_with)
     cfg = override(load_recipe(recipe).classifier, "--epochs", epochs=epochs)
     for job in request.jobs(cfg, prepared=lambda: _prepared_corpora(request.store)):
         with _Bar("classify") as bar:

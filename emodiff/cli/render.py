@@ -142,6 +142,8 @@ def classify_summary(console: Console, result: ClassifyResult) -> None:
         table.add_row(*row, *([_plain(r.synthetic)] if "synthetic" in columns else []))
     console.print(table)
     console.print(f"{len(result.folds)} fold runs in {result.seconds:.0f} s")
+    if result.comparison is not None:
+        console.print(_plain(f"UAR against {result.comparison.baseline}: {result.comparison.text()}"))
 
 
 def quality_summary(console: Console, results: Sequence[QualityResult]) -> None:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from emodiff import __version__
 from emodiff import store as st
@@ -30,7 +31,7 @@ from emodiff.report import figures
 from emodiff.report.audio import write_clip
 from emodiff.report.blocks import AudioGrid, Clip
 from emodiff.report.collect import StoreContents, collect
-from emodiff.report.document import LEAKY, Artifacts, MelFigure, document, missing_notes
+from emodiff.report.document import LEAKY, Artifacts, MelFigure, PairedFigures, document, missing_notes
 from emodiff.report.examples import real_examples, synthetic_examples
 from emodiff.report.experiments import experiments, trained_on
 from emodiff.report.html import GENERATOR, render_html
@@ -198,6 +199,24 @@ def _draw_figures(c: StoreContents, tmp: Path, art: Artifacts) -> list[Path]:
         path, rel = png(f"adaptation-{e.train_corpus}-{e.test_corpus}")
         figures.adaptation_png(path, list(lines.values()), e.title)
         art.adaptation[e.title] = rel
+    for e in experiments(c.results):
+        compared = [r for r in e.results if r.paired is not None]
+        if e.kind == "adaptation" or not compared:
+            continue
+        baseline = compared[0].paired.baseline  # type: ignore[union-attr]
+        rows = [figures.Interval(trained_on(r), r.paired.mean_diff, r.paired.ci_low, r.paired.ci_high,  # type: ignore[union-attr]
+                                 r.paired.p_value, r.paired.n_pairs) for r in compared]  # type: ignore[union-attr]
+        path, forest = png(f"paired-{e.train_corpus}-{e.test_corpus}-{e.protocol}")
+        figures.forest_png(path, rows, baseline, level=compared[0].paired.level)  # type: ignore[union-attr]
+        base = next((r for r in e.results if r.name == baseline), None)
+        best = max(compared, key=lambda r: r.paired.mean_diff)  # type: ignore[union-attr]
+        recall = ""
+        if base is not None and base.confusion is not None and best.confusion is not None:
+            path, recall = png(f"recall-{e.train_corpus}-{e.test_corpus}-{e.protocol}")
+            figures.recall_png(path, [(trained_on(base), np.diag(figures.row_normalised(base.confusion))),
+                                      (trained_on(best), np.diag(figures.row_normalised(best.confusion)))],
+                               f"per-emotion recall: {trained_on(base)} and {trained_on(best)}")
+        art.paired[e.title] = PairedFigures(forest, recall, baseline, trained_on(best))
     return pngs
 
 

@@ -21,6 +21,7 @@ from emodiff import store as st
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment
 from emodiff.records import Corpus, Embeddings, Fold, Meta, Quality, Results, Run, Synthetic, children
+from emodiff.ser.paired import PairedComparison
 from emodiff.summary import CorpusStats, corpus_stats
 
 T = TypeVar("T")
@@ -120,6 +121,7 @@ class ResultInfo:
     folds: list[FoldInfo]
     classifier: dict[str, Any]  # the config's classifier section
     meta: GroupMeta
+    paired: PairedComparison | None = None  # against its baseline over the same (fold, seed) pairs (`paired_*`)
 
     @property
     def confusion(self) -> np.ndarray | None:
@@ -256,4 +258,4 @@ def _result(r: Results) -> ResultInfo:
         uar=metric_of(r.summary("uar"), [f.uar for f in folds]),
         wa=metric_of(r.summary("wa"), [f.wa for f in folds]),
         f1=metric_of(r.summary("f1"), [f.f1 for f in folds]),
-        folds=folds, classifier=classifier, meta=r.meta)
+        folds=folds, classifier=classifier, meta=r.meta, paired=PairedComparison.from_attrs(r.attrs, r.name))

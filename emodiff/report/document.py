@@ -38,12 +38,23 @@ class MelFigure:
 
 
 @dataclass
+class PairedFigures:
+    """A table's forest plot against its baseline, and the per-emotion recall of the baseline and the best row."""
+
+    forest: str
+    recall: str  # "" when a confusion matrix is missing
+    baseline: str
+    best: str
+
+
+@dataclass
 class Artifacts:
     """Files build_report drew for the page, by relative path, and why some could not be made."""
 
     confusion: dict[str, str] = field(default_factory=dict)  # result name -> PNG
     mels: list[MelFigure] = field(default_factory=list)
     adaptation: dict[str, str] = field(default_factory=dict)  # experiment title -> PNG
+    paired: dict[str, PairedFigures] = field(default_factory=dict)  # experiment title -> its paired figures
     audio: AudioGrid | None = None
     audio_note: str = ""  # why there is no audio; with audio, the vocoder's warnings (a fallback)
     facts: list[tuple[str, str]] = field(default_factory=list)
@@ -70,6 +81,8 @@ def document(c: StoreContents, art: Artifacts, versions: dict[str, str]) -> Docu
         Section("summary", "Store summary", summary_blocks(c)),
         Section("quality", "Table 1: quality of the synthetic sets", quality_blocks(c)),
         Section("classification", "Tables 2 and 3: emotion recognition (UAR)", results_blocks(c, exps)),
+        Section("paired", "Figure 5: does it help? Paired differences against real data alone",
+                paired_blocks(exps, art)),
         Section("mels", "Figure 2: real and synthetic mels", mel_blocks(c, art)),
         Section("confusion", "Figure 3: confusion matrices", confusion_blocks(c, art)),
         Section("adaptation", "Figure 4: adaptation to a target corpus", adaptation_blocks(exps, art)),
@@ -208,8 +221,10 @@ def experiment_table(e: ResultTable, corpora: dict) -> Table:
     adapt = e.kind == "adaptation"
     has_wa = any(r.wa is not None for r in e.results)
     has_f1 = any(r.f1 is not None for r in e.results)
+    paired = any(r.paired is not None for r in e.results)
     headers = ["trained on", "result", *(["target %"] if adapt else []), "UAR %", *(["WA %"] if has_wa else []),
-               *(["macro-F1 %"] if has_f1 else []), "folds × repeats", *([] if adapt else ["paper UAR %"])]
+               *(["macro-F1 %"] if has_f1 else []), *(["vs baseline: pp [95 % CI], p"] if paired else []),
+               "folds × repeats", *([] if adapt else ["paper UAR %"])]
     rows = []
     for r in e.results:
         row = [trained_on(r) + (f" {LEAKY}" if r.leaky else ""), r.name]
@@ -218,6 +233,8 @@ def experiment_table(e: ResultTable, corpora: dict) -> Table:
         row.append(mean_std(r.uar))
         row += [mean_std(r.wa)] if has_wa else []
         row += [mean_std(r.f1)] if has_f1 else []
+        if paired:
+            row.append("—" if r.paired is None else r.paired.text())
         row.append(f"{r.folds_per_repeat} × {r.repeats}")
         if not adapt:
             paper = e.paper_uar(r)
@@ -232,6 +249,11 @@ def experiment_table(e: ResultTable, corpora: dict) -> Table:
                      if e.matches_paper else
                      "paper UAR % (ref.): the paper's IEMOCAP figure for the same training set, shown as a reference "
                      "only: a different corpus and protocol, not a like-for-like comparison.")
+    if paired:
+        bases = sorted({r.paired.baseline for r in e.results if r.paired is not None})
+        notes.append(f"vs baseline: the paired UAR difference to {', '.join(bases)} over the same (fold, seed) "
+                     "pairs, in percentage points, with its 95 % bootstrap interval and the Wilcoxon signed-rank p "
+                     "(Figure 5); `paired_*` attrs of the result.")
     if any(r.leaky for r in e.results):
         notes.append(LEAK_NOTE)
     caption = f"{TABLE_NAMES[e.kind]} — UAR %, {e.title}"
@@ -285,6 +307,27 @@ def confusion_blocks(c: StoreContents, art: Artifacts) -> list[Block]:
         out.append(Paragraph("No confusion matrices: run `emodiff classify --loso`.", "missing"))
     elif not art.confusion:
         out.append(Paragraph("The results hold no per-fold `confusion` datasets to draw.", "warning"))
+    return out
+
+
+def paired_blocks(exps: list[ResultTable], art: Artifacts) -> list[Block]:
+    shown = [e for e in exps if e.title in art.paired]
+    if not shown:
+        return [Paragraph("No paired comparisons: run each experiment with `emodiff classify ... --repeats 3 "
+                          "--compare-with NAME` (NAME: the real-only result on the same folds), or `emodiff study`, "
+                          "which does so for every experiment.", "missing")]
+    out: list[Block] = [Paragraph(
+        "Each experiment against its baseline on the same folds and seeds: the mean of the per-(fold, seed) UAR "
+        "differences in percentage points, a 95 % percentile-bootstrap interval over those pairs, and the two-sided "
+        "Wilcoxon signed-rank p. An interval that crosses 0 shows no clear difference.")]
+    for e in shown:
+        f = art.paired[e.title]
+        out.append(Figure(f.forest, f"Figure 5 — {e.title}: paired UAR difference to `{f.baseline}`, with its "
+                          "interval and p.", f"forest plot of paired differences, {e.title}"))
+        if f.recall:
+            out.append(Figure(f.recall, f"Figure 5b — {e.title}: per-emotion recall (the diagonal of the summed, "
+                              f"row-normalised confusion) of {f.baseline} and of the experiment with the largest mean "
+                              f"difference, {f.best}.", f"per-emotion recall, {e.title}"))
     return out
 
 

@@ -224,6 +224,19 @@ class PairedComparison:
         }
         return {f"{prefix}_{name}": value for name, value in values.items()}
 
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, object], experiment: str,
+                   prefix: str = "paired") -> PairedComparison | None:
+        """The comparison :meth:`as_attrs` stored in ``attrs``; None when they hold none."""
+        if f"{prefix}_mean_diff" not in attrs:
+            return None
+        a = {k.removeprefix(f"{prefix}_"): v for k, v in attrs.items() if k.startswith(f"{prefix}_")}
+        return cls(experiment=experiment, baseline=str(a["baseline"]), n_pairs=int(a["n"]),  # type: ignore[call-overload]
+                   mean_diff=float(a["mean_diff"]), ci_low=float(a["ci_low"]),  # type: ignore[arg-type]
+                   ci_high=float(a["ci_high"]), p_value=float(a["p_wilcoxon"]),  # type: ignore[arg-type]
+                   wins=int(a["wins"]), losses=int(a["losses"]), ties=int(a["ties"]),  # type: ignore[call-overload]
+                   level=float(a["level"]))  # type: ignore[arg-type]
+
     def text(self) -> str:
         """One line, percentage points: "+2.3 pp [−0.4, +5.1], p = 0.12 (n = 18)"; the interval is
         always there, and the level is named when it is not 95 %."""
