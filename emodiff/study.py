@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emodiff.augment import AugmentJob, augment
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint
 from emodiff.classify import ClassifyJob, classify, plan_held_out
 from emodiff.config import Recipe, override
@@ -136,10 +137,15 @@ def _check_settings(job: StudyJob) -> tuple[str, list[Target]]:
 
 
 def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]:
+    """Prepare and embed the corpus, make the offline copies (speed, noise) its experiments train on, and
+    prepare the other corpora it is tested on."""
     study = job.recipe.study
     root = job.root or (Path(study.root) if study.root else _bundled(corpus))
+    texts = [*_items(study.experiments), *(_items(study.adaptation_experiments) if study.adaptation else [])]
+    offline = dict.fromkeys(k for text in texts for k in Experiment.parse(text, "study.experiments").augment.offline)
     return [Step(f"prepare {corpus}", functools.partial(_prepare, job.store, corpus, root)),
             Step("embed", functools.partial(_embed, job.store, corpus)),
+            *[Step(f"augment {kind}", functools.partial(_augment, job.store, corpus, kind)) for kind in offline],
             *[Step(f"prepare {target}", functools.partial(_prepare, job.store, target, folder))
               for target, folder, _ in targets]]
 
@@ -230,6 +236,10 @@ def _embed(store: Path, corpus: str) -> bool:
 
 def _prepare(store: Path, corpus: str, root: Path) -> bool:
     return prepare(PrepareJob(store, corpus, root)).already_there
+
+
+def _augment(store: Path, corpus: str, kind: str) -> bool:
+    return augment(AugmentJob(store, corpus, kind)).already_there  # type: ignore[arg-type]
 
 
 def _train(job: StudyJob, recipe: Recipe, corpus: str, g: Generator) -> bool:

@@ -115,3 +115,15 @@ def test_a_study_of_other_corpora_needs_their_folders(tmp_path):
     with pytest.raises(EmodiffError, match="the msp-improv folder is not given; pass --cross-root"):
         run_study(StudyJob(store=tmp_path / "s.h5", recipe=paper, root=tmp_path))
     assert not (tmp_path / "s.h5").exists()  # refused before any step ran
+
+
+def test_study_makes_the_offline_copies_its_experiments_train_on(tmp_path):
+    store = tmp_path / "s.h5"
+    result = run_study(StudyJob(store=store, recipe=_recipe("real+noise, real"), runs=tmp_path / "runs",
+                                report=tmp_path / "report", device="cpu"))
+    steps = [s for s, _, _ in result.steps]
+    assert steps[:4] == ["prepare ravdess", "embed", "augment noise", "classify study-real"]  # real runs first
+    assert steps[4] == "classify study-real-noise" and result.generators == []
+    with st.open_store(store) as f:
+        assert f["augmented/ravdess/noise/segments/mel"].shape[0] == 2 * f["corpora/ravdess/segments/mel"].shape[0]
+        assert f["results/study-real-noise"].attrs["paired_baseline"] == "study-real"
