@@ -262,10 +262,11 @@ class ClassifierConfig:
     normalize: bool = False  # standardise each mel bin by the training segments' mean and std (valid frames)
     schedule: LrSchedule = "constant"  # lr per step: constant, or cosine from lr down to 0 over `epochs` epochs
     patience: int = 0  # stop after this many epochs without a better validation UAR (0: train every epoch)
+    select_from: int = 1  # the first epoch validated and eligible as the best (the last one if epochs is fewer)
 
     def __post_init__(self) -> None:
         _integers(self, "classifier", 1, "mel_channels", "channels", "kernel_size", "lstm_hidden", "epochs",
-                  "batch_size", "time_pool")
+                  "batch_size", "time_pool", "select_from")
         _integers(self, "classifier", 2, "n_classes")
         _integers(self, "classifier", 0, "seed", "patience")
         if not isinstance(self.normalize, bool):

@@ -197,7 +197,7 @@ def test_config_defaults_are_the_papers() -> None:
     ("channels", 0), ("mel_channels", -1), ("lstm_hidden", 0), ("epochs", 0), ("batch_size", 0),
     ("kernel_size", 4), ("kernel_size", 0), ("n_classes", 1), ("conv_dropout", 1.0), ("lstm_dropout", -0.1),
     ("lr", 0.0), ("weight_decay", -1e-4), ("time_pool", 0), ("patience", -1), ("schedule", "step"),
-    ("normalize", 1),
+    ("normalize", 1), ("select_from", 0),
 ])
 def test_config_rejects_bad_values(key: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{key}.*{value!r}"):

@@ -175,6 +175,7 @@ RANGES = [
     ("demo", "classifier", "conv_dropout", 1.0, "a probability in [0, 1)"),
     ("demo", "classifier", "time_pool", 0, "an integer >= 1"),
     ("demo", "classifier", "patience", -1, "an integer >= 0"),
+    ("demo", "classifier", "select_from", 0, "an integer >= 1"),
     ("demo", "study", "samples", 0, "an integer >= 1"),
     ("demo", "study", "repeats", 0, "an integer >= 1"),
     ("demo", "study", "train_steps", -1, "an integer >= 0"),

@@ -105,3 +105,14 @@ def test_fit_normalizes_by_the_training_segments():
     valid = torch.cat([data.mel[b, :, :n] for b, n in enumerate(data.frames.tolist())], dim=1)
     torch.testing.assert_close(model.mel_mean, valid.mean(dim=1))
     torch.testing.assert_close(model.mel_std, valid.std(dim=1, unbiased=False))
+
+
+def test_epochs_before_select_from_are_not_scored_or_kept():
+    data = _data()
+    cfg = ClassifierConfig(channels=8, lstm_hidden=8, epochs=5, lr=1e-2, batch_size=8, select_from=3)
+    scores = iter([0.3, 0.2, 0.1])  # epochs 3, 4, 5; an unscored epoch 1 or 2 can never be kept
+    fitted = fit(cfg, data, torch.device("cpu"), select=lambda model: next(scores))
+    assert (fitted.best_epoch, fitted.best_score, fitted.epochs_run) == (3, 0.3, 5)
+    assert next(scores, None) is None  # exactly three calls
+    short = fit(replace(cfg, epochs=2), data, torch.device("cpu"), select=lambda model: 0.5)  # --epochs 2
+    assert (short.best_epoch, short.best_score) == (2, 0.5)  # fewer epochs than select_from: the last one is kept

@@ -60,7 +60,10 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
     With ``cfg.normalize`` the model standardises its input by ``data``'s per-bin statistics; with
     ``cfg.schedule`` cosine the lr at step t of T = epochs x batches is lr (1 + cos(pi t / T)) / 2.
     With ``select`` and ``cfg.patience`` = P > 0, training stops once P epochs in a row have not
-    beaten the best score (the schedule is not shortened: the run just ends early).
+    beaten the best score (the schedule is not shortened: the run just ends early). Epochs before
+    ``cfg.select_from`` (or the last epoch, when there are fewer) are neither scored nor eligible:
+    an undertrained early epoch that scores well on a small validation set by chance is the
+    selection's commonest failure.
     """
     seed = cfg.seed if seed is None else seed
     torch.manual_seed(seed)
@@ -79,9 +82,10 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
     best_state = None
     for epoch in range(1, cfg.epochs + 1):
         train_epoch(model, opt, data, cfg.batch_size, device, gen, mixup_alpha, specaugment, schedule=schedule)
-        if select is not None or epoch == cfg.epochs:
+        scored = select is not None and epoch >= min(cfg.select_from, cfg.epochs)  # --epochs below it: the last
+        if scored or epoch == cfg.epochs:
             recalibrate_batch_norm(model, data, cfg.batch_size, device, gen)
-        if select is not None:
+        if scored:
             score = select(model)
             if best_state is None or score > best.best_score:
                 best.best_epoch, best.best_score = epoch, score
