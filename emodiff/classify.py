@@ -11,13 +11,22 @@ utterances by pooling their segments. A synthetic set is used in a fold only if 
 drew it never saw the fold's test or validation speakers (its ``training_speakers`` attr); when the
 store holds several sets, each fold takes one that qualifies. Otherwise the run stops before any
 training, or with ``allow_leak`` goes on and is marked leaky.
+
+With ``workers`` N > 1 the (fold, seed) trainings run N at a time in spawned processes, each on
+1/N of this process's torch threads (at least 1), after every check. Each seeds its own RNGs, and
+only this process writes the store, in the same order, so the results do not depend on N.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +38,7 @@ from emodiff.corpora import CORPORA, PAIRED
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment, TrainOn
+from emodiff.parallel import thread_budget, use_threads
 from emodiff.progress import QUIET, Progress
 from emodiff.records import Absent, Augmented, Corpus, Results, Synthetic, existing, taken
 from emodiff.ser.classifier import ClassifierConfig
@@ -56,11 +66,14 @@ class ClassifyJob:
     device: str = "auto"
     overwrite: bool = False
     baseline: str | None = None  # a /results name run on the same folds and seeds: paired statistics against it
+    workers: int = 1  # (fold, seed) trainings at once, each in its own process; 1: one after another, in this one
 
     def __post_init__(self) -> None:
         Experiment(self.train_on, self.augment)  # checks --train-on, and that offline augmentations have real data
         if self.repeats < 1:
             raise EmodiffError(f"--repeats must be at least 1, got {self.repeats}")
+        if self.workers < 1:
+            raise EmodiffError(f"--workers must be at least 1, got {self.workers}")
         if self.target_fraction is not None:
             if self.train_corpus is None:
                 raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
@@ -88,7 +101,8 @@ class ClassifyJob:
         return self.experiment.train_on
 
     def config(self) -> dict:
-        """What /results/<name> was made with (its ``config`` attr and hash)."""
+        """What /results/<name> was made with (its ``config`` attr and hash); not ``workers`` or ``device``,
+        which change how fast, not what."""
         return {"corpus": self.corpus, "train_corpus": self.train_corpus, "protocol": self.protocol,
                 "folds": self.folds, "target_fraction": self.target_fraction, "dev_fraction": self.dev_fraction,
                 "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": asdict(self.augment),
@@ -135,6 +149,7 @@ class ClassifyRequest:
     device: str = "auto"
     overwrite: bool = False
     compare_with: str | None = None  # a /results name: the paired baseline of every job
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.loso and self.folds != "loso":
@@ -166,7 +181,8 @@ class ClassifyRequest:
                             train_on=self.train_on, augment=augment, allow_leak=self.allow_leak,  # type: ignore[arg-type]
                             classifier=classifier, repeats=self.repeats,
                             name=f"{self.name}-{fraction:g}" if self.name and len(fractions) > 1 else self.name,
-                            device=self.device, overwrite=self.overwrite, baseline=self.compare_with)
+                            device=self.device, overwrite=self.overwrite, baseline=self.compare_with,
+                            workers=self.workers)
                 for fraction in fractions]
 
 
@@ -389,19 +405,18 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
     leaky = any(leak for _, _, leak in plan)
     seeds = [job.classifier.seed + r for r in range(job.repeats)]
     baseline = _baseline_uars(job, [(_group_name(fold), seed) for seed in seeds for fold in folds])
+    runs = [_Run(fold, synth, seed) for seed in seeds for fold, synth, _ in plan]
     results: list[FoldResult] = []
     with st.write_group(job.store, Results.path(name), config=job.config(), overwrite=job.overwrite,
-                        what=f"classify {name}") as g:
-        progress.total(len(plan) * len(seeds))
-        for seed in seeds:
-            for fold, synth, leak in plan:
-                train = _training_segments(fold, data, synth, offline, job)
-                res, preds = _run_fold(fold, data, train, job, device, seed)
-                res.synthetic = synth.name if synth else ""
-                group_name = _group_name(fold) + (f"@seed{seed}" if len(seeds) > 1 else "")
-                _write_fold(g.create_group(group_name), res, preds, data, fold, leak)
-                results.append(res)
-                progress.advance()
+                        what=f"classify {name}") as g, contextlib.closing(
+            _fold_runs(runs, data, offline, job, device)) as done:
+        progress.total(len(runs))
+        for (fold, synth, leak), (res, preds) in zip(plan * len(seeds), done, strict=True):
+            res.synthetic = synth.name if synth else ""
+            group_name = _group_name(fold) + (f"@seed{res.seed}" if len(seeds) > 1 else "")
+            _write_fold(g.create_group(group_name), res, preds, data, fold, leak)
+            results.append(res)
+            progress.advance()
         summary = _summary(results, seeds)
         g.attrs.update(
             corpus=job.corpus, train_corpus=job.train_corpus or job.corpus, protocol=job.protocol, folds=job.folds,
@@ -417,6 +432,62 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
             g.attrs.update(comparison.as_attrs())
     return ClassifyResult(f"/results/{name}", results, (summary["uar_mean"], summary["uar_std"]),
                           summary["uar_seed_std"], leaky, time.perf_counter() - start, job.protocol, comparison)
+
+
+Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # test utterance rows, predicted class, scores
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One training of :func:`classify`: a fold, the synthetic set it takes (if any), a seed."""
+
+    fold: Fold
+    synth: _Candidate | None
+    seed: int
+
+
+def _fold_runs(runs: list[_Run], data: _Data, offline: dict[str, _Offline], job: ClassifyJob,
+               device: torch.device) -> Iterator[tuple[FoldResult, Predictions]]:
+    """Each run's result, in the order of ``runs``: here, one after another, or ``job.workers`` at a time in
+    spawned processes (:func:`_in_worker`), each with this process's torch threads / workers (at least 1).
+
+    A single run stays here, on all the threads. A worker's exception is raised here when its run's turn
+    comes; the runs not started yet are cancelled, and those under way are waited for.
+    """
+    if job.workers == 1 or len(runs) == 1:
+        for run in runs:
+            yield _run_fold(run.fold, data, _training_segments(run.fold, data, run.synth, offline, job), job, device,
+                            run.seed)
+        return
+    # spawn, not fork: a forked child of a process that has run torch's thread pools can deadlock.
+    pool = ProcessPoolExecutor(max_workers=min(job.workers, len(runs)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=use_threads, initargs=(max(1, thread_budget() // job.workers),))
+    try:
+        futures = [pool.submit(_in_worker, run, job) for run in runs]
+        for future in futures:
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                raise EmodiffError(f"classify: a worker process died (killed, or out of memory?); nothing was added "
+                                   f"to {job.store}; run again with fewer --workers") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_worker(run: _Run, job: ClassifyJob) -> tuple[FoldResult, Predictions]:
+    """In a worker process: what :func:`_fold_runs` runs here for ``run``, reading the store read-only."""
+    data, offline = _worker_inputs(job.store, tuple(job.corpora), job.augment.offline)
+    return _run_fold(run.fold, data, _training_segments(run.fold, data, run.synth, offline, job), job,
+                     resolve_device(job.device), run.seed)
+
+
+# Read once per worker process, not per run (a worker serves one classify() and ends with its pool);
+# the store is only read while the parent writes its side file, so no lock is involved.
+@functools.lru_cache(maxsize=1)
+def _worker_inputs(store: Path, corpora: tuple[str, ...],
+                   kinds: tuple[str, ...]) -> tuple[_Data, dict[str, _Offline]]:
+    data = _read_corpora(store, list(corpora))
+    return data, {kind: _read_offline(store, kind, data, list(corpora)) for kind in kinds}
 
 
 def _group_name(fold: Fold) -> str:
@@ -497,7 +568,7 @@ def _training_segments(fold: Fold, data: _Data, synth: _Candidate | None, offlin
 
 
 def _run_fold(fold: Fold, data: _Data, train: Segments, job: ClassifyJob, device: torch.device,
-              seed: int) -> tuple[FoldResult, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+              seed: int) -> tuple[FoldResult, Predictions]:
     """Train on the fold, keep the best validation epoch, score the test utterances."""
     cfg = replace(job.classifier, seed=seed)
     val = _Scorer(fold.val, data, device, cfg.batch_size)
@@ -529,8 +600,7 @@ class _Scorer:
         return self.truth, self.scores(model).argmax(axis=1)
 
 
-def _write_fold(g, res: FoldResult, preds: tuple[np.ndarray, np.ndarray, np.ndarray], data: _Data, fold: Fold,
-                leak: bool) -> None:
+def _write_fold(g, res: FoldResult, preds: Predictions, data: _Data, fold: Fold, leak: bool) -> None:
     utts, pred, probs = preds
     truth = data.emotion[utts]
     g.create_dataset("confusion", data=confusion(truth, pred))

@@ -293,6 +293,7 @@ class StudyConfig:
     samples: int = 256  # segments drawn from each generator
     experiments: str = "real, synthetic, real+synthetic, real+synthetic+mixup"  # comma-separated classify runs
     repeats: int = 1
+    workers: int = 1  # classify's (fold, seed) trainings at once, each in a process on --threads / workers threads
     cross_corpus: str = ""  # a second corpus to test on, trained on `corpus` (the paper's table 3); "": none
     cross_root: str = ""  # its folder
     adaptation: str = ""  # a corpus to adapt to (figure 4): `corpus` + a fraction of it, tested on its other half
@@ -306,7 +307,7 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         _integers(self, "study", 0, "train_steps", "examples")
-        _integers(self, "study", 1, "samples", "repeats")
+        _integers(self, "study", 1, "samples", "repeats", "workers")
         for name in ("corpus", "report"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise SettingError("study", name, getattr(self, name), "a non-empty string")

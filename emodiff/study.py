@@ -68,7 +68,8 @@ def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: 
     name = "study-" + where + "-".join(tokens).replace(":", "")
     return ClassifyJob(store=store, corpus=corpus, train_corpus=source, target_fraction=fraction,
                        folds=study.folds, train_on=experiment.train_on, augment=experiment.augment,
-                       classifier=recipe.classifier, repeats=study.repeats, name=name, device=device)
+                       classifier=recipe.classifier, repeats=study.repeats, name=name, device=device,
+                       workers=study.workers)
 
 
 def generator_name(held_out: list[str]) -> str:

@@ -112,6 +112,7 @@ def test_cli_classify_and_bad_input(ravdess_store, tmp_path):
         (["--folds", "groups:1"], "groups"),
         (["--train-on", "fake"], "expected real, synthetic or real+synthetic"),
         (["--loso", "--folds", "session"], "disagree"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
     ):
         bad = runner.invoke(app, ["classify", "--store", str(store), "--epochs", "1", *args])
         assert bad.exit_code == 1 and "Traceback" not in bad.output, (args, bad.output)
@@ -151,3 +152,60 @@ def test_compare_with_stores_the_paired_difference_against_the_baseline(toy_with
     assert not st.has_group(store, "results/one-seed")
     with pytest.raises(EmodiffError, match="no /results/nothing to compare with"):
         classify(dataclasses.replace(job, baseline="nothing", name="x"))
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_workers_give_the_results_of_one_process(toy_with_synthetic, tmp_path, one_thread):
+    """Two worker processes (one torch thread each) store exactly what one process on one thread does."""
+    import numpy as np
+
+    store = tmp_path / "s.h5"
+    shutil.copy(toy_with_synthetic, store)
+    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse("synthetic+mixup+specaugment"), allow_leak=True,
+                      classifier=dataclasses.replace(TINY, epochs=2), repeats=2, device="cpu")
+    one = classify(dataclasses.replace(job, name="one"))
+    two = classify(dataclasses.replace(job, name="two", workers=2))
+    assert [(r.name, r.seed, r.uar, r.best_epoch, r.val_uar) for r in two.folds] == [
+        (r.name, r.seed, r.uar, r.best_epoch, r.val_uar) for r in one.folds]
+    assert len(one.folds) == 6 and two.uar == one.uar
+    with st.open_store(store) as f:
+        a, b = f["results/one"], f["results/two"]
+        assert list(a) == list(b) and a.attrs["config_hash"] == b.attrs["config_hash"]
+        for key in a:
+            assert np.array_equal(a[key]["confusion"][()], b[key]["confusion"][()]), key
+            assert np.array_equal(a[key]["predictions/log_probs"][()], b[key]["predictions/log_probs"][()]), key
+            assert a[key].attrs["uar"] == b[key].attrs["uar"] and a[key].attrs["seed"] == b[key].attrs["seed"]
+
+
+def test_cli_workers_reach_the_job(ravdess_store, monkeypatch, one_thread):
+    jobs: list[ClassifyJob] = []
+
+    def record(job: ClassifyJob, progress: object) -> None:
+        jobs.append(job)
+        raise EmodiffError("job reached")
+
+    monkeypatch.setattr("emodiff.classify.classify", record)
+    result = CliRunner().invoke(app, ["classify", "--store", str(ravdess_store), "--workers", "2", "--threads", "2"])
+    assert result.exit_code == 1 and "job reached" in result.stderr, result.output
+    assert [job.workers for job in jobs] == [2]
+
+
+def test_a_failure_in_a_worker_reaches_the_caller_and_adds_nothing(toy_with_synthetic, tmp_path, one_thread):
+    store = tmp_path / "s.h5"
+    shutil.copy(toy_with_synthetic, store)
+    # The toy corpus has 4 emotions: training one-hot encodes its labels and fails, inside the worker.
+    job = ClassifyJob(store=store, corpus="toy", classifier=dataclasses.replace(TINY, epochs=1, n_classes=2),
+                      device="cpu", workers=2, name="bad")
+    with pytest.raises(RuntimeError, match="smaller than num_classes"):
+        classify(job)
+    assert not st.has_group(store, "results/bad")
+    assert not list(tmp_path.glob("*.partial"))

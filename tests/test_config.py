@@ -178,6 +178,7 @@ RANGES = [
     ("demo", "classifier", "select_from", 0, "an integer >= 1"),
     ("demo", "study", "samples", 0, "an integer >= 1"),
     ("demo", "study", "repeats", 0, "an integer >= 1"),
+    ("demo", "study", "workers", 0, "an integer >= 1"),
     ("demo", "study", "train_steps", -1, "an integer >= 0"),
     ("demo", "study", "examples", -1, "an integer >= 0"),
     ("demo", "study", "folds", "groups:2", "loso, session or groups:K with an integer K >= 3"),

@@ -96,6 +96,9 @@ def test_experiments_are_parsed_into_classify_jobs():
     assert (job.train_on, job.augment.synthetic, job.augment.mixup, job.name) == (
         "real+synthetic", "", 0.2, "study-real-synthetic-mixup")
     assert experiment_job(Path("s.h5"), recipe, "ravdess", "synthetic", "cpu").train_on == "synthetic"
+    assert job.workers == recipe.study.workers == 1
+    ravdess = load_recipe("ravdess")
+    assert experiment_job(Path("s.h5"), ravdess, "ravdess", "real", "cpu").workers == ravdess.study.workers == 2
     with pytest.raises(EmodiffError, match="names no data"):
         experiment_job(Path("s.h5"), recipe, "ravdess", "mixup", "cpu")
     assert generator_name(["ravdess:01", "ravdess:02"]) == "without-01-02"

@@ -43,8 +43,8 @@ StoreOpt = Annotated[
 ]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace what the store already holds for this step.")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", help="CPU threads: torch's intra-op threads (and inter-op ones), and the default --workers where "
-    "there is one. Default: the cores this process may run on (its CPU affinity), or $OMP_NUM_THREADS when set; "
+    "--threads", help="CPU threads: torch's intra-op threads (and inter-op ones), and the default --workers of "
+    "prepare and augment (classify's --workers share them). Default: the cores this process may run on (its CPU affinity), or $OMP_NUM_THREADS when set; "
     "on a shared machine leave a core to each other busy job (docs/performance.md).", show_default=False)]
 
 
@@ -316,6 +316,7 @@ def classify(
     epochs: Annotated[int | None, typer.Option(help="Training epochs per fold (overrides the recipe).", show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="Name of the results: /results/NAME. Default: from the settings.", show_default=False)] = None,
     compare_with: Annotated[str | None, typer.Option(help="A /results name run on the same folds and seeds (e.g. the real-only run): store and print the paired UAR difference against it, with a 95 % bootstrap interval over (fold, seed) pairs and a Wilcoxon signed-rank p.", show_default=False)] = None,
+    workers: Annotated[int, typer.Option(help="(fold, seed) trainings run at once, each in its own process on --threads / N torch threads (at least 1); the results do not depend on N. 1: one after another in this process. The CNN-BLSTM gains little from a second thread, so on 2 cores --workers 2 --threads 2 beats --threads 2 alone.")] = 1,
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
@@ -332,7 +333,8 @@ def classify(
     request = ClassifyRequest(  # checks how the protocol flags combine
         store=resolve_store(store), corpus=corpus, loso=loso, folds=folds, train=train, test=test,
         target_fraction=target_fraction, train_on=train_on, augment=augment, allow_leak=allow_leak, repeats=repeats,
-        split_seed=split_seed, name=name, device=device, overwrite=overwrite, compare_with=compare_with)
+        split_seed=split_seed, name=name, device=device, overwrite=overwrite, compare_with=compare_with,
+        workers=workers)
     cfg = override(load_recipe(recipe).classifier, "--epochs", epochs=epochs)
     for job in request.jobs(cfg, prepared=lambda: _prepared_corpora(request.store)):
         with _Bar("classify") as bar:
