@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_checks import one_line_error
 from typer.testing import CliRunner
 
 from emodiff import __version__
@@ -15,19 +16,6 @@ from emodiff.cli import app
 from emodiff.data import ravdess_sample
 
 runner = CliRunner()
-
-
-def _one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    # a progress bar may come first (on stderr); the error is the last line, and the only one
-    lines = result.stderr.strip().splitlines()
-    errors = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
-    assert len(errors) == 1, lines
-    text = "\n".join(lines[errors[0]:])
-    flat = " ".join(text.split())  # rich may fold a long line at the terminal width
-    for fragment in fragments:
-        assert fragment in flat, (fragment, flat)
 
 
 @pytest.fixture()
@@ -60,37 +48,37 @@ def test_store_from_environment(store: Path, monkeypatch):
 
 def test_missing_root_is_one_line(store: Path, tmp_path: Path):
     result = runner.invoke(app, ["prepare", "iemocap", str(tmp_path / "nope"), "--store", str(store)])
-    _one_line_error(result, "nope: no such directory")
+    one_line_error(result, "nope: no such directory")
     assert not store.exists()
 
 
 def test_wrong_layout_names_what_was_expected(store: Path, tmp_path: Path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["prepare", "iemocap", str(tmp_path / "empty"), "--store", str(store)])
-    _one_line_error(result, "not an IEMOCAP release", "Session1..Session5")
+    one_line_error(result, "not an IEMOCAP release", "Session1..Session5")
 
 
 def test_unknown_corpus(store: Path):
     result = runner.invoke(app, ["prepare", "timit", ".", "--store", str(store)])
-    _one_line_error(result, "unknown corpus 'timit'", "iemocap, msp-improv, crema-d, ravdess")
+    one_line_error(result, "unknown corpus 'timit'", "iemocap, msp-improv, crema-d, ravdess")
 
 
 def test_unwritable_store(tmp_path: Path):
     store = tmp_path / "no" / "such" / "dir" / "s.h5"
     result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store), "--limit", "2"])
-    _one_line_error(result, "cannot write the store there")
+    one_line_error(result, "cannot write the store there")
 
 
 def test_store_held_by_another_writer(store: Path):
     with st.write_group(store, "corpora/other", config={}, what="prepare other"):
         args = ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store), "--limit", "2"]
         result = runner.invoke(app, args)
-    _one_line_error(result, "held by another writer", "prepare other")
+    one_line_error(result, "held by another writer", "prepare other")
 
 
 def test_inspect_without_store(tmp_path: Path):
     result = runner.invoke(app, ["inspect", "--store", str(tmp_path / "none.h5")])
-    _one_line_error(result, "none.h5: no store there")
+    one_line_error(result, "none.h5: no store there")
 
 
 def test_strict_flag(store: Path, tmp_path: Path):
@@ -98,7 +86,7 @@ def test_strict_flag(store: Path, tmp_path: Path):
     root.mkdir(parents=True)
     (root / "03-01-05-01-01-01-01.wav").write_bytes(b"")
     result = runner.invoke(app, ["prepare", "ravdess", str(tmp_path / "r"), "--store", str(store), "--strict"])
-    _one_line_error(result, "03-01-05-01-01-01-01.wav: cannot decode audio", "--strict")
+    one_line_error(result, "03-01-05-01-01-01-01.wav: cannot decode audio", "--strict")
 
 
 def test_every_flag_is_documented():

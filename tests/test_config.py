@@ -12,6 +12,7 @@ from typing import Any, get_args
 import pytest
 import torch
 import yaml
+from cli_checks import one_line_error
 from typer.testing import CliRunner
 
 from emodiff.checkpoint import FORMAT
@@ -282,16 +283,6 @@ def test_flags_beat_the_recipe_and_are_checked_like_it():
 runner = CliRunner()
 
 
-def _one_line_error(result: Any, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) >= 1 and lines[0].startswith("error: "), lines
-    flat = " ".join(" ".join(lines).split())  # rich may fold a long line at the terminal width
-    for fragment in fragments:
-        assert fragment in flat, (fragment, flat)
-
-
 # The bad values. heads 3 divides the demo U-Net's widths (48, 96), so it is tried on the paper's
 # flat denoiser (text_hidden 256), and heads 5 on the demo.
 BAD = [("demo", "denoiser", "kernel_size", 4, "got 4"), ("demo", "diffusion", "steps", 0, "got 0"),
@@ -320,7 +311,7 @@ def test_train_and_study_stop_on_a_bad_recipe_value_before_any_work(tmp_path, mo
     args = {"train": ["train", "--corpus", "toy", "--out", str(tmp_path / "run")],
             "study": ["study", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "report")]}[command]
     result = runner.invoke(app, [*args, "--recipe", str(recipe), "--store", str(store), "--device", "cpu"])
-    _one_line_error(result, f"bad.yaml:{section}.{key}: expected", got)
+    one_line_error(result, f"bad.yaml:{section}.{key}: expected", got, first=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # no store, run, runs or report
 
 
@@ -335,7 +326,7 @@ def test_sample_stops_on_a_bad_value_in_the_runs_recipe_before_any_work(tmp_path
                 "recipe": _bad_recipe(base, section, key, value)}, ckpt)
     result = runner.invoke(app, ["sample", "--run", str(ckpt), "--n", "4", "--store", str(tmp_path / "s.h5"),
                                  "--device", "cpu"])
-    _one_line_error(result, f"ckpt-0000001.pt:recipe:{section}.{key}: expected", got)
+    one_line_error(result, f"ckpt-0000001.pt:recipe:{section}.{key}: expected", got, first=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and not (tmp_path / "s.h5").exists()
 
 
@@ -350,9 +341,9 @@ def test_a_train_flag_beats_the_recipe_and_is_checked(tmp_path, monkeypatch):
     monkeypatch.setattr("emodiff.train.train", fake_train)
     args = ["train", "--recipe", "demo", "--corpus", "toy", "--store", str(tmp_path / "s.h5"), "--out",
             str(tmp_path / "run")]
-    _one_line_error(runner.invoke(app, [*args, "--steps", "7"]), "stopped by the test")
+    one_line_error(runner.invoke(app, [*args, "--steps", "7"]), "stopped by the test", first=True)
     assert [job.recipe.train.steps for job in jobs] == [7]
     assert jobs[0].recipe.train.lr == load_recipe("demo").train.lr  # the rest stays the recipe's
-    _one_line_error(runner.invoke(app, [*args, "--steps", "0"]), "--steps: train.steps: expected an integer >= 1, "
-                    "got 0")
+    one_line_error(runner.invoke(app, [*args, "--steps", "0"]), "--steps: train.steps: expected an integer >= 1, got 0",
+                   first=True)
     assert len(jobs) == 1

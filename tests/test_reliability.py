@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from cli_checks import one_line_error
 from miniature import make_crema_d, make_iemocap, make_msp_improv, make_ravdess
 from rich.console import Console
 from rich.table import Table
@@ -28,18 +29,6 @@ from emodiff.summary import corpus_stats
 
 runner = CliRunner()
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
-
-
-def _one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    errors = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
-    assert len(errors) == 1, lines
-    flat = " ".join(" ".join(lines[errors[0]:]).split())
-    for fragment in fragments:
-        assert fragment in flat, (fragment, flat)
-    return flat
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +67,7 @@ def test_full_disk_during_prepare_is_one_line_and_leaves_the_store(store: Path, 
     monkeypatch.setattr(h5py.Group, "create_dataset", full)
     result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store), "--limit", "2",
                                  "--overwrite", "--workers", "1"])
-    _one_line_error(result, f"{store}.corpora.ravdess.partial: no space left on device", "unchanged")
+    one_line_error(result, f"{store}.corpora.ravdess.partial: no space left on device", "unchanged")
     assert store.read_bytes() == before
     assert not list(store.parent.glob("*.partial"))
 
@@ -102,7 +91,7 @@ def test_full_disk_outside_the_store_is_one_line(store: Path, monkeypatch):
 
     monkeypatch.setattr("emodiff.prepare.prepare", full)
     result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store)])
-    _one_line_error(result, "/runs/demo/ckpt-0000300.pt.tmp: no space left on device")
+    one_line_error(result, "/runs/demo/ckpt-0000300.pt.tmp: no space left on device")
 
 
 def test_full_disk_as_hdf5_reports_it():
@@ -122,14 +111,14 @@ def test_full_disk_as_hdf5_reports_it():
 def test_readers_refuse_a_foreign_hdf5_file(tmp_path: Path, command: list[str], where: str):
     path = _foreign(tmp_path / "other.h5", **{where: np.arange(3)})
     result = runner.invoke(app, [*command, "--store", str(path)])
-    _one_line_error(result, "other.h5: not an emodiff store", "no emodiff_store mark")
+    one_line_error(result, "other.h5: not an emodiff store", "no emodiff_store mark")
 
 
 @pytest.mark.parametrize("command", [["inspect"], ["sample", "--device", "cpu"]])
 def test_a_marked_file_with_a_dataset_for_a_section(tmp_path: Path, command: list[str]):
     path = _foreign(tmp_path / "odd.h5", mark=True, runs=np.arange(3))
     result = runner.invoke(app, [*command, "--store", str(path)])
-    _one_line_error(result, "odd.h5: not an emodiff store", "/runs is a dataset")
+    one_line_error(result, "odd.h5: not an emodiff store", "/runs is a dataset")
 
 
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
@@ -138,7 +127,7 @@ def test_prepare_refuses_to_write_into_a_foreign_hdf5_file(tmp_path: Path, overw
     before = path.read_bytes()
     result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(path), "--limit", "2",
                                  *overwrite])
-    _one_line_error(result, "theirs.h5: not an emodiff store", "leaves this file alone")
+    one_line_error(result, "theirs.h5: not an emodiff store", "leaves this file alone")
     assert path.read_bytes() == before
 
 
@@ -241,7 +230,7 @@ def test_prepare_records_a_dangling_symlink(tmp_path: Path):
 
 def test_emoji_codes_in_a_flag_are_printed_as_typed(store: Path):
     result = runner.invoke(app, ["classify", "--store", str(store), "--folds", "groups:abc", "--epochs", "1"])
-    flat = _one_line_error(result, "--folds groups:abc: expected groups:K")
+    flat = one_line_error(result, "--folds groups:abc: expected groups:K")
     assert "\N{INPUT SYMBOL FOR LATIN SMALL LETTERS}" not in flat
 
 
