@@ -20,32 +20,36 @@ only this process writes the store, in the same order, so the results do not dep
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import multiprocessing
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from emodiff import store as st
-from emodiff.corpora import CORPORA, PAIRED
+from emodiff.corpora import PAIRED
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment, TrainOn
-from emodiff.parallel import thread_budget, use_threads
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Absent, Augmented, Corpus, Results, Synthetic, existing, taken
+from emodiff.records import Absent, Results, Synthetic, existing, taken
 from emodiff.ser.classifier import ClassifierConfig
-from emodiff.ser.metrics import confusion, macro_f1, summarize, uar, weighted_accuracy
+from emodiff.ser.folds import (
+    Candidate,
+    CorpusData,
+    FoldResult,
+    FoldRun,
+    FoldSpec,
+    Predictions,
+    fold_runs,
+    read_corpora,
+    read_offline,
+)
+from emodiff.ser.metrics import confusion, summarize
 from emodiff.ser.paired import PairedComparison, compare
 from emodiff.ser.protocols import Fold, adaptation, by_session, cross_corpus, loso, speaker_groups
-from emodiff.ser.training import Segments, fit, utterance_scores
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ class ClassifyJob:
         which change how fast, not what."""
         return {"corpus": self.corpus, "train_corpus": self.train_corpus, "protocol": self.protocol,
                 "folds": self.folds, "target_fraction": self.target_fraction, "dev_fraction": self.dev_fraction,
-                "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": asdict(self.augment),
+                "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": self.augment.config(),
                 "classifier": asdict(self.classifier), "repeats": self.repeats, "allow_leak": self.allow_leak,
                 **({"baseline": self.baseline} if self.baseline else {})}
 
@@ -113,6 +117,13 @@ class ClassifyJob:
     def corpora(self) -> list[str]:
         """The corpora read, source first."""
         return [self.corpus] if self.train_corpus is None else [self.train_corpus, self.corpus]
+
+    def fold_spec(self) -> FoldSpec:
+        """What each (fold, seed) training of this job shares (emodiff/ser/folds.py)."""
+        return FoldSpec(store=self.store, corpora=tuple(self.corpora), classifier=self.classifier,
+                        real=self.effective_train_on != "synthetic", offline=self.augment.offline,
+                        mixup=self.augment.mixup, specaugment=self.augment.specaugment, device=self.device,
+                        workers=self.workers)
 
     def default_name(self) -> str:
         if self.protocol == "adaptation":
@@ -200,19 +211,6 @@ def _fractions(text: str | None) -> list[float | None]:
 
 
 @dataclass
-class FoldResult:
-    name: str
-    uar: float
-    wa: float
-    f1: float
-    best_epoch: int
-    val_uar: float
-    seed: int = 0
-    synthetic: str = ""
-    epochs_run: int = 0  # below the recipe's epochs when early stopping ended the fold
-
-
-@dataclass
 class ClassifyResult:
     group: str
     folds: list[FoldResult]
@@ -224,100 +222,39 @@ class ClassifyResult:
     comparison: PairedComparison | None = None  # against job.baseline, over the same (fold, seed) pairs
 
 
-@dataclass
-class _Data:
-    """The utterances of one or two corpora (source first), with their segments."""
-
-    mel: torch.Tensor  # [N, C, F] float16
-    frames: torch.Tensor  # [N]
-    utt: np.ndarray  # [N] row in the utterance arrays
-    emotion: np.ndarray  # [U]
-    speaker: np.ndarray  # [U] as the corpus names them
-    session: np.ndarray  # [U]
-    ids: np.ndarray  # [U]
-    corpus: np.ndarray  # [U]
-    offset: dict[str, int]  # first utterance row of each corpus
-
-    @property
-    def qualified(self) -> np.ndarray:
-        """[U] "corpus:speaker", the form the generator's training speakers are recorded in."""
-        return np.char.add(np.char.add(self.corpus.astype(str), ":"), self.speaker.astype(str))
-
-    def rows_of(self, utts: tuple[int, ...]) -> np.ndarray:
-        """Segment rows of the utterances ``utts``."""
-        return np.flatnonzero(np.isin(self.utt, np.asarray(utts, dtype=np.int64)))
-
-
-@dataclass
-class _Candidate:
-    """A /synthetic set a fold may train on: who its generator saw, and its segments, read on first use."""
-
-    name: str
-    training_speakers: frozenset[str]
-    shape: tuple[int, ...]
-    count: int
-    _segments: Segments | None = None
-
-    def segments(self, store: Path) -> Segments:
-        if self._segments is None:
-            with st.open_store(store) as f:
-                record = Synthetic.read(f, self.name)
-                mel, valid = record.load_mel(f)
-            frames = torch.from_numpy(valid) if valid is not None else torch.full((len(mel),), mel.shape[2])
-            self._segments = Segments(torch.from_numpy(mel), frames, torch.from_numpy(record.emotion))
-        return self._segments
-
-
 def plan_held_out(store: Path, job: ClassifyJob) -> list[list[str]]:
     """Per fold of ``job``'s protocol, the speakers it holds out ("corpus:speaker"): a generator must not see them."""
-    data = _read_corpora(store, job.corpora, segments=False)
+    data = read_corpora(store, job.corpora, segments=False)
     return [held_out(fold, data) for fold in plan_folds(data, job)]
 
 
-def _read_corpora(store: Path, corpora: list[str], segments: bool = True) -> _Data:
-    mels, frames, utts, tables, offset, n = [], [], [], [], {}, 0
-    with st.open_store(store) as f:
-        for corpus in corpora:
-            if not Corpus.exists(f, corpus) and corpus not in CORPORA:
-                raise EmodiffError(f"unknown corpus {corpus!r}; expected one of {', '.join(CORPORA)}")
-            record = Corpus.read(f, corpus)
-            table = record.utterances
-            mels.append(torch.from_numpy(record.load_mel(f)) if segments
-                        else torch.zeros((0, *record.mel_shape[1:]), dtype=torch.float16))
-            frames.append(torch.from_numpy(record.seg_frames))
-            utts.append(record.seg_utt + n)
-            tables.append(table | {"corpus": np.full(len(table["id"]), corpus)})
-            offset[corpus] = n
-            n += len(table["id"])
-    if len({m.shape[1:] for m in mels}) > 1:
-        shapes = ", ".join(f"{c} {tuple(m.shape[1:])}" for c, m in zip(corpora, mels, strict=True))
-        raise EmodiffError(f"{store}: the corpora's segments differ in shape ({shapes})")
-
-    def col(key: str) -> np.ndarray:
-        return np.concatenate([t[key] for t in tables])
-
-    return _Data(torch.cat(mels), torch.cat(frames), np.concatenate(utts), col("emotion").astype(np.int64),
-                 col("speaker"), col("session"), col("id"), col("corpus"), offset)
-
-
-def _synthetic_sets(store: Path, wanted: str) -> list[_Candidate]:
-    """The synthetic sets a run may draw on: the one named, or every set in the store."""
+def _synthetic_sets(store: Path, augment: Augment) -> list[Candidate]:
+    """The synthetic sets a run may draw on: the one named, or every set the family ``augment.generator`` drew."""
+    wanted = augment.synthetic or ""
     with st.open_store(store) as f:
         names = Synthetic.names(f)
         if not names:
             raise EmodiffError(f"{store}: holds no synthetic set; run `emodiff sample --n N` first")
         if wanted and wanted not in names:
             raise EmodiffError(f"{store}: no synthetic set {wanted!r}; sets: {', '.join(names)}")
+        records = {name: Synthetic.read(f, name) for name in ([wanted] if wanted else names)}
+        if not wanted:
+            by_family = {name: r.provenance.generator for name, r in records.items()}
+            records = {name: r for name, r in records.items() if by_family[name] == augment.generator}
+            if not records:
+                others = ", ".join(sorted(set(by_family.values())))
+                raise EmodiffError(f"{store}: holds no synthetic set drawn by a {augment.generator} generator (its "
+                                   f"sets are from: {others}); sample one from a {augment.generator} run, or name a "
+                                   "set with --augment synthetic:NAME")
         sets = []
-        for name in [wanted] if wanted else names:
-            record = Synthetic.read(f, name)
+        for name, record in records.items():
             record.check(store, speakers=True)
-            sets.append(_Candidate(name, frozenset(record.provenance.training_speakers), record.mel_shape[1:],
+            sets.append(Candidate(name, frozenset(record.provenance.training_speakers), record.mel_shape[1:],
                                    record.mel_shape[0]))
     return sets
 
 
-def plan_folds(data: _Data, job: ClassifyJob) -> list[Fold]:
+def plan_folds(data: CorpusData, job: ClassifyJob) -> list[Fold]:
     """The protocol's folds over ``data``'s utterance rows (source rows first where there are two corpora)."""
     if job.train_corpus is not None:
         n_source = data.offset[job.corpus]  # the target's rows follow the source's
@@ -339,7 +276,7 @@ def plan_folds(data: _Data, job: ClassifyJob) -> list[Fold]:
     raise EmodiffError(f"--folds {folds!r}: expected loso, session or groups:K")
 
 
-def held_out(fold: Fold, data: _Data) -> list[str]:
+def held_out(fold: Fold, data: CorpusData) -> list[str]:
     """Speakers the fold tests or validates on and does not also train on ("corpus:speaker", sorted).
 
     Only adaptation with fraction 1 validates on training speakers (source rows); a generator that
@@ -350,7 +287,7 @@ def held_out(fold: Fold, data: _Data) -> list[str]:
     return sorted(set(q[list(fold.test + fold.val)].tolist()) - train)
 
 
-def choose_synthetic(fold: Fold, data: _Data, sets: list[_Candidate], allow: bool) -> tuple[_Candidate, bool]:
+def choose_synthetic(fold: Fold, data: CorpusData, sets: list[Candidate], allow: bool) -> tuple[Candidate, bool]:
     """The set this fold trains on and whether it leaks; EmodiffError for a leak unless ``allow``.
 
     With several sets, a fold takes one whose generator saw none of its held-out speakers (the one
@@ -383,14 +320,14 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
     if not job.overwrite and not isinstance(existing(job.store, Results.path(name), job.config()), Absent):
         raise taken(job.store, Results.path(name), instead="--name")
     corpora = job.corpora
-    data = _read_corpora(job.store, corpora)
+    data = read_corpora(job.store, corpora)
     folds = plan_folds(data, job)
     for fold in folds:
         if not fold.train or not fold.test or not fold.val:
             raise EmodiffError(f"fold {fold.name}: an empty training, validation or test set")
-    offline = {kind: _read_offline(job.store, kind, data, corpora) for kind in job.augment.offline}
+    offline = {kind: read_offline(job.store, kind, data, corpora) for kind in job.augment.offline}
     train_on = job.effective_train_on
-    sets = _synthetic_sets(job.store, job.augment.synthetic or "") if train_on != "real" else []
+    sets = _synthetic_sets(job.store, job.augment) if train_on != "real" else []
     for s in sets:
         if s.shape != tuple(data.mel.shape[1:]):
             raise EmodiffError(f"{job.store}: /synthetic/{s.name} segments are {s.shape}, the corpus's are "
@@ -405,11 +342,11 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
     leaky = any(leak for _, _, leak in plan)
     seeds = [job.classifier.seed + r for r in range(job.repeats)]
     baseline = _baseline_uars(job, [(_group_name(fold), seed) for seed in seeds for fold in folds])
-    runs = [_Run(fold, synth, seed) for seed in seeds for fold, synth, _ in plan]
+    runs = [FoldRun(fold, synth, seed) for seed in seeds for fold, synth, _ in plan]
     results: list[FoldResult] = []
     with st.write_group(job.store, Results.path(name), config=job.config(), overwrite=job.overwrite,
                         what=f"classify {name}") as g, contextlib.closing(
-            _fold_runs(runs, data, offline, job, device)) as done:
+            fold_runs(runs, data, offline, job.fold_spec(), device)) as done:
         progress.total(len(runs))
         for (fold, synth, leak), (res, preds) in zip(plan * len(seeds), done, strict=True):
             res.synthetic = synth.name if synth else ""
@@ -432,62 +369,6 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
             g.attrs.update(comparison.as_attrs())
     return ClassifyResult(f"/results/{name}", results, (summary["uar_mean"], summary["uar_std"]),
                           summary["uar_seed_std"], leaky, time.perf_counter() - start, job.protocol, comparison)
-
-
-Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # test utterance rows, predicted class, scores
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One training of :func:`classify`: a fold, the synthetic set it takes (if any), a seed."""
-
-    fold: Fold
-    synth: _Candidate | None
-    seed: int
-
-
-def _fold_runs(runs: list[_Run], data: _Data, offline: dict[str, _Offline], job: ClassifyJob,
-               device: torch.device) -> Iterator[tuple[FoldResult, Predictions]]:
-    """Each run's result, in the order of ``runs``: here, one after another, or ``job.workers`` at a time in
-    spawned processes (:func:`_in_worker`), each with this process's torch threads / workers (at least 1).
-
-    A single run stays here, on all the threads. A worker's exception is raised here when its run's turn
-    comes; the runs not started yet are cancelled, and those under way are waited for.
-    """
-    if job.workers == 1 or len(runs) == 1:
-        for run in runs:
-            yield _run_fold(run.fold, data, _training_segments(run.fold, data, run.synth, offline, job), job, device,
-                            run.seed)
-        return
-    # spawn, not fork: a forked child of a process that has run torch's thread pools can deadlock.
-    pool = ProcessPoolExecutor(max_workers=min(job.workers, len(runs)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=use_threads, initargs=(max(1, thread_budget() // job.workers),))
-    try:
-        futures = [pool.submit(_in_worker, run, job) for run in runs]
-        for future in futures:
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                raise EmodiffError(f"classify: a worker process died (killed, or out of memory?); nothing was added "
-                                   f"to {job.store}; run again with fewer --workers") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _in_worker(run: _Run, job: ClassifyJob) -> tuple[FoldResult, Predictions]:
-    """In a worker process: what :func:`_fold_runs` runs here for ``run``, reading the store read-only."""
-    data, offline = _worker_inputs(job.store, tuple(job.corpora), job.augment.offline)
-    return _run_fold(run.fold, data, _training_segments(run.fold, data, run.synth, offline, job), job,
-                     resolve_device(job.device), run.seed)
-
-
-# Read once per worker process, not per run (a worker serves one classify() and ends with its pool);
-# the store is only read while the parent writes its side file, so no lock is involved.
-@functools.lru_cache(maxsize=1)
-def _worker_inputs(store: Path, corpora: tuple[str, ...],
-                   kinds: tuple[str, ...]) -> tuple[_Data, dict[str, _Offline]]:
-    data = _read_corpora(store, list(corpora))
-    return data, {kind: _read_offline(store, kind, data, list(corpora)) for kind in kinds}
 
 
 def _group_name(fold: Fold) -> str:
@@ -526,81 +407,7 @@ def _summary(results: list[FoldResult], seeds: list[int]) -> dict[str, float]:
     return out
 
 
-def _read_offline(store: Path, kind: str, data: _Data, corpora: list[str]) -> _Offline:
-    """Every training corpus's /augmented/<corpus>/<kind> segments, labelled; ``utt`` mapped into ``data``."""
-    parts, utts = [], []
-    with st.open_store(store) as f:
-        for corpus in corpora:
-            if not Augmented.exists(f, corpus, kind):
-                continue
-            record = Augmented.read(f, corpus, kind)
-            utt = record.seg_utt + data.offset[corpus]
-            parts.append(Segments(torch.from_numpy(record.load_mel(f)), torch.from_numpy(record.seg_frames),
-                                  torch.from_numpy(data.emotion[utt])))
-            utts.append(utt)
-    if not parts:
-        raise EmodiffError(f"{store}: no /augmented/*/{kind} set for {' or '.join(corpora)}; run "
-                           f"`emodiff augment {kind} --corpus {corpora[0]}` first")
-    return _Offline(Segments.join(parts), np.concatenate(utts))
-
-
-@dataclass(frozen=True)
-class _Offline:
-    """Offline-augmented segments and the utterance row in ``_Data`` each was made from."""
-
-    segments: Segments
-    utt: np.ndarray  # [N]
-
-
-def _training_segments(fold: Fold, data: _Data, synth: _Candidate | None, offline: dict[str, _Offline],
-                       job: ClassifyJob) -> Segments:
-    parts = []
-    if job.effective_train_on != "synthetic":
-        rows = data.rows_of(fold.train)
-        parts.append(Segments(data.mel[rows], data.frames[rows], torch.from_numpy(data.emotion[data.utt[rows]])))
-        for extra in offline.values():  # only the augmented copies of this fold's training utterances
-            keep = torch.from_numpy(np.flatnonzero(np.isin(extra.utt, np.asarray(fold.train))))
-            seg = extra.segments
-            parts.append(Segments(seg.mel[keep], seg.frames[keep], seg.labels[keep]))
-    if synth is not None:
-        parts.append(synth.segments(job.store))
-    return Segments.join(parts)
-
-
-def _run_fold(fold: Fold, data: _Data, train: Segments, job: ClassifyJob, device: torch.device,
-              seed: int) -> tuple[FoldResult, Predictions]:
-    """Train on the fold, keep the best validation epoch, score the test utterances."""
-    cfg = replace(job.classifier, seed=seed)
-    val = _Scorer(fold.val, data, device, cfg.batch_size)
-    fitted = fit(cfg, train, device, mixup_alpha=job.augment.mixup, specaugment=job.augment.specaugment,
-                 select=lambda model: uar(*val.truth_pred(model)))
-    test = _Scorer(fold.test, data, device, cfg.batch_size)
-    probs = test.scores(fitted.model)
-    truth, pred = test.truth, probs.argmax(axis=1)
-    res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
-                     fitted.best_epoch, fitted.best_score, seed, epochs_run=fitted.epochs_run)
-    return res, (np.asarray(fold.test), pred, probs)
-
-
-class _Scorer:
-    """Per-utterance scores of a fixed set of utterances; the segment index is built once."""
-
-    def __init__(self, utts: tuple[int, ...], data: _Data, device: torch.device, batch: int) -> None:
-        rows = data.rows_of(utts)
-        local = {u: i for i, u in enumerate(utts)}
-        self.mel, self.frames = data.mel[rows], data.frames[rows]
-        self.local = np.array([local[u] for u in data.utt[rows]], dtype=np.int64)
-        self.truth = data.emotion[np.asarray(utts)]
-        self.n, self.device, self.batch = len(utts), device, batch
-
-    def scores(self, model) -> np.ndarray:
-        return utterance_scores(model, self.mel, self.frames, self.local, self.n, self.device, self.batch)
-
-    def truth_pred(self, model) -> tuple[np.ndarray, np.ndarray]:
-        return self.truth, self.scores(model).argmax(axis=1)
-
-
-def _write_fold(g, res: FoldResult, preds: Predictions, data: _Data, fold: Fold, leak: bool) -> None:
+def _write_fold(g, res: FoldResult, preds: Predictions, data: CorpusData, fold: Fold, leak: bool) -> None:
     utts, pred, probs = preds
     truth = data.emotion[utts]
     g.create_dataset("confusion", data=confusion(truth, pred))

@@ -35,7 +35,8 @@ DenoiserKind = Literal["flat", "unet"]
 Load = Literal["auto", "memory", "chunks"]
 Normalize = Literal["center", "none"]
 LrSchedule = Literal["constant", "cosine"]
-GeneratorName = Literal["diffusion"]  # the generator families of emodiff/generators/
+GeneratorName = Literal["diffusion", "gan"]  # the generator families of emodiff/generators/
+GanLoss = Literal["hinge", "wgan-gp"]
 
 
 class SettingError(ValueError):
@@ -187,6 +188,43 @@ def check_unet_denoiser(cfg: DenoiserConfig) -> None:
 
 
 @dataclass(frozen=True)
+class GanConfig:
+    """The conditional GAN baseline (emodiff/gan/, ``generator: gan``): a 1-D convolutional generator over
+    frames (mel bins as channels) and a projection discriminator with spectral normalisation.
+
+    The generator is trained at ``train.lr``, the discriminator at ``lr_d`` (two time-scale rule,
+    Heusel et al. 2017), both with Adam betas (0, 0.9) as in SAGAN (Zhang et al. 2019).
+    """
+
+    mel_channels: int = 80
+    latent_dim: int = 64  # noise channels per latent position (one position per 2^levels frames)
+    channels: int = 256  # generator width at the coarsest levels; halved per finer level, min 64
+    levels: int = 4  # x2 upsamplings in the generator, /2 downsamplings in the discriminator
+    emb_dim: int = 128  # emotion, speaker (and text) embeddings
+    disc_channels: int = 64  # discriminator width at the finest level; doubled per level, at most 8x
+    kernel_size: int = 5
+    text: bool = False  # also condition on the utterance's text (its token vectors, mean-pooled)
+    text_dim: int = 384
+    loss: GanLoss = "hinge"  # hinge (Lim & Ye 2017; Miyato et al. 2018) or WGAN-GP (Gulrajani et al. 2017)
+    gp_weight: float = 10.0  # wgan-gp: lambda of the gradient penalty
+    spectral_norm: bool = True  # on every discriminator layer (Miyato et al. 2018)
+    lr_d: float = 4.0e-4
+    d_steps: int = 1  # discriminator updates per generator update
+    # Latif et al. (2020)'s mixup GAN: the discriminator also sees real pairs mixed with
+    # lambda ~ Beta(alpha, alpha), their conditions mixed alike; 0 = off.
+    mixup: float = 0.0
+
+    def __post_init__(self) -> None:
+        _integers(self, "gan", 1, "mel_channels", "latent_dim", "channels", "emb_dim", "disc_channels",
+                  "text_dim", "d_steps")
+        _integers(self, "gan", 0, "levels")
+        if not (isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1 and self.kernel_size >= 1):
+            raise SettingError("gan", "kernel_size", self.kernel_size, "an odd integer >= 1")
+        _numbers(self, "gan", lambda v: v > 0, "a number > 0", "lr_d")
+        _numbers(self, "gan", lambda v: v >= 0, "a number >= 0", "gp_weight", "mixup")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The training loop (emodiff/train.py)."""
 
@@ -289,11 +327,15 @@ class StudyConfig:
     corpus: str = "ravdess"
     root: str = ""  # the corpus folder; "" with ravdess: the bundled 6-actor sample
     folds: str = "loso"  # the classify protocol: loso | session | groups:K
-    train_steps: int = 0  # steps of each per-fold generator; 0: train.steps
+    train_steps: int = 0  # steps of each per-fold generator of this recipe's family; 0: train.steps
     samples: int = 256  # segments drawn from each generator
     experiments: str = "real, synthetic, real+synthetic, real+synthetic+mixup"  # comma-separated classify runs
     repeats: int = 1
     workers: int = 1  # classify's (fold, seed) trainings at once, each in a process on --threads / workers threads
+    # The recipes of the other generator families its experiments use, "family=recipe" comma-separated
+    # (a recipe file or a shipped name): ``gan=gan`` trains the per-fold GANs of ``real+gan``, for that
+    # recipe's train.steps. The study's own recipe trains its own family's (``synthetic``), for train_steps.
+    recipes: str = ""
     cross_corpus: str = ""  # a second corpus to test on, trained on `corpus` (the paper's table 3); "": none
     cross_root: str = ""  # its folder
     adaptation: str = ""  # a corpus to adapt to (figure 4): `corpus` + a fraction of it, tested on its other half
@@ -326,6 +368,11 @@ class StudyConfig:
                     Experiment.parse(text, where="")
                 except EmodiffError as err:  # its own words say what is wrong with the text
                     raise SettingError("study", name, text, f"an experiment ({str(err).lstrip(': ')})") from None
+        for item in _items(self.recipes):
+            family, _, recipe = item.partition("=")
+            if family.strip() not in get_args(GeneratorName) or not recipe.strip():
+                raise SettingError("study", "recipes", self.recipes, "family=recipe pairs, e.g. gan=gan (families: "
+                                   f"{', '.join(get_args(GeneratorName))})")
         for text in _items(self.fractions):
             try:
                 ok = 0 <= float(text) <= 1
@@ -350,14 +397,16 @@ class Recipe:
     generator: GeneratorName = "diffusion"  # which generator family trains and samples (emodiff/generators/)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON values: tuples become lists."""
-        return _plain(dataclasses.asdict(self))
+        """Plain YAML/JSON values (tuples become lists), with the sections of this recipe's family only."""
+        other = {key for fam, keys in FAMILY_SECTIONS.items() if fam != self.generator for key in keys}
+        return {k: v for k, v in _plain(dataclasses.asdict(self)).items() if k not in other}
 
 
 def _plain(value: Any) -> Any:
@@ -370,9 +419,12 @@ def _plain(value: Any) -> Any:
 
 T = TypeVar("T")
 SECTIONS: dict[str, type] = {
-    "diffusion": DiffusionConfig, "denoiser": DenoiserConfig, "train": TrainConfig, "sample": SampleConfig,
-    "classifier": ClassifierConfig, "study": StudyConfig,
+    "diffusion": DiffusionConfig, "denoiser": DenoiserConfig, "gan": GanConfig, "train": TrainConfig,
+    "sample": SampleConfig, "classifier": ClassifierConfig, "study": StudyConfig,
 }
+# The sections of one generator family; a recipe states its own family's and the common ones.
+FAMILY_SECTIONS: dict[str, tuple[str, ...]] = {"diffusion": ("diffusion", "denoiser"), "gan": ("gan",)}
+COMMON_SECTIONS = ("train", "sample", "classifier", "study")
 
 
 def build(cls: type[T], values: dict[str, Any], where: str) -> T:
@@ -434,17 +486,23 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe", complete: bool
     if unknown:
         raise EmodiffError(f"{where}: unknown section(s) {', '.join(unknown)}; "
                            f"known: name, generator, {', '.join(SECTIONS)}")
+    generator = _check(data.get("generator", "diffusion"), GeneratorName, f"{where}:generator")
+    own = (*FAMILY_SECTIONS[generator], *COMMON_SECTIONS)
+    foreign = [key for key in SECTIONS if key not in own and data.get(key) is not None]
+    if foreign:  # a section nothing reads would be a setting that silently does nothing
+        raise EmodiffError(f"{where}: a {generator} recipe has no {', '.join(foreign)} section (that is the "
+                           f"{'/'.join(f for f, keys in FAMILY_SECTIONS.items() if foreign[0] in keys)} family's); "
+                           f"its sections are {', '.join(own)}")
     # Defaults for a whole section would be the paper's 98 M-parameter model and its 4000-step
-    # process, whatever the rest of the file says: a file states every section.
-    missing = [key for key in SECTIONS if data.get(key) is None]
+    # process, whatever the rest of the file says: a file states every section of its family.
+    missing = [key for key in own if data.get(key) is None]
     if complete and missing:
-        raise EmodiffError(f"{where}: no {', '.join(missing)} section; a recipe states every section "
-                           f"({', '.join(SECTIONS)}): copy a shipped one, e.g. recipes/demo.yaml")
+        raise EmodiffError(f"{where}: no {', '.join(missing)} section; a {generator} recipe states every section "
+                           f"({', '.join(own)}): copy a shipped one, e.g. recipes/demo.yaml or recipes/gan.yaml")
     parts = {key: build(cls, data.get(key) or {}, f"{where}:{key}") for key, cls in SECTIONS.items()}
     name = data.get("name", "custom")
     if not isinstance(name, str):
         raise EmodiffError(f"{where}:name: expected a string, got {name!r}")
-    generator = _check(data.get("generator", "diffusion"), GeneratorName, f"{where}:generator")
     recipe = Recipe(name=name, generator=generator, **parts)
     check_recipe(recipe, where)
     return recipe
@@ -457,6 +515,15 @@ def check_recipe(recipe: Recipe, where: str = "recipe") -> None:
     def bad(key: str, value: Any, expected: str) -> EmodiffError:
         return EmodiffError(f"{where}:{key}: expected {expected}, got {value!r}")
 
+    if recipe.generator == "gan":
+        multiple = 2 ** recipe.gan.levels
+        if train.crop_frames % multiple:
+            raise bad("train.crop_frames", train.crop_frames, f"0 or a multiple of {multiple} (the GAN's "
+                      f"{recipe.gan.levels} levels halve the frames {recipe.gan.levels} times)")
+        if train.cond_dropout:
+            raise bad("train.cond_dropout", train.cond_dropout, "0 with generator gan (it has no guidance to "
+                      "train an unconditional model for)")
+        return
     if (den.kind == "flat") != (d.parameterization == "eps"):
         raise bad("diffusion.parameterization", d.parameterization,
                   "eps with denoiser.kind flat (the paper's IDDPM), v or edm with denoiser.kind unet")

@@ -3,7 +3,7 @@
 An experiment is its training data (``real``, ``synthetic`` or both) and the augmentations on
 top, written as parts joined by '+':
 
-* ``--augment``: ``synthetic[:NAME]``, ``mixup[:alpha]``, ``specaugment``, ``speed``, ``noise``,
+* ``--augment``: ``synthetic[:NAME]``, ``gan``, ``mixup[:alpha]``, ``specaugment``, ``speed``, ``noise``,
   e.g. ``synthetic:demo+mixup:0.4+specaugment`` (:class:`Augment`);
 * an experiment (``study.experiments``, the report's rows): the data first, then the rest,
   e.g. ``real+synthetic+mixup`` or ``real+synthetic:demo+mixup:0.4+speed`` (:class:`Experiment`).
@@ -11,6 +11,10 @@ top, written as parts joined by '+':
 ``parse`` reads either text, ``text`` prints it back in canonical form (``parse(x.text) == x``),
 and ``label`` is the report's wording. ``classify``, ``study`` and the report all go through
 these two types, so they agree on what a text means.
+
+Synthetic data without a set's name are the store's sets chosen per fold (the one whose generator
+never saw the fold's held-out speakers), from one generator family: ``synthetic`` is the diffusion
+model's (the method's), ``gan`` the conditional GAN baseline's (emodiff/generators/).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from emodiff.errors import EmodiffError
 TrainOn = Literal["real", "synthetic", "real+synthetic"]
 TRAIN_ON: tuple[str, ...] = get_args(TrainOn)
 OFFLINE = ("speed", "noise")  # augmentations materialised by `emodiff augment` into /augmented
+# The generator families (config.GeneratorName; a test checks the two agree). A family's name is the
+# text of its synthetic data, except the method's own diffusion model, which is plain ``synthetic``.
+GENERATORS = ("diffusion", "gan")
+METHOD = "diffusion"
 DEFAULT_MIXUP = 0.2  # Beta(alpha, alpha) when ``mixup`` gives no alpha
 # The paper's rows (Malik et al., Interspeech 2023, Tables 2 and 3), in its order.
 PAPER_ROWS = ("real", "synthetic", "real+synthetic", "real+synthetic+mixup")
@@ -36,6 +44,7 @@ class Augment:
     mixup: float | None = None  # Beta(alpha, alpha)
     specaugment: bool = False
     offline: tuple[str, ...] = ()  # kinds in /augmented/<corpus>/<kind>
+    generator: str = METHOD  # with ``synthetic`` "": the family whose sets the folds choose from
 
     @classmethod
     def parse(cls, text: str, where: str = "--augment") -> Augment:
@@ -44,8 +53,13 @@ class Augment:
         offline: list[str] = []
         for part in filter(None, (p.strip() for p in text.split("+"))):
             kind, _, arg = part.partition(":")
-            if kind == "synthetic":
-                values["synthetic"] = arg
+            if kind == "synthetic" or kind in GENERATORS and not arg:
+                if "synthetic" in values:
+                    raise EmodiffError(f"{where} {text!r}: names synthetic data twice")
+                values["synthetic"] = arg if kind == "synthetic" else ""
+                values["generator"] = METHOD if kind == "synthetic" else kind
+            elif kind in GENERATORS:
+                raise EmodiffError(f"{where} {part!r}: {kind} takes no argument (a set by name is synthetic:NAME)")
             elif kind == "mixup":
                 try:
                     values["mixup"] = float(arg) if arg else DEFAULT_MIXUP
@@ -60,7 +74,7 @@ class Augment:
             elif kind in OFFLINE:
                 offline.append(kind)
             else:
-                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], mixup[:alpha], specaugment, "
+                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], gan, mixup[:alpha], specaugment, "
                                    "speed or noise")
         return cls(**values, offline=tuple(dict.fromkeys(offline)))  # type: ignore[arg-type]
 
@@ -71,22 +85,39 @@ class Augment:
             return cls()
         if not isinstance(value, dict):
             raise EmodiffError(f"augment {value!r}: expected a mapping of synthetic, mixup, specaugment, offline")
-        unknown = sorted(set(value) - {"synthetic", "mixup", "specaugment", "offline"})
+        unknown = sorted(set(value) - {"synthetic", "mixup", "specaugment", "offline", "generator"})
         if unknown:
             raise EmodiffError(f"augment {value!r}: unknown key(s) {', '.join(unknown)}")
         offline = value.get("offline") or ()
         if isinstance(offline, str) or any(kind not in OFFLINE for kind in offline):
             raise EmodiffError(f"augment offline {offline!r}: expected a list of {', '.join(OFFLINE)}")
         mixup = value.get("mixup")
+        generator = value.get("generator", METHOD)  # written only when not the method's: older results lack it
+        if generator not in GENERATORS:
+            raise EmodiffError(f"augment generator {generator!r}: expected one of {', '.join(GENERATORS)}")
         return cls(synthetic=None if value.get("synthetic") is None else str(value["synthetic"]),
                    mixup=None if mixup is None else float(mixup), specaugment=bool(value.get("specaugment")),
-                   offline=tuple(offline))
+                   offline=tuple(offline), generator=generator)
+
+    def config(self) -> dict[str, object]:
+        """What a result records (:meth:`from_config` reads it back); ``generator`` only when not the method's,
+        so results recorded before there were two families keep their config."""
+        out = {"synthetic": self.synthetic, "mixup": self.mixup, "specaugment": self.specaugment,
+               "offline": list(self.offline)}
+        return out if self.generator == METHOD else {**out, "generator": self.generator}
+
+    @property
+    def synthetic_text(self) -> str:
+        """The synthetic part's text: ``synthetic:NAME``, ``synthetic`` (the method's sets) or ``gan``."""
+        if self.synthetic:
+            return f"synthetic:{self.synthetic}"
+        return "synthetic" if self.generator == METHOD else self.generator
 
     def parts(self) -> list[str]:
         """The canonical parts, in order: synthetic, mixup, specaugment, then the offline kinds."""
         parts = []
         if self.synthetic is not None:
-            parts.append(f"synthetic:{self.synthetic}" if self.synthetic else "synthetic")
+            parts.append(self.synthetic_text)
         return parts + self.extras()
 
     def extras(self) -> list[str]:
@@ -121,7 +152,7 @@ class Experiment:
         if self.train_on == "real" and self.augment.synthetic is not None:  # --augment synthetic adds to real
             object.__setattr__(self, "train_on", "real+synthetic")
         elif self.train_on != "real" and self.augment.synthetic is None:
-            object.__setattr__(self, "augment", _with_synthetic(self.augment, ""))
+            object.__setattr__(self, "augment", _with_synthetic(self.augment, "", self.augment.generator))
         if self.train_on == "synthetic" and self.augment.offline:
             raise EmodiffError(f"--augment {'+'.join(self.augment.offline)} augments real utterances; it needs "
                                "--train-on real or real+synthetic")
@@ -135,16 +166,18 @@ class Experiment:
     def parse(cls, text: str, where: str = "experiment") -> Experiment:
         """``real``/``synthetic[:NAME]`` parts pick the data, the others are :class:`Augment` parts."""
         parts = [p.strip() for p in text.split("+") if p.strip()]
-        data = [p for p in parts if p == "real" or p.partition(":")[0] == "synthetic"]
+        data = [p for p in parts if p == "real" or p.partition(":")[0] in ("synthetic", *GENERATORS)]
         if not data:
-            raise EmodiffError(f"{where}: {text!r} names no data; expected real, synthetic or both joined by '+'")
+            raise EmodiffError(f"{where}: {text!r} names no data; expected real, synthetic (or gan) or both joined "
+                               "by '+'")
         synthetic = [p for p in data if p != "real"]
         if len(synthetic) > 1 and len(set(synthetic)) > 1:
             raise EmodiffError(f"{where}: {text!r} names synthetic data twice ({', '.join(synthetic)})")
         augment = Augment.parse("+".join(p for p in parts if p not in data), where=f"{where} {text!r}:")
         if synthetic:
-            augment = _with_synthetic(augment, synthetic[0].partition(":")[2])
-        train_on = "real+synthetic" if "real" in data and synthetic else data[0].partition(":")[0]
+            given = Augment.parse(synthetic[0], where=f"{where} {text!r}:")
+            augment = _with_synthetic(augment, given.synthetic or "", given.generator)
+        train_on = "real+synthetic" if "real" in data and synthetic else "real" if data == ["real"] else "synthetic"
         if train_on == "synthetic" and augment.offline:
             raise EmodiffError(f"{where}: {text!r}: {'+'.join(augment.offline)} augments real utterances; add real")
         return cls(train_on, augment)  # type: ignore[arg-type]
@@ -153,6 +186,13 @@ class Experiment:
     def sources(self) -> tuple[str, ...]:
         """The data, a subset of ("real", "synthetic") in that order."""
         return tuple(self.train_on.split("+"))
+
+    @property
+    def data(self) -> str:
+        """The data in words: ``real``, ``synthetic``, ``real+synthetic``, or with the GAN's sets ``real+gan``."""
+        if "synthetic" not in self.sources or self.augment.synthetic or self.augment.generator == METHOD:
+            return self.train_on
+        return self.train_on.replace("synthetic", self.augment.generator)
 
     @property
     def text(self) -> str:
@@ -165,21 +205,24 @@ class Experiment:
     @property
     def label(self) -> str:
         """The report's wording: the data, then each augmentation (``real+synthetic + mixup:0.2``)."""
-        return " + ".join((self.train_on, *self.augment.extras()))
+        return " + ".join((self.data, *self.augment.extras()))
 
     @property
     def name_parts(self) -> list[str]:
         """The words a result name is made of: ``real-synthetic``, ``mixup``, ``specaugment``, ``speed``."""
         extras = [k for k in ("mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
-        return [self.train_on.replace("+", "-"), *extras, *self.augment.offline]
+        return [self.data.replace("+", "-"), *extras, *self.augment.offline]
 
     @property
     def paper_key(self) -> str | None:
         """The paper's row this experiment matches, if any (mixup matches at any alpha)."""
         extras = self.augment.extras()
+        if self.data != self.train_on:  # another family's samples: not the paper's method
+            return None
         if not extras:
             return self.train_on
-        if self.train_on == "real+synthetic" and extras == [f"mixup:{self.augment.mixup:g}"]:
+        if self.train_on == "real+synthetic" and self.augment.mixup is not None and extras == [
+                f"mixup:{self.augment.mixup:g}"]:
             return "real+synthetic+mixup"
         return None
 
@@ -190,5 +233,6 @@ class Experiment:
         return (PAPER_ROWS.index(key), self.label) if key in PAPER_ROWS else (len(PAPER_ROWS), self.label)
 
 
-def _with_synthetic(augment: Augment, name: str) -> Augment:
-    return Augment(synthetic=name, mixup=augment.mixup, specaugment=augment.specaugment, offline=augment.offline)
+def _with_synthetic(augment: Augment, name: str, generator: str = METHOD) -> Augment:
+    return Augment(synthetic=name, mixup=augment.mixup, specaugment=augment.specaugment, offline=augment.offline,
+                   generator=generator)

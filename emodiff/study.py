@@ -1,12 +1,13 @@
 """``emodiff study``: the whole method in one command, from audio to report, as a recipe describes it.
 
-prepare -> embed -> train one generator per distinct held-out speaker set of the protocol -> sample
-from each -> classify each experiment (real, synthetic, real+synthetic, +mixup, ...) -> quality ->
-report. Every synthetic sample a fold trains on comes from a generator that never saw that fold's
-test or validation speakers: folds that hold out the same speakers (IEMOCAP's two LOSO folds per
-session) share a generator, the others get their own, and ``classify`` picks for each fold the set
-it may use. Each step finds its finished output in the store or the run folder and is skipped, so
-an interrupted study picks up where it stopped.
+prepare -> embed -> train one generator per distinct held-out speaker set of the protocol (and per
+generator family the experiments use: ``synthetic`` is the recipe's own, ``gan`` a GAN recipe's named
+in ``study.recipes``) -> sample from each -> classify each experiment (real, synthetic,
+real+synthetic, +mixup, real+gan, ...) -> quality -> report. Every synthetic sample a fold trains on
+comes from a generator that never saw that fold's test or validation speakers: folds that hold out
+the same speakers (IEMOCAP's two LOSO folds per session) share a generator, the others get their
+own, and ``classify`` picks for each fold the set it may use. Each step finds its finished output in
+the store or the run folder and is skipped, so an interrupted study picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from emodiff.augment import AugmentJob, augment
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint
 from emodiff.classify import ClassifyJob, classify, plan_held_out
-from emodiff.config import Recipe, override
+from emodiff.config import Recipe, load_recipe, override
 from emodiff.corpora import canonical_name
 from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
@@ -87,11 +88,13 @@ class Step:
 
 @dataclass(frozen=True)
 class Generator:
-    """A generator the study trains and samples: the speakers it must never see, its run folder and set."""
+    """A generator the study trains and samples: its recipe, the speakers it must never see, its run folder and
+    set."""
 
     name: str
     out: Path
     held_out: tuple[str, ...]
+    recipe: Recipe
 
 
 def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
@@ -105,10 +108,11 @@ def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
     corpus's folds), then the experiments, quality and the report.
     """
     corpus, targets = _check_settings(job)
+    recipes = _family_recipes(job)
     done: list[tuple[str, float, bool]] = []
     _run(_data_steps(job, corpus, targets), done, progress)
     experiments = _experiments(job, corpus, targets)
-    generators = _generators(job, corpus, experiments)
+    generators = _generators(job, corpus, experiments, recipes)
     _run(_generator_steps(job, corpus, generators), done, progress)
     report = job.report or Path(job.recipe.study.report)
     _run(_evaluation_steps(job, experiments, generators, report), done, progress)
@@ -135,6 +139,28 @@ def _check_settings(job: StudyJob) -> tuple[str, list[Target]]:
                                "(or set study.cross_root / study.adaptation_root in the recipe)")
         targets.append((canonical_name(target), Path(folder), runs))
     return canonical_name(study.corpus), targets
+
+
+def _family_recipes(job: StudyJob) -> dict[str, Recipe]:
+    """The recipe of every generator family the experiments use: the study's own for its family, the others
+    from ``study.recipes``; every one loaded and checked now."""
+    study = job.recipe.study
+    named = dict((f.strip(), r.strip()) for f, _, r in (i.partition("=") for i in _items(study.recipes)))
+    texts = [*_items(study.experiments), *(_items(study.adaptation_experiments) if study.adaptation else [])]
+    recipes = {job.recipe.generator: job.recipe}
+    for text in texts:
+        experiment = Experiment.parse(text, "study.experiments")
+        family = experiment.augment.generator
+        if "synthetic" not in experiment.sources or family in recipes:
+            continue
+        if family not in named:
+            raise EmodiffError(f"study.experiments: {text!r} needs {family} generators, and the study's recipe is a "
+                               f"{job.recipe.generator} recipe; name one in study.recipes, e.g. {family}={family}")
+        recipe = load_recipe(named[family])
+        if recipe.generator != family:
+            raise EmodiffError(f"study.recipes: {named[family]} is a {recipe.generator} recipe, not {family}")
+        recipes[family] = recipe
+    return recipes
 
 
 def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]:
@@ -166,25 +192,34 @@ def _experiments(job: StudyJob, corpus: str, targets: list[Target]) -> list[Clas
     return sorted(paired, key=lambda j: j.experiment != real)  # stable: the baselines first, else as listed
 
 
-def _generators(job: StudyJob, corpus: str, experiments: list[ClassifyJob]) -> list[Generator]:
-    """One generator per distinct held-out speaker set of the experiments that use synthetic data."""
-    held: set[tuple[str, ...]] = set()
+def _generators(job: StudyJob, corpus: str, experiments: list[ClassifyJob],
+                recipes: dict[str, Recipe]) -> list[Generator]:
+    """One generator per family and distinct held-out speaker set of the experiments that use synthetic data;
+    the study's own family's are named ``without-...``, another's ``<family>-without-...``."""
+    held: dict[str, set[tuple[str, ...]]] = {}
     for e in experiments:
         if e.effective_train_on != "real":
-            held |= {tuple(h) for h in plan_held_out(job.store, e) if all(s.startswith(f"{corpus}:") for s in h)}
+            family = held.setdefault(e.augment.generator, set())
+            family |= {tuple(h) for h in plan_held_out(job.store, e) if all(s.startswith(f"{corpus}:") for s in h)}
             if e.train_corpus is not None:
-                held.add(())  # across corpora: a generator that saw every speaker of the source
-    names = [generator_name(list(speakers)) if speakers else f"all-{corpus}" for speakers in sorted(held)]
-    return [Generator(name, job.runs / job.recipe.name / name, speakers)
-            for name, speakers in zip(names, sorted(held), strict=True)]
+                family.add(())  # across corpora: a generator that saw every speaker of the source
+    out = []
+    for family in sorted(held, key=lambda f: f != job.recipe.generator):  # the study's own family first
+        prefix = "" if family == job.recipe.generator else f"{family}-"
+        recipe = recipes[family]
+        for speakers in sorted(held[family]):
+            name = prefix + (generator_name(list(speakers)) if speakers else f"all-{corpus}")
+            out.append(Generator(name, job.runs / recipe.name / name, speakers, recipe))
+    return out
 
 
 def _generator_steps(job: StudyJob, corpus: str, generators: list[Generator]) -> list[Step]:
     study = job.recipe.study
-    recipe = job.recipe if not study.train_steps else dataclasses.replace(
-        job.recipe, train=override(job.recipe.train, "study.train_steps", steps=study.train_steps))
     steps = []
     for g in generators:
+        own = g.recipe is job.recipe  # study.train_steps is the study recipe's; another family's recipe has its own
+        recipe = g.recipe if not (study.train_steps and own) else dataclasses.replace(
+            g.recipe, train=override(g.recipe.train, "study.train_steps", steps=study.train_steps))
         steps.append(Step(f"train {g.name}", functools.partial(_train, job, recipe, corpus, g)))
         steps.append(Step(f"sample {g.name}", functools.partial(_sample, job, g)))
     return steps

@@ -189,16 +189,17 @@ def test_cli_cross_corpus_adaptation_sweep_and_bad_input(store):
 
 def test_offline_augmentation_adds_only_training_utterances(store):
     from emodiff.augment import AugmentJob, augment
-    from emodiff.classify import _read_corpora, _read_offline, _training_segments, plan_folds
+    from emodiff.classify import plan_folds
+    from emodiff.ser.folds import read_corpora, read_offline, training_segments
 
     augment(AugmentJob(store, "crema-d", "speed", factors=(0.9, 1.1)))
     job = ClassifyJob(store=store, corpus="ravdess", train_corpus="crema-d", target_fraction=0.5,
                       augment=Augment(offline=("speed",)), classifier=ONE_EPOCH, device="cpu")
-    data = _read_corpora(store, ["crema-d", "ravdess"])
+    data = read_corpora(store, ["crema-d", "ravdess"])
     fold = plan_folds(data, job)[0]
-    offline = {"speed": _read_offline(store, "speed", data, ["crema-d", "ravdess"])}
+    offline = {"speed": read_offline(store, "speed", data, ["crema-d", "ravdess"])}
     assert set(offline["speed"].utt.tolist()) == set(range(5))  # the CREMA-D rows come first
-    train = _training_segments(fold, data, None, offline, job)
+    train = training_segments(fold, data, None, offline, job.fold_spec())
     real = data.rows_of(fold.train)
     assert len(train) == len(real) + len(offline["speed"].utt)  # RAVDESS has no speed set: CREMA-D's copies only
     job_ravdess = dataclasses.replace(job, train_corpus=None, target_fraction=None, corpus="ravdess")

@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 from emodiff.checkpoint import FORMAT
 from emodiff.cli import app
 from emodiff.config import (
+    COMMON_SECTIONS,
+    FAMILY_SECTIONS,
     RECIPES,
-    SECTIONS,
     VOCODERS,
     ClassifierConfig,
     DenoiserConfig,
@@ -86,12 +87,17 @@ def _load_error(tmp_path: Path, data: Any) -> str:
 def test_every_shipped_recipe_round_trips_through_a_file(path, tmp_path):
     recipe = load_recipe(path)
     assert load_recipe(_write(tmp_path / "again.yaml", recipe.to_dict())) == recipe
-    assert set(SECTIONS) <= set(yaml.safe_load(path.read_text()))  # each states every section
+    own = {*FAMILY_SECTIONS[recipe.generator], *COMMON_SECTIONS}
+    assert own == set(yaml.safe_load(path.read_text())) - {"name", "generator"}  # each states its family's sections
 
 
-@pytest.mark.parametrize("section", list(SECTIONS))
-def test_unknown_keys_are_errors(tmp_path, section):
-    data = _demo()
+# every section, each in a recipe of its family
+OWN_SECTIONS = [("demo", s) for s in (*FAMILY_SECTIONS["diffusion"], *COMMON_SECTIONS)] + [("gan", "gan")]
+
+
+@pytest.mark.parametrize(("base", "section"), OWN_SECTIONS)
+def test_unknown_keys_are_errors(tmp_path, base, section):
+    data = _demo(base)
     data[section]["colour"] = 1
     assert f"bad.yaml:{section}: unknown setting(s) colour; known: " in _load_error(tmp_path, data)
 
@@ -224,13 +230,28 @@ def test_settings_that_must_agree_across_sections(tmp_path, base, change, key, e
     assert f"bad.yaml:{key}: expected {expected}" in message and ", got " in message
 
 
-@pytest.mark.parametrize("section", list(SECTIONS))
-def test_a_missing_section_is_an_error(tmp_path, section):
-    data = _demo()
+@pytest.mark.parametrize(("base", "section"), OWN_SECTIONS)
+def test_a_missing_section_is_an_error(tmp_path, base, section):
+    data = _demo(base)
     del data[section]
-    assert f"bad.yaml: no {section} section; a recipe states every section" in _load_error(tmp_path, data)
+    family = data["generator"]
+    assert f"bad.yaml: no {section} section; a {family} recipe states every section" in _load_error(tmp_path, data)
     data[section] = None  # `section:` with nothing under it
     assert f"no {section} section" in _load_error(tmp_path, data)
+
+
+@pytest.mark.parametrize(("base", "foreign"), [("demo", "gan"), ("gan", "denoiser"), ("gan", "diffusion")])
+def test_another_familys_section_is_an_error(tmp_path, base, foreign):
+    """A section nothing reads would be settings that silently do nothing."""
+    data = {**_demo(base), foreign: {}}
+    assert f"a {data['generator']} recipe has no {foreign} section" in _load_error(tmp_path, data)
+
+
+def test_a_run_folders_recipe_loads_as_a_recipe_file(tmp_path):
+    """``runs/NAME/recipe.yaml`` (Recipe.to_dict) is what a user resumes with: it holds its family's sections."""
+    for base in ("demo", "gan"):
+        recipe = load_recipe(base)
+        assert load_recipe(_write(tmp_path / f"{base}.yaml", recipe.to_dict())) == recipe
 
 
 def test_an_empty_recipe_file_is_an_error(tmp_path):

@@ -29,6 +29,10 @@ EXPERIMENTS = [
      "real+synthetic + mixup:0.4 + specaugment + speed + noise"),
     ("real+noise+speed+noise", "real+noise+speed", "real + noise + speed"),
     ("synthetic + specaugment", "synthetic+specaugment", "synthetic + specaugment"),
+    ("real+gan", "real+gan", "real+gan"),  # the GAN baseline's sets (emodiff/generators/gan.py)
+    ("gan", "gan", "gan"),
+    ("gan+real+mixup", "real+gan+mixup:0.2", "real+gan + mixup:0.2"),
+    ("real+diffusion", "real+synthetic", "real+synthetic"),  # the method's own family, said explicitly
 ]
 AUGMENTS = [
     ("", ""),
@@ -42,6 +46,8 @@ AUGMENTS = [
     ("synthetic:demo+mixup:0.4+specaugment", "synthetic:demo+mixup:0.4+specaugment"),
     ("speed+noise+speed+mixup", "mixup:0.2+speed+noise"),
     ("specaugment+synthetic+mixup:1e-3", "synthetic+mixup:0.001+specaugment"),
+    ("gan", "gan"),
+    ("mixup+gan", "gan+mixup:0.2"),
 ]
 
 
@@ -66,6 +72,18 @@ def test_equal_meanings_compare_equal():
     assert Experiment.of("synthetic", "synthetic:x") == Experiment.parse("synthetic:x") != Experiment.parse("synthetic")
     assert Experiment.parse("real+mixup") == Experiment.parse("mixup:0.2+real") != Experiment.parse("real+mixup:0.3")
     assert Augment.from_config({"synthetic": None, "mixup": 0.2, "specaugment": False}) == Augment.parse("mixup")
+    assert Experiment.parse("real+gan") != Experiment.parse("real+synthetic")
+
+
+def test_a_results_config_keeps_its_form_from_before_there_were_two_families():
+    """Results recorded before the GAN family existed must match the same experiment now (the study skips them)."""
+    old = {"synthetic": "", "mixup": 0.2, "specaugment": False, "offline": []}
+    assert Augment.parse("synthetic+mixup").config() == old
+    assert Augment.from_config(old) == Augment.parse("synthetic+mixup")
+    assert Augment.parse("gan+mixup").config() == {**old, "generator": "gan"}
+    assert Augment.from_config(Augment.parse("gan+mixup").config()) == Augment.parse("gan+mixup")
+    with pytest.raises(EmodiffError, match="augment generator 'vae'"):
+        Augment.from_config({**old, "generator": "vae"})
 
 
 @pytest.mark.parametrize(("text", "part"), [
@@ -78,6 +96,8 @@ def test_equal_meanings_compare_equal():
     ("mixup+specaugment", "'mixup+specaugment' names no data"),
     ("synthetic:a+synthetic:b", "synthetic:a, synthetic:b"),
     ("synthetic+noise", "noise augments real utterances"),
+    ("real+gan+synthetic", "names synthetic data twice (gan, synthetic)"),
+    ("real+gan:x", "gan takes no argument"),
 ])
 def test_bad_text_is_one_line_naming_the_bad_part(text, part):
     with pytest.raises(EmodiffError) as err:

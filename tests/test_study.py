@@ -11,6 +11,7 @@ from miniature import make_crema_d
 from toy import tiny_recipe
 
 from emodiff import store as st
+from emodiff.checkpoint import latest_checkpoint
 from emodiff.config import StudyConfig, load_recipe
 from emodiff.errors import EmodiffError
 from emodiff.ser.classifier import ClassifierConfig
@@ -130,3 +131,36 @@ def test_study_makes_the_offline_copies_its_experiments_train_on(tmp_path):
     with st.open_store(store) as f:
         assert f["augmented/ravdess/noise/segments/mel"].shape[0] == 2 * f["corpora/ravdess/segments/mel"].shape[0]
         assert f["results/study-real-noise"].attrs["paired_baseline"] == "study-real"
+
+
+def test_study_trains_each_familys_generators_and_each_experiment_takes_its_own(tmp_path):
+    """real+synthetic takes the diffusion model's per-fold sets and real+gan the GAN's, both leak-free, side by side."""
+    import yaml
+    from toy import gan_recipe
+
+    gan_file = tmp_path / "gan.yaml"
+    gan_file.write_text(yaml.safe_dump(gan_recipe(2, gan={"levels": 4}, checkpoint_every=2).to_dict()))
+    recipe = _recipe("real+synthetic, real+gan")
+    with pytest.raises(EmodiffError, match="'real\\+gan' needs gan generators.*study.recipes, e.g. gan=gan"):
+        run_study(StudyJob(store=tmp_path / "s.h5", recipe=recipe, runs=tmp_path / "runs"))
+    assert not (tmp_path / "s.h5").exists()  # refused before any step ran
+
+    recipe = dataclasses.replace(recipe, study=dataclasses.replace(recipe.study, recipes=f"gan={gan_file}"))
+    store = tmp_path / "s.h5"
+    result = run_study(StudyJob(store=store, recipe=recipe, runs=tmp_path / "runs", report=tmp_path / "report",
+                                device="cpu"))
+    folds = ["01-02-03-04", "01-02-05-06", "03-04-05-06"]
+    assert result.generators == [f"without-{f}" for f in folds] + [f"gan-without-{f}" for f in folds]
+    # study.train_steps (3) is the study recipe's; the GAN recipe trains for its own train.steps (2)
+    assert latest_checkpoint(tmp_path / "runs" / "gan" / "gan-without-01-02-03-04").name == "ckpt-0000002.pt"
+    assert latest_checkpoint(tmp_path / "runs" / "tiny" / "without-01-02-03-04").name == "ckpt-0000003.pt"
+    with st.open_store(store) as f:
+        for name, family in (("real-synthetic", "diffusion"), ("real-gan", "gan")):
+            g = f[f"results/study-{name}"]
+            assert not g.attrs["leaky"]
+            for fold in g:
+                chosen = g[fold].attrs["synthetic"]
+                assert f[f"synthetic/{chosen}"].attrs["generator"] == family
+                assert chosen.startswith("gan-" if family == "gan" else "without-")
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "real+gan" in html and "real+synthetic" in html

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from emodiff import store as st
-from emodiff.config import DenoiserConfig, DiffusionConfig, Recipe, SampleConfig, TrainConfig
+from emodiff.config import DenoiserConfig, DiffusionConfig, GanConfig, Recipe, SampleConfig, TrainConfig
 from emodiff.embed import EmbedJob, embed
 
 SPEAKERS = ("s1", "s2", "s3")
@@ -87,4 +87,18 @@ def unet_recipe(steps: int = 6, parameterization: str = "edm", **train: object) 
                              "val_fraction": 0.2, "val_every": 3, "log_every": 3, "checkpoint_every": 3,
                              **train}),  # type: ignore[arg-type]
         sample=SampleConfig(steps=12, sampler="dpmpp-2m", batch_size=8, guidance=1.0),
+    )
+
+
+def gan_recipe(steps: int = 6, gan: dict | None = None, **train: object) -> Recipe:
+    """A conditional GAN of about 60 k parameters (two levels over 32-frame segments): seconds on a CPU."""
+    return Recipe(
+        name="gan",
+        generator="gan",
+        gan=GanConfig(**{"latent_dim": 8, "channels": 32, "levels": 2, "emb_dim": 16, "disc_channels": 16,
+                         "kernel_size": 3, "lr_d": 2e-3, **(gan or {})}),  # type: ignore[arg-type]
+        train=TrainConfig(**{"batch_size": 8, "steps": steps, "lr": 1e-3, "warmup_steps": 0, "ema_decay": 0.9,
+                             "ema_warmup": True, "val_fraction": 0.2, "val_every": 3, "log_every": 3,
+                             "checkpoint_every": 3, **train}),  # type: ignore[arg-type]
+        sample=SampleConfig(batch_size=8),
     )

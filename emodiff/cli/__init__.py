@@ -191,7 +191,7 @@ DeviceOpt = Annotated[str, typer.Option(help="Torch device: auto (CUDA when pres
 @app.command()
 @_friendly
 def train(
-    recipe: Annotated[Path, typer.Option(help="Recipe YAML, or a shipped one by name: demo (minutes on a CPU) or paper (the paper's model).")] = Path("demo"),
+    recipe: Annotated[Path, typer.Option(help="Recipe YAML, or a shipped one by name: demo (minutes on a CPU), ravdess (the 24-actor subset), paper (the paper's model) or gan (the conditional GAN baseline).")] = Path("demo"),
     corpus: Annotated[list[str] | None, typer.Option(help="Corpus to train on (repeatable). Default: every prepared corpus.", show_default=False)] = None,
     exclude_speakers: Annotated[list[str] | None, typer.Option("--exclude-speakers", help="Speaker to leave out, as CORPUS:SPEAKER or SPEAKER (repeatable; also comma-separated), e.g. for a leave-one-speaker-out fold.", show_default=False)] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (overrides the recipe's train.steps; may grow on --resume).", show_default=False)] = None,
@@ -228,7 +228,7 @@ def sample(
     n: Annotated[int, typer.Option("--n", help="How many segments to draw.")] = 64,
     run: Annotated[str | None, typer.Option(help="A run recorded in the store, a run folder or a checkpoint file. Default: the latest run.", show_default=False)] = None,
     steps: Annotated[int | None, typer.Option(help="Respaced sampling steps S. Default: the recipe's (100).", show_default=False)] = None,
-    sampler: Annotated[str | None, typer.Option(help="ddpm (ancestral) or ddim; for v/edm models also heun and dpmpp-2m (DPM-Solver++(2M)). Default: the recipe's.", show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option(help="ddpm (ancestral) or ddim; for v/edm models also heun and dpmpp-2m (DPM-Solver++(2M)). Default: the recipe's. Diffusion runs only (a GAN draws in one pass).", show_default=False)] = None,
     eta: Annotated[float | None, typer.Option(help="DDIM noise in [0, 1] (0 = deterministic, 1 = DDPM). Default: the recipe's.", show_default=False)] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance weight W in [0, 20]: D = D_cond + W (D_cond - D_uncond); 0 = none. v/edm models only. Default: the recipe's.", show_default=False)] = None,
     emotion: Annotated[list[str] | None, typer.Option(help="Only these emotions (repeatable). Default: all four, balanced.", show_default=False)] = None,
@@ -307,8 +307,8 @@ def classify(
     train: Annotated[str | None, typer.Option("--train", help="Cross-corpus: the source corpus trained on (with --test).", show_default=False)] = None,
     test: Annotated[str | None, typer.Option("--test", help="Cross-corpus: the target corpus; a seeded 30 % of its utterances (by speaker) select the model, the other 70 % test it.", show_default=False)] = None,
     target_fraction: Annotated[str | None, typer.Option(help="Adaptation (with --train/--test): train also on this fraction of the target's non-test utterances (0..1, by speaker), test on a fixed half of its speakers. A comma list (0,0.1,0.3) runs a sweep, one result each.", show_default=False)] = None,
-    train_on: Annotated[str, typer.Option(help="real, synthetic or real+synthetic.")] = "real",
-    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds synthetic segments; without NAME each fold takes a store set whose generator never saw its test speakers), mixup[:alpha] (default 0.2), specaugment, speed and noise (from `emodiff augment`).")] = "",
+    train_on: Annotated[str, typer.Option(help="real, synthetic or real+synthetic (synthetic: the diffusion model's sets, or the GAN's with --augment gan).")] = "real",
+    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds synthetic segments; without NAME each fold takes a store set of the diffusion model whose generator never saw its test speakers), gan (the same from the GAN baseline's sets), mixup[:alpha] (default 0.2), specaugment, speed and noise (from `emodiff augment`).")] = "",
     allow_leak: Annotated[bool, typer.Option("--allow-leak", help="Use a synthetic set whose generator saw a fold's test or validation speakers; the result is marked leaky.")] = False,
     repeats: Annotated[int, typer.Option(help="Run every fold with this many seeds (the recipe's seed, +1, ...); results give mean +/- std over folds and over seeds.")] = 1,
     split_seed: Annotated[int, typer.Option(help="Seed of the cross-corpus and adaptation speaker splits.")] = 0,

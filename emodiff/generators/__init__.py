@@ -11,8 +11,9 @@ from emodiff.config import Recipe
 from emodiff.errors import EmodiffError
 from emodiff.generators.base import Conditions, Drawer, Family, SampleRequest, Trainer, TrainSetup
 from emodiff.generators.diffusion import DIFFUSION
+from emodiff.generators.gan import GAN
 
-FAMILIES: dict[str, Family] = {DIFFUSION.name: DIFFUSION}
+FAMILIES: dict[str, Family] = {DIFFUSION.name: DIFFUSION, GAN.name: GAN}
 
 __all__ = ["FAMILIES", "Conditions", "Drawer", "Family", "SampleRequest", "TrainSetup", "Trainer", "family_for"]
 

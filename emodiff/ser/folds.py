@@ -1,0 +1,262 @@
+"""One classifier training per (fold, seed) of ``emodiff classify``: the corpus data it reads, the segments a
+fold trains on (real, their offline copies, a synthetic set), and the runs, here one after another or in
+spawned worker processes.
+
+``classify`` (emodiff/classify.py) plans the folds, checks every one (leaks, empty sets, the paired
+baseline) and writes the store; this module only reads the store and trains. A worker reads the
+store read-only, seeds its own RNGs from the run's seed, and returns its result to the parent, which
+writes them in order, so the results do not depend on how many workers ran them.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emodiff import store as st
+from emodiff.corpora import CORPORA
+from emodiff.devices import resolve_device
+from emodiff.errors import EmodiffError
+from emodiff.parallel import thread_budget, use_threads
+from emodiff.records import Augmented, Corpus, Synthetic
+from emodiff.ser.classifier import ClassifierConfig
+from emodiff.ser.metrics import macro_f1, uar, weighted_accuracy
+from emodiff.ser.protocols import Fold
+from emodiff.ser.training import Segments, fit, utterance_scores
+
+
+@dataclass(frozen=True)
+class FoldSpec:
+    """What every run of one ``classify`` shares: where the data are, what it trains on, how, and how many at once."""
+
+    store: Path
+    corpora: tuple[str, ...]  # read, source first
+    classifier: ClassifierConfig
+    real: bool = True  # train on the fold's real utterances (False: on synthetic segments alone)
+    offline: tuple[str, ...] = ()  # /augmented kinds added to the real utterances
+    mixup: float | None = None
+    specaugment: bool = False
+    device: str = "auto"
+    workers: int = 1
+
+
+@dataclass
+class FoldResult:
+    name: str
+    uar: float
+    wa: float
+    f1: float
+    best_epoch: int
+    val_uar: float
+    seed: int = 0
+    synthetic: str = ""
+    epochs_run: int = 0  # below the recipe's epochs when early stopping ended the fold
+
+
+@dataclass
+class CorpusData:
+    """The utterances of one or two corpora (source first), with their segments."""
+
+    mel: torch.Tensor  # [N, C, F] float16
+    frames: torch.Tensor  # [N]
+    utt: np.ndarray  # [N] row in the utterance arrays
+    emotion: np.ndarray  # [U]
+    speaker: np.ndarray  # [U] as the corpus names them
+    session: np.ndarray  # [U]
+    ids: np.ndarray  # [U]
+    corpus: np.ndarray  # [U]
+    offset: dict[str, int]  # first utterance row of each corpus
+
+    @property
+    def qualified(self) -> np.ndarray:
+        """[U] "corpus:speaker", the form the generator's training speakers are recorded in."""
+        return np.char.add(np.char.add(self.corpus.astype(str), ":"), self.speaker.astype(str))
+
+    def rows_of(self, utts: tuple[int, ...]) -> np.ndarray:
+        """Segment rows of the utterances ``utts``."""
+        return np.flatnonzero(np.isin(self.utt, np.asarray(utts, dtype=np.int64)))
+
+
+@dataclass
+class Candidate:
+    """A /synthetic set a fold may train on: who its generator saw, and its segments, read on first use."""
+
+    name: str
+    training_speakers: frozenset[str]
+    shape: tuple[int, ...]
+    count: int
+    _segments: Segments | None = None
+
+    def segments(self, store: Path) -> Segments:
+        if self._segments is None:
+            with st.open_store(store) as f:
+                record = Synthetic.read(f, self.name)
+                mel, valid = record.load_mel(f)
+            frames = torch.from_numpy(valid) if valid is not None else torch.full((len(mel),), mel.shape[2])
+            self._segments = Segments(torch.from_numpy(mel), frames, torch.from_numpy(record.emotion))
+        return self._segments
+
+
+def read_corpora(store: Path, corpora: list[str], segments: bool = True) -> CorpusData:
+    mels, frames, utts, tables, offset, n = [], [], [], [], {}, 0
+    with st.open_store(store) as f:
+        for corpus in corpora:
+            if not Corpus.exists(f, corpus) and corpus not in CORPORA:
+                raise EmodiffError(f"unknown corpus {corpus!r}; expected one of {', '.join(CORPORA)}")
+            record = Corpus.read(f, corpus)
+            table = record.utterances
+            mels.append(torch.from_numpy(record.load_mel(f)) if segments
+                        else torch.zeros((0, *record.mel_shape[1:]), dtype=torch.float16))
+            frames.append(torch.from_numpy(record.seg_frames))
+            utts.append(record.seg_utt + n)
+            tables.append(table | {"corpus": np.full(len(table["id"]), corpus)})
+            offset[corpus] = n
+            n += len(table["id"])
+    if len({m.shape[1:] for m in mels}) > 1:
+        shapes = ", ".join(f"{c} {tuple(m.shape[1:])}" for c, m in zip(corpora, mels, strict=True))
+        raise EmodiffError(f"{store}: the corpora's segments differ in shape ({shapes})")
+
+    def col(key: str) -> np.ndarray:
+        return np.concatenate([t[key] for t in tables])
+
+    return CorpusData(torch.cat(mels), torch.cat(frames), np.concatenate(utts), col("emotion").astype(np.int64),
+                 col("speaker"), col("session"), col("id"), col("corpus"), offset)
+
+
+Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # test utterance rows, predicted class, scores
+
+
+@dataclass(frozen=True)
+class FoldRun:
+    """One training of :func:`classify`: a fold, the synthetic set it takes (if any), a seed."""
+
+    fold: Fold
+    synth: Candidate | None
+    seed: int
+
+
+def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline], spec: FoldSpec,
+               device: torch.device) -> Iterator[tuple[FoldResult, Predictions]]:
+    """Each run's result, in the order of ``runs``: here, one after another, or ``spec.workers`` at a time in
+    spawned processes (:func:`_in_worker`), each with this process's torch threads / workers (at least 1).
+
+    A single run stays here, on all the threads. A worker's exception is raised here when its run's turn
+    comes; the runs not started yet are cancelled, and those under way are waited for.
+    """
+    if spec.workers == 1 or len(runs) == 1:
+        for run in runs:
+            yield run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec), spec, device,
+                            run.seed)
+        return
+    # spawn, not fork: a forked child of a process that has run torch's thread pools can deadlock.
+    pool = ProcessPoolExecutor(max_workers=min(spec.workers, len(runs)),
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=use_threads, initargs=(max(1, thread_budget() // spec.workers),))
+    try:
+        futures = [pool.submit(_in_worker, run, spec) for run in runs]
+        for future in futures:
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                raise EmodiffError(f"classify: a worker process died (killed, or out of memory?); nothing was added "
+                                   f"to {spec.store}; run again with fewer --workers") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_worker(run: FoldRun, spec: FoldSpec) -> tuple[FoldResult, Predictions]:
+    """In a worker process: what :func:`fold_runs` runs here for ``run``, reading the store read-only."""
+    data, offline = _worker_inputs(spec.store, spec.corpora, spec.offline)
+    return run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec), spec,
+                     resolve_device(spec.device), run.seed)
+
+
+# Read once per worker process, not per run (a worker serves one classify() and ends with its pool);
+# the store is only read while the parent writes its side file, so no lock is involved.
+@functools.lru_cache(maxsize=1)
+def _worker_inputs(store: Path, corpora: tuple[str, ...],
+                   kinds: tuple[str, ...]) -> tuple[CorpusData, dict[str, Offline]]:
+    data = read_corpora(store, list(corpora))
+    return data, {kind: read_offline(store, kind, data, list(corpora)) for kind in kinds}
+
+
+def read_offline(store: Path, kind: str, data: CorpusData, corpora: list[str]) -> Offline:
+    """Every training corpus's /augmented/<corpus>/<kind> segments, labelled; ``utt`` mapped into ``data``."""
+    parts, utts = [], []
+    with st.open_store(store) as f:
+        for corpus in corpora:
+            if not Augmented.exists(f, corpus, kind):
+                continue
+            record = Augmented.read(f, corpus, kind)
+            utt = record.seg_utt + data.offset[corpus]
+            parts.append(Segments(torch.from_numpy(record.load_mel(f)), torch.from_numpy(record.seg_frames),
+                                  torch.from_numpy(data.emotion[utt])))
+            utts.append(utt)
+    if not parts:
+        raise EmodiffError(f"{store}: no /augmented/*/{kind} set for {' or '.join(corpora)}; run "
+                           f"`emodiff augment {kind} --corpus {corpora[0]}` first")
+    return Offline(Segments.join(parts), np.concatenate(utts))
+
+
+@dataclass(frozen=True)
+class Offline:
+    """Offline-augmented segments and the utterance row in ``CorpusData`` each was made from."""
+
+    segments: Segments
+    utt: np.ndarray  # [N]
+
+
+def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, offline: dict[str, Offline],
+                       spec: FoldSpec) -> Segments:
+    parts = []
+    if spec.real:
+        rows = data.rows_of(fold.train)
+        parts.append(Segments(data.mel[rows], data.frames[rows], torch.from_numpy(data.emotion[data.utt[rows]])))
+        for extra in offline.values():  # only the augmented copies of this fold's training utterances
+            keep = torch.from_numpy(np.flatnonzero(np.isin(extra.utt, np.asarray(fold.train))))
+            seg = extra.segments
+            parts.append(Segments(seg.mel[keep], seg.frames[keep], seg.labels[keep]))
+    if synth is not None:
+        parts.append(synth.segments(spec.store))
+    return Segments.join(parts)
+
+
+def run_fold(fold: Fold, data: CorpusData, train: Segments, spec: FoldSpec, device: torch.device,
+              seed: int) -> tuple[FoldResult, Predictions]:
+    """Train on the fold, keep the best validation epoch, score the test utterances."""
+    cfg = replace(spec.classifier, seed=seed)
+    val = _Scorer(fold.val, data, device, cfg.batch_size)
+    fitted = fit(cfg, train, device, mixup_alpha=spec.mixup, specaugment=spec.specaugment,
+                 select=lambda model: uar(*val.truth_pred(model)))
+    test = _Scorer(fold.test, data, device, cfg.batch_size)
+    probs = test.scores(fitted.model)
+    truth, pred = test.truth, probs.argmax(axis=1)
+    res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
+                     fitted.best_epoch, fitted.best_score, seed, epochs_run=fitted.epochs_run)
+    return res, (np.asarray(fold.test), pred, probs)
+
+
+class _Scorer:
+    """Per-utterance scores of a fixed set of utterances; the segment index is built once."""
+
+    def __init__(self, utts: tuple[int, ...], data: CorpusData, device: torch.device, batch: int) -> None:
+        rows = data.rows_of(utts)
+        local = {u: i for i, u in enumerate(utts)}
+        self.mel, self.frames = data.mel[rows], data.frames[rows]
+        self.local = np.array([local[u] for u in data.utt[rows]], dtype=np.int64)
+        self.truth = data.emotion[np.asarray(utts)]
+        self.n, self.device, self.batch = len(utts), device, batch
+
+    def scores(self, model) -> np.ndarray:
+        return utterance_scores(model, self.mel, self.frames, self.local, self.n, self.device, self.batch)
+
+    def truth_pred(self, model) -> tuple[np.ndarray, np.ndarray]:
+        return self.truth, self.scores(model).argmax(axis=1)
