@@ -177,7 +177,7 @@ class GanTrainer:
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
                 "discriminator": self.disc.state_dict(), "optimizer": self.opt.state_dict(),
-                "optimizer_d": self.opt_d.state_dict(), "gan_frames": self.frames}
+                "optimizer_d": self.opt_d.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
         load_weights(self.model, state["model"], path)
