@@ -64,6 +64,13 @@ class Conditions:
     emotion: torch.Tensor
     speaker: torch.Tensor
 
+    def tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """The conditions as a network takes them: tokens [B, L, D], mask [B, L] (True: a token), emotion, speaker."""
+        tok = torch.from_numpy(self.tokens).float().to(device)
+        lengths = torch.from_numpy(np.asarray(self.lengths))
+        mask = (torch.arange(tok.shape[1])[None, :] < lengths[:, None]).to(device)
+        return {"tokens": tok, "mask": mask, "emotion": self.emotion.to(device), "speaker": self.speaker.to(device)}
+
 
 class Trainer(Protocol):
     """One family's model(s) and optimiser(s) during training."""

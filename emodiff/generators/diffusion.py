@@ -189,13 +189,8 @@ class DiffusionDrawer:
     @torch.no_grad()
     def draw(self, conditions: Conditions, seed: int, index: int) -> np.ndarray:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
-        device = self.device
-        tok = torch.from_numpy(conditions.tokens).float().to(device)
-        lengths = torch.from_numpy(np.asarray(conditions.lengths))
-        mask = (torch.arange(tok.shape[1])[None, :] < lengths[:, None]).to(device)
-        noise = torch.randn((len(lengths), *self.shape), generator=gen).to(device)
-        kwargs = {"tokens": tok, "mask": mask, "emotion": conditions.emotion.to(device),
-                  "speaker": conditions.speaker.to(device)}
+        kwargs = conditions.tensors(self.device)
+        noise = torch.randn((len(conditions.lengths), *self.shape), generator=gen).to(self.device)
         if isinstance(self.diffusion, PreconditionedDiffusion):
             denoise = guided_denoiser(self.forward, self.diffusion, kwargs, self.guidance, self.norm)
             x = self.diffusion.sample_loop(denoise, noise, self.steps, sampler=self.sampler, eta=self.eta,

@@ -226,9 +226,4 @@ class GanDrawer:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
         n = len(conditions.lengths)
         z = torch.randn((n, *self.model.latent_shape(self.shape[1])), generator=gen).to(self.device)
-        tok = torch.from_numpy(conditions.tokens).float().to(self.device)
-        lengths = torch.from_numpy(np.asarray(conditions.lengths))
-        mask = (torch.arange(tok.shape[1])[None, :] < lengths[:, None]).to(self.device)
-        cond = {"tokens": tok, "mask": mask, "emotion": conditions.emotion.to(self.device),
-                "speaker": conditions.speaker.to(self.device)}
-        return self.norm.inverse(self.model(z, cond).float()).clamp(-1, 1).cpu().numpy()
+        return self.norm.inverse(self.model(z, conditions.tensors(self.device)).float()).clamp(-1, 1).cpu().numpy()
