@@ -88,9 +88,18 @@ def _distributed(device: torch.device) -> Iterator[tuple[int, int]]:
 
 
 def _lr(step: int, recipe: Recipe) -> float:
-    """Linear warm-up to the recipe's lr, then constant (IDDPM trains at a constant rate)."""
+    """Linear warm-up to the recipe's lr over W = warmup_steps, then constant (IDDPM), or cosine:
+
+        lr_t = lr * min(1, (t + 1) / W) * 0.5 (1 + cos(pi * min(1, max(0, t - W) / max(1, T - W))))
+
+    with T = train.steps (a resume with more steps stretches the curve from where it is).
+    """
     cfg = recipe.train
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.schedule == "cosine":
+        done = min(1.0, max(0, step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        lr *= 0.5 * (1.0 + math.cos(math.pi * done))
+    return lr
 
 
 def _resolve_resume(job: TrainJob) -> tuple[Recipe, dict[str, Any] | None]:
