@@ -125,6 +125,7 @@ def test_unknown_sections_and_a_bad_name_are_errors(tmp_path):
     ("sample", "sampler", 3, "3 is not one of ddpm, ddim, heun, dpmpp-2m"),
     ("classifier", "epochs", None, "expected an integer, got None"),
     ("classifier", "schedule", "step", "'step' is not one of constant, cosine"),
+    ("train", "schedule", "linear", "'linear' is not one of constant, cosine"),
     ("classifier", "normalize", "yes", "expected true or false, got 'yes'"),
     ("study", "folds", 5, "expected a string, got 5"),
 ])

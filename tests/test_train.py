@@ -60,6 +60,20 @@ def test_resume_ends_with_the_same_weights(store, tmp_path):
     assert [json.loads(ln)["step"] for ln in lines] == [3, 6]
 
 
+def test_cosine_schedule_warms_up_then_decays_to_zero(store, tmp_path):
+    """The logged lr and the optimizer's follow lr min(1, (t+1)/W) (1 + cos(pi (t-W)/(T-W))) / 2."""
+    recipe = tiny_recipe(8, warmup_steps=2, schedule="cosine", log_every=1, val_every=8, checkpoint_every=4)
+    out = tmp_path / "cosine"
+    train(TrainJob(store=store, recipe=recipe, corpora=("toy",), out=out, device="cpu"))
+    logged = [json.loads(ln)["lr"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    expected = [1e-3 * min(1.0, (t + 1) / 2) * 0.5 * (1 + np.cos(np.pi * max(0, t - 2) / 6)) for t in range(8)]
+    assert logged == pytest.approx(expected, rel=1e-3)  # the log keeps 3-4 significant digits
+    assert expected[1] == pytest.approx(1e-3) and expected[-1] < 1e-4
+    for name, t in (("ckpt-0000004.pt", 3), ("ckpt-0000008.pt", 7)):
+        groups = load_checkpoint(out / name)["optimizer"]["param_groups"]
+        assert groups[0]["lr"] == pytest.approx(expected[t], abs=1e-12)
+
+
 def test_resume_refuses_another_model_and_a_busy_out(store, tmp_path):
     out = tmp_path / "r"
     train(_job(store, out, steps=3))
