@@ -1,0 +1,40 @@
+"""The store's schema as code: one typed record per group kind (docs/store.md has the prose), one
+module per kind (``corpus``, ``runs``, ``synthetic``, ...; ``base`` holds what they share).
+
+Each record is a frozen dataclass with
+
+- ``path(...)``: the group's path in the store (``corpora/ravdess``);
+- ``names(f)``: the complete groups of that kind, sorted; a ``.tmp-*`` group (a write in flight)
+  and anything that is not a group (a foreign dataset) are left out;
+- ``exists(f, ...)`` and ``read(f, ...)``: the record with its attrs typed. A missing attr reads
+  as its default (``""``, ``None``, an empty list), so older and partial stores still read; the
+  raw attrs stay in ``attrs`` for anything a step wants to check itself. Large arrays (mels,
+  token states) are read on demand by the record's ``load_*`` methods.
+
+Beside the records: :func:`existing` (is a group already there, made with the same settings?),
+:func:`not_prepared` and :func:`taken` (the errors every step raises for a missing corpus and an
+occupied name), :class:`SegmentWriter` (the growable ``segments/`` datasets of prepare and
+augment), and the writers of ``/runs``, ``/synthetic`` and ``/quality``.
+
+Adding an attr to a group: one field in its module, read in the record's ``read`` (and written by its
+writer), plus its line in docs/store.md.
+"""
+
+from __future__ import annotations
+
+from emodiff.records.augmented import Augmented
+from emodiff.records.base import Absent, Different, Meta, Same, children, compare, existing, group_at, meta, taken
+from emodiff.records.corpus import Corpus, none_prepared, not_prepared
+from emodiff.records.embeddings import Embeddings
+from emodiff.records.quality import Quality
+from emodiff.records.results import Fold, Results
+from emodiff.records.runs import Run
+from emodiff.records.segments import DEFLATE_LEVEL, GROW, SegmentWriter, compress_segment, deflate, shuffle
+from emodiff.records.synthetic import Synthetic, SyntheticAttrs, SyntheticWriter, write_synthetic
+
+__all__ = [
+    "Absent", "Augmented", "Corpus", "DEFLATE_LEVEL", "Different", "Embeddings", "Fold", "GROW",
+    "Meta", "Quality", "Results", "Run", "Same", "SegmentWriter", "Synthetic", "SyntheticAttrs",
+    "SyntheticWriter", "children", "compare", "compress_segment", "deflate", "existing", "group_at",
+    "meta", "none_prepared", "not_prepared", "shuffle", "taken", "write_synthetic",
+]

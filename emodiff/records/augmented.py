@@ -1,0 +1,64 @@
+"""`/augmented/<corpus>/<kind>`: speed- or noise-perturbed copies (docs/store.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+
+from emodiff.errors import EmodiffError
+from emodiff.records.base import Meta, as_int, as_str, children, file_name, group_at
+from emodiff.store import (
+    attrs_dict,
+)
+
+
+@dataclass(frozen=True)
+class Augmented:
+    """``/augmented/<corpus>/<kind>``: offline copies of a corpus's utterances; mels on demand."""
+
+    corpus: str
+    kind: str
+    meta: Meta
+    attrs: dict[str, Any]
+    seg_utt: np.ndarray  # [N] int64, row in /corpora/<corpus>/utterances
+    seg_frames: np.ndarray  # [N] int64
+    seg_param: np.ndarray  # [N] float32, the speed factor or SNR
+    params: tuple[float, ...] = ()
+    param_unit: str = ""
+    seed: int | None = None
+
+    @staticmethod
+    def path(corpus: str, kind: str) -> str:
+        return f"augmented/{corpus}/{kind}"
+
+    @staticmethod
+    def names(f: h5py.File, corpus: str) -> list[str]:
+        """The kinds made of ``corpus``."""
+        return children(f, f"augmented/{corpus}")
+
+    @staticmethod
+    def exists(f: h5py.File, corpus: str, kind: str) -> bool:
+        return group_at(f, Augmented.path(corpus, kind)) is not None
+
+    @classmethod
+    def read(cls, f: h5py.File, corpus: str, kind: str) -> Augmented:
+        g = group_at(f, cls.path(corpus, kind))
+        if g is None:
+            raise EmodiffError(f"{file_name(f)}: no /{cls.path(corpus, kind)}; run `emodiff augment {kind} "
+                               f"--corpus {corpus}` first")
+        a = attrs_dict(g)
+        s = g["segments"]
+        params = a.get("params", ())
+        return cls(corpus=corpus, kind=kind, meta=Meta.of(g), attrs=a, seg_utt=s["utt"][()].astype(np.int64),
+                   seg_frames=s["frames"][()].astype(np.int64),
+                   seg_param=s["param"][()] if "param" in s else np.zeros(len(s["utt"]), np.float32),
+                   params=tuple(float(p) for p in np.atleast_1d(params)), param_unit=as_str(a, "param_unit"),
+                   seed=as_int(a, "seed"))
+
+    def load_mel(self, f: h5py.File) -> np.ndarray:
+        return f[self.path(self.corpus, self.kind)]["segments/mel"][()].astype(np.float16)
+
+

@@ -1,0 +1,113 @@
+"""`/corpora/<corpus>`: the prepared corpus (utterances, segments) and its errors (docs/store.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from emodiff.errors import EmodiffError
+from emodiff.records.base import Meta, as_float, as_int, as_json, as_str, children, file_name, group_at
+from emodiff.store import (
+    attrs_dict,
+    read_table,
+)
+
+
+def not_prepared(store: Path | str, corpus: str, note: str = "") -> EmodiffError:
+    """The error for a step that needs ``/corpora/<corpus>`` when the store lacks it."""
+    return EmodiffError(f"{store}: corpus {corpus} is not prepared{f' ({note})' if note else ''}; "
+                        f"run `emodiff prepare {corpus} ROOT` first")
+
+
+def none_prepared(store: Path | str) -> EmodiffError:
+    return EmodiffError(f"{store}: holds no prepared corpus; run `emodiff prepare CORPUS ROOT` first")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """``/corpora/<name>``: the utterance table, the segment index and the corpus's settings.
+
+    The mels stay in the store until :meth:`load_mel`; ``mel_path`` names them for a lazy reader.
+    """
+
+    name: str
+    meta: Meta
+    attrs: dict[str, Any]
+    utterances: dict[str, np.ndarray]  # columns, one row per utterance (docs/store.md)
+    seg_utt: np.ndarray  # [N] int64, the utterance row of each segment
+    seg_frames: np.ndarray  # [N] int64, valid frames of each segment
+    mel_shape: tuple[int, ...]  # (N, n_mels, segment_frames)
+    mel_dtype: str
+    skipped: tuple[tuple[str, str], ...]  # (path, reason)
+    corpus: str = ""
+    root: str = ""
+    dtype: str = ""
+    calm: str = ""
+    n_skipped: int | None = None
+    excluded: dict[str, int] = field(default_factory=dict)
+    sample_rate: int | None = None
+    n_fft: int | None = None
+    hop: int | None = None
+    win: int | None = None
+    n_mels: int | None = None
+    fmin: float | None = None
+    fmax: float | None = None
+    segment_frames: int | None = None
+    log_min: float | None = None
+    log_max: float | None = None
+
+    @staticmethod
+    def path(name: str) -> str:
+        return f"corpora/{name}"
+
+    @property
+    def mel_path(self) -> str:
+        return f"corpora/{self.name}/segments/mel"
+
+    @staticmethod
+    def names(f: h5py.File) -> list[str]:
+        return children(f, "corpora")
+
+    @staticmethod
+    def exists(f: h5py.File, name: str) -> bool:
+        return group_at(f, Corpus.path(name)) is not None
+
+    @classmethod
+    def read(cls, f: h5py.File, name: str, note: str = "") -> Corpus:
+        """The record of ``/corpora/<name>``; :func:`not_prepared` (with ``note``) when it is not there."""
+        g = group_at(f, cls.path(name))
+        if g is None:
+            raise not_prepared(file_name(f), name, note)
+        a = attrs_dict(g)
+        mel = g["segments/mel"]
+        skipped = read_table(g["skipped"]) if "skipped" in g else {}
+        excluded = as_json(a, "excluded")
+        return cls(
+            name=name, meta=Meta.of(g), attrs=a, utterances=read_table(g["utterances"]),
+            seg_utt=g["segments/utt"][()].astype(np.int64), seg_frames=g["segments/frames"][()].astype(np.int64),
+            mel_shape=tuple(mel.shape), mel_dtype=str(mel.dtype),
+            skipped=tuple(zip(skipped.get("path", []), skipped.get("reason", []), strict=True)),
+            corpus=as_str(a, "corpus"), root=as_str(a, "root"), dtype=as_str(a, "dtype"), calm=as_str(a, "calm"),
+            n_skipped=as_int(a, "n_skipped"), excluded=excluded if isinstance(excluded, dict) else {},
+            sample_rate=as_int(a, "sample_rate"), n_fft=as_int(a, "n_fft"), hop=as_int(a, "hop"), win=as_int(a, "win"),
+            n_mels=as_int(a, "n_mels"), fmin=as_float(a, "fmin"), fmax=as_float(a, "fmax"),
+            segment_frames=as_int(a, "segment_frames"), log_min=as_float(a, "log_min"), log_max=as_float(a, "log_max"))
+
+    def load_mel(self, f: h5py.File) -> np.ndarray:
+        """Every segment's mel [N, n_mels, frames] as float16."""
+        return f[self.mel_path][()].astype(np.float16, copy=False)
+
+    @property
+    def seg_emotion(self) -> np.ndarray:
+        """[N] int64, the emotion of each segment's utterance."""
+        return self.utterances["emotion"].astype(np.int64)[self.seg_utt]
+
+    def qualified_speakers(self) -> np.ndarray:
+        """[U] ``corpus:speaker``, the form a generator's training speakers are recorded in."""
+        return np.array([f"{self.name}:{s}" for s in self.utterances["speaker"]])
+
+
