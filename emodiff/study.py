@@ -126,12 +126,12 @@ Target = tuple[str, Path, list[tuple[str, float | None]]]  # corpus, its folder,
 def _check_settings(job: StudyJob) -> tuple[str, list[Target]]:
     """The main corpus and the other corpora it is tested on, every folder known now, not after an hour."""
     study = job.recipe.study
-    texts = _items(study.experiments)
+    texts = study.experiment_texts()
     targets: list[Target] = []
     for target, folder, runs in (
             (study.cross_corpus, job.cross_root or study.cross_root, [(text, None) for text in texts]),
             (study.adaptation, job.adaptation_root or study.adaptation_root,
-             [(text, x) for x in _fractions(study.fractions) for text in _items(study.adaptation_experiments)])):
+             [(text, x) for x in study.fraction_values() for text in study.experiment_texts(adaptation=True)])):
         if not target:
             continue
         if not folder:
@@ -145,8 +145,8 @@ def _family_recipes(job: StudyJob) -> dict[str, Recipe]:
     """The recipe of every generator family the experiments use: the study's own for its family, the others
     from ``study.recipes``; every one loaded and checked now."""
     study = job.recipe.study
-    named = dict((f.strip(), r.strip()) for f, _, r in (i.partition("=") for i in _items(study.recipes)))
-    texts = [*_items(study.experiments), *(_items(study.adaptation_experiments) if study.adaptation else [])]
+    named = study.family_recipes()
+    texts = study.all_experiment_texts()
     recipes = {job.recipe.generator: job.recipe}
     for text in texts:
         experiment = Experiment.parse(text, "study.experiments")
@@ -168,7 +168,7 @@ def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]
     prepare the other corpora it is tested on."""
     study = job.recipe.study
     root = job.root or (Path(study.root) if study.root else _bundled(corpus))
-    texts = [*_items(study.experiments), *(_items(study.adaptation_experiments) if study.adaptation else [])]
+    texts = study.all_experiment_texts()
     offline = dict.fromkeys(k for text in texts for k in Experiment.parse(text, "study.experiments").augment.offline)
     return [Step(f"prepare {corpus}", functools.partial(_prepare, job.store, corpus, root)),
             Step("embed", functools.partial(_embed, job.store, corpus)),
@@ -181,7 +181,7 @@ def _experiments(job: StudyJob, corpus: str, targets: list[Target]) -> list[Clas
     """Every experiment's classify job; where the list has ``real``, it runs first and every other experiment
     of the same corpora and fraction is compared with it (paired, over the same folds and seeds)."""
     jobs = [experiment_job(job.store, job.recipe, corpus, text, job.device)
-            for text in _items(job.recipe.study.experiments)]
+            for text in job.recipe.study.experiment_texts()]
     for target, _, runs in targets:
         jobs += [experiment_job(job.store, job.recipe, target, text, job.device, source=corpus, fraction=fraction)
                  for text, fraction in runs]
@@ -244,17 +244,6 @@ def _run(steps: list[Step], done: list[tuple[str, float, bool]], progress: Progr
         seconds = time.perf_counter() - start
         done.append((step.label, seconds, skipped))
         progress.note(f"[study] {step.label}: {'already done' if skipped else f'{seconds:.0f} s'}")
-
-
-def _items(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _fractions(text: str) -> list[float]:
-    try:
-        return [float(x) for x in _items(text)]
-    except ValueError:
-        raise EmodiffError(f"study.fractions: {text!r}; expected comma-separated fractions in [0, 1]") from None
 
 
 def _bundled(corpus: str) -> Path:

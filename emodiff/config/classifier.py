@@ -1,0 +1,55 @@
+"""The ``classifier`` section: the CNN-BLSTM and how it trains (emodiff/ser/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from emodiff.config.settings import LrSchedule, SettingError, integers, numbers
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Sizes and training settings of the CNN-BLSTM (emodiff/ser/classifier.py); defaults are the paper's.
+
+    ``channels`` is the width of all three conv layers (one int rather than a tuple, so that it
+    reads plainly in YAML and passes :func:`build`).
+    """
+
+    mel_channels: int = 80
+    channels: int = 128  # every one of the three Conv1d layers
+    kernel_size: int = 5  # odd, so that "same" padding is symmetric
+    lstm_hidden: int = 128  # per direction
+    conv_dropout: float = 0.1
+    lstm_dropout: float = 0.2
+    n_classes: int = 4
+    epochs: int = 100
+    lr: float = 1e-5
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    seed: int = 0
+    # Not in the paper (its defaults leave them off); docs/classify.md "A baseline for RAVDESS" has what each gives.
+    time_pool: int = 1  # max-pool the conv output over time by this factor before the BLSTM (1: none)
+    normalize: bool = False  # standardise each mel bin by the training segments' mean and std (valid frames)
+    schedule: LrSchedule = "constant"  # lr per step: constant, or cosine from lr down to 0 over `epochs` epochs
+    patience: int = 0  # stop after this many epochs without a better validation UAR (0: train every epoch)
+    select_from: int = 1  # the first epoch validated and eligible as the best (the last one if epochs is fewer)
+
+    def __post_init__(self) -> None:
+        integers(self, "classifier", 1, "mel_channels", "channels", "kernel_size", "lstm_hidden", "epochs",
+                  "batch_size", "time_pool", "select_from")
+        integers(self, "classifier", 2, "n_classes")
+        integers(self, "classifier", 0, "seed", "patience")
+        if not isinstance(self.normalize, bool):
+            raise SettingError("classifier", "normalize", self.normalize, "true or false")
+        if self.schedule not in get_args(LrSchedule):
+            raise SettingError("classifier", "schedule", self.schedule, f"one of {', '.join(get_args(LrSchedule))}")
+        if self.kernel_size % 2 == 0:
+            raise SettingError("classifier", "kernel_size", self.kernel_size,
+                               "an odd integer (symmetric 'same' padding)")
+        numbers(self, "classifier", lambda v: 0 <= v < 1, "a probability in [0, 1)", "conv_dropout",
+                 "lstm_dropout")
+        numbers(self, "classifier", lambda v: v > 0, "a number > 0", "lr")
+        numbers(self, "classifier", lambda v: v >= 0, "a number >= 0", "weight_decay")
+
+

@@ -1,0 +1,56 @@
+"""The vocabulary of every recipe section: the setting types, :class:`SettingError` and the
+range checks each section's ``__post_init__`` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+Schedule = Literal["cosine", "linear"]
+TimestepSampler = Literal["uniform", "loss-second-moment"]
+Sampler = Literal["ddpm", "ddim", "heun", "dpmpp-2m"]
+Parameterization = Literal["eps", "v", "edm"]
+Skip = Literal["scalar", "wiener"]
+DenoiserKind = Literal["flat", "unet"]
+Load = Literal["auto", "memory", "chunks"]
+Normalize = Literal["center", "none"]
+LrSchedule = Literal["constant", "cosine"]
+GeneratorName = Literal["diffusion", "gan"]  # the generator families of emodiff/generators/
+GanLoss = Literal["hinge", "wgan-gp"]
+
+
+class SettingError(ValueError):
+    """One bad setting of a section: ``section.key: expected ..., got value``.
+
+    A ValueError, so that code building a config by hand gets the usual exception; :func:`build`
+    turns it into one EmodiffError line that also names the recipe file.
+    """
+
+    def __init__(self, section: str, key: str, value: Any, expected: str) -> None:
+        self.section, self.key, self.value, self.expected = section, key, value, expected
+        super().__init__(f"{section}.{key}: expected {expected}, got {value!r}")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def integers(cfg: Any, section: str, minimum: int, *names: str) -> None:
+    """Each of ``names`` an integer >= ``minimum``."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not is_int(value) or value < minimum:
+            raise SettingError(section, name, value, f"an integer >= {minimum}")
+
+
+def numbers(cfg: Any, section: str, ok: Callable[[float], bool], expected: str, *names: str) -> None:
+    """Each of ``names`` a number for which ``ok(value)`` holds."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not is_number(value) or not ok(value):
+            raise SettingError(section, name, value, expected)
+

@@ -1,0 +1,99 @@
+"""The ``study`` section: which corpus and protocol, which experiments, which generators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from emodiff.config.settings import GeneratorName, SettingError, integers
+from emodiff.errors import EmodiffError
+from emodiff.experiments import Experiment
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole study (``emodiff study``): which corpus and protocol, how many samples, which experiments."""
+
+    corpus: str = "ravdess"
+    root: str = ""  # the corpus folder; "" with ravdess: the bundled 6-actor sample
+    folds: str = "loso"  # the classify protocol: loso | session | groups:K
+    train_steps: int = 0  # steps of each per-fold generator of this recipe's family; 0: train.steps
+    samples: int = 256  # segments drawn from each generator
+    experiments: str = "real, synthetic, real+synthetic, real+synthetic+mixup"  # comma-separated classify runs
+    repeats: int = 1
+    workers: int = 1  # classify's (fold, seed) trainings at once, each in a process on --threads / workers threads
+    # The recipes of the other generator families its experiments use, "family=recipe" comma-separated
+    # (a recipe file or a shipped name): ``gan=gan`` trains the per-fold GANs of ``real+gan``, for that
+    # recipe's train.steps. The study's own recipe trains its own family's (``synthetic``), for train_steps.
+    recipes: str = ""
+    cross_corpus: str = ""  # a second corpus to test on, trained on `corpus` (the paper's table 3); "": none
+    cross_root: str = ""  # its folder
+    adaptation: str = ""  # a corpus to adapt to (figure 4): `corpus` + a fraction of it, tested on its other half
+    adaptation_root: str = ""  # its folder
+    fractions: str = "0, 0.1, 0.2, 0.3, 0.4, 0.5"  # adaptation sweep
+    adaptation_experiments: str = "real, real+synthetic"  # run at every fraction
+    quality: bool = True
+    report: str = "report"
+    vocoder: str = "auto"  # of the report's audio: auto | hifigan | griffin-lim
+    examples: int = 1  # vocoded clips per emotion and source in the report
+
+    def __post_init__(self) -> None:
+        integers(self, "study", 0, "train_steps", "examples")
+        integers(self, "study", 1, "samples", "repeats", "workers")
+        for name in ("corpus", "report"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise SettingError("study", name, getattr(self, name), "a non-empty string")
+        kind, _, k = self.folds.partition(":")
+        if not (self.folds in ("loso", "session") or kind == "groups" and k.isdigit() and int(k) >= 3):
+            raise SettingError("study", "folds", self.folds, "loso, session or groups:K with an integer K >= 3")
+        if self.vocoder not in VOCODERS:
+            raise SettingError("study", "vocoder", self.vocoder, f"one of {', '.join(VOCODERS)}")
+        for name in ("experiments", "adaptation_experiments"):
+            texts = _items(getattr(self, name))
+            if not texts and (name == "experiments" or self.adaptation):
+                raise SettingError("study", name, getattr(self, name), "comma-separated experiments, e.g. "
+                                   "real, synthetic, real+synthetic")
+            for text in texts:
+                try:
+                    Experiment.parse(text, where="")
+                except EmodiffError as err:  # its own words say what is wrong with the text
+                    raise SettingError("study", name, text, f"an experiment ({str(err).lstrip(': ')})") from None
+        for item in _items(self.recipes):
+            family, _, recipe = item.partition("=")
+            if family.strip() not in get_args(GeneratorName) or not recipe.strip():
+                raise SettingError("study", "recipes", self.recipes, "family=recipe pairs, e.g. gan=gan (families: "
+                                   f"{', '.join(get_args(GeneratorName))})")
+        for text in _items(self.fractions):
+            try:
+                ok = 0 <= float(text) <= 1
+            except ValueError:
+                ok = False
+            if not ok:
+                raise SettingError("study", "fractions", self.fractions, "comma-separated fractions in [0, 1]")
+
+    # The lists the texts above hold, read once here (and checked in __post_init__) for emodiff/study.py.
+
+    def experiment_texts(self, adaptation: bool = False) -> list[str]:
+        """``experiments`` (or ``adaptation_experiments``), one text per experiment."""
+        return _items(self.adaptation_experiments if adaptation else self.experiments)
+
+    def all_experiment_texts(self) -> list[str]:
+        """Every experiment the study runs: ``experiments``, then ``adaptation_experiments`` with an adaptation."""
+        return [*self.experiment_texts(), *(self.experiment_texts(adaptation=True) if self.adaptation else [])]
+
+    def fraction_values(self) -> list[float]:
+        """``fractions`` as numbers."""
+        return [float(x) for x in _items(self.fractions)]
+
+    def family_recipes(self) -> dict[str, str]:
+        """``recipes`` as {family: recipe file or shipped name}."""
+        return {f.strip(): r.strip() for f, _, r in (i.partition("=") for i in _items(self.recipes))}
+
+
+VOCODERS = ("auto", "hifigan", "griffin-lim")  # emodiff.vocoder.VocoderKind, without importing torch here
+
+
+def _items(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+

@@ -1,0 +1,66 @@
+"""The ``train`` section (the loop every family shares) and the ``sample`` section (its defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from emodiff.config.settings import Load, LrSchedule, Sampler, SettingError, integers, numbers
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop (emodiff/train.py)."""
+
+    batch_size: int = 64  # per process; the global batch is batch_size x world size
+    steps: int = 120_000
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    # lr after the warm-up: constant (IDDPM), or cosine from lr down to 0 at train.steps; the ravdess
+    # recipe decays because at a constant 1e-3 one of the study's six per-fold generators diverged.
+    schedule: LrSchedule = "constant"
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    bf16: bool = True  # autocast on CUDA; ignored on CPU
+    compile: bool = False  # torch.compile the denoiser (CUDA only)
+    val_fraction: float = 0.05  # utterances held out for the validation loss
+    load: Load = "auto"  # mels into memory, or read per batch from the store (auto: memory if they fit)
+    val_every: int = 1000
+    log_every: int = 100
+    checkpoint_every: int = 5000
+    seed: int = 0
+    # Windows of this many frames cut at random from each utterance's valid frames (its segments
+    # joined, padding dropped); 0 trains on whole stored segments, padding included (the paper).
+    crop_frames: int = 0
+    cond_dropout: float = 0.0  # share of examples trained without emotion, speaker and text (for guidance)
+    ema_warmup: bool = False  # EMA decay min(ema_decay, (1 + step) / (10 + step)): useful from the first steps
+
+    def __post_init__(self) -> None:
+        integers(self, "train", 1, "batch_size", "steps", "val_every", "log_every", "checkpoint_every")
+        integers(self, "train", 0, "warmup_steps", "seed", "crop_frames")
+        if self.schedule not in get_args(LrSchedule):
+            raise SettingError("train", "schedule", self.schedule, f"one of {', '.join(get_args(LrSchedule))}")
+        numbers(self, "train", lambda v: v > 0, "a number > 0", "lr", "grad_clip")
+        numbers(self, "train", lambda v: v >= 0, "a number >= 0", "weight_decay")
+        numbers(self, "train", lambda v: 0 <= v < 1, "a fraction in [0, 1)", "ema_decay", "val_fraction",
+                 "cond_dropout")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Defaults of ``emodiff sample``."""
+
+    steps: int = 100  # respaced steps S
+    sampler: Sampler = "ddpm"
+    eta: float = 0.0  # DDIM only
+    batch_size: int = 64
+    guidance: float = 0.0  # classifier-free guidance W: D = D_cond + W (D_cond - D_uncond); 0 = none
+
+    def __post_init__(self) -> None:  # the same ranges as `emodiff sample`'s flags
+        integers(self, "sample", 1, "steps", "batch_size")
+        numbers(self, "sample", lambda v: 0 <= v <= 1, "a number in [0, 1] (0: deterministic DDIM, 1: DDPM)",
+                 "eta")
+        numbers(self, "sample", lambda v: 0 <= v <= 20, "a number in [0, 20]", "guidance")
+
+
