@@ -27,9 +27,11 @@ from emodiff.errors import EmodiffError
 TrainOn = Literal["real", "synthetic", "real+synthetic"]
 TRAIN_ON: tuple[str, ...] = get_args(TrainOn)
 OFFLINE = ("speed", "noise")  # augmentations materialised by `emodiff augment` into /augmented
-# The generator families (config.GeneratorName; a test checks the two agree). A family's name is the
-# text of its synthetic data, except the method's own diffusion model, which is plain ``synthetic``.
-GENERATORS = ("diffusion", "gan")
+# The generator families (emodiff/generators/ has one each; a test checks the two agree), here because
+# experiment texts name them and config imports this module. A family's name is the text of its
+# synthetic data, except the method's own diffusion model, which is plain ``synthetic``.
+GeneratorName = Literal["diffusion", "gan"]
+GENERATORS: tuple[str, ...] = get_args(GeneratorName)
 METHOD = "diffusion"
 DEFAULT_MIXUP = 0.2  # Beta(alpha, alpha) when ``mixup`` gives no alpha
 # The paper's rows (Malik et al., Interspeech 2023, Tables 2 and 3), in its order.

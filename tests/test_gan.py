@@ -28,7 +28,7 @@ from emodiff.train import TrainJob, train
 
 
 def test_the_families_agree_everywhere():
-    assert set(GENERATORS) == set(FAMILIES) == set(GeneratorName.__args__)
+    assert set(GENERATORS) == set(FAMILIES) == set(GeneratorName.__args__)  # one list, and a family for each
 
 
 def test_hinge_and_wasserstein_losses_match_a_hand_computation():

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+from emodiff.experiments import GeneratorName as GeneratorName  # re-exported: the families of emodiff/generators/
+
 Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
 Sampler = Literal["ddpm", "ddim", "heun", "dpmpp-2m"]
@@ -15,7 +17,6 @@ DenoiserKind = Literal["flat", "unet"]
 Load = Literal["auto", "memory", "chunks"]
 Normalize = Literal["center", "none"]
 LrSchedule = Literal["constant", "cosine"]
-GeneratorName = Literal["diffusion", "gan"]  # the generator families of emodiff/generators/
 GanLoss = Literal["hinge", "wgan-gp"]
 
 
