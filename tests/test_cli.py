@@ -117,3 +117,25 @@ def test_console_script_error_has_no_traceback(tmp_path: Path):
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'missing'}: no such directory (expected the RAVDESS folder holding Actor_01..Actor_24)"
     ]
+
+
+def test_study_add_experiments_extends_the_recipe(monkeypatch, tmp_path: Path):
+    """--add-experiments runs the recipe's experiments and the added ones (once each); a bad one is one line."""
+    import types
+
+    import emodiff.study
+
+    seen = []
+
+    def fake(job, progress):
+        seen.append(job.recipe.study.experiment_texts())
+        return types.SimpleNamespace(steps=[], generators=[], results=[], report=tmp_path / "report")
+
+    monkeypatch.setattr(emodiff.study, "run_study", fake)
+    args = ["study", "--recipe", "ravdess", "--store", str(tmp_path / "s.h5")]
+    result = runner.invoke(app, [*args, "--add-experiments", "real+gan, real"])
+    assert result.exit_code == 0, result.output
+    assert seen[-1][-1] == "real+gan" and seen[-1].count("real") == 1 and "real+speed" in seen[-1]
+    assert runner.invoke(app, args).exit_code == 0 and "real+gan" not in seen[-1]
+    one_line_error(runner.invoke(app, [*args, "--add-experiments", "real+wavenet"]), "--add-experiments",
+                   "study.experiments", "real+wavenet")

@@ -424,17 +424,24 @@ def study(
     adaptation_root: Annotated[Path | None, typer.Option(help="Folder of the recipe's study.adaptation corpus (figure 4).", show_default=False)] = None,
     runs: Annotated[Path, typer.Option(help="Folder of the generators' runs: RUNS/<recipe name>/<generator>.")] = Path("runs"),
     out: Annotated[Path | None, typer.Option(help="Report folder (overrides the recipe's study.report).", show_default=False)] = None,
+    add_experiments: Annotated[str | None, typer.Option(help="Experiments to run besides the recipe's study.experiments, comma-separated (e.g. real+gan: one GAN per fold from study.recipes); what is done is skipped.", show_default=False)] = None,
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """The whole study: prepare, embed, train leak-free generators, sample, classify each experiment, quality, report."""
     use_threads(threads)
-    from emodiff.config import load_recipe
+    from emodiff.config import load_recipe, override
     from emodiff.store import resolve_store
     from emodiff.study import StudyJob, run_study
 
-    job = StudyJob(store=resolve_store(store), recipe=load_recipe(recipe), runs=runs, root=root,
+    plan = load_recipe(recipe)
+    extra = [t.strip() for t in (add_experiments or "").split(",")
+             if t.strip() and t.strip() not in plan.study.experiment_texts()]
+    if extra:  # checked as the recipe's own texts are: a bad one is one line naming the flag
+        plan = dataclasses.replace(plan, study=override(plan.study, "--add-experiments",
+                                                        experiments=", ".join([*plan.study.experiment_texts(), *extra])))
+    job = StudyJob(store=resolve_store(store), recipe=plan, runs=runs, root=root,
                    cross_root=cross_root, adaptation_root=adaptation_root, report=out, device=device)
     with _Bar("study", lines=True) as bar:
         result = run_study(job, bar)
