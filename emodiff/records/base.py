@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 
@@ -47,6 +47,26 @@ def meta(f: h5py.File | h5py.Group, path: str) -> Meta | None:
 
 def file_name(f: h5py.File | h5py.Group) -> str:
     return str(f.file.filename)
+
+
+
+class InSection:
+    """``path``, ``names`` and ``exists`` of a record whose groups sit right under one section of the
+    store (``SECTION/<name>``, e.g. ``runs/<name>``)."""
+
+    SECTION: ClassVar[str] = ""
+
+    @classmethod
+    def path(cls, name: str) -> str:
+        return f"{cls.SECTION}/{name}"
+
+    @classmethod
+    def names(cls, f: h5py.File) -> list[str]:
+        return children(f, cls.SECTION)
+
+    @classmethod
+    def exists(cls, f: h5py.File, name: str) -> bool:
+        return group_at(f, cls.path(name)) is not None
 
 
 # ---------------------------------------------------------------------------------------------- typed attrs

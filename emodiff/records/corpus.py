@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from emodiff.errors import EmodiffError
-from emodiff.records.base import Meta, as_float, as_int, as_json, as_str, children, file_name, group_at
+from emodiff.records.base import InSection, Meta, as_float, as_int, as_json, as_str, file_name, group_at
 from emodiff.store import (
     attrs_dict,
     read_table,
@@ -28,11 +28,13 @@ def none_prepared(store: Path | str) -> EmodiffError:
 
 
 @dataclass(frozen=True)
-class Corpus:
+class Corpus(InSection):
     """``/corpora/<name>``: the utterance table, the segment index and the corpus's settings.
 
     The mels stay in the store until :meth:`load_mel`; ``mel_path`` names them for a lazy reader.
     """
+
+    SECTION = "corpora"
 
     name: str
     meta: Meta
@@ -60,21 +62,9 @@ class Corpus:
     log_min: float | None = None
     log_max: float | None = None
 
-    @staticmethod
-    def path(name: str) -> str:
-        return f"corpora/{name}"
-
     @property
     def mel_path(self) -> str:
         return f"corpora/{self.name}/segments/mel"
-
-    @staticmethod
-    def names(f: h5py.File) -> list[str]:
-        return children(f, "corpora")
-
-    @staticmethod
-    def exists(f: h5py.File, name: str) -> bool:
-        return group_at(f, Corpus.path(name)) is not None
 
     @classmethod
     def read(cls, f: h5py.File, name: str, note: str = "") -> Corpus:

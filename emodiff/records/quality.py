@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from emodiff.errors import EmodiffError
-from emodiff.records.base import Meta, as_float, as_list, as_str, children, file_name, group_at
+from emodiff.records.base import InSection, Meta, as_float, as_list, as_str, children, file_name, group_at
 from emodiff.store import (
     attrs_dict,
     read_table,
@@ -21,8 +21,10 @@ from emodiff.store import (
 
 
 @dataclass(frozen=True)
-class Quality:
+class Quality(InSection):
     """``/quality/<set>``: the per-emotion table and the set-level attrs."""
+
+    SECTION = "quality"
 
     name: str
     meta: Meta
@@ -32,18 +34,6 @@ class Quality:
     synthetic: str = ""
     classifier: str = ""  # JSON of the yardstick classifier's settings, as stored
     held_out_speakers: tuple[str, ...] = ()
-
-    @staticmethod
-    def path(name: str) -> str:
-        return f"quality/{name}"
-
-    @staticmethod
-    def names(f: h5py.File) -> list[str]:
-        return children(f, "quality")
-
-    @staticmethod
-    def exists(f: h5py.File, name: str) -> bool:
-        return group_at(f, Quality.path(name)) is not None
 
     @classmethod
     def read(cls, f: h5py.File, name: str) -> Quality:

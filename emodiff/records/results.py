@@ -10,7 +10,7 @@ import numpy as np
 
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
-from emodiff.records.base import Meta, as_float, as_int, as_list, as_str, children, file_name, group_at
+from emodiff.records.base import InSection, Meta, as_float, as_int, as_list, as_str, children, file_name, group_at
 from emodiff.store import (
     attrs_dict,
 )
@@ -45,9 +45,11 @@ class Fold:
 
 
 @dataclass(frozen=True)
-class Results:
+class Results(InSection):
     """``/results/<name>``: a classify run's summary attrs and its folds (read defensively; the
     report falls back on the ``config`` for results written before an attr existed)."""
+
+    SECTION = "results"
 
     name: str
     meta: Meta
@@ -64,18 +66,6 @@ class Results:
     repeats: int | None = None
     seeds: tuple[str, ...] = ()
     split_seed: int | None = None
-
-    @staticmethod
-    def path(name: str) -> str:
-        return f"results/{name}"
-
-    @staticmethod
-    def names(f: h5py.File) -> list[str]:
-        return children(f, "results")
-
-    @staticmethod
-    def exists(f: h5py.File, name: str) -> bool:
-        return group_at(f, Results.path(name)) is not None
 
     @classmethod
     def read(cls, f: h5py.File, name: str) -> Results:

@@ -11,7 +11,7 @@ from typing import Any
 import h5py
 
 from emodiff.errors import EmodiffError
-from emodiff.records.base import Meta, as_int, as_list, as_str, children, file_name, group_at
+from emodiff.records.base import InSection, Meta, as_int, as_list, as_str, file_name, group_at
 from emodiff.store import (
     attrs_dict,
     read_table,
@@ -21,8 +21,10 @@ from emodiff.store import (
 
 
 @dataclass(frozen=True)
-class Run:
+class Run(InSection):
     """``/runs/<name>``: where a finished training run's files are, and what it was trained on."""
+
+    SECTION = "runs"
 
     name: str
     meta: Meta
@@ -37,18 +39,6 @@ class Run:
     training_speakers: tuple[str, ...] = ()  # corpus:speaker
     final: dict[str, float] = field(default_factory=dict)  # final_<metric> without the prefix
     generator: str = "diffusion"  # the family that trained it (emodiff/generators/)
-
-    @staticmethod
-    def path(name: str) -> str:
-        return f"runs/{name}"
-
-    @staticmethod
-    def names(f: h5py.File) -> list[str]:
-        return children(f, "runs")
-
-    @staticmethod
-    def exists(f: h5py.File, name: str) -> bool:
-        return group_at(f, Run.path(name)) is not None
 
     @classmethod
     def read(cls, f: h5py.File, name: str) -> Run:

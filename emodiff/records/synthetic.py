@@ -14,7 +14,7 @@ import numpy as np
 
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
-from emodiff.records.base import Meta, as_int, as_json, as_list, as_str, children, file_name, group_at
+from emodiff.records.base import InSection, Meta, as_int, as_json, as_list, as_str, file_name, group_at
 from emodiff.records.segments import DEFLATE_LEVEL
 from emodiff.store import (
     attrs_dict,
@@ -68,8 +68,10 @@ _SYNTHETIC_COMMON = {f.name for f in fields(SyntheticAttrs)} - {"drawing"} | {
 
 
 @dataclass(frozen=True)
-class Synthetic:
+class Synthetic(InSection):
     """``/synthetic/<name>``: labelled generated segments; the mels are read by :meth:`load_mel`."""
+
+    SECTION = "synthetic"
 
     name: str
     meta: Meta
@@ -79,18 +81,6 @@ class Synthetic:
     emotion: np.ndarray  # [M] int64 (empty when the dataset is missing: see has_emotion)
     has_emotion: bool
     has_frames: bool  # sets drawn before the `frames` field lack it
-
-    @staticmethod
-    def path(name: str) -> str:
-        return f"synthetic/{name}"
-
-    @staticmethod
-    def names(f: h5py.File) -> list[str]:
-        return children(f, "synthetic")
-
-    @staticmethod
-    def exists(f: h5py.File, name: str) -> bool:
-        return group_at(f, Synthetic.path(name)) is not None
 
     @classmethod
     def read(cls, f: h5py.File, name: str) -> Synthetic:
