@@ -122,8 +122,8 @@ class ClassifyJob:
         """What each (fold, seed) training of this job shares (emodiff/ser/folds.py)."""
         return FoldSpec(store=self.store, corpora=tuple(self.corpora), classifier=self.classifier,
                         real=self.effective_train_on != "synthetic", offline=self.augment.offline,
-                        mixup=self.augment.mixup, specaugment=self.augment.specaugment, device=self.device,
-                        workers=self.workers)
+                        mixup=self.augment.mixup, specaugment=self.augment.specaugment, shuffle=self.augment.shuffle,
+                        device=self.device, workers=self.workers)
 
     def default_name(self) -> str:
         if self.protocol == "adaptation":

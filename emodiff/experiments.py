@@ -3,8 +3,8 @@
 An experiment is its training data (``real``, ``synthetic`` or both) and the augmentations on
 top, written as parts joined by '+':
 
-* ``--augment``: ``synthetic[:NAME]``, ``gan``, ``mixup[:alpha]``, ``specaugment``, ``speed``, ``noise``,
-  e.g. ``synthetic:demo+mixup:0.4+specaugment`` (:class:`Augment`);
+* ``--augment``: ``synthetic[:NAME]``, ``gan``, ``shuffle``, ``mixup[:alpha]``, ``specaugment``, ``speed``,
+  ``noise``, e.g. ``synthetic:demo+mixup:0.4+specaugment`` (:class:`Augment`);
 * an experiment (``study.experiments``, the report's rows): the data first, then the rest,
   e.g. ``real+synthetic+mixup`` or ``real+synthetic:demo+mixup:0.4+speed`` (:class:`Experiment`).
 
@@ -47,6 +47,9 @@ class Augment:
     specaugment: bool = False
     offline: tuple[str, ...] = ()  # kinds in /augmented/<corpus>/<kind>
     generator: str = METHOD  # with ``synthetic`` "": the family whose sets the folds choose from
+    # A control, not an augmentation: the synthetic segments' emotion labels permuted (per fold and seed),
+    # so a gain that survives it is not the emotion the samples carry.
+    shuffle: bool = False
 
     @classmethod
     def parse(cls, text: str, where: str = "--augment") -> Augment:
@@ -69,15 +72,15 @@ class Augment:
                     raise EmodiffError(f"{where} mixup:{arg}: expected a number (Beta alpha)") from None
                 if not values["mixup"] > 0:  # type: ignore[operator]
                     raise EmodiffError(f"{where} mixup:{arg}: expected alpha > 0")
-            elif kind in ("specaugment", *OFFLINE) and arg:
+            elif kind in ("specaugment", "shuffle", *OFFLINE) and arg:
                 raise EmodiffError(f"{where} {part!r}: {kind} takes no argument")
-            elif kind == "specaugment":
-                values["specaugment"] = True
+            elif kind in ("specaugment", "shuffle"):
+                values[kind] = True
             elif kind in OFFLINE:
                 offline.append(kind)
             else:
-                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], gan, mixup[:alpha], specaugment, "
-                                   "speed or noise")
+                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], gan, shuffle, mixup[:alpha], "
+                                   "specaugment, speed or noise")
         return cls(**values, offline=tuple(dict.fromkeys(offline)))  # type: ignore[arg-type]
 
     @classmethod
@@ -87,7 +90,7 @@ class Augment:
             return cls()
         if not isinstance(value, dict):
             raise EmodiffError(f"augment {value!r}: expected a mapping of synthetic, mixup, specaugment, offline")
-        unknown = sorted(set(value) - {"synthetic", "mixup", "specaugment", "offline", "generator"})
+        unknown = sorted(set(value) - {"synthetic", "mixup", "specaugment", "offline", "generator", "shuffle"})
         if unknown:
             raise EmodiffError(f"augment {value!r}: unknown key(s) {', '.join(unknown)}")
         offline = value.get("offline") or ()
@@ -99,14 +102,16 @@ class Augment:
             raise EmodiffError(f"augment generator {generator!r}: expected one of {', '.join(GENERATORS)}")
         return cls(synthetic=None if value.get("synthetic") is None else str(value["synthetic"]),
                    mixup=None if mixup is None else float(mixup), specaugment=bool(value.get("specaugment")),
-                   offline=tuple(offline), generator=generator)
+                   offline=tuple(offline), generator=generator, shuffle=bool(value.get("shuffle")))
 
     def config(self) -> dict[str, object]:
-        """What a result records (:meth:`from_config` reads it back); ``generator`` only when not the method's,
-        so results recorded before there were two families keep their config."""
-        out = {"synthetic": self.synthetic, "mixup": self.mixup, "specaugment": self.specaugment,
-               "offline": list(self.offline)}
-        return out if self.generator == METHOD else {**out, "generator": self.generator}
+        """What a result records (:meth:`from_config` reads it back); ``generator`` only when not the method's
+        and ``shuffle`` only when set, so results recorded before either existed keep their config."""
+        out: dict[str, object] = {"synthetic": self.synthetic, "mixup": self.mixup, "specaugment": self.specaugment,
+                                  "offline": list(self.offline)}
+        if self.generator != METHOD:
+            out["generator"] = self.generator
+        return {**out, "shuffle": True} if self.shuffle else out
 
     @property
     def synthetic_text(self) -> str:
@@ -123,8 +128,9 @@ class Augment:
         return parts + self.extras()
 
     def extras(self) -> list[str]:
-        """The parts besides ``synthetic``: the augmentations proper (``mixup:0.2``, ``specaugment``, ``speed``)."""
-        parts = []
+        """The parts besides ``synthetic``: the ``shuffle`` control, then the augmentations proper (``mixup:0.2``,
+        ``specaugment``, ``speed``)."""
+        parts = ["shuffle"] if self.shuffle else []
         if self.mixup is not None:
             parts.append(f"mixup:{self.mixup:g}")
         if self.specaugment:
@@ -158,6 +164,9 @@ class Experiment:
         if self.train_on == "synthetic" and self.augment.offline:
             raise EmodiffError(f"--augment {'+'.join(self.augment.offline)} augments real utterances; it needs "
                                "--train-on real or real+synthetic")
+        if self.augment.shuffle and self.augment.synthetic is None:
+            raise EmodiffError("--augment shuffle permutes the synthetic segments' labels; it needs synthetic data "
+                               "(e.g. --augment synthetic+shuffle)")
 
     @classmethod
     def of(cls, train_on: str, augment: Augment | str = "") -> Experiment:
@@ -182,6 +191,9 @@ class Experiment:
         train_on = "real+synthetic" if "real" in data and synthetic else "real" if data == ["real"] else "synthetic"
         if train_on == "synthetic" and augment.offline:
             raise EmodiffError(f"{where}: {text!r}: {'+'.join(augment.offline)} augments real utterances; add real")
+        if augment.shuffle and not synthetic:
+            raise EmodiffError(f"{where}: {text!r}: shuffle permutes the synthetic segments' labels; add synthetic "
+                               "(or gan)")
         return cls(train_on, augment)  # type: ignore[arg-type]
 
     @property
@@ -211,8 +223,8 @@ class Experiment:
 
     @property
     def name_parts(self) -> list[str]:
-        """The words a result name is made of: ``real-synthetic``, ``mixup``, ``specaugment``, ``speed``."""
-        extras = [k for k in ("mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
+        """The words a result name is made of: ``real-synthetic``, ``shuffle``, ``mixup``, ``speed``, ..."""
+        extras = [k for k in ("shuffle", "mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
         return [self.data.replace("+", "-"), *extras, *self.augment.offline]
 
     @property
@@ -237,4 +249,4 @@ class Experiment:
 
 def _with_synthetic(augment: Augment, name: str, generator: str = METHOD) -> Augment:
     return Augment(synthetic=name, mixup=augment.mixup, specaugment=augment.specaugment, offline=augment.offline,
-                   generator=generator)
+                   generator=generator, shuffle=augment.shuffle)

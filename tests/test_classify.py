@@ -209,3 +209,41 @@ def test_a_failure_in_a_worker_reaches_the_caller_and_adds_nothing(toy_with_synt
         classify(job)
     assert not st.has_group(store, "results/bad")
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthetic, tmp_path):
+    """``+shuffle``: the same synthetic segments, labels permuted by the run's seed; the real ones untouched."""
+    from emodiff.classify import plan_folds
+    from emodiff.ser.folds import read_corpora, training_segments
+
+    store = tmp_path / "s.h5"
+    shutil.copy(toy_with_synthetic, store)
+    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse("synthetic+shuffle"), allow_leak=True,
+                      classifier=dataclasses.replace(TINY, epochs=1), device="cpu")
+    data = read_corpora(store, ["toy"])
+    fold = plan_folds(data, job)[0]
+    with st.open_store(store) as f:
+        labels = f["synthetic/tiny/emotion"][()]
+    synth = next(c for c in _candidates(store) if c.name == "tiny")
+    plain = training_segments(fold, data, synth, {}, dataclasses.replace(job.fold_spec(), shuffle=False), seed=0)
+    draws = [training_segments(fold, data, synth, {}, job.fold_spec(), seed=s) for s in (0, 0, 1)]
+    n_real = len(plain) - len(labels)
+    assert plain.labels[n_real:].tolist() == labels.tolist()
+    for d in draws:
+        assert d.labels[:n_real].tolist() == plain.labels[:n_real].tolist()  # real labels kept
+        assert sorted(d.labels[n_real:].tolist()) == sorted(labels.tolist())  # a permutation of the same labels
+        assert d.mel.equal(plain.mel)  # of the same segments, in the same order
+    assert draws[0].labels.tolist() == draws[1].labels.tolist() != draws[2].labels.tolist()  # seeded by the run
+    assert draws[0].labels[n_real:].tolist() != labels.tolist()
+
+    result = classify(job)
+    with st.open_store(store) as f:
+        g = f["results/toy-loso-real-synthetic-shuffle"]
+        assert g.attrs["augment"] == "synthetic+shuffle" and '"shuffle":true' in g.attrs["config"]
+    assert result.group == "/results/toy-loso-real-synthetic-shuffle"
+
+
+def _candidates(store: Path):
+    from emodiff.classify import _synthetic_sets
+
+    return _synthetic_sets(store, Augment.parse("synthetic"))

@@ -33,6 +33,10 @@ EXPERIMENTS = [
     ("gan", "gan", "gan"),
     ("gan+real+mixup", "real+gan+mixup:0.2", "real+gan + mixup:0.2"),
     ("real+diffusion", "real+synthetic", "real+synthetic"),  # the method's own family, said explicitly
+    # the shuffled-label control: the synthetic segments with their labels permuted
+    ("real+synthetic+shuffle", "real+synthetic+shuffle", "real+synthetic + shuffle"),
+    ("mixup+shuffle+gan+real", "real+gan+shuffle+mixup:0.2", "real+gan + shuffle + mixup:0.2"),
+    ("synthetic:demo+shuffle", "synthetic:demo+shuffle", "synthetic + shuffle"),
 ]
 AUGMENTS = [
     ("", ""),
@@ -48,6 +52,7 @@ AUGMENTS = [
     ("specaugment+synthetic+mixup:1e-3", "synthetic+mixup:0.001+specaugment"),
     ("gan", "gan"),
     ("mixup+gan", "gan+mixup:0.2"),
+    ("speed+shuffle+synthetic", "synthetic+shuffle+speed"),
 ]
 
 
@@ -84,6 +89,16 @@ def test_a_results_config_keeps_its_form_from_before_there_were_two_families():
     assert Augment.from_config(Augment.parse("gan+mixup").config()) == Augment.parse("gan+mixup")
     with pytest.raises(EmodiffError, match="augment generator 'vae'"):
         Augment.from_config({**old, "generator": "vae"})
+    # the control adds a key only when set, so the config (and hash) of every other result is unchanged
+    assert Augment.parse("synthetic+shuffle+mixup").config() == {**old, "shuffle": True}
+    assert Augment.from_config({**old, "shuffle": True}) == Augment.parse("synthetic+mixup+shuffle")
+
+
+def test_the_shuffled_control_is_its_own_experiment():
+    plain, control = Experiment.parse("real+synthetic"), Experiment.parse("real+synthetic+shuffle")
+    assert plain != control and control.augment.shuffle and not plain.augment.shuffle
+    assert control.name_parts == ["real-synthetic", "shuffle"] and control.paper_key is None
+    assert Experiment.parse("real+gan+shuffle").name_parts == ["real-gan", "shuffle"]
 
 
 @pytest.mark.parametrize(("text", "part"), [
@@ -98,6 +113,8 @@ def test_a_results_config_keeps_its_form_from_before_there_were_two_families():
     ("synthetic+noise", "noise augments real utterances"),
     ("real+gan+synthetic", "names synthetic data twice (gan, synthetic)"),
     ("real+gan:x", "gan takes no argument"),
+    ("real+shuffle", "shuffle permutes the synthetic segments' labels; add synthetic"),
+    ("real+synthetic+shuffle:1", "'shuffle:1'"),
 ])
 def test_bad_text_is_one_line_naming_the_bad_part(text, part):
     with pytest.raises(EmodiffError) as err:
@@ -114,6 +131,8 @@ def test_bad_augment_names_the_flag_and_part(text, part):
 
 
 def test_bad_train_on_and_config():
+    with pytest.raises(EmodiffError, match="^--augment shuffle permutes the synthetic segments' labels; it needs"):
+        Experiment.of("real", "shuffle+mixup")
     with pytest.raises(EmodiffError, match="--train-on 'fake': expected real, synthetic or real"):
         Experiment.of("fake")
     with pytest.raises(EmodiffError, match="unknown key"):

@@ -44,6 +44,7 @@ class FoldSpec:
     offline: tuple[str, ...] = ()  # /augmented kinds added to the real utterances
     mixup: float | None = None
     specaugment: bool = False
+    shuffle: bool = False  # permute the synthetic segments' labels (a control; emodiff/experiments.py)
     device: str = "auto"
     workers: int = 1
 
@@ -153,8 +154,8 @@ def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline]
     """
     if spec.workers == 1 or len(runs) == 1:
         for run in runs:
-            yield run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec), spec, device,
-                            run.seed)
+            yield run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec, run.seed), spec,
+                           device, run.seed)
         return
     # spawn, not fork: a forked child of a process that has run torch's thread pools can deadlock.
     pool = ProcessPoolExecutor(max_workers=min(spec.workers, len(runs)),
@@ -175,7 +176,7 @@ def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline]
 def _in_worker(run: FoldRun, spec: FoldSpec) -> tuple[FoldResult, Predictions]:
     """In a worker process: what :func:`fold_runs` runs here for ``run``, reading the store read-only."""
     data, offline = _worker_inputs(spec.store, spec.corpora, spec.offline)
-    return run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec), spec,
+    return run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec, run.seed), spec,
                      resolve_device(spec.device), run.seed)
 
 
@@ -215,7 +216,9 @@ class Offline:
 
 
 def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, offline: dict[str, Offline],
-                       spec: FoldSpec) -> Segments:
+                      spec: FoldSpec, seed: int = 0) -> Segments:
+    """The fold's real training segments (and their offline copies) when ``spec.real``, then ``synth``'s; with
+    ``spec.shuffle`` the synthetic labels are a permutation of themselves drawn from ``seed`` (the run's)."""
     parts = []
     if spec.real:
         rows = data.rows_of(fold.train)
@@ -225,7 +228,11 @@ def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, off
             seg = extra.segments
             parts.append(Segments(seg.mel[keep], seg.frames[keep], seg.labels[keep]))
     if synth is not None:
-        parts.append(synth.segments(spec.store))
+        seg = synth.segments(spec.store)
+        if spec.shuffle:
+            order = torch.from_numpy(np.random.default_rng(seed).permutation(len(seg.labels)))
+            seg = Segments(seg.mel, seg.frames, seg.labels[order])
+        parts.append(seg)
     return Segments.join(parts)
 
 
