@@ -47,7 +47,7 @@ class Augment:
     specaugment: bool = False
     offline: tuple[str, ...] = ()  # kinds in /augmented/<corpus>/<kind>
     generator: str = METHOD  # with ``synthetic`` "": the family whose sets the folds choose from
-    # A control, not an augmentation: the synthetic segments' emotion labels permuted (per fold and seed),
+    # A control, not an augmentation: the synthetic segments' emotion labels permuted (by the run's seed),
     # so a gain that survives it is not the emotion the samples carry.
     shuffle: bool = False
 
