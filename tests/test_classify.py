@@ -213,7 +213,7 @@ def test_a_failure_in_a_worker_reaches_the_caller_and_adds_nothing(toy_with_synt
 
 def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthetic, tmp_path):
     """``+shuffle``: the same synthetic segments, labels permuted by the run's seed; the real ones untouched."""
-    from emodiff.classify import plan_folds
+    from emodiff.classify import _synthetic_sets, plan_folds
     from emodiff.ser.folds import read_corpora, training_segments
 
     store = tmp_path / "s.h5"
@@ -224,7 +224,7 @@ def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthe
     fold = plan_folds(data, job)[0]
     with st.open_store(store) as f:
         labels = f["synthetic/tiny/emotion"][()]
-    synth = next(c for c in _candidates(store) if c.name == "tiny")
+    [synth] = _synthetic_sets(store, Augment.parse("synthetic:tiny"))
     plain = training_segments(fold, data, synth, {}, dataclasses.replace(job.fold_spec(), shuffle=False), seed=0)
     draws = [training_segments(fold, data, synth, {}, job.fold_spec(), seed=s) for s in (0, 0, 1)]
     n_real = len(plain) - len(labels)
@@ -241,9 +241,3 @@ def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthe
         g = f["results/toy-loso-real-synthetic-shuffle"]
         assert g.attrs["augment"] == "synthetic+shuffle" and '"shuffle":true' in g.attrs["config"]
     assert result.group == "/results/toy-loso-real-synthetic-shuffle"
-
-
-def _candidates(store: Path):
-    from emodiff.classify import _synthetic_sets
-
-    return _synthetic_sets(store, Augment.parse("synthetic"))
