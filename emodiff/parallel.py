@@ -43,6 +43,9 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+MAX_THREADS = 4096  # beyond the cores of any machine: a larger --threads is a typo, refused rather than capped
+
+
 def default_threads() -> int:
     """``--threads`` when not given: $OMP_NUM_THREADS when set to a count (torch reads it too, and a user
     who set it meant it), else :func:`available_cores`."""
@@ -50,20 +53,30 @@ def default_threads() -> int:
     return int(value) if value.isdigit() and int(value) >= 1 else available_cores()
 
 
-def use_threads(n: int | None) -> int:
-    """Run this process's torch work on ``n`` CPU threads (None: :func:`default_threads`); returns ``n``.
+def use_threads(n: int | None, note: Callable[[str], None] | None = None) -> int:
+    """Run this process's torch work on ``n`` CPU threads (None: :func:`default_threads`); returns the count used.
 
     Sets torch's intra-op threads (OpenMP and MKL: one operator split over ``n`` threads) for the rest of
     the process, and its inter-op threads (independent operators run side by side) to ``n`` too while
     they are still unset: torch allows that only once, before any inter-op work. The audio pools of
     ``prepare`` and ``augment`` default to ``n`` workers (:func:`thread_budget`). Raises EmodiffError
-    when ``n < 1``.
+    when ``n < 1`` or ``n > MAX_THREADS``. More threads than :func:`available_cores` only slow every one
+    down (thousands of them hang a run), so ``n`` is capped at the cores, and ``note`` hears a line saying so.
     """
     import torch
 
     if n is not None and n < 1:
         raise EmodiffError(f"--threads must be at least 1, got {n}")
+    if n is not None and n > MAX_THREADS:
+        raise EmodiffError(f"--threads must be at most {MAX_THREADS}, got {n} (this process may run on "
+                           f"{available_cores()} cores)")
+    given = "--threads" if n is not None else "$OMP_NUM_THREADS"
     n = default_threads() if n is None else n
+    cores = available_cores()
+    if n > cores:
+        if note is not None:
+            note(f"{given} {n} is more than the {cores} cores this process may run on; using {cores}")
+        n = cores
     torch.set_num_threads(n)
     with contextlib.suppress(RuntimeError):  # already set, or inter-op work already ran: leave it
         torch.set_num_interop_threads(n)

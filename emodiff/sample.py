@@ -37,6 +37,7 @@ from emodiff.records import (
     Same,
     Synthetic,
     SyntheticAttrs,
+    check_name,
     existing,
     write_synthetic,
 )
@@ -63,6 +64,8 @@ class SampleJob:
     guidance: float | None = None  # classifier-free guidance W; None: the recipe's
 
     def __post_init__(self) -> None:
+        if self.name is not None:
+            check_name(self.name)
         if self.n < 1:
             raise EmodiffError(f"--n must be at least 1, got {self.n}")
         if self.steps is not None and self.steps < 1:
@@ -185,6 +188,8 @@ def sample(job: SampleJob, progress: Progress = QUIET) -> SampleResult:
 def _plan(job: SampleJob) -> _Plan:
     """The checkpoint (its hash checked against the store's record) and every sample's conditions."""
     ckpt_path, run_name = find_checkpoint(job.store, job.run)
+    if job.name is None:  # the set takes the run's name: a run folder's name may not fit the store's rule
+        check_name(run_name, where="--name not given, and the run's name")
     check_recorded_hash(job.store, ckpt_path)
     state = load_checkpoint(ckpt_path)
     recipe = recipe_from_dict(state["recipe"], f"{ckpt_path}:recipe")

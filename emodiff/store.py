@@ -38,6 +38,7 @@ import numpy as np
 
 from emodiff import __version__
 from emodiff.errors import EmodiffError
+from emodiff.paths import checked_path
 
 DEFAULT_STORE = "emodiff.h5"
 STORE_ENV = "EMODIFF_STORE"
@@ -46,13 +47,19 @@ STRING = h5py.string_dtype("utf-8")
 MARK = "emodiff_store"  # root attr of every store emodiff made
 SECTIONS = ("corpora", "embeddings", "runs", "synthetic", "augmented", "results", "quality")
 NOT_A_STORE = "not an emodiff store"
+SIDE_ROOM = 120  # bytes the longest side file adds to the store's name: ".synthetic.<100 characters>.partial"
 
 
 def resolve_store(path: str | Path | None) -> Path:
-    """--store PATH, else $EMODIFF_STORE, else ./emodiff.h5 (precedence in that order)."""
+    """--store PATH, else $EMODIFF_STORE, else ./emodiff.h5 (precedence in that order).
+
+    EmodiffError when the path is too long for the file system, with room for the side files beside
+    the store (``<store>.<section>.<name>.partial``, a group name being at most 100 characters).
+    """
     if path:
-        return Path(path)
-    return Path(os.environ.get(STORE_ENV) or DEFAULT_STORE)
+        return checked_path(path, "--store", room=SIDE_ROOM)
+    env = os.environ.get(STORE_ENV)
+    return checked_path(env, f"${STORE_ENV}", room=SIDE_ROOM) if env else Path(DEFAULT_STORE)
 
 
 def config_hash(config: Mapping[str, Any]) -> tuple[str, str]:

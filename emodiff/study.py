@@ -28,9 +28,10 @@ from emodiff.corpora import canonical_name
 from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment
+from emodiff.paths import checked_path
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Different, Same, existing
+from emodiff.records import Different, Same, check_name, existing
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
 
@@ -45,6 +46,13 @@ class StudyJob:
     adaptation_root: Path | None = None  # overrides study.adaptation_root
     report: Path | None = None  # overrides the recipe's study.report
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        from emodiff.report import TMP_ROOM  # the report's own rule for its folder's name
+
+        checked_path(self.runs, "--runs")
+        checked_path(self.report or Path(self.recipe.study.report), "--out" if self.report else "study.report",
+                     room=TMP_ROOM)
 
 
 @dataclass
@@ -66,7 +74,8 @@ def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: 
     tokens = [t.strip() for t in text.split("+") if t.strip()]  # the name keeps the recipe's spelling
     study = recipe.study
     where = "" if source is None else f"{source}-to-{corpus}-" + ("" if fraction is None else f"adapt{fraction:g}-")
-    name = "study-" + where + "-".join(tokens).replace(":", "")
+    name = "study-" + where + re.sub(r"[:\s]", "", "-".join(tokens))
+    check_name(name, where=f"study.experiments {text!r}: the result's name")  # only an odd synthetic:NAME can fail
     return ClassifyJob(store=store, corpus=corpus, train_corpus=source, target_fraction=fraction,
                        folds=study.folds, train_on=experiment.train_on, augment=experiment.augment,
                        classifier=recipe.classifier, repeats=study.repeats, name=name, device=device,
@@ -107,14 +116,17 @@ def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
     (prepare, embed), the generators (which speakers each must not see follows from the prepared
     corpus's folds), then the experiments, quality and the report.
     """
+    from emodiff.report import check_out  # loads matplotlib: only when a study runs
+
     corpus, targets = _check_settings(job)
     recipes = _family_recipes(job)
+    report = job.report or Path(job.recipe.study.report)
+    check_out(report)  # a folder the report could not replace is refused now, not after the study
     done: list[tuple[str, float, bool]] = []
     _run(_data_steps(job, corpus, targets), done, progress)
     experiments = _experiments(job, corpus, targets)
     generators = _generators(job, corpus, experiments, recipes)
     _run(_generator_steps(job, corpus, generators), done, progress)
-    report = job.report or Path(job.recipe.study.report)
     _run(_evaluation_steps(job, experiments, generators, report), done, progress)
     return StudyResult(report / "index.html", [g.name for g in generators],
                        [f"/results/{e.name}" for e in experiments], done)

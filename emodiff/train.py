@@ -41,8 +41,9 @@ from emodiff.devices import resolve_device
 from emodiff.diffusion.normalize import MelNormalizer
 from emodiff.errors import EmodiffError
 from emodiff.generators import Trainer, TrainSetup, family_for
+from emodiff.paths import checked_path
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Run
+from emodiff.records import Run, check_name
 from emodiff.segments import load_segments
 from emodiff.text import DEFAULT_MODEL
 
@@ -62,6 +63,13 @@ class TrainJob:
     embed_model: str = DEFAULT_MODEL
     resume: bool = False
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        checked_path(self.out, "--out")
+        if self.out.exists() and not self.out.is_dir():
+            raise EmodiffError(f"--out {self.out}: a file, not a folder; expected a run folder (a new one, or one to "
+                               "--resume)")
+        check_name(self.out.name, where=f"--out {self.out}: the run's name (its last folder, /runs/NAME in the store)")
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """What a hostile user finds (issue 10): a full disk, foreign HDF5 files, dangling symlinks, rich
-markup and emoji codes in user text, an unsafe checkpoint, tables that cut paths."""
+markup and emoji codes in user text, an unsafe checkpoint, tables that cut paths; and (issue 21) a report
+folder holding the user's files, names that break the store's layout, paths too long, absurd --threads,
+a comparison with nothing or with itself."""
 
 from __future__ import annotations
 
 import errno
+import json
+import os
 import shutil
 from io import StringIO
 from pathlib import Path
@@ -308,3 +312,198 @@ def test_no_table_column_truncates(store: Path):
         buf = StringIO()
         render.store_overview(Console(file=buf, width=60), store)
     assert "…" not in buf.getvalue()
+
+
+# --- issue 21: what a hostile user types ----------------------------------------------------------------------
+
+
+def _report(store: Path, out: Path) -> None:
+    from emodiff.report import ReportJob, build_report
+
+    build_report(ReportJob(store, out, examples=0))
+
+
+@pytest.mark.parametrize("manifest", [True, False], ids=["report", "report-before-manifests"])
+def test_report_never_deletes_a_file_it_did_not_write(store: Path, tmp_path: Path, manifest: bool):
+    out = tmp_path / "rep"
+    _report(store, out)
+    if not manifest:  # a report made before reports listed their files: known by its own file names
+        (out / "manifest.json").unlink()
+    (out / "notes.txt").write_text("mine")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    result = runner.invoke(app, ["report", "--store", str(store), "--out", str(out), "--examples", "0"])
+    one_line_error(result, f"{out / 'notes.txt'}: not written by `emodiff report`", "move it away", first=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    (out / "notes.txt").unlink()
+    again = runner.invoke(app, ["report", "--store", str(store), "--out", str(out), "--examples", "0"])
+    assert again.exit_code == 0, again.output
+    listed = json.loads((out / "manifest.json").read_text())["files"]
+    assert sorted(listed) == sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                                    if p.is_file() and p.name != "manifest.json")
+    assert {"index.html", "report.md"} <= set(listed)
+
+
+def test_report_refuses_a_manifest_it_did_not_write(store: Path, tmp_path: Path):
+    out = tmp_path / "rep"
+    _report(store, out)
+    (out / "figures" / "mine").mkdir()
+    (out / "manifest.json").write_text('{"files": ["figures/mine"]}')  # not a report's manifest: not trusted
+    result = runner.invoke(app, ["report", "--store", str(store), "--out", str(out), "--examples", "0"])
+    one_line_error(result, f"{out / 'figures' / 'mine'}: not written by `emodiff report` (and 1 more)")
+    assert (out / "figures" / "mine").is_dir()
+
+
+@pytest.mark.parametrize("out", [".", "..", "link"])
+def test_report_out_is_a_folder_by_name(store: Path, tmp_path: Path, monkeypatch, out: str):
+    work = tmp_path / "work"
+    (work / "mine").mkdir(parents=True)
+    (work / "link").symlink_to(work / "mine")
+    monkeypatch.chdir(work / "mine")
+    if out == "link":
+        out = str(work / "link")
+    result = runner.invoke(app, ["report", "--store", str(store), "--out", out, "--examples", "0"])
+    one_line_error(result, f"--out {out}: ", "a symbolic link" if out.endswith("link") else "a folder by name",
+                   first=True)
+    assert list((work / "mine").iterdir()) == []
+
+
+BAD_NAMES = ["a/b", ".", "..", ".tmp-x", "", "a b", "x" * 101, "a,b"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+@pytest.mark.parametrize("command", [["sample", "--n", "4"], ["classify", "--epochs", "1"]])
+def test_every_name_follows_one_rule(store: Path, command: list[str], name: str):
+    before = store.read_bytes()
+    result = runner.invoke(app, [*command, "--store", str(store), "--name", name, "--overwrite"])
+    one_line_error(result, "--name", "expected a name of 1 to 100 ASCII letters, digits and - _ + . :", first=True)
+    assert store.read_bytes() == before
+    assert not list(store.parent.glob("*.partial"))
+
+
+@pytest.mark.parametrize("out", ["my run", "a/..", "a:b/c,d"])
+def test_a_run_folder_name_is_a_store_name(store: Path, tmp_path: Path, out: str):
+    result = runner.invoke(app, ["train", "--store", str(store), "--out", f"{tmp_path}/{out}"])
+    one_line_error(result, "--out", "the run's name (its last folder, /runs/NAME in the store)",
+                   "expected a name of", first=True)
+
+
+def test_a_set_named_after_its_run_follows_the_rule(store: Path, monkeypatch):
+    monkeypatch.setattr("emodiff.sample.find_checkpoint", lambda store, run: (Path("my run/ckpt-0000003.pt"), "my run"))
+    result = runner.invoke(app, ["sample", "--store", str(store), "--n", "4", "--run", "my run/ckpt-0000003.pt"])
+    one_line_error(result, "--name not given, and the run's name 'my run': expected a name of", first=True)
+
+
+def test_default_names_follow_the_rule():
+    from emodiff.classify import ClassifyJob
+    from emodiff.config import load_recipe
+    from emodiff.experiments import Augment
+    from emodiff.records import check_name
+    from emodiff.study import experiment_job, generator_name
+
+    recipe = load_recipe(Path("demo"))
+    texts = ["real", "synthetic", "real+synthetic", "real+synthetic+mixup:0.4", "real + synthetic + mixup: 0.2",
+             "real+specaugment", "real+real:400", "real+gan", "real+synthetic:demo+shuffle", "real+speed+noise"]
+    for text in texts:
+        for source, fraction in [(None, None), ("ravdess", None), ("ravdess", 0.1)]:
+            job = experiment_job(Path("s.h5"), recipe, "crema-d" if source else "ravdess", text, "cpu", source,
+                                 fraction)
+            assert check_name(job.name) == job.name  # type: ignore[arg-type]
+    for folds in ["loso", "session", "groups:6", "groups:6x2"]:
+        for augment in ["", "synthetic:demo+mixup", "specaugment:4x10", "synthetic+real:400+uniform", "gan+speed"]:
+            job = ClassifyJob(Path("s.h5"), "ravdess", folds=folds, augment=Augment.parse(augment))
+            assert check_name(job.default_name()) == job.default_name()
+    assert check_name(generator_name(["ravdess:01", "msp-improv:MSP-IMPROV-S01A-F01 x"]))
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--compare-with", ""], "--compare-with '': expected the name of a /results group"),
+    (["--name", "real", "--overwrite", "--compare-with", "real"], "--compare-with real: that is the result this run "
+                                                                   "writes (/results/real)"),
+    (["--compare-with", "ravdess-loso-real"], "that is the result this run writes (/results/ravdess-loso-real)"),
+])
+def test_compare_with_names_another_result(store: Path, extra: list[str], words: str):
+    before = store.read_bytes()
+    result = runner.invoke(app, ["classify", "--store", str(store), "--epochs", "1", *extra])
+    one_line_error(result, words, first=True)
+    assert store.read_bytes() == before
+
+
+LONG = "a" * 256
+
+
+@pytest.mark.parametrize(("command", "flag"), [
+    (["inspect", "--store", f"{LONG}.h5"], "--store"),
+    (["inspect", "--store", "/tmp/" + "b/" * 2600 + "s.h5"], "--store"),
+    (["report", "--out", LONG], "--out"),
+    (["report", "--out", f"{LONG}/rep"], "--out"),
+    (["train", "--out", LONG], "--out"),
+    (["study", "--out", LONG], "--out"),
+    (["study", "--runs", LONG], "--runs"),
+])
+def test_a_path_too_long_is_one_line(store: Path, tmp_path: Path, monkeypatch, command: list[str], flag: str):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = command if "--store" in command else [*command, "--store", str(store)]
+    if command[0] == "study":  # without the check, a study would start: make its first step fail at once
+        args = [*command, "--store", str(tmp_path / "new.h5"), "--root", str(work)]
+    result = runner.invoke(app, args)
+    flat = one_line_error(result, f"{flag} ", "bytes", "expected", first=True)
+    assert "Errno" not in flat and len(flat) < 400
+    assert sorted(work.iterdir()) == []
+
+
+def test_a_store_name_leaves_room_for_its_side_files(tmp_path: Path):
+    result = runner.invoke(app, ["inspect", "--store", str(tmp_path / ("s" * 140))])
+    one_line_error(result, "its name is 140 bytes; expected at most 135", "less 120 for the temporary names")
+
+
+def test_train_out_that_is_a_file_is_one_line(store: Path, tmp_path: Path):
+    golden = tmp_path / "golden.h5"
+    golden.write_bytes(b"mine")
+    result = runner.invoke(app, ["train", "--store", str(store), "--out", str(golden)])
+    one_line_error(result, f"--out {golden}: a file, not a folder; expected a run folder", first=True)
+    assert golden.read_bytes() == b"mine"
+
+
+def test_a_path_too_long_met_inside_a_step_is_one_line(store: Path, monkeypatch):
+    def too_long(*args, **kwargs):
+        raise OSError(errno.ENAMETOOLONG, "File name too long", "/runs/" + "c" * 300 + "/ckpt-0000001.pt")
+
+    monkeypatch.setattr("emodiff.prepare.prepare", too_long)
+    result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store)])
+    one_line_error(result, "/runs/cccc", "(322 characters): a name in this path is too long for the file system")
+
+
+@pytest.fixture()
+def threads_seen(monkeypatch) -> list[int]:
+    """quality's job replaced by one that records torch's thread count and stops the command."""
+    seen: list[int] = []
+
+    def record(*args: object, **kwargs: object) -> None:
+        seen.append(torch.get_num_threads())
+        raise EmodiffError("job reached")
+
+    monkeypatch.setattr("emodiff.quality.assess", record)
+    before = torch.get_num_threads()
+    yield seen
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "4097"])
+def test_absurd_threads_are_one_line(tmp_path: Path, threads_seen: list[int], value: str):
+    result = runner.invoke(app, ["quality", "--store", str(tmp_path / "s.h5"), "--threads", value])
+    one_line_error(result, f"--threads must be at most 4096, got {value}", first=True)
+    assert threads_seen == []
+
+
+def test_threads_are_capped_at_the_cores(tmp_path: Path, threads_seen: list[int], monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    result = runner.invoke(app, ["quality", "--store", str(tmp_path / "s.h5"), "--threads", "4000"])
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "note: --threads 4000 is more than the 2 cores this process may run on; using 2", lines
+    assert lines[-1] == "error: job reached" and threads_seen == [2]
+    monkeypatch.setenv("OMP_NUM_THREADS", "9999")  # the default, when set, is capped too
+    result = runner.invoke(app, ["quality", "--store", str(tmp_path / "s.h5")])
+    assert result.stderr.startswith("note: $OMP_NUM_THREADS 9999 is more than the 2 cores") and threads_seen == [2, 2]

@@ -11,7 +11,8 @@ Each record is a frozen dataclass with
   raw attrs stay in ``attrs`` for anything a step wants to check itself. Large arrays (mels,
   token states) are read on demand by the record's ``load_*`` methods.
 
-Beside the records: :func:`existing` (is a group already there, made with the same settings?),
+Beside the records: :func:`check_name` (the one rule for the name of every group a step writes),
+:func:`existing` (is a group already there, made with the same settings?),
 :func:`not_prepared` and :func:`taken` (the errors every step raises for a missing corpus and an
 occupied name), :class:`SegmentWriter` (the growable ``segments/`` datasets of prepare and
 augment), and the writers of ``/runs``, ``/synthetic`` and ``/quality``.
@@ -23,7 +24,21 @@ writer), plus its line in docs/store.md.
 from __future__ import annotations
 
 from emodiff.records.augmented import Augmented
-from emodiff.records.base import Absent, Different, Meta, Same, children, compare, existing, group_at, meta, taken
+from emodiff.records.base import (
+    NAME_MAX,
+    NAME_RULE,
+    Absent,
+    Different,
+    Meta,
+    Same,
+    check_name,
+    children,
+    compare,
+    existing,
+    group_at,
+    meta,
+    taken,
+)
 from emodiff.records.corpus import Corpus, none_prepared, not_prepared
 from emodiff.records.embeddings import Embeddings
 from emodiff.records.quality import Quality
@@ -34,7 +49,7 @@ from emodiff.records.synthetic import Synthetic, SyntheticAttrs, SyntheticWriter
 
 __all__ = [
     "Absent", "Augmented", "Corpus", "DEFLATE_LEVEL", "Different", "Embeddings", "Fold", "GROW",
-    "Meta", "Quality", "Results", "Run", "Same", "SegmentWriter", "Synthetic", "SyntheticAttrs",
-    "SyntheticWriter", "children", "compare", "compress_segment", "deflate", "existing", "group_at",
-    "meta", "none_prepared", "not_prepared", "shuffle", "taken", "write_synthetic",
+    "Meta", "NAME_MAX", "NAME_RULE", "Quality", "Results", "Run", "Same", "SegmentWriter", "Synthetic",
+    "SyntheticAttrs", "SyntheticWriter", "check_name", "children", "compare", "compress_segment", "deflate",
+    "existing", "group_at", "meta", "none_prepared", "not_prepared", "shuffle", "taken", "write_synthetic",
 ]

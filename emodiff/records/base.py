@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,29 @@ def meta(f: h5py.File | h5py.Group, path: str) -> Meta | None:
 
 def file_name(f: h5py.File | h5py.Group) -> str:
     return str(f.file.filename)
+
+
+# ---------------------------------------------------------------------------------------------- names
+
+NAME_MAX = 100  # characters in the name of a group a step writes (/synthetic/NAME, /results/NAME, /runs/NAME)
+_NAME = re.compile(r"[A-Za-z0-9_+.:-]+")
+NAME_RULE = f"1 to {NAME_MAX} ASCII letters, digits and - _ + . :, not starting with '.'"
+
+
+def check_name(name: str, where: str = "--name") -> str:
+    """``name`` when it may name a group a step writes (``/synthetic/NAME``, ``/results/NAME``, ``/runs/NAME``),
+    else EmodiffError naming ``where`` (the flag, or where a default name came from) and the rule.
+
+    One rule for every name, checked before any work: :data:`NAME_RULE`. A '/' would nest groups that no
+    reader lists; '.' and '..' are no group; a leading '.' would hide the group among the store's in-flight
+    ``.tmp-*`` ones. Experiment texts flow into default names only through these characters (``study-...``,
+    ``real-synthetic-mixup``), and a ',' separates experiments, so no default name holds one. Names are
+    checked where a group is written, not where one is read: a set named before the rule still reads.
+    """
+    if _NAME.fullmatch(name) is None or name.startswith(".") or len(name) > NAME_MAX:
+        shown = repr(name) if len(name) <= 60 else f"{name[:40]!r}... ({len(name)} characters)"
+        raise EmodiffError(f"{where} {shown}: expected a name of {NAME_RULE}")
+    return name
 
 
 
