@@ -1,6 +1,6 @@
 """``emodiff classify``: the CNN-BLSTM under a speaker-independent protocol -> ``/results/<name>``.
 
-Protocols: within one corpus (``loso``, ``session``, ``groups:K``), cross-corpus (train on one
+Protocols: within one corpus (``loso``, ``session``, ``groups:K``, ``groups:KxR``), cross-corpus (train on one
 corpus, select on a seeded 30 % of the other's speakers, test on the rest) and adaptation (the
 source plus a share of the target's other speakers, tested on a fixed half of them).
 
@@ -23,7 +23,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment, TrainOn
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Absent, Results, Synthetic, existing, taken
+from emodiff.records import Absent, Results, Synthetic, check_name, existing, taken
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.ser.folds import (
     Candidate,
@@ -49,7 +49,7 @@ from emodiff.ser.folds import (
 )
 from emodiff.ser.metrics import confusion, summarize
 from emodiff.ser.paired import PairedComparison, compare
-from emodiff.ser.protocols import Fold, adaptation, by_session, cross_corpus, loso, speaker_groups
+from emodiff.ser.protocols import Fold, WithinCorpus, adaptation, by_session, cross_corpus, loso, speaker_partitions
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ClassifyJob:
     store: Path
     corpus: str  # the corpus tested on (within-corpus: the only one)
     train_corpus: str | None = None  # cross-corpus and adaptation: the source corpus
-    folds: str = "loso"  # within-corpus protocol: loso | session | groups:K
+    folds: str = "loso"  # within-corpus protocol: loso | session | groups:K | groups:KxR (WithinCorpus.parse)
     target_fraction: float | None = None  # adaptation: share of the target's non-test utterances trained on
     dev_fraction: float = 0.3  # cross-corpus: share of target utterances (by speaker) for model selection
     split_seed: int = 0  # seeds the cross-corpus and adaptation speaker splits
@@ -74,6 +74,11 @@ class ClassifyJob:
 
     def __post_init__(self) -> None:
         Experiment(self.train_on, self.augment)  # checks --train-on, and that offline augmentations have real data
+        WithinCorpus.parse(self.folds)  # a bad --folds stops here, before the store is read
+        if self.name is not None:
+            check_name(self.name)
+        if self.baseline is not None:
+            _check_baseline(self.baseline, self.name or self.default_name())
         if self.repeats < 1:
             raise EmodiffError(f"--repeats must be at least 1, got {self.repeats}")
         if self.workers < 1:
@@ -110,7 +115,7 @@ class ClassifyJob:
         return {"corpus": self.corpus, "train_corpus": self.train_corpus, "protocol": self.protocol,
                 "folds": self.folds, "target_fraction": self.target_fraction, "dev_fraction": self.dev_fraction,
                 "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": self.augment.config(),
-                "classifier": asdict(self.classifier), "repeats": self.repeats, "allow_leak": self.allow_leak,
+                "classifier": self.classifier.recorded(), "repeats": self.repeats, "allow_leak": self.allow_leak,
                 **({"baseline": self.baseline} if self.baseline else {})}
 
     @property
@@ -121,9 +126,8 @@ class ClassifyJob:
     def fold_spec(self) -> FoldSpec:
         """What each (fold, seed) training of this job shares (emodiff/ser/folds.py)."""
         return FoldSpec(store=self.store, corpora=tuple(self.corpora), classifier=self.classifier,
-                        real=self.effective_train_on != "synthetic", offline=self.augment.offline,
-                        mixup=self.augment.mixup, specaugment=self.augment.specaugment, shuffle=self.augment.shuffle,
-                        device=self.device, workers=self.workers)
+                        real=self.effective_train_on != "synthetic", augment=self.augment, device=self.device,
+                        workers=self.workers)
 
     def default_name(self) -> str:
         if self.protocol == "adaptation":
@@ -169,7 +173,11 @@ class ClassifyRequest:
             raise EmodiffError("cross-corpus needs both --train SOURCE and --test TARGET")
         if self.train is not None and (self.corpus is not None or self.loso or self.folds != "loso"):
             raise EmodiffError("--train/--test is its own protocol; drop --corpus, --loso and --folds")
+        WithinCorpus.parse(self.folds)
         _fractions(self.target_fraction)  # a bad number stops here, before the store is read
+        if self.name is not None:
+            check_name(self.name)
+        _check_baseline(self.compare_with, self.name if len(_fractions(self.target_fraction)) == 1 else None)
         if self.target_fraction is not None and self.train is None:
             raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
 
@@ -197,6 +205,18 @@ class ClassifyRequest:
                 for fraction in fractions]
 
 
+def _check_baseline(baseline: str | None, name: str | None) -> None:
+    """``--compare-with``: a name, and not the result this run writes (``name``, when known)."""
+    if baseline is None:
+        return
+    if not baseline.strip():
+        raise EmodiffError(f"--compare-with {baseline!r}: expected the name of a /results group run on the same "
+                           "folds and seeds (e.g. the real-only run's)")
+    if baseline == name:
+        raise EmodiffError(f"--compare-with {baseline}: that is the result this run writes (/results/{name}); "
+                           "compare with another result, e.g. the real-only run's")
+
+
 def _fractions(text: str | None) -> list[float | None]:
     """``--target-fraction`` as the fractions to run, one job each; ``[None]`` without it."""
     if text is None:
@@ -219,7 +239,7 @@ class ClassifyResult:
     leaky: bool
     seconds: float
     protocol: str = "loso"
-    comparison: PairedComparison | None = None  # against job.baseline, over the same (fold, seed) pairs
+    comparison: PairedComparison | None = None  # against job.baseline, the fold as the unit (seeds averaged)
 
 
 def plan_held_out(store: Path, job: ClassifyJob) -> list[list[str]]:
@@ -262,18 +282,15 @@ def plan_folds(data: CorpusData, job: ClassifyJob) -> list[Fold]:
         if job.target_fraction is not None:
             return [adaptation(n_source, target, job.target_fraction, seed=job.split_seed)]
         return [cross_corpus(n_source, target, job.dev_fraction, seed=job.split_seed)]
-    folds = job.folds
-    if folds == "loso":
+    within = WithinCorpus.parse(job.folds)
+    if within.kind == "loso":
         return loso(data.speaker.tolist(), data.session.tolist(), pair_by_session=job.corpus in PAIRED)
-    if folds == "session":
+    if within.kind == "session":
         return by_session(data.speaker.tolist(), data.session.tolist())
-    if folds.startswith("groups:"):
-        try:
-            k = int(folds.partition(":")[2])
-        except ValueError:
-            raise EmodiffError(f"--folds {folds}: expected groups:K with an integer K") from None
-        return speaker_groups(data.speaker.tolist(), k)
-    raise EmodiffError(f"--folds {folds!r}: expected loso, session or groups:K")
+    if within.kind == "groups":
+        genders = data.gender.tolist() if data.gender is not None else None
+        return speaker_partitions(data.speaker.tolist(), within.k, within.partitions, genders)
+    raise ValueError(f"WithinCorpus kind {within.kind!r}; expected loso, session or groups")
 
 
 def held_out(fold: Fold, data: CorpusData) -> list[str]:
@@ -365,7 +382,8 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
         if baseline is not None:
             ours = {(_group_name(fold), r.seed): r.uar for (fold, _, _), r in zip(plan * len(seeds), results,
                                                                                    strict=True)}
-            comparison = compare(baseline, ours, experiment=name, baseline=str(job.baseline))
+            sizes = {_group_name(fold): (len(fold.test), len(fold.train)) for fold in folds}
+            comparison = compare(baseline, ours, sizes, experiment=name, baseline=str(job.baseline))
             g.attrs.update(comparison.as_attrs())
     return ClassifyResult(f"/results/{name}", results, (summary["uar_mean"], summary["uar_std"]),
                           summary["uar_seed_std"], leaky, time.perf_counter() - start, job.protocol, comparison)
@@ -421,6 +439,7 @@ def _write_fold(g, res: FoldResult, preds: Predictions, data: CorpusData, fold: 
         return json.dumps(sorted(set(q[list(rows)].tolist())))
 
     g.attrs.update(uar=res.uar, wa=res.wa, macro_f1=res.f1, best_epoch=res.best_epoch, val_uar=res.val_uar,
-                   epochs_run=res.epochs_run, seed=res.seed, synthetic=res.synthetic, leaky=leak,
+                   epochs_run=res.epochs_run, best_step=res.best_step, steps_run=res.steps_run, seed=res.seed,
+                   synthetic=res.synthetic, leaky=leak,
                    n_train=len(fold.train), n_val=len(fold.val), n_test=len(fold.test),
                    test_speakers=speakers(fold.test), val_speakers=speakers(fold.val))

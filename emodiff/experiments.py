@@ -3,8 +3,8 @@
 An experiment is its training data (``real``, ``synthetic`` or both) and the augmentations on
 top, written as parts joined by '+':
 
-* ``--augment``: ``synthetic[:NAME]``, ``gan``, ``shuffle``, ``mixup[:alpha]``, ``specaugment``, ``speed``,
-  ``noise``, e.g. ``synthetic:demo+mixup:0.4+specaugment`` (:class:`Augment`);
+* ``--augment``: ``synthetic[:NAME]``, ``gan``, ``real:N``, ``shuffle``, ``uniform``, ``mixup[:alpha]``,
+  ``specaugment[:FxT]``, ``speed``, ``noise``, e.g. ``synthetic:demo+mixup:0.4+specaugment`` (:class:`Augment`);
 * an experiment (``study.experiments``, the report's rows): the data first, then the rest,
   e.g. ``real+synthetic+mixup`` or ``real+synthetic:demo+mixup:0.4+speed`` (:class:`Experiment`).
 
@@ -19,6 +19,7 @@ model's (the method's), ``gan`` the conditional GAN baseline's (emodiff/generato
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -34,6 +35,11 @@ GeneratorName = Literal["diffusion", "gan"]
 GENERATORS: tuple[str, ...] = get_args(GeneratorName)
 METHOD = "diffusion"
 DEFAULT_MIXUP = 0.2  # Beta(alpha, alpha) when ``mixup`` gives no alpha
+DEFAULT_MASKS = (8, 20)  # SpecAugment's widest frequency mask (bins) and time mask (frames), two of each
+# The controls: each isolates one thing a synthetic set brings (docs/classify.md "Controls").
+CONTROLS = ("shuffle", "uniform")
+_CONTROL_DOES = {"shuffle": "permutes the synthetic segments' labels", "uniform": "trains the synthetic segments "
+                 "towards uniform labels"}
 # The paper's rows (Malik et al., Interspeech 2023, Tables 2 and 3), in its order.
 PAPER_ROWS = ("real", "synthetic", "real+synthetic", "real+synthetic+mixup")
 
@@ -47,9 +53,15 @@ class Augment:
     specaugment: bool = False
     offline: tuple[str, ...] = ()  # kinds in /augmented/<corpus>/<kind>
     generator: str = METHOD  # with ``synthetic`` "": the family whose sets the folds choose from
-    # A control, not an augmentation: the synthetic segments' emotion labels permuted (by the run's seed),
-    # so a gain that survives it is not the emotion the samples carry.
+    # Controls, not augmentations. shuffle: the synthetic segments' emotion labels permuted (by the run's seed),
+    # labels that contradict the inputs. uniform: the synthetic segments trained towards 1/K for every class,
+    # the inputs without any label information.
     shuffle: bool = False
+    uniform: bool = False
+    masks: tuple[int, int] = DEFAULT_MASKS  # with ``specaugment``: (widest frequency mask, widest time mask)
+    # The "more real data" control: this many segments drawn with replacement from each fold's real training
+    # segments (by the run's seed) and added to them, as many as a synthetic set would add.
+    extra_real: int | None = None
 
     @classmethod
     def parse(cls, text: str, where: str = "--augment") -> Augment:
@@ -72,15 +84,24 @@ class Augment:
                     raise EmodiffError(f"{where} mixup:{arg}: expected a number (Beta alpha)") from None
                 if not values["mixup"] > 0:  # type: ignore[operator]
                     raise EmodiffError(f"{where} mixup:{arg}: expected alpha > 0")
-            elif kind in ("specaugment", "shuffle", *OFFLINE) and arg:
+            elif kind == "specaugment":
+                values[kind] = True
+                if arg:
+                    values["masks"] = _masks(arg, where)
+            elif kind == "real":
+                if not arg.isdigit() or int(arg) < 1:
+                    raise EmodiffError(f"{where} {part!r}: expected real:N, N extra real segments per fold (an "
+                                       "integer >= 1, e.g. real:400, as many as a synthetic set adds)")
+                values["extra_real"] = int(arg)
+            elif kind in (*CONTROLS, *OFFLINE) and arg:
                 raise EmodiffError(f"{where} {part!r}: {kind} takes no argument")
-            elif kind in ("specaugment", "shuffle"):
+            elif kind in CONTROLS:
                 values[kind] = True
             elif kind in OFFLINE:
                 offline.append(kind)
             else:
-                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], gan, shuffle, mixup[:alpha], "
-                                   "specaugment, speed or noise")
+                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], gan, real:N, shuffle, uniform, "
+                                   "mixup[:alpha], specaugment[:FxT], speed or noise")
         return cls(**values, offline=tuple(dict.fromkeys(offline)))  # type: ignore[arg-type]
 
     @classmethod
@@ -90,7 +111,8 @@ class Augment:
             return cls()
         if not isinstance(value, dict):
             raise EmodiffError(f"augment {value!r}: expected a mapping of synthetic, mixup, specaugment, offline")
-        unknown = sorted(set(value) - {"synthetic", "mixup", "specaugment", "offline", "generator", "shuffle"})
+        unknown = sorted(set(value) - {"synthetic", "mixup", "specaugment", "offline", "generator", *CONTROLS, "masks",
+                                       "extra_real"})
         if unknown:
             raise EmodiffError(f"augment {value!r}: unknown key(s) {', '.join(unknown)}")
         offline = value.get("offline") or ()
@@ -100,18 +122,28 @@ class Augment:
         generator = value.get("generator", METHOD)  # written only when not the method's: older results lack it
         if generator not in GENERATORS:
             raise EmodiffError(f"augment generator {generator!r}: expected one of {', '.join(GENERATORS)}")
+        masks = value.get("masks", DEFAULT_MASKS)
+        extra = value.get("extra_real")
         return cls(synthetic=None if value.get("synthetic") is None else str(value["synthetic"]),
                    mixup=None if mixup is None else float(mixup), specaugment=bool(value.get("specaugment")),
-                   offline=tuple(offline), generator=generator, shuffle=bool(value.get("shuffle")))
+                   offline=tuple(offline), generator=generator, shuffle=bool(value.get("shuffle")),
+                   uniform=bool(value.get("uniform")), masks=(int(masks[0]), int(masks[1])),
+                   extra_real=None if extra is None else int(extra))
 
     def config(self) -> dict[str, object]:
-        """What a result records (:meth:`from_config` reads it back); ``generator`` only when not the method's
-        and ``shuffle`` only when set, so results recorded before either existed keep their config."""
+        """What a result records (:meth:`from_config` reads it back); ``generator`` only when not the method's,
+        and the controls, ``masks`` and ``extra_real`` only when set, so results recorded before any of them
+        existed keep their config."""
         out: dict[str, object] = {"synthetic": self.synthetic, "mixup": self.mixup, "specaugment": self.specaugment,
                                   "offline": list(self.offline)}
         if self.generator != METHOD:
             out["generator"] = self.generator
-        return {**out, "shuffle": True} if self.shuffle else out
+        out |= {control: True for control in CONTROLS if getattr(self, control)}
+        if self.masks != DEFAULT_MASKS:
+            out["masks"] = list(self.masks)
+        if self.extra_real is not None:
+            out["extra_real"] = self.extra_real
+        return out
 
     @property
     def synthetic_text(self) -> str:
@@ -128,13 +160,15 @@ class Augment:
         return parts + self.extras()
 
     def extras(self) -> list[str]:
-        """The parts besides ``synthetic``: the ``shuffle`` control, then the augmentations proper (``mixup:0.2``,
-        ``specaugment``, ``speed``)."""
-        parts = ["shuffle"] if self.shuffle else []
+        """The parts besides ``synthetic``: extra real segments, the controls, then the augmentations proper
+        (``mixup:0.2``, ``specaugment``, ``speed``)."""
+        parts = [] if self.extra_real is None else [f"real:{self.extra_real}"]
+        parts += [control for control in CONTROLS if getattr(self, control)]
         if self.mixup is not None:
             parts.append(f"mixup:{self.mixup:g}")
         if self.specaugment:
-            parts.append("specaugment")
+            widths = "" if self.masks == DEFAULT_MASKS else f":{self.masks[0]}x{self.masks[1]}"
+            parts.append(f"specaugment{widths}")
         return parts + list(self.offline)
 
     def label(self) -> str:
@@ -164,9 +198,13 @@ class Experiment:
         if self.train_on == "synthetic" and self.augment.offline:
             raise EmodiffError(f"--augment {'+'.join(self.augment.offline)} augments real utterances; it needs "
                                "--train-on real or real+synthetic")
-        if self.augment.shuffle and self.augment.synthetic is None:
-            raise EmodiffError("--augment shuffle permutes the synthetic segments' labels; it needs synthetic data "
-                               "(e.g. --augment synthetic+shuffle)")
+        for control in CONTROLS:
+            if getattr(self.augment, control) and self.augment.synthetic is None:
+                raise EmodiffError(f"--augment {control} {_CONTROL_DOES[control]}; it needs synthetic data "
+                                   f"(e.g. --augment synthetic+{control})")
+        if self.augment.extra_real is not None and self.train_on == "synthetic":
+            raise EmodiffError(f"--augment real:{self.augment.extra_real} adds real segments; it needs --train-on "
+                               "real or real+synthetic")
 
     @classmethod
     def of(cls, train_on: str, augment: Augment | str = "") -> Experiment:
@@ -191,9 +229,12 @@ class Experiment:
         train_on = "real+synthetic" if "real" in data and synthetic else "real" if data == ["real"] else "synthetic"
         if train_on == "synthetic" and augment.offline:
             raise EmodiffError(f"{where}: {text!r}: {'+'.join(augment.offline)} augments real utterances; add real")
-        if augment.shuffle and not synthetic:
-            raise EmodiffError(f"{where}: {text!r}: shuffle permutes the synthetic segments' labels; add synthetic "
-                               "(or gan)")
+        for control in CONTROLS:
+            if getattr(augment, control) and not synthetic:
+                raise EmodiffError(f"{where}: {text!r}: {control} {_CONTROL_DOES[control]}; add synthetic (or gan)")
+        if data.count("real") > 1:
+            raise EmodiffError(f"{where}: {text!r} names real twice; extra real segments are real:N (e.g. "
+                               "real+real:400)")
         return cls(train_on, augment)  # type: ignore[arg-type]
 
     @property
@@ -224,8 +265,9 @@ class Experiment:
     @property
     def name_parts(self) -> list[str]:
         """The words a result name is made of: ``real-synthetic``, ``shuffle``, ``mixup``, ``speed``, ..."""
-        extras = [k for k in ("shuffle", "mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
-        return [self.data.replace("+", "-"), *extras, *self.augment.offline]
+        extras = [k for k in (*CONTROLS, "mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
+        more = [] if self.augment.extra_real is None else [f"real{self.augment.extra_real}"]
+        return [self.data.replace("+", "-"), *more, *extras, *self.augment.offline]
 
     @property
     def paper_key(self) -> str | None:
@@ -248,5 +290,13 @@ class Experiment:
 
 
 def _with_synthetic(augment: Augment, name: str, generator: str = METHOD) -> Augment:
-    return Augment(synthetic=name, mixup=augment.mixup, specaugment=augment.specaugment, offline=augment.offline,
-                   generator=generator, shuffle=augment.shuffle)
+    return dataclasses.replace(augment, synthetic=name, generator=generator)
+
+
+def _masks(text: str, where: str) -> tuple[int, int]:
+    """``specaugment:FxT``'s widest frequency and time masks."""
+    widths = text.split("x")  # not ',': a recipe's list of experiments is comma-separated
+    if len(widths) != 2 or not all(w.strip().isdigit() for w in widths):
+        raise EmodiffError(f"{where} 'specaugment:{text}': expected specaugment:FxT, the widest frequency mask in mel "
+                           f"bins and the widest time mask in frames (default {DEFAULT_MASKS[0]}x{DEFAULT_MASKS[1]})")
+    return int(widths[0]), int(widths[1])

@@ -30,7 +30,7 @@ import json
 import math
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -293,7 +293,7 @@ def _segments(mel: np.ndarray, frames: np.ndarray, labels: np.ndarray) -> Segmen
 
 
 def _train_yardstick(cfg: ClassifierConfig, real: _Corpus, trained: np.ndarray, device: torch.device) -> _Yardstick:
-    """fit() on the real segments ``trained`` [N] bool for cfg.epochs epochs (no selection), seeded by cfg.seed."""
+    """fit() on the real segments ``trained`` [N] bool for cfg's budget (no selection), seeded by cfg.seed."""
     rows = np.flatnonzero(trained)
     model = fit(cfg, _segments(real.mel[rows], real.frames[rows], real.emotion[rows]), device).model
     emb, pred = embed_segments(model, real.mel, real.frames, device, cfg.batch_size)
@@ -448,7 +448,7 @@ def _write(store: Path, result: QualityResult, config: dict, overwrite: bool) ->
         columns[f.name] = (np.array(values, np.int64) if f.type == "int" else np.array(values, np.float64)
                            if f.type == "float" else [str(v) for v in values])
     Quality.write(store, result.synthetic, table=columns, config=config, overwrite=overwrite, attrs=dict(
-        corpus=result.corpus, synthetic=result.synthetic, classifier=json.dumps(asdict(result.classifier)),
+        corpus=result.corpus, synthetic=result.synthetic, classifier=json.dumps(result.classifier.recorded()),
         classifier_source=result.classifier_source, seed=result.classifier.seed, mad_definition=MAD_DEFINITION,
         mad_mean=result.mad_mean, consistency_mean=result.consistency_mean,
         real_accuracy_on_train=result.real_accuracy_on_train, silence_threshold=SILENCE,
@@ -499,7 +499,7 @@ def assess(job: QualityJob, progress: Progress = QUIET) -> list[QualityResult]:
             real_accuracy_on_train=yard.accuracy, classifier=cfg, classifier_source=source, seconds=0.0,
             real_speakers=pair.speakers, held_out=held_out)
         config = {"synthetic": name, "synthetic_config_hash": pair.synth.config_hash, "corpus": real.name,
-                  "corpus_config_hash": real.config_hash, "classifier": asdict(cfg), "silence": SILENCE}
+                  "corpus_config_hash": real.config_hash, "classifier": cfg.recorded(), "silence": SILENCE}
         _write(store, result, config, job.overwrite)
         result.seconds = time.perf_counter() - start
         results.append(result)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from toy import make_toy_store, tiny_recipe
 from typer.testing import CliRunner
 
@@ -110,6 +111,7 @@ def test_cli_classify_and_bad_input(ravdess_store, tmp_path):
         (["--corpus", "iemocap"], "corpus iemocap is not prepared"),
         (["--augment", "synthetic"], "holds no synthetic set"),
         (["--folds", "groups:1"], "groups"),
+        (["--folds", "groups:6x0"], "--folds groups:6x0: R=0 partitions, expected 1..100"),
         (["--train-on", "fake"], "expected real, synthetic or real+synthetic"),
         (["--loso", "--folds", "session"], "disagree"),
         (["--workers", "0"], "--workers must be at least 1, got 0"),
@@ -119,11 +121,36 @@ def test_cli_classify_and_bad_input(ravdess_store, tmp_path):
         assert message in " ".join(bad.stderr.split()), (args, bad.stderr)
 
 
+def test_repeated_partitions_store_every_partitions_folds(ravdess_store, tmp_path):
+    """groups:3x2 over the 6 actors: partition 0 is groups:3's contiguous pairs, partition 1 a seeded
+    gender-balanced one (odd actors male, even female), 6 fold groups in all."""
+    import json
+
+    store = tmp_path / "s.h5"
+    shutil.copy(ravdess_store, store)
+    cfg = dataclasses.replace(TINY, channels=16, lstm_hidden=16, epochs=1)
+    result = classify(ClassifyJob(store=store, corpus="ravdess", folds="groups:3x2", classifier=cfg, device="cpu"))
+    names = ["group=0", "group=1", "group=2", "r1.group=0", "r1.group=1", "r1.group=2"]
+    assert [r.name for r in result.folds] == names
+    with st.open_store(store) as f:
+        g = f["results/ravdess-groups3x2-real"]
+        assert sorted(g) == sorted(names) and g.attrs["folds"] == "groups:3x2"
+        test = {k: json.loads(g[k].attrs["test_speakers"]) for k in names}
+        val = {k: json.loads(g[k].attrs["val_speakers"]) for k in names}
+    assert [test[k] for k in names[:3]] == [["ravdess:01", "ravdess:02"], ["ravdess:03", "ravdess:04"],
+                                            ["ravdess:05", "ravdess:06"]]
+    partition = [test[k] for k in names[3:]]
+    assert sorted(s for t in partition for s in t) == [f"ravdess:0{i}" for i in range(1, 7)]  # each actor once
+    assert all(int(a[-1]) % 2 != int(b[-1]) % 2 for a, b in partition)  # one male, one female per group
+    assert {tuple(t) for t in partition} != {tuple(test[k]) for k in names[:3]}
+    assert [val[k] for k in names[3:]] == partition[1:] + partition[:1]  # the next group of the same partition
+
+
 def test_compare_with_stores_the_paired_difference_against_the_baseline(toy_with_synthetic, tmp_path):
-    """Paired statistics against a real-only run on the same folds and seeds, checked by hand from the folds."""
+    """Fold-level statistics against a real-only run on the same folds and seeds, checked from the folds."""
     import numpy as np
 
-    from emodiff.ser.paired import bootstrap_ci
+    from emodiff.ser.inference import corrected_t, sign_flip_p
 
     store = tmp_path / "s.h5"
     shutil.copy(toy_with_synthetic, store)
@@ -135,15 +162,22 @@ def test_compare_with_stores_the_paired_difference_against_the_baseline(toy_with
     assert real.comparison is None and result.comparison is not None
     with st.open_store(store) as f:
         base, ours = f["results/toy-loso-real"], f["results/toy-loso-real-specaugment"]
-        diffs = np.array([ours[k].attrs["uar"] - base[k].attrs["uar"] for k in sorted(ours)])
+        folds = sorted({k.split("@seed")[0] for k in ours})
+        # d_j: each fold's difference averaged over its two seeds
+        diffs = np.array([np.mean([ours[f"{f}@seed{s}"].attrs["uar"] - base[f"{f}@seed{s}"].attrs["uar"]
+                                   for s in (0, 1)]) for f in folds])
+        ratio = np.mean([ours[f"{f}@seed0"].attrs["n_test"] / ours[f"{f}@seed0"].attrs["n_train"] for f in folds])
         attrs = dict(ours.attrs)
-    assert len(diffs) == 6 and attrs["paired_n"] == 6 and attrs["paired_baseline"] == "toy-loso-real"
-    mean, low, high = bootstrap_ci(diffs)
+    assert len(diffs) == 3 and attrs["paired_n_folds"] == 3 and attrs["paired_n_seeds"] == 2
+    assert attrs["paired_baseline"] == "toy-loso-real" and attrs["paired_unit"] == "fold"
+    test = corrected_t(diffs, float(ratio))
     assert attrs["paired_mean_diff"] == pytest.approx(diffs.mean())
-    assert (attrs["paired_ci_low"], attrs["paired_ci_high"]) == pytest.approx((low, high))
-    assert attrs["paired_wins"] + attrs["paired_losses"] + attrs["paired_ties"] == 6
-    assert 0.0 <= attrs["paired_p_wilcoxon"] <= 1.0
-    assert result.comparison.text().endswith("(n = 6)")
+    assert attrs["paired_test_train_ratio"] == pytest.approx(ratio)
+    assert (attrs["paired_ci_low"], attrs["paired_ci_high"], attrs["paired_p_t"]) == pytest.approx(
+        (test.low, test.high, test.p), nan_ok=True)
+    assert attrs["paired_p_perm"] == sign_flip_p(diffs).p and attrs["paired_perm_patterns"] == 8
+    assert attrs["paired_wins"] + attrs["paired_losses"] + attrs["paired_ties"] == 3
+    assert result.comparison.text().endswith("(3 folds × 2 seeds)")
 
     # another number of seeds is refused before any training, and nothing is written
     other = dataclasses.replace(job, repeats=1, name="one-seed")
@@ -225,7 +259,8 @@ def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthe
     with st.open_store(store) as f:
         labels = f["synthetic/tiny/emotion"][()]
     [synth] = _synthetic_sets(store, Augment.parse("synthetic:tiny"))
-    plain = training_segments(fold, data, synth, {}, dataclasses.replace(job.fold_spec(), shuffle=False), seed=0)
+    unshuffled = dataclasses.replace(job.fold_spec(), augment=Augment.parse("synthetic"))
+    plain = training_segments(fold, data, synth, {}, unshuffled, seed=0)
     draws = [training_segments(fold, data, synth, {}, job.fold_spec(), seed=s) for s in (0, 0, 1)]
     n_real = len(plain) - len(labels)
     assert plain.labels[n_real:].tolist() == labels.tolist()
@@ -241,3 +276,92 @@ def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthe
         g = f["results/toy-loso-real-synthetic-shuffle"]
         assert g.attrs["augment"] == "synthetic+shuffle" and '"shuffle":true' in g.attrs["config"]
     assert result.group == "/results/toy-loso-real-synthetic-shuffle"
+
+
+def test_the_uniform_control_trains_the_synthetic_segments_towards_one_quarter_each(toy_with_synthetic, tmp_path):
+    """``+uniform``: the synthetic segments' targets are 1/K per class (inputs without labels); the real ones
+    keep their one-hot labels, and the classifier trains on the soft targets end to end."""
+    from emodiff.classify import _synthetic_sets, plan_folds
+    from emodiff.ser.folds import read_corpora, training_segments
+
+    store = tmp_path / "s.h5"
+    shutil.copy(toy_with_synthetic, store)
+    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse("synthetic+uniform"), allow_leak=True,
+                      classifier=dataclasses.replace(TINY, epochs=1), device="cpu")
+    data = read_corpora(store, ["toy"])
+    fold = plan_folds(data, job)[0]
+    [synth] = _synthetic_sets(store, Augment.parse("synthetic:tiny"))
+    segs = training_segments(fold, data, synth, {}, job.fold_spec(), seed=0)
+    n_synth = synth.count
+    n_real = len(segs) - n_synth
+    targets = segs.targets(torch.arange(len(segs)), 4)
+    assert torch.equal(targets[n_real:], torch.full((n_synth, 4), 0.25))
+    assert torch.equal(targets[:n_real], torch.nn.functional.one_hot(segs.labels[:n_real], 4).float())
+
+    classify(job)
+    with st.open_store(store) as f:
+        g = f["results/toy-loso-real-synthetic-uniform"]
+        assert g.attrs["augment"] == "synthetic+uniform" and '"uniform":true' in g.attrs["config"]
+
+
+def test_extra_real_segments_are_drawn_from_the_folds_own_training_segments(ravdess_store):
+    """``real:N``: N more segments drawn with replacement from the fold's real training segments, by the run's
+    seed; never from its validation or test utterances."""
+    from emodiff.classify import plan_folds
+    from emodiff.ser.folds import read_corpora, training_segments
+
+    job = ClassifyJob(store=ravdess_store, corpus="ravdess", augment=Augment.parse("real:40"),
+                      classifier=dataclasses.replace(TINY, epochs=1), device="cpu")
+    data = read_corpora(ravdess_store, ["ravdess"])
+    fold = plan_folds(data, job)[0]
+    plain = training_segments(fold, data, None, {}, dataclasses.replace(job.fold_spec(), augment=Augment()))
+    draws = [training_segments(fold, data, None, {}, job.fold_spec(), seed=s) for s in (0, 0, 1)]
+    train_mels = {plain.mel[i].numpy().tobytes() for i in range(len(plain))}
+    for d in draws:
+        assert len(d) == len(plain) + 40 and d.mel[:len(plain)].equal(plain.mel)
+        assert all(d.mel[i].numpy().tobytes() in train_mels for i in range(len(plain), len(d)))
+    assert draws[0].mel.equal(draws[1].mel) and not draws[0].mel.equal(draws[2].mel)  # seeded by the run
+    assert job.default_name() == "ravdess-loso-real-real40"
+
+
+def test_cli_steps_and_epochs_set_the_training_budget(ravdess_store, monkeypatch):
+    """``--steps`` sets a fixed step budget; ``--epochs`` on a recipe with one replaces it by passes over the data."""
+    jobs: list[ClassifyJob] = []
+
+    def record(job: ClassifyJob, progress: object) -> None:
+        jobs.append(job)
+        raise EmodiffError("job reached")
+
+    monkeypatch.setattr("emodiff.classify.classify", record)
+    runner = CliRunner()
+    for args in (["--steps", "5"], ["--recipe", "ravdess", "--epochs", "2"], ["--recipe", "ravdess"]):
+        result = runner.invoke(app, ["classify", "--store", str(ravdess_store), *args])
+        assert result.exit_code == 1 and "job reached" in result.stderr, result.output
+    assert [(j.classifier.steps, j.classifier.epochs) for j in jobs] == [(5, 8), (0, 2), (840, 30)]  # demo: 8 epochs
+    assert jobs[2].classifier.eval_every == 28
+
+
+def test_specaugment_masks_reach_every_batch(ravdess_store, tmp_path, monkeypatch):
+    """``specaugment:FxT`` sets the widest masks of every training batch's SpecAugment; plain ``specaugment``
+    keeps the defaults (8 bins, 20 frames)."""
+    from emodiff.ser import training
+
+    store = tmp_path / "s.h5"
+    shutil.copy(ravdess_store, store)
+    seen: set[tuple[int, int, int, int]] = set()
+    masks = training.spec_augment
+
+    def recording(x, frames, *widths, generator=None):
+        seen.add(tuple(widths))
+        return masks(x, frames, *widths, generator=generator)
+
+    monkeypatch.setattr(training, "spec_augment", recording)
+    for name, expected in (("specaugment:3x7", (2, 3, 2, 7)), ("specaugment", (2, 8, 2, 20))):
+        seen.clear()
+        job = ClassifyJob(store=store, corpus="ravdess", folds="groups:3", augment=Augment.parse(name),
+                          classifier=dataclasses.replace(TINY, steps=2, eval_every=2), device="cpu", name=name)
+        classify(job)
+        assert seen == {expected}
+    with st.open_store(store) as f:
+        assert '"masks":[3,7]' in f["results/specaugment:3x7"].attrs["config"]
+        assert "masks" not in f["results/specaugment"].attrs["config"]  # the default: configs as before

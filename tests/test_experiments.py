@@ -37,6 +37,13 @@ EXPERIMENTS = [
     ("real+synthetic+shuffle", "real+synthetic+shuffle", "real+synthetic + shuffle"),
     ("mixup+shuffle+gan+real", "real+gan+shuffle+mixup:0.2", "real+gan + shuffle + mixup:0.2"),
     ("synthetic:demo+shuffle", "synthetic:demo+shuffle", "synthetic + shuffle"),
+    # the uniform-label control and extra real segments; SpecAugment's masks
+    ("uniform+real+synthetic", "real+synthetic+uniform", "real+synthetic + uniform"),
+    ("real+gan+uniform+shuffle", "real+gan+shuffle+uniform", "real+gan + shuffle + uniform"),
+    ("real+real:400", "real+real:400", "real + real:400"),
+    ("real:400+real+synthetic", "real+synthetic+real:400", "real+synthetic + real:400"),
+    ("real+specaugment:4x10", "real+specaugment:4x10", "real + specaugment:4x10"),
+    ("real+specaugment:8x20", "real+specaugment", "real + specaugment"),
 ]
 AUGMENTS = [
     ("", ""),
@@ -53,6 +60,8 @@ AUGMENTS = [
     ("gan", "gan"),
     ("mixup+gan", "gan+mixup:0.2"),
     ("speed+shuffle+synthetic", "synthetic+shuffle+speed"),
+    ("uniform+synthetic", "synthetic+uniform"),
+    ("real:16+specaugment:2x5", "real:16+specaugment:2x5"),
 ]
 
 
@@ -115,6 +124,13 @@ def test_the_shuffled_control_is_its_own_experiment():
     ("real+gan:x", "gan takes no argument"),
     ("real+shuffle", "shuffle permutes the synthetic segments' labels; add synthetic"),
     ("real+synthetic+shuffle:1", "'shuffle:1'"),
+    ("real+uniform", "uniform trains the synthetic segments towards uniform labels; add synthetic"),
+    ("real+synthetic+uniform:1", "'uniform:1'"),
+    ("real+real", "names real twice; extra real segments are real:N"),
+    ("real+real:0", "expected real:N"),
+    ("real+real:x", "expected real:N"),
+    ("real+specaugment:4", "expected specaugment:FxT"),
+    ("real+specaugment:4x", "expected specaugment:FxT"),
 ])
 def test_bad_text_is_one_line_naming_the_bad_part(text, part):
     with pytest.raises(EmodiffError) as err:

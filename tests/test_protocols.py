@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 from emodiff.errors import EmodiffError
 from emodiff.ser.protocols import (
     Fold,
+    WithinCorpus,
     adaptation,
     by_session,
     check_disjoint,
     cross_corpus,
     loso,
     speaker_groups,
+    speaker_partitions,
 )
 
 
@@ -224,3 +226,110 @@ def test_check_disjoint_names_fold_and_speaker() -> None:
     with pytest.raises(EmodiffError, match="row 0 is in both"):
         check_disjoint(Fold("x", (0,), (0,), (1,)), ["a", "b"])
     np.testing.assert_equal(fold.train, (0,))
+
+
+# RAVDESS: 24 actors, odd = male, even = female; two rows each.
+ACTORS = [f"{i:02d}" for i in range(1, 25) for _ in range(2)]
+GENDERS = ["M" if int(a) % 2 else "F" for a in ACTORS]
+
+
+def _groups(folds: list[Fold], speakers: list[str], prefix: str) -> list[list[str]]:
+    """Test speakers of the folds ``<prefix>group=i``, in order of i."""
+    return [sorted({speakers[r] for r in f.test}) for f in folds if f.name.startswith(f"{prefix}group=")]
+
+
+def test_speaker_partitions_ravdess_are_gender_balanced_and_each_tests_every_actor_once() -> None:
+    folds = speaker_partitions(ACTORS, 6, 3, GENDERS)
+    assert [f.name for f in folds] == [f"{p}group={i}" for p in ("", "r1.", "r2.") for i in range(6)]
+    assert folds[:6] == speaker_groups(ACTORS, 6)  # partition 0 is today's contiguous grouping
+    gender = dict(zip(ACTORS, GENDERS, strict=True))
+    partitions = [_groups(folds, ACTORS, p) for p in ("", "r1.", "r2.")]
+    for p, groups in enumerate(partitions):
+        assert sorted(s for g in groups for s in g) == sorted(set(ACTORS))  # every actor tested once
+        for g in groups:
+            assert sorted(gender[s] for s in g) == ["F", "F", "M", "M"], (p, g)
+        for i, fold in enumerate(folds[6 * p : 6 * p + 6]):
+            assert_partition(fold, ACTORS)
+            check_disjoint(fold, ACTORS)
+            assert sorted({ACTORS[r] for r in fold.val}) == groups[(i + 1) % 6]  # the next group of the same one
+    as_sets = [{frozenset(g) for g in groups} for groups in partitions]
+    assert as_sets[1] != as_sets[0] and as_sets[2] not in as_sets[:2]  # not the same groups in another order
+    assert partitions[1][0] == ["03", "04", "11", "18"]  # golden: seed 1
+    assert speaker_partitions(ACTORS, 6, 3, GENDERS) == folds  # the same seeds, the same partitions
+    assert speaker_partitions(ACTORS, 6, 2, GENDERS) == folds[:12]  # partition p does not depend on R
+    assert speaker_partitions(ACTORS, 6, 1, GENDERS) == speaker_groups(ACTORS, 6)
+
+
+def test_speaker_partitions_without_one_gender_per_speaker_shuffle_all_speakers() -> None:
+    mixed = ["F" if i % 3 else "M" for i in range(len(ACTORS))]  # actors with rows of both genders
+    plain = speaker_partitions(ACTORS, 6, 2)
+    assert speaker_partitions(ACTORS, 6, 2, mixed) == plain
+    assert speaker_partitions(ACTORS, 6, 2, [""] * len(ACTORS)) == plain
+    assert speaker_partitions(ACTORS, 6, 2, GENDERS) != plain  # the genders change the deal
+    sizes = [len(g) for g in _groups(plain, ACTORS, "r1.")]
+    assert sizes == [4] * 6
+    with pytest.raises(EmodiffError, match="48 speakers but 3 genders"):
+        speaker_partitions(ACTORS, 6, 2, ["F", "M", "F"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(corpus(min_sessions=2, min_per_session=2), st.data())
+def test_speaker_partitions_properties(data: tuple[list[str], list[str]], draw: st.DataObject) -> None:
+    speakers, _ = data
+    names = sorted(set(speakers))
+    k = draw.draw(st.integers(3, len(names) - 1))  # k = n speakers has a single partition
+    r = draw.draw(st.integers(1, 3))
+    of = {s: draw.draw(st.sampled_from("FM")) for s in names}
+    genders = [of[s] for s in speakers]
+    folds = speaker_partitions(speakers, k, r, genders)
+    assert len(folds) == r * k and len({f.name for f in folds}) == r * k
+    seen = []
+    for p in range(r):
+        part = folds[p * k : (p + 1) * k]
+        groups = [sorted({speakers[i] for i in f.test}) for f in part]
+        assert sorted(s for g in groups for s in g) == names  # every speaker tested exactly once
+        assert sorted(len(g) for g in groups) == sorted(len(g) for g in np.array_split(names, k))
+        for i, fold in enumerate(part):
+            assert_partition(fold, speakers)
+            assert sorted({speakers[j] for j in fold.val}) == groups[(i + 1) % k]
+        if p:
+            for sex in "FM":
+                counts = [sum(of[s] == sex for s in g) for g in groups]
+                assert max(counts) - min(counts) <= 1
+        seen.append({frozenset(g) for g in groups})
+    assert all(seen[i] != seen[j] for i in range(r) for j in range(i))
+
+
+def test_speaker_partitions_refuse_partitions_that_cannot_differ() -> None:
+    with pytest.raises(EmodiffError, match="no partition of 3 speakers into 3 groups that differs from the 1 before"):
+        speaker_partitions(["a", "b", "c"], 3, 2)
+    with pytest.raises(EmodiffError, match="k=4 groups, expected 3..3"):
+        speaker_partitions(["a", "b", "c"], 4, 2)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("loso", WithinCorpus("loso")),
+    ("session", WithinCorpus("session")),
+    ("groups:6", WithinCorpus("groups", 6, 1)),
+    ("groups:6x1", WithinCorpus("groups", 6, 1)),
+    ("groups:6x2", WithinCorpus("groups", 6, 2)),
+    ("groups:3x100", WithinCorpus("groups", 3, 100)),
+])
+def test_folds_text_is_parsed(text: str, expected: WithinCorpus) -> None:
+    assert WithinCorpus.parse(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("groups:6x0", "--folds groups:6x0: R=0 partitions, expected 1..100"),
+    ("groups:6x101", "--folds groups:6x101: R=101 partitions, expected 1..100"),
+    ("groups:x2", "--folds groups:x2: expected groups:K or groups:KxR with integers K and R"),
+    ("groups:6x", "--folds groups:6x: expected groups:K or groups:KxR"),
+    ("groups:abc", "--folds groups:abc: expected groups:K or groups:KxR"),
+    ("groups:2x2", "--folds groups:2x2: K=2 groups, expected K >= 3"),
+    ("groups:0", "--folds groups:0: K=0 groups, expected K >= 3"),
+    ("kfold", "--folds 'kfold': expected loso, session, groups:K or groups:KxR"),
+])
+def test_bad_folds_text_is_one_line_naming_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(EmodiffError) as err:
+        WithinCorpus.parse(text)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)

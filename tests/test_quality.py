@@ -6,7 +6,6 @@ import dataclasses
 import json
 import math
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import h5py
@@ -252,7 +251,7 @@ def test_store_layout(stores: dict) -> None:
     assert table["n_real"].tolist() == [PER_CLASS] * 4 and table["n_synthetic"].tolist() == [10] * 4
     assert table["mad"].dtype == np.float64 and table["n_real"].dtype == np.int64
     assert attrs["corpus"] == "toy" and attrs["synthetic"] == "faithful" and attrs["seed"] == 0
-    assert json.loads(attrs["classifier"]) == asdict(CFG)
+    assert json.loads(attrs["classifier"]) == CFG.recorded()
     assert attrs["classifier_source"] == "job" and attrs["mad_definition"] == q.MAD_DEFINITION
     assert json.loads(attrs["real_speakers"]) == [f"toy:{s}" for s in SPEAKERS]
     assert attrs["mad_mean"] == pytest.approx(table["mad"].mean())

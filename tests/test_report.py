@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import scipy.stats
 import soundfile as sf
 import torch
 from toy import make_toy_store, tiny_recipe
@@ -361,6 +363,78 @@ def test_damaged_groups_are_named_not_fatal(prepared_only, tmp_path):
     assert any("could not be read" in note for note in res.missing)
 
 
+# UAR per fold and seed of three results on the same 3 folds x 2 seeds (groups:3, 2 repeats).
+FOLD_SEED_UAR = {
+    "r-real": ("real", "", [[0.50, 0.54], [0.40, 0.42], [0.60, 0.58]]),
+    "r-synth": ("real+synthetic", "", [[0.55, 0.57], [0.41, 0.45], [0.63, 0.61]]),  # d = 4, 2, 3 pp
+    "r-mixup": ("real", "mixup:0.2", [[0.49, 0.53], [0.43, 0.41], [0.60, 0.60]]),  # d = -1, 1, 1 pp
+}
+OLD_PAIRED = {"paired_mean_diff": 0.03, "paired_ci_low": 0.01, "paired_ci_high": 0.05, "paired_level": 0.95,
+              "paired_p_wilcoxon": 0.03, "paired_n": 6, "paired_wins": 6, "paired_losses": 0, "paired_ties": 0}
+
+
+def _compared_results(store: Path) -> None:
+    """Results as classify writes them, with the pair-level `paired_*` attrs of a store written before the
+    fold was the unit; `orphan`'s baseline is not in the store."""
+    for name, (train_on, augment, uars) in {**FOLD_SEED_UAR, "orphan": FOLD_SEED_UAR["r-synth"]}.items():
+        with st.write_group(store, f"results/{name}", config={"name": name}) as g:
+            for j, per_seed in enumerate(uars):
+                for seed, uar in enumerate(per_seed):
+                    g.create_group(f"group={j}@seed{seed}").attrs.update(uar=uar, seed=seed, n_train=32, n_test=8)
+            flat = np.array(uars)
+            g.attrs.update(corpus="ravdess", train_corpus="ravdess", protocol="groups:3", folds="groups:3",
+                           train_on=train_on, augment=augment, repeats=2, leaky=False, synthetic="",
+                           uar_mean=flat.mean(), uar_std=np.std(flat.mean(axis=1), ddof=1))
+            if name != "r-real":
+                g.attrs.update(OLD_PAIRED, paired_baseline="gone" if name == "orphan" else "r-real")
+
+
+def _corrected_p(d: list[float], ratio: float) -> float:
+    """scipy's one-sample t over the folds, scaled by sqrt(1/J) / sqrt(1/J + ratio); two-sided p."""
+    t = scipy.stats.ttest_1samp(d, 0.0).statistic * math.sqrt(1 / len(d)) / math.sqrt(1 / len(d) + ratio)
+    return float(2 * scipy.stats.t.sf(abs(t), len(d) - 1))
+
+
+def test_comparisons_are_fold_level_with_holm_and_a_fold_seed_table(prepared_only, tmp_path):
+    """An older store's pair-level comparison is recomputed over folds from the stored UARs; the table shows
+    the corrected p, Holm over the table's two comparisons and the permutation p; the fold x seed table the
+    numbers it rests on; a comparison whose baseline is gone is named, not shown and not fatal."""
+    from emodiff.ser.paired import format_p
+
+    store = tmp_path / "s.h5"
+    shutil.copy(prepared_only, store)
+    _compared_results(store)
+    res = build_report(ReportJob(store, tmp_path / "rep", examples=0))
+    html = res.index.read_text()
+    dom = parse(html)
+    t2 = table(dom, "Table 2 — UAR %, ravdess, within corpus, groups:3")
+    p_synth, p_mixup = _corrected_p([0.04, 0.02, 0.03], 8 / 32), _corrected_p([-0.01, 0.01, 0.01], 8 / 32)
+    assert p_synth < p_mixup
+    synth, mixup, real = row_of(t2, "r-synth"), row_of(t2, "r-mixup"), row_of(t2, "r-real")
+    assert synth["p, corrected t"] == format_p(p_synth) == "0.06"
+    assert mixup["p, corrected t"] == format_p(p_mixup)
+    assert synth["p, Holm"] == format_p(2 * p_synth) and mixup["p, Holm"] == format_p(max(2 * p_synth, p_mixup))
+    assert synth["p, permutation"] == "0.25" and mixup["p, permutation"] == "1.00"  # 2/8; every pattern reaches 1/3
+    assert synth["vs baseline: pp [95 % CI]"].startswith("+3.0 pp [") and real["p, Holm"] == "—"
+    assert "Wilcoxon" not in html
+
+    fs = table(dom, "Fold × seed UAR % — r-synth")
+    assert fs["head"] == ["fold", "seed 0", "seed 1", "mean over seeds", "r-real: mean over seeds", "difference pp"]
+    assert fs["rows"] == [["group=0", "55.00", "57.00", "56.00", "52.00", "+4.00"],
+                          ["group=1", "41.00", "45.00", "43.00", "41.00", "+2.00"],
+                          ["group=2", "63.00", "61.00", "62.00", "59.00", "+3.00"],
+                          ["mean over folds", "53.00", "54.33", "53.67", "50.67", "+3.00"]]
+    flat = " ".join(html.split())
+    assert "Folds better / worse / equal: 3 / 0 / 0." in flat and "(3 folds × 2 seeds)" in flat
+    assert "the percentile bootstrap over folds (each resampled whole, with its seeds) gives [+2.0, +4.0]" in flat
+    assert table(dom, "Fold × seed UAR % — r-mixup")["rows"][0][-1] == "−1.00"
+    assert "Fold × seed UAR % — `r-synth`" in res.markdown.read_text()
+    assert any("/results/orphan: holds a comparison over (fold, seed) pairs" in note for note in res.missing)
+    assert "Fold × seed UAR % — orphan" not in " ".join(t["caption"] for t in dom.tables)
+    assert any(f.name.startswith("paired-ravdess-ravdess-groups") for f in res.figures)
+    assert "Figure 5 — ravdess, within corpus, groups:3: paired UAR difference to" in flat
+
+
 def test_store_that_does_not_exist_is_one_line(tmp_path):
     missing = tmp_path / "nope.h5"
     done = runner.invoke(app, ["report", "--store", str(missing), "--out", str(tmp_path / "rep")])
@@ -383,7 +457,9 @@ def test_out_that_is_not_a_report_is_refused(prepared_only, tmp_path):
 def test_report_replaces_an_earlier_report(prepared_only, tmp_path):
     out = tmp_path / "rep"
     first = build_report(ReportJob(prepared_only, out, examples=0))
-    (out / "figures" / "stale.png").write_bytes(b"old")
+    (out / "figures" / "stale.png").write_bytes(b"old")  # a figure an earlier report wrote and this one does not
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "files": [*manifest["files"], "figures/stale.png"]}))
     second = build_report(ReportJob(prepared_only, out, examples=0))
     assert second.index.is_file() and not (out / "figures" / "stale.png").exists()
     assert first.figures == second.figures and second.clips == [] and second.vocoder == ""

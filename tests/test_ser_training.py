@@ -8,8 +8,16 @@ from dataclasses import replace
 import pytest
 import torch
 
+from emodiff.ser import training
 from emodiff.ser.classifier import PAD_VALUE, ClassifierConfig, CnnBlstm, valid_mask
-from emodiff.ser.training import Segments, fit, recalibrate_batch_norm, train_epoch, utterance_scores
+from emodiff.ser.training import (
+    Segments,
+    fit,
+    recalibrate_batch_norm,
+    train_epoch,
+    training_plan,
+    utterance_scores,
+)
 
 CFG = ClassifierConfig(channels=8, lstm_hidden=8, epochs=3, lr=1e-2, batch_size=8)
 
@@ -116,3 +124,64 @@ def test_epochs_before_select_from_are_not_scored_or_kept():
     assert next(scores, None) is None  # exactly three calls
     short = fit(replace(cfg, epochs=2), data, torch.device("cpu"), select=lambda model: 0.5)  # --epochs 2
     assert (short.best_epoch, short.best_score) == (2, 0.5)  # fewer epochs than select_from: the last one is kept
+
+
+def test_a_step_budget_is_the_same_whatever_the_data_and_validates_every_n_steps(monkeypatch):
+    """``classifier.steps``: T optimiser steps and a validation every V, for 24 or 48 segments alike; the epochs
+    budget grows with the data instead."""
+    small, large = _data(24), Segments.join([_data(24), _data(24)])
+    cfg = replace(CFG, steps=7, eval_every=3)
+    assert training_plan(cfg, len(small)) == training_plan(cfg, len(large)) == (7, 3)
+    assert training_plan(CFG, len(small)) == (3 * 3, 3) and training_plan(CFG, len(large)) == (3 * 6, 6)
+    taken: list[int] = []
+    one_step = training.train_step
+    monkeypatch.setattr(training, "train_step", lambda *a, **k: taken.append(1) or one_step(*a, **k))
+    validated: list[int] = []
+
+    def select(model) -> float:
+        validated.append(len(taken))
+        return -len(validated)  # the first validation stays the best
+
+    for data in (small, large):
+        taken.clear()
+        validated.clear()
+        fitted = fit(cfg, data, torch.device("cpu"), select=select)
+        assert len(taken) == 7 and validated == [3, 6, 7]  # every 3 steps, and the last
+        assert (fitted.best_step, fitted.steps_run) == (3, 7)
+
+
+def test_a_step_budget_selects_from_a_step_and_stops_after_patience_validations():
+    data = _data()
+    cfg = replace(CFG, steps=12, eval_every=2, select_from=5)
+    seen: list[float] = []
+    scores = iter([0.5, 0.4, 0.3, 0.9])  # validations at steps 6, 8, 10, 12 (2 and 4 are before select_from)
+    fitted = fit(cfg, data, torch.device("cpu"), select=lambda model: seen.append(1) or next(scores))
+    assert len(seen) == 4 and (fitted.best_step, fitted.best_score) == (12, 0.9)
+    stopped = fit(replace(cfg, patience=2), data, torch.device("cpu"), select=lambda model: 0.5)
+    assert (stopped.best_step, stopped.steps_run) == (6, 10)  # 8 and 10 did not beat 6: two in a row
+
+
+def test_epochs_and_the_same_number_of_steps_train_the_same_weights():
+    """An epochs budget is T = epochs x batches steps validated once per pass: the same run as ``steps`` = T
+    with ``eval_every`` = batches per pass (the batches, draws and schedule line up exactly)."""
+    data = _data()
+    by_epochs = fit(replace(CFG, schedule="cosine"), data, torch.device("cpu"), select=lambda model: 0.0)
+    by_steps = fit(replace(CFG, schedule="cosine", steps=9, eval_every=3), data, torch.device("cpu"),
+                   select=lambda model: 0.0)
+    for a, b in zip(by_epochs.model.state_dict().values(), by_steps.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_soft_targets_train_in_place_of_the_labels():
+    """A part with ``soft`` targets trains towards them (the uniform-label control); joined parts without soft
+    targets get one-hot ones, so the loss sees one [N, K] matrix."""
+    a = _data(8)
+    b = Segments(a.mel, a.frames, a.labels, torch.full((8, 4), 0.25))
+    joined = Segments.join([a, b])
+    t = joined.targets(torch.arange(16), 4)
+    assert torch.equal(t[:8], torch.nn.functional.one_hot(a.labels, 4).float()) and torch.equal(t[8:], b.soft)
+    assert joined.labels.tolist() == a.labels.tolist() * 2
+    # Trained on uniform targets alone, the classifier's output drifts towards uniform.
+    fitted = fit(replace(CFG, epochs=30), b, torch.device("cpu"))
+    probs = torch.softmax(fitted.model(b.mel.float(), b.frames), dim=1)
+    assert torch.allclose(probs, torch.full_like(probs, 0.25), atol=0.05)

@@ -53,7 +53,7 @@ def test_study_runs_every_step_then_picks_up_where_it_stopped(tmp_path):
         # compared with the real-only run, fold by fold: d = this fold's UAR - the same fold's real UAR
         real = f["results/study-real"]
         diffs = [g[k].attrs["uar"] - real[k].attrs["uar"] for k in folds]
-        assert g.attrs["paired_baseline"] == "study-real" and g.attrs["paired_n"] == 3
+        assert g.attrs["paired_baseline"] == "study-real" and g.attrs["paired_n_folds"] == 3
         assert g.attrs["paired_mean_diff"] == pytest.approx(sum(diffs) / 3)
         assert g.attrs["paired_ci_low"] <= g.attrs["paired_mean_diff"] <= g.attrs["paired_ci_high"]
     html = (report / "index.html").read_text()
@@ -91,6 +91,51 @@ def test_study_across_corpora_uses_a_generator_of_the_whole_source(tmp_path):
     assert "Table 3" in page and "Figure 4 —" in page
 
 
+def _six_actors(path: Path) -> Path:
+    """/corpora/ravdess with actors 01-06 (odd male, even female), one utterance per emotion, no audio: enough
+    for fold plans."""
+    import numpy as np
+
+    actors = [f"{a:02d}" for a in range(1, 7) for _ in range(4)]
+    n = len(actors)
+    with st.write_group(path, "corpora/ravdess", config={"six": 1}) as g:
+        st.write_table(g.create_group("utterances"), {
+            "id": [f"u{i:02d}" for i in range(n)], "speaker": actors,
+            "gender": ["M" if int(a) % 2 else "F" for a in actors], "session": [""] * n,
+            "emotion": np.tile(np.arange(4), 6).astype(np.int8), "text": ["x"] * n})
+        g.create_dataset("segments/mel", data=np.zeros((n, 80, 8), np.float16))
+        g.create_dataset("segments/utt", data=np.arange(n, dtype=np.int32))
+        g.create_dataset("segments/frames", data=np.full(n, 8, np.int32))
+    return path
+
+
+def test_repeated_partitions_plan_a_generator_per_held_out_set_and_each_fold_takes_its_own(tmp_path):
+    """groups:3x2: 6 folds, each holding out 4 of the 6 actors; each gets the generator of the other two."""
+    from emodiff.classify import choose_synthetic, held_out, plan_folds
+    from emodiff.ser.folds import Candidate, read_corpora
+    from emodiff.study import _experiments, _family_recipes, _generators
+
+    store = _six_actors(tmp_path / "s.h5")
+    recipe = _recipe("real, real+synthetic")
+    recipe = dataclasses.replace(recipe, study=dataclasses.replace(recipe.study, folds="groups:3x2"))
+    job = StudyJob(store=store, recipe=recipe, runs=tmp_path / "runs", device="cpu")
+    experiments = _experiments(job, "ravdess", [])
+    generators = _generators(job, "ravdess", experiments, _family_recipes(job))
+    # partition 0: groups 01-02, 03-04, 05-06; partition 1 (seed 1): 02-05, 01-04, 03-06 (one male, one female)
+    assert [g.name for g in generators] == ["without-01-02-03-04", "without-01-02-04-05", "without-01-02-05-06",
+                                            "without-01-03-04-06", "without-02-03-05-06", "without-03-04-05-06"]
+    everyone = frozenset(f"ravdess:0{a}" for a in range(1, 7))
+    sets = [Candidate(g.name, everyone - set(g.held_out), (80, 8), 8) for g in generators]
+    synthetic = next(e for e in experiments if e.effective_train_on != "real")
+    data = read_corpora(store, ["ravdess"], segments=False)
+    folds = plan_folds(data, synthetic)
+    assert [f.name for f in folds] == ["group=0", "group=1", "group=2", "r1.group=0", "r1.group=1", "r1.group=2"]
+    chosen = [choose_synthetic(fold, data, sets, allow=False) for fold in folds]
+    assert not any(leak for _, leak in chosen)
+    assert [c.name for c, _ in chosen] == [generator_name(held_out(fold, data)) for fold in folds]
+    assert len({c.name for c, _ in chosen}) == 6  # every fold of every partition its own generator
+
+
 def test_experiments_are_parsed_into_classify_jobs():
     recipe = load_recipe("demo")
     job = experiment_job(Path("s.h5"), recipe, "ravdess", "real+synthetic+mixup", "cpu")
@@ -103,6 +148,12 @@ def test_experiments_are_parsed_into_classify_jobs():
     with pytest.raises(EmodiffError, match="names no data"):
         experiment_job(Path("s.h5"), recipe, "ravdess", "mixup", "cpu")
     assert generator_name(["ravdess:01", "ravdess:02"]) == "without-01-02"
+    # The controls are experiments like any other: inputs without labels, and more real segments.
+    uniform = experiment_job(Path("s.h5"), recipe, "ravdess", "real+synthetic+uniform", "cpu")
+    assert (uniform.train_on, uniform.augment.uniform, uniform.name) == (
+        "real+synthetic", True, "study-real-synthetic-uniform")
+    more = experiment_job(Path("s.h5"), recipe, "ravdess", "real+real:400", "cpu")
+    assert (more.train_on, more.augment.extra_real, more.name) == ("real", 400, "study-real-real400")
 
 
 def test_shipped_recipes_describe_a_study():

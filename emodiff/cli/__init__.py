@@ -9,6 +9,7 @@ code 1, so no user ever sees a traceback for bad input.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -45,16 +46,22 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace what th
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", help="CPU threads: torch's intra-op threads (and inter-op ones), and the default --workers of "
     "prepare and augment (classify's --workers share them). Default: the cores this process may run on (its CPU affinity), or $OMP_NUM_THREADS when set; "
-    "on a shared machine leave a core to each other busy job (docs/performance.md).", show_default=False)]
+    "never more than those cores (a larger count is capped, with a note); on a shared machine leave a core to each other busy job (docs/performance.md).", show_default=False)]
 
 
 F = TypeVar("F", bound=Callable[..., None])
 
 
+def _threads(threads: int | None) -> int:
+    """``--threads`` applied (emodiff.parallel.use_threads), with its note on stderr when capped at the cores."""
+    return use_threads(threads, note=lambda text: err_console.print(f"note: {text}", markup=False, highlight=False))
+
+
 def _friendly(command: F) -> F:
     """EmodiffError -> one red line on stderr and exit code 1; Ctrl-C -> a note and 130.
 
-    A full disk met outside the store's writer (a checkpoint, a report file) is one line too.
+    A full disk met outside the store's writer (a checkpoint, a report file) is one line too, and so is a path
+    too long for the file system.
     """
 
     @functools.wraps(command)
@@ -67,6 +74,13 @@ def _friendly(command: F) -> F:
         except OSError as err:
             from emodiff.store import no_space
 
+            if err.errno == errno.ENAMETOOLONG:  # a path built inside a step; the ones typed are checked up front
+                from emodiff.paths import shown
+
+                err_console.print(f"[red]error:[/red] {escape(shown(str(err.filename or '')))}: a name in this path "
+                                  "is too long for the file system; choose a shorter one", highlight=False,
+                                  soft_wrap=True)
+                raise typer.Exit(code=1) from None
             if not no_space(err):
                 raise
             where = f"{err.filename}: " if err.filename else ""
@@ -137,7 +151,7 @@ def prepare(
     threads: ThreadsOpt = None,
 ) -> None:
     """Audio and labels of a corpus -> /corpora/CORPUS: 80x256 mel segments and the utterance table."""
-    n_threads = use_threads(threads)
+    n_threads = _threads(threads)
     from emodiff.cli.render import prepare_summary
     from emodiff.prepare import PrepareJob
     from emodiff.prepare import prepare as run_prepare
@@ -170,7 +184,7 @@ def embed(
     threads: ThreadsOpt = None,
 ) -> None:
     """Condition texts (transcript, emotion, speaker, gender) -> /embeddings/MODEL/CORPUS vectors."""
-    use_threads(threads)
+    _threads(threads)
     from emodiff.cli.render import embed_summary
     from emodiff.embed import EmbedJob
     from emodiff.embed import embed as run_embed
@@ -203,7 +217,7 @@ def train(
     threads: ThreadsOpt = None,
 ) -> None:
     """Train the text-conditioned diffusion model on stored segments (multi-GPU: run it under torchrun)."""
-    use_threads(threads)
+    _threads(threads)
     from emodiff.cli.render import train_summary
     from emodiff.config import load_recipe, override
     from emodiff.store import resolve_store
@@ -242,7 +256,7 @@ def sample(
     threads: ThreadsOpt = None,
 ) -> None:
     """Draw labelled synthetic mel segments from a trained run into /synthetic/NAME (interrupted runs resume)."""
-    use_threads(threads)
+    _threads(threads)
     from emodiff.cli.render import sample_summary
     from emodiff.sample import SampleJob
     from emodiff.sample import sample as run_sample
@@ -272,7 +286,7 @@ def augment(
     threads: ThreadsOpt = None,
 ) -> None:
     """Offline copies of a corpus's utterances -> /augmented/CORPUS/KIND (used by classify --augment speed|noise)."""
-    n_threads = use_threads(threads)
+    n_threads = _threads(threads)
     from emodiff.augment import AugmentJob
     from emodiff.augment import augment as run_augment
     from emodiff.store import resolve_store
@@ -303,19 +317,20 @@ def _numbers(text: str, flag: str) -> tuple[float, ...]:
 def classify(
     corpus: Annotated[str | None, typer.Option(help="The corpus to classify within. Default: the only prepared corpus.", show_default=False)] = None,
     loso: Annotated[bool, typer.Option("--loso", help="Leave-one-speaker-out (the default protocol; same as --folds loso).")] = False,
-    folds: Annotated[str, typer.Option(help="Within-corpus protocol: loso, session (leave-one-session-out) or groups:K (K speaker groups, e.g. groups:6 for RAVDESS).")] = "loso",
+    folds: Annotated[str, typer.Option(help="Within-corpus protocol: loso, session (leave-one-session-out), groups:K (K speaker groups, e.g. groups:6 for RAVDESS) or groups:KxR (R partitions into K groups, R x K folds: the first is groups:K, the others seeded and gender-balanced; e.g. groups:6x2).")] = "loso",
     train: Annotated[str | None, typer.Option("--train", help="Cross-corpus: the source corpus trained on (with --test).", show_default=False)] = None,
     test: Annotated[str | None, typer.Option("--test", help="Cross-corpus: the target corpus; a seeded 30 % of its utterances (by speaker) select the model, the other 70 % test it.", show_default=False)] = None,
     target_fraction: Annotated[str | None, typer.Option(help="Adaptation (with --train/--test): train also on this fraction of the target's non-test utterances (0..1, by speaker), test on a fixed half of its speakers. A comma list (0,0.1,0.3) runs a sweep, one result each.", show_default=False)] = None,
     train_on: Annotated[str, typer.Option(help="real, synthetic or real+synthetic (synthetic: the diffusion model's sets, or the GAN's with --augment gan).")] = "real",
-    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds synthetic segments; without NAME each fold takes a store set of the diffusion model whose generator never saw its test speakers), gan (the same from the GAN baseline's sets), shuffle (a control: the synthetic segments with their emotion labels permuted), mixup[:alpha] (default 0.2), specaugment, speed and noise (from `emodiff augment`).")] = "",
+    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds synthetic segments; without NAME each fold takes a store set of the diffusion model whose generator never saw its test speakers), gan (the same from the GAN baseline's sets), real:N (a control: N more segments drawn with replacement from each fold's real training segments), shuffle (a control: the synthetic segments with their emotion labels permuted), uniform (a control: the synthetic segments trained towards 1/4 for every emotion), mixup[:alpha] (default 0.2), specaugment[:FxT] (widest frequency mask F bins, time mask T frames; default 8x20), speed and noise (from `emodiff augment`).")] = "",
     allow_leak: Annotated[bool, typer.Option("--allow-leak", help="Use a synthetic set whose generator saw a fold's test or validation speakers; the result is marked leaky.")] = False,
     repeats: Annotated[int, typer.Option(help="Run every fold with this many seeds (the recipe's seed, +1, ...); results give mean +/- std over folds and over seeds.")] = 1,
     split_seed: Annotated[int, typer.Option(help="Seed of the cross-corpus and adaptation speaker splits.")] = 0,
     recipe: Annotated[Path, typer.Option(help="Recipe whose classifier section sets the model and training (demo or paper, or a YAML file).")] = Path("demo"),
-    epochs: Annotated[int | None, typer.Option(help="Training epochs per fold (overrides the recipe).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Train for this many passes over each fold's training data (overrides the recipe's classifier.epochs, and its classifier.steps: with more data, more updates).", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help="Train for this many optimiser steps per fold and seed whatever the data, validating every classifier.eval_every (default: once per pass), so every experiment gets the same updates (overrides the recipe's classifier.steps).", show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="Name of the results: /results/NAME. Default: from the settings.", show_default=False)] = None,
-    compare_with: Annotated[str | None, typer.Option(help="A /results name run on the same folds and seeds (e.g. the real-only run): store and print the paired UAR difference against it, with a 95 % bootstrap interval over (fold, seed) pairs and a Wilcoxon signed-rank p.", show_default=False)] = None,
+    compare_with: Annotated[str | None, typer.Option(help="A /results name run on the same folds and seeds (e.g. the real-only run): store and print the UAR difference against it with the fold as the unit (seeds averaged within each fold): the mean over folds with the 95 % interval and p of the corrected resampled t-test, and the sign-flip permutation p over folds.", show_default=False)] = None,
     workers: Annotated[int, typer.Option(help="(fold, seed) trainings run at once, each in its own process on --threads / N torch threads (at least 1); the results do not depend on N. 1: one after another in this process. The CNN-BLSTM gains little from a second thread, so on 2 cores --workers 2 --threads 2 beats --threads 2 alone.")] = 1,
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
@@ -323,7 +338,7 @@ def classify(
     threads: ThreadsOpt = None,
 ) -> None:
     """Train and test the CNN-BLSTM per fold (UAR per utterance) -> /results/NAME."""
-    use_threads(threads)
+    _threads(threads)
     from emodiff.classify import ClassifyRequest
     from emodiff.classify import classify as run_classify
     from emodiff.cli.render import classify_summary
@@ -335,7 +350,10 @@ def classify(
         target_fraction=target_fraction, train_on=train_on, augment=augment, allow_leak=allow_leak, repeats=repeats,
         split_seed=split_seed, name=name, device=device, overwrite=overwrite, compare_with=compare_with,
         workers=workers)
-    cfg = override(load_recipe(recipe).classifier, "--epochs", epochs=epochs)
+    cfg = load_recipe(recipe).classifier
+    if epochs is not None and steps is None:  # an epochs budget replaces the recipe's step budget
+        cfg = override(cfg, "--epochs", epochs=epochs, steps=0, eval_every=0)
+    cfg = override(cfg, "--epochs/--steps", epochs=epochs, steps=steps)
     for job in request.jobs(cfg, prepared=lambda: _prepared_corpora(request.store)):
         with _Bar("classify") as bar:
             result = run_classify(job, bar)
@@ -377,7 +395,7 @@ def quality(
     threads: ThreadsOpt = None,
 ) -> None:
     """How good a synthetic set is (docs/quality.md): TSTR vs TRTR on speakers the generator never saw, a two-sample AUC, per-emotion consistency, Frechet distance, MAD -> /quality/NAME."""
-    use_threads(threads)
+    _threads(threads)
     from emodiff.cli.render import quality_summary
     from emodiff.config import load_recipe
     from emodiff.quality import QualityJob, assess
@@ -403,7 +421,7 @@ def report(
     threads: ThreadsOpt = None,
 ) -> None:
     """The store as a self-contained report folder: tables, figures, vocoded audio, provenance (docs/report.md)."""
-    use_threads(threads)
+    _threads(threads)
     from emodiff.report import ReportJob, build_report
     from emodiff.store import resolve_store
 
@@ -430,7 +448,7 @@ def study(
     threads: ThreadsOpt = None,
 ) -> None:
     """The whole study: prepare, embed, train leak-free generators, sample, classify each experiment, quality, report."""
-    use_threads(threads)
+    _threads(threads)
     from emodiff.config import load_recipe, override
     from emodiff.store import resolve_store
     from emodiff.study import StudyJob, run_study

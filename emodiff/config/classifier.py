@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import get_args
 
 from emodiff.config.settings import LrSchedule, SettingError, integers, numbers
@@ -31,15 +31,30 @@ class ClassifierConfig:
     # Not in the paper (its defaults leave them off); docs/classify.md "A baseline for RAVDESS" has what each gives.
     time_pool: int = 1  # max-pool the conv output over time by this factor before the BLSTM (1: none)
     normalize: bool = False  # standardise each mel bin by the training segments' mean and std (valid frames)
-    schedule: LrSchedule = "constant"  # lr per step: constant, or cosine from lr down to 0 over `epochs` epochs
-    patience: int = 0  # stop after this many epochs without a better validation UAR (0: train every epoch)
-    select_from: int = 1  # the first epoch validated and eligible as the best (the last one if epochs is fewer)
+    schedule: LrSchedule = "constant"  # lr per step: constant, or cosine from lr down to 0 over the training's steps
+    patience: int = 0  # stop after this many validations without a better validation UAR (0: never)
+    select_from: int = 1  # the first epoch (with `steps`: step) validated and eligible as the best (else the last)
+    # A fixed budget of optimiser steps, whatever the data (0: `epochs` passes over the data instead), so that an
+    # augmentation that adds segments does not also buy more updates (docs/classify.md "Equal training").
+    steps: int = 0
+    eval_every: int = 0  # with `steps`: validate every this many steps (0: once per pass over the training data)
+
+    def recorded(self) -> dict:
+        """What a result records of this section (its ``config`` attr): every field, but ``steps`` and
+        ``eval_every`` only when ``steps`` is set, so results recorded before they existed keep their hash."""
+        out = asdict(self)
+        if not self.steps:
+            del out["steps"], out["eval_every"]
+        return out
 
     def __post_init__(self) -> None:
         integers(self, "classifier", 1, "mel_channels", "channels", "kernel_size", "lstm_hidden", "epochs",
                   "batch_size", "time_pool", "select_from")
         integers(self, "classifier", 2, "n_classes")
-        integers(self, "classifier", 0, "seed", "patience")
+        integers(self, "classifier", 0, "seed", "patience", "steps", "eval_every")
+        if self.eval_every and not self.steps:
+            raise SettingError("classifier", "eval_every", self.eval_every,
+                               "0 unless classifier.steps is set (epochs validate once per epoch)")
         if not isinstance(self.normalize, bool):
             raise SettingError("classifier", "normalize", self.normalize, "true or false")
         if self.schedule not in get_args(LrSchedule):

@@ -8,6 +8,7 @@ from typing import get_args
 from emodiff.config.settings import GeneratorName, SettingError, integers
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment
+from emodiff.ser.protocols import MAX_PARTITIONS, WithinCorpus
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class StudyConfig:
 
     corpus: str = "ravdess"
     root: str = ""  # the corpus folder; "" with ravdess: the bundled 6-actor sample
-    folds: str = "loso"  # the classify protocol: loso | session | groups:K
+    folds: str = "loso"  # the classify protocol: loso | session | groups:K | groups:KxR (R partitions)
     train_steps: int = 0  # steps of each per-fold generator of this recipe's family; 0: train.steps
     samples: int = 256  # segments drawn from each generator
     experiments: str = "real, synthetic, real+synthetic, real+synthetic+mixup"  # comma-separated classify runs
@@ -43,9 +44,11 @@ class StudyConfig:
         for name in ("corpus", "report"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise SettingError("study", name, getattr(self, name), "a non-empty string")
-        kind, _, k = self.folds.partition(":")
-        if not (self.folds in ("loso", "session") or kind == "groups" and k.isdigit() and int(k) >= 3):
-            raise SettingError("study", "folds", self.folds, "loso, session or groups:K with an integer K >= 3")
+        try:
+            WithinCorpus.parse(self.folds, where="study.folds")
+        except EmodiffError:
+            raise SettingError("study", "folds", self.folds, "loso, session or groups:K with an integer K >= 3, or "
+                               f"groups:KxR with R in 1..{MAX_PARTITIONS}") from None
         if self.vocoder not in VOCODERS:
             raise SettingError("study", "vocoder", self.vocoder, f"one of {', '.join(VOCODERS)}")
         for name in ("experiments", "adaptation_experiments"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -26,19 +27,31 @@ from emodiff import __version__
 from emodiff import store as st
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
+from emodiff.paths import checked_path
 from emodiff.progress import QUIET, Progress
 from emodiff.report import figures
 from emodiff.report.audio import write_clip
 from emodiff.report.blocks import AudioGrid, Clip
 from emodiff.report.collect import StoreContents, collect
-from emodiff.report.document import LEAKY, Artifacts, MelFigure, PairedFigures, document, missing_notes
+from emodiff.report.document import (
+    LEAKY,
+    Artifacts,
+    MelFigure,
+    PairedFigures,
+    document,
+    holm_by_result,
+    missing_notes,
+)
 from emodiff.report.examples import real_examples, synthetic_examples
 from emodiff.report.experiments import experiments, trained_on
 from emodiff.report.html import GENERATOR, render_html
 from emodiff.report.markdown import render_markdown
 from emodiff.report.optional import VOCODER_KINDS, VocoderKind, assess_quality, vocoder_with_note
 
-__all__ = ["ReportJob", "ReportResult", "build_report", "VOCODER_KINDS"]
+__all__ = ["MANIFEST", "TMP_ROOM", "ReportJob", "ReportResult", "build_report", "check_out", "own_files",
+           "VOCODER_KINDS"]
+
+TMP_ROOM = len(".partial-") + 8  # what the temporary folder's name, .<out>.partial-<pid>, adds to --out's name
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,7 @@ class ReportJob:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        checked_path(self.out, "--out", room=TMP_ROOM)
         if self.vocoder not in VOCODER_KINDS:
             raise EmodiffError(f"--vocoder {self.vocoder!r}: expected one of {', '.join(VOCODER_KINDS)}")
         if self.examples < 0:
@@ -86,7 +100,7 @@ def build_report(job: ReportJob, progress: Progress = QUIET) -> ReportResult:
     store, out = Path(job.store), Path(job.out)
     with st.open_store(store):  # a missing or non-HDF5 store fails here, before anything is written
         pass
-    _check_out(out)
+    check_out(out)
     art = Artifacts()
     if job.quality:
         progress.note("quality metrics the store lacks")
@@ -108,7 +122,9 @@ def build_report(job: ReportJob, progress: Progress = QUIET) -> ReportResult:
         doc = document(contents, art, _versions())
         (tmp / "index.html").write_text(render_html(doc), encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(doc), encoding="utf-8")
+        _write_manifest(tmp)
         if out.exists():
+            check_out(out)  # again: a file may have been put there while the report was built
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
@@ -120,8 +136,14 @@ def build_report(job: ReportJob, progress: Progress = QUIET) -> ReportResult:
                         vocoder=voc_name, seconds=time.perf_counter() - start)
 
 
-def _check_out(out: Path) -> None:
-    """``out`` may be new, an empty folder, or an earlier report; anything else is refused (we replace it)."""
+def check_out(out: Path) -> None:
+    """``out`` may be new, an empty folder, or a folder holding only what an earlier report wrote (:func:`own_files`);
+    anything else is refused, naming the first file a report did not write (the whole folder is replaced)."""
+    if out.name in ("", ".."):  # ".", "..", "/": no name to build the new report beside it under
+        raise EmodiffError(f"--out {out}: expected a folder by name (e.g. report, or its full path): a report is "
+                           "built beside it and replaces it whole")
+    if out.is_symlink():
+        raise EmodiffError(f"--out {out}: a symbolic link (to {os.readlink(out)}); give the folder itself")
     if not out.exists():
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,10 +154,61 @@ def _check_out(out: Path) -> None:
         return
     if not out.is_dir():
         raise EmodiffError(f"{out}: exists and is not a folder; choose another --out")
-    index = out / "index.html"
-    if any(out.iterdir()) and not (index.is_file() and GENERATOR in index.read_text(errors="replace")[:2000]):
-        raise EmodiffError(f"{out}: exists and is not an emodiff report (no index.html made by `emodiff report`); "
-                           "choose another --out")
+    own = own_files(out)
+    foreign = sorted(_members(out) - own)
+    if not foreign:
+        return
+    more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+    if not own:
+        raise EmodiffError(f"{out}: exists and is not an emodiff report (no {MANIFEST} or index.html written by "
+                           f"`emodiff report`), and holds {foreign[0]}{more}; choose another --out")
+    raise EmodiffError(f"{out / foreign[0]}: not written by `emodiff report`{more}; a new report replaces the whole "
+                       f"folder {out}, so move it away or choose another --out")
+
+
+MANIFEST = "manifest.json"  # in a report folder: the files that report wrote, which the next one may replace
+_LEGACY = re.compile(r"index\.html|report\.md|figures|audio|figures/[A-Za-z0-9._-]+\.png|audio/[A-Za-z0-9._-]+\.wav")
+
+
+def own_files(out: Path) -> set[str]:
+    """The files and folders of the report folder ``out`` (relative, '/'-separated) that a report wrote.
+
+    Those its :data:`MANIFEST` lists (files and folders). A report made before manifests existed,
+    recognised by the generator mark of its index.html, owns the names a report writes: index.html,
+    report.md, figures/, audio/, figures/*.png and audio/*.wav. Anything else is the user's. Empty when ``out`` holds no
+    report.
+    """
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        manifest = None
+    if isinstance(manifest, dict) and manifest.get("emodiff_report") == 1 and isinstance(manifest.get("files"), list):
+        files = {str(f) for f in [*manifest["files"], *manifest.get("folders", [])]} | {MANIFEST}
+    else:
+        index = out / "index.html"
+        if index.is_symlink() or not index.is_file() or GENERATOR not in index.read_text(errors="replace")[:2000]:
+            return set()
+        files = {m for m in _members(out) if _LEGACY.fullmatch(m)}
+    return files | {parent.as_posix() for f in files for parent in Path(f).parents if parent != Path(".")}
+
+
+def _members(out: Path) -> set[str]:
+    """Every file and folder under ``out``, relative and '/'-separated; a link counts as a file (never followed)."""
+    found: set[str] = set()
+    for folder, dirs, files in os.walk(out):
+        rel = Path(folder).relative_to(out)
+        for name in [*dirs, *files]:
+            found.add((rel / name).as_posix())
+    return found
+
+
+def _write_manifest(folder: Path) -> None:
+    """``folder``'s :data:`MANIFEST`: the files and folders of the report just built there."""
+    members = sorted(_members(folder))
+    listing = {"emodiff_report": 1, "emodiff_version": __version__,
+               "files": [m for m in members if not (folder / m).is_dir()],
+               "folders": [m for m in members if (folder / m).is_dir()]}
+    (folder / MANIFEST).write_text(json.dumps(listing, indent=1) + "\n", encoding="utf-8")
 
 
 def _device(device: str) -> str:
@@ -204,8 +277,10 @@ def _draw_figures(c: StoreContents, tmp: Path, art: Artifacts) -> list[Path]:
         if e.kind == "adaptation" or not compared:
             continue
         baseline = compared[0].paired.baseline  # type: ignore[union-attr]
-        rows = [figures.Interval(trained_on(r), r.paired.mean_diff, r.paired.ci_low, r.paired.ci_high,  # type: ignore[union-attr]
-                                 r.paired.p_value, r.paired.n_pairs) for r in compared]  # type: ignore[union-attr]
+        adjusted = holm_by_result(e)
+        rows = [figures.Interval(trained_on(r), pc.mean_diff, pc.corrected.low, pc.corrected.high, pc.corrected.p,
+                                 adjusted[r.name], pc.n_folds, pc.n_seeds)
+                for r in compared if (pc := r.paired) is not None]
         path, forest = png(f"paired-{e.train_corpus}-{e.test_corpus}-{e.protocol}")
         figures.forest_png(path, rows, baseline, level=compared[0].paired.level)  # type: ignore[union-attr]
         base = next((r for r in e.results if r.name == baseline), None)

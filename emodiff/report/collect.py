@@ -21,7 +21,7 @@ from emodiff import store as st
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment
 from emodiff.records import Corpus, Embeddings, Fold, Meta, Quality, Results, Run, Synthetic, children
-from emodiff.ser.paired import PairedComparison
+from emodiff.ser.paired import PairedComparison, compare
 from emodiff.summary import CorpusStats, corpus_stats
 
 T = TypeVar("T")
@@ -101,6 +101,13 @@ class FoldInfo:
     best_epoch: int | None
     seed: int | None
     confusion: np.ndarray | None  # [4, 4] counts, rows true, columns predicted
+    n_train: int | None = None  # utterances trained and tested on (the fold's `n_train`, `n_test` attrs)
+    n_test: int | None = None
+
+    @property
+    def unit(self) -> str:
+        """The fold without its seed: the name before ``@seedN``, which every seed of the fold shares."""
+        return self.name.split("@seed")[0]
 
 
 @dataclass
@@ -108,7 +115,7 @@ class ResultInfo:
     name: str
     corpus: str  # the test corpus
     train_corpus: str
-    protocol: str  # loso | session | groups:K | cross-corpus | adaptation | as stored
+    protocol: str  # loso | session | groups:K | groups:KxR | cross-corpus | adaptation | as stored
     target_fraction: float | None
     train_on: str
     augment: str  # "synthetic+mixup:0.2"-style, "" for none
@@ -121,7 +128,9 @@ class ResultInfo:
     folds: list[FoldInfo]
     classifier: dict[str, Any]  # the config's classifier section
     meta: GroupMeta
-    paired: PairedComparison | None = None  # against its baseline over the same (fold, seed) pairs (`paired_*`)
+    baseline: str = ""  # the result it is compared with (`paired_baseline`, else the config's `baseline`)
+    paired_attrs: dict[str, Any] = field(default_factory=dict)  # the `paired_*` attrs as stored
+    paired: PairedComparison | None = None  # against `baseline`, the fold as the unit (see pair_results)
 
     @property
     def confusion(self) -> np.ndarray | None:
@@ -162,6 +171,7 @@ def collect(store: Path) -> StoreContents:
         out.synthetic = _each(f, "synthetic", out.problems, lambda name: _synthetic(Synthetic.read(f, name)))
         out.quality = _each(f, "quality", out.problems, lambda name: _quality(Quality.read(f, name)))
         out.results = _each(f, "results", out.problems, lambda name: _result(Results.read(f, name)))
+    pair_results(out.results, out.problems)
     return out
 
 
@@ -220,8 +230,56 @@ def _quality(q: Quality) -> QualityInfo:
 
 
 def _fold(x: Fold) -> FoldInfo:
+    sizes = [x.attrs.get(k) for k in ("n_train", "n_test")]
+    n_train, n_test = (int(v) if isinstance(v, (int, np.integer)) else None for v in sizes)
     return FoldInfo(name=x.name, uar=x.uar, wa=x.wa, f1=x.f1, best_epoch=x.best_epoch, seed=x.seed,
-                    confusion=x.confusion)
+                    confusion=x.confusion, n_train=n_train, n_test=n_test)
+
+
+def uar_by_key(r: ResultInfo) -> dict[tuple[str, int], float]:
+    """UAR per (fold, seed) of ``r``: the fold's name without ``@seedN``, and its ``seed`` attr (else 0)."""
+    return {(f.unit, f.seed if f.seed is not None else 0): f.uar for f in r.folds if f.uar is not None}
+
+
+def pair_results(results: list[ResultInfo], problems: list[str]) -> None:
+    """Set each result's ``paired`` comparison with its ``baseline``, the fold as the unit.
+
+    When the baseline is in the store, the comparison is recomputed from the two results'
+    per-(fold, seed) UARs and the folds' ``n_test``/``n_train`` (emodiff.ser.paired.compare, with
+    the settings classify uses), so a store written before the fold was the unit gets fold-level
+    statistics too. Otherwise the ``paired_*`` attrs are read as stored; a pair-level comparison
+    of an older store is then not shown, and ``problems`` says why.
+    """
+    by_name = {r.name: r for r in results}
+    for r in results:
+        if not r.baseline:
+            continue
+        base = by_name.get(r.baseline)
+        if base is not None:
+            sizes = {f.unit: (f.n_test, f.n_train) for f in r.folds}
+            if all(n_test is not None and n_train is not None for n_test, n_train in sizes.values()):
+                try:
+                    r.paired = compare(uar_by_key(base), uar_by_key(r), sizes,  # type: ignore[arg-type]
+                                       experiment=r.name, baseline=base.name)
+                    continue
+                except EmodiffError as err:
+                    why = str(err)
+            else:
+                why = "its folds lack the n_test and n_train attrs"
+            problems.append(f"/results/{r.name}: its comparison with /results/{base.name} could not be computed "
+                            f"from the folds ({why}); the stored paired_* attrs are shown, if any")
+        try:
+            r.paired = PairedComparison.from_attrs(r.paired_attrs, r.name)
+        except (KeyError, ValueError, TypeError) as err:
+            problems.append(f"/results/{r.name}: its paired_* attrs could not be read ({type(err).__name__}: "
+                            f"{err}); no comparison shown")
+            continue
+        if r.paired is None and base is None and "paired_mean_diff" in r.paired_attrs:
+            problems.append(f"/results/{r.name}: holds a comparison over (fold, seed) pairs from before the fold "
+                            f"was the unit, and its baseline /results/{r.baseline} is not in the store to recompute "
+                            "it from; not shown")
+
+
 def augment_text(value: object) -> str:
     """The ``augment`` attr as text; older results keep it only as the config's dict."""
     if isinstance(value, str):
@@ -258,4 +316,6 @@ def _result(r: Results) -> ResultInfo:
         uar=metric_of(r.summary("uar"), [f.uar for f in folds]),
         wa=metric_of(r.summary("wa"), [f.wa for f in folds]),
         f1=metric_of(r.summary("f1"), [f.f1 for f in folds]),
-        folds=folds, classifier=classifier, meta=r.meta, paired=PairedComparison.from_attrs(r.attrs, r.name))
+        folds=folds, classifier=classifier, meta=r.meta,
+        baseline=_str(r.attrs, "paired_baseline") or str(cfg.get("baseline") or ""),
+        paired_attrs={k: v for k, v in r.attrs.items() if k.startswith("paired_")})

@@ -13,9 +13,11 @@ from typing import Any
 
 from emodiff.emotions import EMOTIONS
 from emodiff.report.blocks import AudioGrid, Block, Details, Document, Figure, Gallery, Paragraph, Section, Table
-from emodiff.report.collect import GroupMeta, ResultInfo, StoreContents
+from emodiff.report.collect import GroupMeta, ResultInfo, StoreContents, uar_by_key
 from emodiff.report.examples import MIN_FRAMES
 from emodiff.report.experiments import ResultTable, classifier_words, experiments, setting_sentence, trained_on
+from emodiff.ser.inference import holm
+from emodiff.ser.paired import PairedComparison, format_p
 
 LEAKY = "⚠ leaky"
 LEAK_NOTE = (f"{LEAKY}: the generator of the synthetic set this result used was trained on speakers that the result "
@@ -222,8 +224,11 @@ def experiment_table(e: ResultTable, corpora: dict) -> Table:
     has_wa = any(r.wa is not None for r in e.results)
     has_f1 = any(r.f1 is not None for r in e.results)
     paired = any(r.paired is not None for r in e.results)
+    adjusted = holm_by_result(e)
+    tested = sum(not math.isnan(p) for p in adjusted.values())
+    compared = ["vs baseline: pp [95 % CI]", "p, corrected t", "p, Holm", "p, permutation"]
     headers = ["trained on", "result", *(["target %"] if adapt else []), "UAR %", *(["WA %"] if has_wa else []),
-               *(["macro-F1 %"] if has_f1 else []), *(["vs baseline: pp [95 % CI], p"] if paired else []),
+               *(["macro-F1 %"] if has_f1 else []), *(compared if paired else []),
                "folds × repeats", *([] if adapt else ["paper UAR %"])]
     rows = []
     for r in e.results:
@@ -234,7 +239,10 @@ def experiment_table(e: ResultTable, corpora: dict) -> Table:
         row += [mean_std(r.wa)] if has_wa else []
         row += [mean_std(r.f1)] if has_f1 else []
         if paired:
-            row.append("—" if r.paired is None else r.paired.text())
+            c = r.paired
+            row += (["—"] * len(compared) if c is None else
+                    [c.interval_text(), format_p(c.corrected.p), format_p(adjusted[r.name]),
+                     ("≈ " if c.permutation.method == "monte carlo" else "") + format_p(c.permutation.p)])
         row.append(f"{r.folds_per_repeat} × {r.repeats}")
         if not adapt:
             paper = e.paper_uar(r)
@@ -251,14 +259,25 @@ def experiment_table(e: ResultTable, corpora: dict) -> Table:
                      "only: a different corpus and protocol, not a like-for-like comparison.")
     if paired:
         bases = sorted({r.paired.baseline for r in e.results if r.paired is not None})
-        notes.append(f"vs baseline: the paired UAR difference to {', '.join(bases)} over the same (fold, seed) "
-                     "pairs, in percentage points, with its 95 % bootstrap interval and the Wilcoxon signed-rank p "
-                     "(Figure 5); `paired_*` attrs of the result.")
+        notes.append(f"vs baseline: the UAR difference to {', '.join(bases)} with the fold as the unit: each fold's "
+                     "difference averaged over its seeds, then the mean over folds in percentage points with the "
+                     "95 % interval of the corrected resampled t-test (Nadeau & Bengio 2003); p, corrected t: its "
+                     "two-sided p; p, Holm: that p adjusted by Holm's step-down method over the "
+                     f"{tested} tested comparison{'s' if tested != 1 else ''} of this table; p, permutation: "
+                     "the exact sign-flip permutation p over folds (≈: Monte Carlo, above 20 folds). Per fold and "
+                     "seed: the fold × seed tables under Figure 5.")
     if any(r.leaky for r in e.results):
         notes.append(LEAK_NOTE)
     caption = f"{TABLE_NAMES[e.kind]} — UAR %, {e.title}"
     return Table(caption, headers, rows, numeric, leaky_rows={i for i, r in enumerate(e.results) if r.leaky},
                  notes=notes)
+
+
+def holm_by_result(e: ResultTable) -> dict[str, float]:
+    """Each compared result's corrected-t p adjusted by Holm over the table's comparisons (NaN: no test)."""
+    compared = [r for r in e.results if r.paired is not None]
+    adjusted = holm([r.paired.corrected.p for r in compared])  # type: ignore[union-attr]
+    return {r.name: float(p) for r, p in zip(compared, adjusted, strict=True)}
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -311,24 +330,77 @@ def confusion_blocks(c: StoreContents, art: Artifacts) -> list[Block]:
 
 
 def paired_blocks(exps: list[ResultTable], art: Artifacts) -> list[Block]:
-    shown = [e for e in exps if e.title in art.paired]
-    if not shown:
+    compared = [e for e in exps if any(r.paired is not None for r in e.results)]
+    if not compared:
         return [Paragraph("No paired comparisons: run each experiment with `emodiff classify ... --repeats 3 "
                           "--compare-with NAME` (NAME: the real-only result on the same folds), or `emodiff study`, "
                           "which does so for every experiment.", "missing")]
     out: list[Block] = [Paragraph(
-        "Each experiment against its baseline on the same folds and seeds: the mean of the per-(fold, seed) UAR "
-        "differences in percentage points, a 95 % percentile-bootstrap interval over those pairs, and the two-sided "
-        "Wilcoxon signed-rank p. An interval that crosses 0 shows no clear difference.")]
-    for e in shown:
-        f = art.paired[e.title]
-        out.append(Figure(f.forest, f"Figure 5 — {e.title}: paired UAR difference to `{f.baseline}`, with its "
-                          "interval and p.", f"forest plot of paired differences, {e.title}"))
-        if f.recall:
-            out.append(Figure(f.recall, f"Figure 5b — {e.title}: per-emotion recall (the diagonal of the summed, "
-                              f"row-normalised confusion) of {f.baseline} and of the experiment with the largest mean "
-                              f"difference, {f.best}.", f"per-emotion recall, {e.title}"))
+        "Each experiment against its baseline on the same folds and seeds, the fold as the unit: a fold's seeds "
+        "share its test speakers, training data and generator, so its UAR differences are averaged over the seeds "
+        "first. The forest plot shows the mean of these fold differences in percentage points with the 95 % "
+        "interval of the corrected resampled t-test (its variance widened by n_test/n_train for the training data "
+        "the folds share; Nadeau & Bengio 2003, Bouckaert & Frank 2004), its two-sided p and that p adjusted by "
+        "Holm over the table's comparisons. An interval that crosses 0 shows no clear difference. The tables "
+        "below give every fold and seed.")]
+    results = {r.name: r for e in exps for r in e.results}
+    for e in compared:
+        f = art.paired.get(e.title)
+        if f is not None:
+            out.append(Figure(f.forest, f"Figure 5 — {e.title}: paired UAR difference to `{f.baseline}` per fold "
+                              "(seeds averaged), with its corrected-t interval, p and Holm-adjusted p.",
+                              f"forest plot of paired differences, {e.title}"))
+            if f.recall:
+                out.append(Figure(f.recall, f"Figure 5b — {e.title}: per-emotion recall (the diagonal of the summed, "
+                                  f"row-normalised confusion) of {f.baseline} and of the experiment with the largest "
+                                  f"mean difference, {f.best}.", f"per-emotion recall, {e.title}"))
+        out += [fold_seed_table(r, r.paired, results.get(r.paired.baseline)) for r in e.results
+                if r.paired is not None]
     return out
+
+
+def fold_seed_table(r: ResultInfo, c: PairedComparison, base: ResultInfo | None) -> Table:
+    """UAR % per fold (rows) and seed (columns) of result ``r``, each fold's mean over seeds, the baseline's,
+    and their difference d_j from comparison ``c`` (the unit of its tests); a last row of means over folds."""
+    uar = uar_by_key(r)
+    base_uar = uar_by_key(base) if base is not None else {}
+    folds = list(dict.fromkeys(fold for fold, _ in sorted(uar)))
+    seeds = sorted({seed for _, seed in uar})
+    diffs = dict(c.fold_diffs)
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) / len(known) if known and len(known) == len(values) else None
+
+    def cell(x: float | None) -> str:
+        return "—" if x is None else pct(x)
+
+    def diff(x: float | None) -> str:
+        return "—" if x is None else f"{100 * x:+.2f}".replace("-", "−")
+
+    grid = [[uar.get((fold, s)) for s in seeds] for fold in folds]
+    exp_means = [mean(row) for row in grid]
+    base_means = [mean([base_uar.get((fold, s)) for s in seeds]) for fold in folds]
+    rows = [[fold, *map(cell, row), cell(m), cell(b), diff(diffs.get(fold))]
+            for fold, row, m, b in zip(folds, grid, exp_means, base_means, strict=True)]
+    rows.append(["mean over folds", *(cell(mean([row[k] for row in grid])) for k in range(len(seeds))),
+                 cell(mean(exp_means)), cell(mean(base_means)), diff(mean([diffs.get(fold) for fold in folds]))])
+    headers = ["fold", *(f"seed {s}" for s in seeds), "mean over seeds", f"{c.baseline}: mean over seeds",
+               "difference pp"]
+    notes = [f"UAR % of `{r.name}` per fold and seed; the difference is its mean over seeds minus `{c.baseline}`'s "
+             f"in the same fold, in percentage points: the {c.n_folds} observations of the tests. Folds better / "
+             f"worse / equal: {c.wins} / {c.losses} / {c.ties}. {c.text()}."]
+    if c.n_folds > 1:
+        low, high = (f"{100 * x:+.1f}".replace("-", "−") for x in c.bootstrap)
+        notes.append(f"Corrected t = {c.corrected.t:.2f} with {c.corrected.df} df and n_test/n_train = "
+                     f"{c.test_train_ratio:.3g}; the percentile bootstrap over folds (each resampled whole, with its "
+                     f"seeds) gives [{low}, {high}] pp; permutation p: {c.permutation.method}, "
+                     f"{c.permutation.patterns} sign patterns.")
+    if not diffs:
+        notes.append(f"`{c.baseline}` is not in the store: the comparison is the one stored with the result.")
+    leak = f" {LEAKY}" if r.leaky else ""
+    return Table(f"Fold × seed UAR % — `{r.name}` ({trained_on(r)}) against `{c.baseline}`{leak}", headers, rows,
+                 [False] + [True] * (len(headers) - 1), notes=notes)
 
 
 def adaptation_blocks(exps: list[ResultTable], art: Artifacts) -> list[Block]:

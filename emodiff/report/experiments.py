@@ -14,6 +14,7 @@ from emodiff.errors import EmodiffError
 from emodiff.experiments import PAPER_ROWS, Experiment
 from emodiff.report.collect import ResultInfo
 from emodiff.ser.classifier import ClassifierConfig
+from emodiff.ser.protocols import WithinCorpus
 from emodiff.summary import CorpusStats
 
 Kind = Literal["within", "cross", "adaptation"]
@@ -133,7 +134,12 @@ def protocol_words(exp: ResultTable) -> str:
     elif p == "session":
         text = f"leave-one-session-out over {n} sessions"
     elif p.startswith("groups:"):
-        text = f"{p.partition(':')[2]} speaker groups, one held out per fold"
+        try:
+            within = WithinCorpus.parse(p, where="protocol")
+            text = f"{within.k} speaker groups, one held out per fold" + (
+                f", {within.partitions} partitions of the speakers" if within.partitions > 1 else "")
+        except EmodiffError:  # a store written before the text was checked (K < 3)
+            text = f"{p.partition(':')[2]} speaker groups, one held out per fold"
     elif p == "cross-corpus":
         text = f"trained on {exp.train_corpus}, tested on {exp.test_corpus}"
     elif p == "adaptation":

@@ -92,35 +92,48 @@ def adaptation_png(path: Path, curves: list[Curve], title: str) -> None:
 
 @dataclass
 class Interval:
-    """One row of the forest plot: an experiment's mean paired UAR difference against the baseline and its
-    confidence interval (fractions), the Wilcoxon p and the number of (fold, seed) pairs."""
+    """One row of the forest plot: an experiment's mean fold-level UAR difference against the baseline, its
+    corrected-t interval (fractions; NaN with one fold), p and Holm-adjusted p, and its folds and seeds."""
 
     label: str
     mean: float
     low: float
     high: float
     p: float
-    n: int
+    p_holm: float
+    folds: int
+    seeds: int
+
+
+def _p(p: float) -> str:
+    return "—" if np.isnan(p) else f"{p:.2g}"
 
 
 def forest_png(path: Path, rows: list[Interval], baseline: str, level: float = 0.95) -> None:
-    """Each experiment's paired difference in UAR against ``baseline`` (percentage points) with its interval,
-    one row per experiment, the zero line marked: an interval that crosses it shows no clear difference."""
+    """Each experiment's fold-level difference in UAR against ``baseline`` (percentage points) with its
+    corrected-t interval, one row per experiment, the zero line marked: an interval that crosses it shows
+    no clear difference. A row of one fold has no interval: its point only."""
     fig = Figure(figsize=(7.0, 0.55 * len(rows) + 1.4), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(rows))[::-1]
     for yi, r in zip(y, rows, strict=True):
-        clear = r.low > 0 or r.high < 0
+        tested = not (np.isnan(r.low) or np.isnan(r.high))
+        clear = tested and (r.low > 0 or r.high < 0)
         colour = ("#2f855a" if r.mean > 0 else "#c53030") if clear else "#52606d"
-        ax.plot([100 * r.low, 100 * r.high], [yi, yi], color=colour, linewidth=2)
+        if tested:
+            ax.plot([100 * r.low, 100 * r.high], [yi, yi], color=colour, linewidth=2)
+            note = (f"{100 * r.mean:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], p = {_p(r.p)}, "
+                    f"Holm {_p(r.p_holm)}")
+        else:
+            note = f"{100 * r.mean:+.1f}, one fold: no test"
         ax.plot([100 * r.mean], [yi], marker="s", color=colour, markersize=7)
-        ax.annotate(f"{100 * r.mean:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], p = {r.p:.2g}",
-                    (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+        ax.annotate(note, (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
     ax.axvline(0.0, color="#9aa5b1", linestyle="--", linewidth=1)
-    ax.set_yticks(y, [f"{r.label} (n = {r.n})" for r in rows])
-    ax.set_xlabel(f"UAR difference to {baseline} (percentage points), {100 * level:g} % bootstrap interval")
+    ax.set_yticks(y, [f"{r.label} ({r.folds} folds × {r.seeds} seeds)" for r in rows])
+    ax.set_xlabel(f"UAR difference to {baseline} (pp), mean over folds of the seed means;\n"
+                  f"{100 * level:g} % corrected resampled t interval")
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title(f"Paired difference to {baseline} over the same folds and seeds", fontsize=10)
+    ax.set_title(f"Paired difference to {baseline}, the fold as the unit", fontsize=10)
     fig.savefig(path, bbox_inches="tight")
 
 

@@ -14,6 +14,8 @@ before the BLSTM, which then runs over ceil(frames / p) steps: the BLSTM is ~90 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -138,6 +140,16 @@ def mixup(x: torch.Tensor, y_onehot: torch.Tensor, alpha: float,
     x_mix = lam * x + (1.0 - lam) * x[perm]
     y_mix = lam * y_onehot + (1.0 - lam) * y_onehot[perm]
     return x_mix, y_mix
+
+
+class SpecAugment(NamedTuple):
+    """SpecAugment's strength, in :func:`spec_augment`'s argument order; the defaults are ``--augment specaugment``'s
+    (two masks of each kind, as Park et al. 2019's "LD" policy, with widths for 80 bins and 256 frames)."""
+
+    n_freq_masks: int = 2
+    freq_width: int = 8
+    n_time_masks: int = 2
+    time_width: int = 20
 
 
 def spec_augment(x: torch.Tensor, frames: torch.Tensor, n_freq_masks: int = 2, freq_width: int = 8,

@@ -15,7 +15,7 @@ import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,10 @@ from emodiff import store as st
 from emodiff.corpora import CORPORA
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
+from emodiff.experiments import Augment
 from emodiff.parallel import thread_budget, use_threads
 from emodiff.records import Augmented, Corpus, Synthetic
-from emodiff.ser.classifier import ClassifierConfig
+from emodiff.ser.classifier import ClassifierConfig, SpecAugment
 from emodiff.ser.metrics import macro_f1, uar, weighted_accuracy
 from emodiff.ser.protocols import Fold
 from emodiff.ser.training import Segments, fit, utterance_scores
@@ -41,10 +42,7 @@ class FoldSpec:
     corpora: tuple[str, ...]  # read, source first
     classifier: ClassifierConfig
     real: bool = True  # train on the fold's real utterances (False: on synthetic segments alone)
-    offline: tuple[str, ...] = ()  # /augmented kinds added to the real utterances
-    mixup: float | None = None
-    specaugment: bool = False
-    shuffle: bool = False  # permute the synthetic segments' labels (a control; emodiff/experiments.py)
+    augment: Augment = field(default_factory=Augment)  # what is added to the data, and the controls
     device: str = "auto"
     workers: int = 1
 
@@ -60,6 +58,8 @@ class FoldResult:
     seed: int = 0
     synthetic: str = ""
     epochs_run: int = 0  # below the recipe's epochs when early stopping ended the fold
+    best_step: int = 0  # optimiser steps taken when the kept weights were validated
+    steps_run: int = 0  # optimiser steps taken in all (fewer than planned when early stopping ended the fold)
 
 
 @dataclass
@@ -75,6 +75,7 @@ class CorpusData:
     ids: np.ndarray  # [U]
     corpus: np.ndarray  # [U]
     offset: dict[str, int]  # first utterance row of each corpus
+    gender: np.ndarray | None = None  # [U] "F"/"M"; None when a corpus's table has no gender column
 
     @property
     def qualified(self) -> np.ndarray:
@@ -128,8 +129,9 @@ def read_corpora(store: Path, corpora: list[str], segments: bool = True) -> Corp
     def col(key: str) -> np.ndarray:
         return np.concatenate([t[key] for t in tables])
 
+    gender = col("gender").astype(str) if all("gender" in t for t in tables) else None
     return CorpusData(torch.cat(mels), torch.cat(frames), np.concatenate(utts), col("emotion").astype(np.int64),
-                 col("speaker"), col("session"), col("id"), col("corpus"), offset)
+                 col("speaker"), col("session"), col("id"), col("corpus"), offset, gender)
 
 
 Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # test utterance rows, predicted class, scores
@@ -175,7 +177,7 @@ def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline]
 
 def _in_worker(run: FoldRun, spec: FoldSpec) -> tuple[FoldResult, Predictions]:
     """In a worker process: what :func:`fold_runs` runs here for ``run``, reading the store read-only."""
-    data, offline = _worker_inputs(spec.store, spec.corpora, spec.offline)
+    data, offline = _worker_inputs(spec.store, spec.corpora, spec.augment.offline)
     return run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec, run.seed), spec,
                      resolve_device(spec.device), run.seed)
 
@@ -217,11 +219,18 @@ class Offline:
 
 def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, offline: dict[str, Offline],
                       spec: FoldSpec, seed: int = 0) -> Segments:
-    """The fold's real training segments (and their offline copies) when ``spec.real``, then ``synth``'s; with
-    ``spec.shuffle`` the synthetic labels are a permutation of themselves drawn from ``seed`` (the run's)."""
+    """What one run of ``fold`` trains on, drawn from ``seed`` (the run's) where a part is random.
+
+    With ``spec.real``: the fold's real training segments, ``augment.extra_real`` more drawn from them with
+    replacement, and their offline copies. Then ``synth``'s segments: with ``augment.shuffle`` their labels
+    a permutation of themselves, with ``augment.uniform`` their targets 1/K for every class.
+    """
+    augment = spec.augment
     parts = []
     if spec.real:
         rows = data.rows_of(fold.train)
+        if augment.extra_real is not None:
+            rows = np.concatenate([rows, np.random.default_rng(seed).choice(rows, augment.extra_real)])
         parts.append(Segments(data.mel[rows], data.frames[rows], torch.from_numpy(data.emotion[data.utt[rows]])))
         for extra in offline.values():  # only the augmented copies of this fold's training utterances
             keep = torch.from_numpy(np.flatnonzero(np.isin(extra.utt, np.asarray(fold.train))))
@@ -229,25 +238,31 @@ def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, off
             parts.append(Segments(seg.mel[keep], seg.frames[keep], seg.labels[keep]))
     if synth is not None:
         seg = synth.segments(spec.store)
-        if spec.shuffle:
+        if augment.shuffle:
             order = torch.from_numpy(np.random.default_rng(seed).permutation(len(seg.labels)))
             seg = Segments(seg.mel, seg.frames, seg.labels[order])
+        if augment.uniform:
+            k = spec.classifier.n_classes
+            seg = Segments(seg.mel, seg.frames, seg.labels, torch.full((len(seg), k), 1.0 / k))
         parts.append(seg)
     return Segments.join(parts)
 
 
 def run_fold(fold: Fold, data: CorpusData, train: Segments, spec: FoldSpec, device: torch.device,
               seed: int) -> tuple[FoldResult, Predictions]:
-    """Train on the fold, keep the best validation epoch, score the test utterances."""
+    """Train on the fold, keep the weights of the best validation UAR, score the test utterances."""
     cfg = replace(spec.classifier, seed=seed)
     val = _Scorer(fold.val, data, device, cfg.batch_size)
-    fitted = fit(cfg, train, device, mixup_alpha=spec.mixup, specaugment=spec.specaugment,
+    masks = SpecAugment(freq_width=spec.augment.masks[0], time_width=spec.augment.masks[1])
+    fitted = fit(cfg, train, device, mixup_alpha=spec.augment.mixup,
+                 specaugment=masks if spec.augment.specaugment else None,
                  select=lambda model: uar(*val.truth_pred(model)))
     test = _Scorer(fold.test, data, device, cfg.batch_size)
     probs = test.scores(fitted.model)
     truth, pred = test.truth, probs.argmax(axis=1)
     res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
-                     fitted.best_epoch, fitted.best_score, seed, epochs_run=fitted.epochs_run)
+                     fitted.best_epoch, fitted.best_score, seed, epochs_run=fitted.epochs_run,
+                     best_step=fitted.best_step, steps_run=fitted.steps_run)
     return res, (np.asarray(fold.test), pred, probs)
 
 

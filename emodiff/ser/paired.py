@@ -1,9 +1,15 @@
-"""Paired statistics of two experiments scored on the same (fold, seed) pairs (numpy + scipy.special).
+"""An experiment against its baseline with the fold as the unit (numpy; the tests: emodiff/ser/inference.py).
 
-An experiment is compared with a baseline (``real``) through the per-pair differences
-d_i = UAR_b(k_i) - UAR_a(k_i) over the keys k_i both were scored on: the mean of d with a
-percentile-bootstrap interval (:func:`bootstrap_ci`) and a Wilcoxon signed-rank p-value
-(:func:`wilcoxon_signed_rank`). :func:`compare` bundles both into a :class:`PairedComparison`,
+Both were scored on the same (fold, seed) keys. A fold's seeds only change the classifier's
+initialisation and batch order: its test speakers, its training data and its generator are the
+same, so its (fold, seed) pairs are not independent replicates. :func:`fold_differences`
+averages them within each fold,
+
+    d_j = (1/S) sum_s [UAR_b(j, s) - UAR_a(j, s)],   j = 1..J,
+
+where every distinct fold name is one unit (J = r x k for r repeated partitions into k folds).
+:func:`compare` applies to d [J] the corrected resampled t-test, the sign-flip permutation test
+and the percentile bootstrap over folds, and bundles them into a :class:`PairedComparison`,
 which writes the ``paired_*`` attrs of a ``/results`` group (docs/store.md) and the one-line
 form used in reports. UARs are fractions in [0, 1]; only :meth:`PairedComparison.text` shows
 percentage points.
@@ -11,21 +17,17 @@ percentage points.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import ndtr
 
 from emodiff.errors import EmodiffError
+from emodiff.ser.inference import TOL, CorrectedT, SignFlip, bootstrap_ci, corrected_t, sign_flip_p
 
-# UAR differences are fractions of utterance counts, computed in float: 0.5 - 0.4 and 0.4 - 0.3
-# differ in the last bit. Rounding |d| to 12 decimals before testing for zeros and ties makes
-# such pairs tie, as exact arithmetic would; distinct UAR differences are far more than 1e-12 apart.
-_DECIMALS = 12
-# 2**25 sign patterns: the exact null distribution is cheap up to here (scipy goes to 50).
-_EXACT_MAX_N = 25
+UNIT = "fold"  # the `paired_unit` attr: what one observation of the tests is
 
 
 def _sorted_keys(keys: set[Hashable]) -> list[Hashable]:
@@ -42,12 +44,26 @@ def _brief(keys: Sequence[Hashable], limit: int = 3) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def paired_differences(uar_by_key_a: Mapping[Hashable, float], uar_by_key_b: Mapping[Hashable, float]) -> np.ndarray:
-    """d [N] float64, d_i = b[k_i] - a[k_i] over the shared keys k_1 < ... < k_N (sorted).
+class FoldDifferences(NamedTuple):
+    """The per-pair differences as a [J, S] table: folds (rows, sorted), seeds (columns, sorted)."""
+
+    folds: tuple[Hashable, ...]
+    seeds: tuple[Hashable, ...]
+    pairs: np.ndarray  # [J, S] float64: UAR_b(j, s) - UAR_a(j, s)
+
+    @property
+    def diffs(self) -> np.ndarray:
+        """d [J]: each fold's difference averaged over its seeds, d_j = (1/S) sum_s pairs[j, s]."""
+        return self.pairs.mean(axis=1)
+
+
+def fold_differences(uar_by_key_a: Mapping[Hashable, float],
+                     uar_by_key_b: Mapping[Hashable, float]) -> FoldDifferences:
+    """b - a per (fold, seed) key, as a [J, S] table whose row means are the fold differences d_j.
 
     Keys are (fold, seed) pairs such as ``("test=01-04", 0)``. ``a`` is the baseline, so d > 0
-    means ``b`` scored higher. The two key sets must be equal and non-empty, and every value
-    finite; otherwise :class:`EmodiffError`.
+    means ``b`` scored higher. The two key sets must be equal and non-empty, every fold must have
+    the same seeds, and every value must be finite; otherwise :class:`EmodiffError`.
     """
     keys_a, keys_b = set(uar_by_key_a), set(uar_by_key_b)
     if keys_a != keys_b:
@@ -58,120 +74,38 @@ def paired_differences(uar_by_key_a: Mapping[Hashable, float], uar_by_key_b: Map
         )
     if not keys_a:
         raise EmodiffError("paired: expected at least one (fold, seed) pair, got none")
-    keys = _sorted_keys(keys_a)
-    a = np.array([uar_by_key_a[k] for k in keys], dtype=np.float64)
-    b = np.array([uar_by_key_b[k] for k in keys], dtype=np.float64)
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        bad = [k for k, x, y in zip(keys, a, b, strict=True) if not (np.isfinite(x) and np.isfinite(y))]
+    odd = [k for k in keys_a if not (isinstance(k, tuple) and len(k) == 2)]
+    if odd:
+        raise EmodiffError(f"paired: expected (fold, seed) pairs as keys, got [{_brief(_sorted_keys(set(odd)))}]")
+    folds = _sorted_keys({k[0] for k in keys_a})
+    seeds = _sorted_keys({k[1] for k in keys_a})
+    if len(folds) * len(seeds) != len(keys_a):
+        missing = [(f, s) for f in folds for s in seeds if (f, s) not in keys_a]
+        raise EmodiffError(f"paired: expected every fold to have the same seeds {seeds}; "
+                           f"missing: [{_brief(missing)}]")
+    a = np.array([[uar_by_key_a[(f, s)] for s in seeds] for f in folds], dtype=np.float64)
+    b = np.array([[uar_by_key_b[(f, s)] for s in seeds] for f in folds], dtype=np.float64)
+    bad = [(f, s) for i, f in enumerate(folds) for j, s in enumerate(seeds)
+           if not (np.isfinite(a[i, j]) and np.isfinite(b[i, j]))]
+    if bad:
         raise EmodiffError(f"paired: expected finite UARs, got a non-finite value at [{_brief(bad)}]")
-    return b - a
+    return FoldDifferences(tuple(folds), tuple(seeds), b - a)
 
 
-def _diffs(diffs: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Validate and return d as a 1-D float64 array [N], N >= 1, all finite."""
-    d = np.asarray(diffs, dtype=np.float64)
-    if d.ndim != 1 or d.size == 0:
-        raise EmodiffError(f"paired: expected a non-empty 1-D array of differences, got shape {d.shape}")
-    if not np.all(np.isfinite(d)):
-        raise EmodiffError("paired: expected finite differences, got NaN or inf")
-    return d
+def size_ratio(sizes: Mapping[Hashable, tuple[int, int]]) -> float:
+    """rho = (1/J) sum_j n_test_j / n_train_j over the folds j -> (n_test_j, n_train_j), in utterances.
 
-
-def bootstrap_ci(diffs: Sequence[float] | np.ndarray, level: float = 0.95, n_boot: int = 10000,
-                 seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): mean(d) and the percentile-bootstrap interval of the mean at ``level``.
-
-    Resampling, exactly: ``idx = np.random.default_rng(seed).integers(0, N, size=(n_boot, N))``;
-    the b-th resampled mean is m_b = (1/N) sum_j d[idx[b, j]] (pairs drawn with replacement).
-    Quantiles, exactly: with alpha = 1 - level and m_(0) <= ... <= m_(B-1) the sorted means,
-    Q(q) = m_(f) + (h - f) (m_(f+1) - m_(f)) where h = (B - 1) q and f = floor(h)
-    (numpy's default "linear" method, Hyndman and Fan type 7); low = Q(alpha / 2),
-    high = Q(1 - alpha / 2). The returned mean is the plain mean of d, not of the m_b.
+    The corrected t-test's variance factor (1/J + rho); both experiments of a comparison share
+    the folds, so their sizes are those of either. EmodiffError unless every fold trains on at
+    least one utterance and tests on one or more.
     """
-    d = _diffs(diffs)
-    if not 0.0 < level < 1.0:
-        raise EmodiffError(f"paired: expected a confidence level in (0, 1), got {level}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise EmodiffError(f"paired: expected n_boot to be a positive integer, got {n_boot!r}")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, d.size, size=(int(n_boot), d.size))
-    means = d[idx].mean(axis=1)
-    alpha = 1.0 - level
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2], method="linear")
-    return float(d.mean()), float(low), float(high)
-
-
-class WilcoxonResult(NamedTuple):
-    """The two-sided Wilcoxon signed-rank test: statistic = min(W+, W-) and its p-value."""
-
-    statistic: float
-    p_value: float
-
-
-def _average_ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ranks [N], tie sizes [G]): rank_i = 1 + #{j : x_j < x_i} + (#{j : x_j = x_i} - 1) / 2."""
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    sizes = np.diff(np.r_[starts, xs.size])
-    # A run of t equal values at sorted positions s..s+t-1 gets the mean rank s + (t + 1) / 2.
-    run_rank = starts + (sizes + 1) / 2.0
-    ranks = np.empty(x.size, dtype=np.float64)
-    ranks[order] = np.repeat(run_rank, sizes)
-    return ranks, sizes
-
-
-def _signed_rank_counts(n: int) -> np.ndarray:
-    """c [n(n+1)/2 + 1] int64: c[w] = #{S subset of {1..n} : sum(S) = w}, the null counts of W+ (of 2^n)."""
-    c = np.zeros(n * (n + 1) // 2 + 1, dtype=np.int64)
-    c[0] = 1
-    for r in range(1, n + 1):
-        # Rank r is either in S (shifts every sum by r) or not; r..n(n+1)/2 only.
-        c[r:] = c[r:] + c[:-r]  # the sum is a new array, so no aliasing
-    return c
-
-
-def wilcoxon_signed_rank(diffs: Sequence[float] | np.ndarray) -> WilcoxonResult:
-    """Two-sided Wilcoxon signed-rank test of H0: d is symmetric about 0.
-
-    Zero differences are dropped (Wilcoxon's "wilcox" method; |d| is rounded to 12 decimals first,
-    so float roundoff neither makes nor breaks zeros and ties); n = #nonzero. The |d_i| get average
-    ranks R_i; W+ = sum_{d_i > 0} R_i, W- = sum_{d_i < 0} R_i, statistic = min(W+, W-).
-
-    - All differences zero (n = 0): statistic 0 and p = 1.0 (no evidence either way).
-    - n <= 25 and no ties: the exact null distribution, P(W+ = w) = c[w] / 2^n with c counted by
-      dynamic programming over rank sums; p = min(1, 2 min(P(W+ <= W+obs), P(W+ >= W+obs))).
-    - Otherwise the normal approximation with tie and continuity corrections:
-      mu = n(n+1)/4, sigma^2 = [n(n+1)(2n+1) - sum_g (t_g^3 - t_g) / 2] / 24 over tie groups of
-      size t_g, z = (W+ - mu - 0.5 sign(W+ - mu)) / sigma, p = min(1, 2 Phi(-|z|)). As in R's
-      ``wilcox.test`` and ``scipy.stats.wilcoxon(correction=True, method="asymptotic")``, the 0.5
-      is subtracted even when |W+ - mu| < 0.5.
-
-    Agrees with ``scipy.stats.wilcoxon(d, zero_method="wilcox")`` with ``method="exact"`` on the
-    first branch and ``method="asymptotic", correction=True`` on the second.
-    """
-    d = _diffs(diffs)
-    d = np.round(d, _DECIMALS)
-    d = d[d != 0.0]
-    n = d.size
-    if n == 0:
-        return WilcoxonResult(0.0, 1.0)
-    ranks, ties = _average_ranks(np.abs(d))
-    w_plus = float(ranks[d > 0].sum())
-    w_minus = float(ranks[d < 0].sum())
-    statistic = min(w_plus, w_minus)
-    if n <= _EXACT_MAX_N and np.all(ties == 1):
-        counts = _signed_rank_counts(n)
-        w = int(round(w_plus))  # integral: distinct ranks 1..n
-        lower = counts[: w + 1].sum()  # #{W+ <= w}
-        upper = counts[w:].sum()  # #{W+ >= w}
-        p = min(1.0, 2.0 * min(lower, upper) / 2.0**n)
-        return WilcoxonResult(statistic, float(p))
-    mu = n * (n + 1) / 4.0
-    sigma = np.sqrt((n * (n + 1) * (2 * n + 1) - np.sum(ties.astype(np.float64) ** 3 - ties) / 2.0) / 24.0)
-    z = (w_plus - mu - 0.5 * np.sign(w_plus - mu)) / sigma
-    p = min(1.0, 2.0 * float(ndtr(-abs(z))))
-    return WilcoxonResult(statistic, p)
+    if not sizes:
+        raise EmodiffError("paired: expected the test and training sizes of at least one fold, got none")
+    bad = [f for f, (n_test, n_train) in sizes.items() if not (n_test >= 1 and n_train >= 1)]
+    if bad:
+        raise EmodiffError(f"paired: expected at least one test and one training utterance per fold; "
+                           f"folds [{_brief(_sorted_keys(set(bad)))}] have none")
+    return float(np.mean([n_test / n_train for n_test, n_train in sizes.values()]))
 
 
 def _signed(x: float, digits: int) -> str:
@@ -179,85 +113,150 @@ def _signed(x: float, digits: int) -> str:
     return f"{x:+.{digits}f}".replace("-", "\u2212")
 
 
-def _p_text(p: float) -> str:
-    """p to two decimals, three below 0.01, and "< 0.001" below that."""
+def format_p(p: float) -> str:
+    """p to two decimals, three below 0.01, "< 0.001" below that, and "—" for NaN (no test)."""
+    if math.isnan(p):
+        return "\u2014"
     if p < 0.001:
-        return "p < 0.001"
-    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
+def _p_is(p: float) -> str:
+    """The p as a phrase: "p = 0.34" or "p < 0.001"."""
+    text = format_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """An experiment against its baseline on the same (fold, seed) pairs; d = experiment - baseline.
+    """An experiment against its baseline, the fold as the unit; d_j = experiment - baseline in fold j.
 
-    ``mean_diff``, ``ci_low``, ``ci_high`` are UAR fractions (mean(d) and its bootstrap interval
-    at ``level``); ``p_value`` is the two-sided Wilcoxon signed-rank p; ``wins`` / ``losses`` /
-    ``ties`` count d > 0 / d < 0 / d = 0 (zero as the Wilcoxon test rounds it).
+    UARs are fractions. ``corrected`` is the corrected resampled t-test of d [J] with its
+    interval at ``level``, ``test_train_ratio`` the n_test/n_train it was corrected with;
+    ``permutation`` the sign-flip p; ``bootstrap`` the percentile interval at ``level`` of folds
+    resampled whole; ``wins`` / ``losses`` / ``ties`` count folds with d_j > 0 / < 0 / = 0
+    (within 1e-12). ``fold_diffs`` holds (fold, d_j) when the comparison was computed from the
+    folds, and is empty when it was read from attrs.
     """
 
     experiment: str
     baseline: str
-    n_pairs: int
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
+    n_folds: int
+    n_seeds: int
+    test_train_ratio: float
+    corrected: CorrectedT
+    permutation: SignFlip
+    bootstrap: tuple[float, float]
     wins: int
     losses: int
     ties: int
     level: float = 0.95
+    fold_diffs: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def mean_diff(self) -> float:
+        """dbar, the mean over folds of the seed-averaged differences (a fraction)."""
+        return self.corrected.mean
 
     def as_attrs(self, prefix: str = "paired") -> dict[str, float | int | str]:
-        """Flat HDF5 attrs ``<prefix>_mean_diff``, ``_ci_low``, ``_ci_high``, ``_level``, ``_p_wilcoxon``,
-        ``_n``, ``_wins``, ``_losses``, ``_ties``, ``_baseline`` (UARs as fractions)."""
+        """Flat HDF5 attrs ``<prefix>_<name>`` (UARs as fractions; docs/store.md lists each):
+        ``baseline``, ``unit``, ``n_folds``, ``n_seeds``, ``test_train_ratio``, ``mean_diff``, ``t``,
+        ``df``, ``p_t``, ``ci_low``, ``ci_high``, ``level``, ``p_perm``, ``perm_method``,
+        ``perm_patterns``, ``boot_low``, ``boot_high``, ``wins``, ``losses``, ``ties``."""
+        c, perm = self.corrected, self.permutation
         values: dict[str, float | int | str] = {
-            "mean_diff": float(self.mean_diff),
-            "ci_low": float(self.ci_low),
-            "ci_high": float(self.ci_high),
-            "level": float(self.level),
-            "p_wilcoxon": float(self.p_value),
-            "n": int(self.n_pairs),
-            "wins": int(self.wins),
-            "losses": int(self.losses),
-            "ties": int(self.ties),
-            "baseline": str(self.baseline),
+            "baseline": str(self.baseline), "unit": UNIT, "n_folds": int(self.n_folds),
+            "n_seeds": int(self.n_seeds), "test_train_ratio": float(self.test_train_ratio),
+            "mean_diff": float(c.mean), "t": float(c.t), "df": int(c.df), "p_t": float(c.p),
+            "ci_low": float(c.low), "ci_high": float(c.high), "level": float(self.level),
+            "p_perm": float(perm.p), "perm_method": str(perm.method), "perm_patterns": int(perm.patterns),
+            "boot_low": float(self.bootstrap[0]), "boot_high": float(self.bootstrap[1]),
+            "wins": int(self.wins), "losses": int(self.losses), "ties": int(self.ties),
         }
         return {f"{prefix}_{name}": value for name, value in values.items()}
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, object], experiment: str,
                    prefix: str = "paired") -> PairedComparison | None:
-        """The comparison :meth:`as_attrs` stored in ``attrs``; None when they hold none."""
-        if f"{prefix}_mean_diff" not in attrs:
+        """The comparison :meth:`as_attrs` stored in ``attrs``; None when they hold none.
+
+        Also None for the pair-level comparison stores held before the fold became the unit
+        (``<prefix>_mean_diff`` without ``<prefix>_unit``): a p over (fold, seed) pairs is not
+        evidence, so it is not read back; the report recomputes it from the folds instead.
+        Raises KeyError for a missing attr and ValueError for a unit or permutation method it
+        does not know (a malformed group, as the records raise for one).
+        """
+        if f"{prefix}_unit" not in attrs:
             return None
         a = {k.removeprefix(f"{prefix}_"): v for k, v in attrs.items() if k.startswith(f"{prefix}_")}
-        return cls(experiment=experiment, baseline=str(a["baseline"]), n_pairs=int(a["n"]),  # type: ignore[call-overload]
-                   mean_diff=float(a["mean_diff"]), ci_low=float(a["ci_low"]),  # type: ignore[arg-type]
-                   ci_high=float(a["ci_high"]), p_value=float(a["p_wilcoxon"]),  # type: ignore[arg-type]
-                   wins=int(a["wins"]), losses=int(a["losses"]), ties=int(a["ties"]),  # type: ignore[call-overload]
-                   level=float(a["level"]))  # type: ignore[arg-type]
+        if _text(a["unit"]) != UNIT:
+            raise ValueError(f"{prefix}_unit is {_text(a['unit'])!r}, expected {UNIT!r}")
+        method = _text(a["perm_method"])
+        if method not in ("exact", "monte carlo"):
+            raise ValueError(f"{prefix}_perm_method is {method!r}, expected 'exact' or 'monte carlo'")
+        num = {k: float(v) for k, v in a.items() if isinstance(v, (int, float, np.number))}  # type: ignore[arg-type]
+        return cls(
+            experiment=experiment, baseline=_text(a["baseline"]), n_folds=int(num["n_folds"]),
+            n_seeds=int(num["n_seeds"]), test_train_ratio=num["test_train_ratio"],
+            corrected=CorrectedT(num["mean_diff"], num["t"], int(num["df"]), num["p_t"], num["ci_low"],
+                                 num["ci_high"]),
+            permutation=SignFlip(num["p_perm"], method, int(num["perm_patterns"])),  # type: ignore[arg-type]
+            bootstrap=(num["boot_low"], num["boot_high"]), wins=int(num["wins"]), losses=int(num["losses"]),
+            ties=int(num["ties"]), level=num["level"])
+
+    def interval_text(self) -> str:
+        """The mean difference and its corrected-t interval in percentage points: "+2.2 pp [−1.9, +6.3]",
+        the level named when it is not 95 %; "+2.2 pp (one fold: no interval)" for one fold."""
+        mean = f"{_signed(100 * self.mean_diff, 1)} pp"
+        if self.n_folds < 2:
+            return f"{mean} (one fold: no interval)"
+        level = "" if abs(self.level - 0.95) < 1e-12 else f"{100 * self.level:g} % "
+        c = self.corrected
+        return f"{mean} [{level}{_signed(100 * c.low, 1)}, {_signed(100 * c.high, 1)}]"
 
     def text(self) -> str:
-        """One line, percentage points: "+2.3 pp [−0.4, +5.1], p = 0.12 (n = 18)"; the interval is
-        always there, and the level is named when it is not 95 %."""
-        level = "" if abs(self.level - 0.95) < 1e-12 else f"{100 * self.level:g} % "
-        return (f"{_signed(100 * self.mean_diff, 1)} pp [{level}{_signed(100 * self.ci_low, 1)}, "
-                f"{_signed(100 * self.ci_high, 1)}], {_p_text(self.p_value)} (n = {self.n_pairs})")
+        """One line, percentage points: "+2.2 pp [−1.9, +6.3] corrected t, p = 0.34, permutation
+        p = 0.38 (6 folds × 3 seeds)". The interval is always there (:meth:`interval_text`); a Monte
+        Carlo permutation p reads "p ≈"; one fold gets no interval or test."""
+        units = (f"({self.n_folds} fold{'s' if self.n_folds != 1 else ''} × {self.n_seeds} "
+                 f"seed{'s' if self.n_seeds != 1 else ''})")
+        if self.n_folds < 2:
+            return f"{_signed(100 * self.mean_diff, 1)} pp, one fold: no interval or test {units}"
+        perm = _p_is(self.permutation.p)
+        if self.permutation.method == "monte carlo":
+            perm = perm.replace("p =", "p \u2248")
+        return f"{self.interval_text()} corrected t, {_p_is(self.corrected.p)}, permutation {perm} {units}"
 
 
-def compare(a_by_key: Mapping[Hashable, float], b_by_key: Mapping[Hashable, float], *, experiment: str,
-            baseline: str = "real", level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> PairedComparison:
-    """PairedComparison of experiment ``b`` against baseline ``a``: d = b - a over the shared keys.
+def _text(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
-    mean_diff, ci_low, ci_high = :func:`bootstrap_ci` (d, level, n_boot, seed); p_value =
-    :func:`wilcoxon_signed_rank` (d).p_value. Key sets must match (:func:`paired_differences`).
+
+def compare(a_by_key: Mapping[Hashable, float], b_by_key: Mapping[Hashable, float],
+            sizes: Mapping[Hashable, tuple[int, int]], *, experiment: str, baseline: str = "real",
+            level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> PairedComparison:
+    """PairedComparison of experiment ``b`` against baseline ``a``, the fold as the unit.
+
+    d [J] = :func:`fold_differences` (a, b).diffs, the seeds averaged within each fold;
+    ``sizes`` maps each fold to (n_test, n_train) utterances and must name exactly its folds.
+    corrected = :func:`~emodiff.ser.inference.corrected_t` (d, :func:`size_ratio` (sizes), level);
+    permutation = :func:`~emodiff.ser.inference.sign_flip_p` (d, seed=seed); bootstrap =
+    :func:`~emodiff.ser.inference.bootstrap_ci` (d, level, n_boot, seed)[1:], NaN for one fold
+    (a resample of one fold is that fold: no interval).
     """
-    d = paired_differences(a_by_key, b_by_key)
-    mean, low, high = bootstrap_ci(d, level=level, n_boot=n_boot, seed=seed)
-    p = wilcoxon_signed_rank(d).p_value
-    rounded = np.round(d, _DECIMALS)
+    table = fold_differences(a_by_key, b_by_key)
+    if set(sizes) != set(table.folds):
+        raise EmodiffError(f"paired: expected the sizes of folds [{_brief(list(table.folds))}], "
+                           f"got [{_brief(_sorted_keys(set(sizes)))}]")
+    d = table.diffs
+    ratio = size_ratio(sizes)
+    test = corrected_t(d, ratio, level=level)
+    boot = bootstrap_ci(d, level=level, n_boot=n_boot, seed=seed)[1:] if d.size > 1 else (math.nan, math.nan)
     return PairedComparison(
-        experiment=experiment, baseline=baseline, n_pairs=int(d.size), mean_diff=mean, ci_low=low,
-        ci_high=high, p_value=p, wins=int(np.sum(rounded > 0)), losses=int(np.sum(rounded < 0)),
-        ties=int(np.sum(rounded == 0)), level=level,
+        experiment=experiment, baseline=baseline, n_folds=int(d.size), n_seeds=len(table.seeds),
+        test_train_ratio=ratio, corrected=test, permutation=sign_flip_p(d, seed=seed),
+        bootstrap=boot, wins=int(np.sum(d > TOL)), losses=int(np.sum(d < -TOL)),
+        ties=int(np.sum(np.abs(d) <= TOL)), level=level,
+        fold_diffs=tuple((str(f), float(x)) for f, x in zip(table.folds, d, strict=True)),
     )

@@ -6,15 +6,18 @@ each builder checks this with :func:`check_disjoint` before returning.
 
 Protocols (see shared/corpora.md "Protocols"): IEMOCAP leave-one-speaker-out, 10 folds, validation =
 the other speaker of the same session (:func:`loso` with ``pair_by_session=True``); RAVDESS speaker
-groups (:func:`speaker_groups`); leave-one-session-out (:func:`by_session`); IEMOCAP -> MSP-IMPROV
+groups (:func:`speaker_groups`), repeated over seeded gender-balanced partitions
+(:func:`speaker_partitions`); leave-one-session-out (:func:`by_session`); IEMOCAP -> MSP-IMPROV
 with 30 % dev / 70 % test (:func:`cross_corpus`); source + x % of a target corpus, tested on a fixed
 50 % of its speakers (:func:`adaptation`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -23,6 +26,39 @@ from emodiff.errors import EmodiffError
 # With fraction = 1 no target utterance is left for validation, so this share of the source rows
 # (the last ones, at least one) moves from training to validation.
 SOURCE_VAL_FRACTION = 0.1
+# groups:KxR: more partitions than this is a typo, not a design (each one is K more trainings per seed).
+MAX_PARTITIONS = 100
+# A partition that repeats an earlier one is drawn again, at most this many times (k = n speakers has only one).
+MAX_DRAWS = 1000
+
+
+@dataclass(frozen=True)
+class WithinCorpus:
+    """A within-corpus protocol as ``--folds`` (and ``study.folds``) writes it: ``loso``, ``session``,
+    ``groups:K`` or ``groups:KxR`` (R partitions into K speaker groups; ``groups:K`` is ``groups:Kx1``)."""
+
+    kind: Literal["loso", "session", "groups"]
+    k: int = 0  # groups: speaker groups per partition
+    partitions: int = 1  # groups: R
+
+    @classmethod
+    def parse(cls, text: str, where: str = "--folds") -> WithinCorpus:
+        """``text`` read; one-line EmodiffError naming ``where`` and what is wrong (K, R, or the form)."""
+        if text in ("loso", "session"):
+            return cls(text)  # type: ignore[arg-type]
+        if not text.startswith("groups:"):
+            raise EmodiffError(f"{where} {text!r}: expected loso, session, groups:K or groups:KxR")
+        m = re.fullmatch(r"(\d+)(?:x(\d+))?", text.removeprefix("groups:"))
+        if m is None:
+            raise EmodiffError(f"{where} {text}: expected groups:K or groups:KxR with integers K and R (e.g. "
+                               "groups:6 or groups:6x2)")
+        k, r = int(m[1]), int(m[2] or 1)
+        if k < 3:
+            raise EmodiffError(f"{where} {text}: K={k} groups, expected K >= 3 (a test group, a validation "
+                               "group and at least one to train on)")
+        if not 1 <= r <= MAX_PARTITIONS:
+            raise EmodiffError(f"{where} {text}: R={r} partitions, expected 1..{MAX_PARTITIONS}")
+        return cls("groups", k, r)
 
 
 @dataclass(frozen=True)
@@ -129,6 +165,66 @@ def speaker_groups(speakers: Sequence[str], k: int) -> list[Fold]:
         raise EmodiffError(f"speaker_groups: k={k} groups, expected 3..{len(names)} (the number of speakers)")
     groups = [list(g) for g in np.array_split(np.asarray(names), k)]
     return _checked([_fold(f"group={i}", spk, groups[i], groups[(i + 1) % k]) for i in range(k)], spk)
+
+
+def speaker_partitions(speakers: Sequence[str], k: int, partitions: int = 1,
+                       genders: Sequence[str] | None = None) -> list[Fold]:
+    """``partitions`` (R) partitions of the speakers into k groups, k folds each: R x k folds, partition by partition.
+
+    Partition 0 is :func:`speaker_groups` (contiguous groups, folds ``group=i``), so ``groups:K`` and
+    ``groups:Kx1`` plan the same folds. Partition p >= 1 (folds ``r<p>.group=i``) is drawn by a
+    generator seeded with p: when every speaker has one gender (``genders[r]`` of row r, non-empty),
+    each gender's speakers, sorted then shuffled, are dealt round-robin into the k groups, genders in
+    sorted order one after the other, so each group's count of each gender is within 1 of every other
+    group's and the group sizes are partition 0's; otherwise all speakers are shuffled and dealt as one.
+    A draw with the same groups as an earlier partition (in any order) is drawn again from the same
+    generator; EmodiffError after ``MAX_DRAWS`` (k = n speakers allows a single partition). Partition p
+    does not depend on R. Fold i of each partition tests its group i, validates on its group
+    (i + 1) mod k and trains on the rest.
+    """
+    folds = speaker_groups(speakers, k)
+    spk = _speaker_array(speakers, "speaker_partitions")
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise EmodiffError(f"speaker_partitions: {partitions} partitions, expected 1..{MAX_PARTITIONS}")
+    names = sorted(set(spk.tolist()))
+    strata = _by_gender(spk, genders)
+    seen = [_partition_key(np.array_split(np.asarray(names), k))]
+    for p in range(1, partitions):
+        rng = np.random.default_rng(p)
+        for _ in range(MAX_DRAWS):
+            order = [str(s) for stratum in strata for s in rng.permutation(stratum)]
+            groups = [sorted(order[i::k]) for i in range(k)]
+            if _partition_key(groups) not in seen:
+                break
+        else:
+            raise EmodiffError(f"speaker_partitions: {MAX_DRAWS} draws found no partition of {len(names)} speakers "
+                               f"into {k} groups that differs from the {p} before it; ask for fewer partitions "
+                               "or fewer groups")
+        seen.append(_partition_key(groups))
+        folds += [_fold(f"r{p}.group={i}", spk, groups[i], groups[(i + 1) % k]) for i in range(k)]
+    return _checked(folds, spk)
+
+
+def _by_gender(spk: np.ndarray, genders: Sequence[str] | None) -> list[list[str]]:
+    """Sorted speakers per gender (genders sorted); one list of all speakers when a speaker has no gender or two."""
+    names = sorted(set(spk.tolist()))
+    if genders is None:
+        return [names]
+    if len(genders) != len(spk):
+        raise EmodiffError(f"speaker_partitions: {len(spk)} speakers but {len(genders)} genders; expected one of "
+                           "each per row")
+    of: dict[str, set[str]] = {}
+    for s, g in zip(spk.tolist(), genders, strict=True):
+        of.setdefault(s, set()).add(str(g))
+    if any(len(g) != 1 or "" in g for g in of.values()):
+        return [names]
+    labels = sorted({g for gs in of.values() for g in gs})
+    return [[s for s in names if of[s] == {label}] for label in labels]
+
+
+def _partition_key(groups: Sequence[Sequence[str]]) -> frozenset[frozenset[str]]:
+    """A partition as its set of groups, so that the same groups in another order compare equal."""
+    return frozenset(frozenset(str(s) for s in g) for g in groups)
 
 
 def by_session(speakers: Sequence[str], sessions: Sequence[str]) -> list[Fold]:

@@ -13,13 +13,20 @@ segment outputs into one score row per utterance, the unit every metric is compu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from emodiff.ser.classifier import ClassifierConfig, CnnBlstm, mixup, soft_cross_entropy, spec_augment
+from emodiff.ser.classifier import (
+    ClassifierConfig,
+    CnnBlstm,
+    SpecAugment,
+    mixup,
+    soft_cross_entropy,
+    spec_augment,
+)
 from emodiff.ser.metrics import pool_segments
 
 PRECISE_BN_SEGMENTS = 2048  # training segments that set the batch-norm statistics (bounds the cost on big corpora)
@@ -27,43 +34,75 @@ PRECISE_BN_SEGMENTS = 2048  # training segments that set the batch-norm statisti
 
 @dataclass(frozen=True)
 class Segments:
-    """Segments with labels: mel [N, C, F] (float16 is fine), valid frames [N], class ids [N]."""
+    """Segments with labels: mel [N, C, F] (float16 is fine), valid frames [N], class ids [N], and optionally
+    soft targets [N, K] (rows summing to 1) that train in place of the one-hot labels (the uniform-label
+    control); ``labels`` still names each segment's class for counting."""
 
     mel: torch.Tensor
     frames: torch.Tensor
     labels: torch.Tensor
+    soft: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.mel)
 
+    def targets(self, idx: torch.Tensor, n_classes: int) -> torch.Tensor:
+        """Training targets [B, K] float of the rows ``idx``: ``soft`` where given, else one-hot labels."""
+        if self.soft is not None:
+            return self.soft[idx].float()
+        return torch.nn.functional.one_hot(self.labels[idx], n_classes).float()
+
     @staticmethod
     def join(parts: list[Segments]) -> Segments:
+        """The parts one after another; soft targets for all when any part has them (one-hot for the rest)."""
+        soft = None
+        if any(p.soft is not None for p in parts):
+            k = next(p.soft for p in parts if p.soft is not None).shape[1]  # type: ignore[union-attr]
+            soft = torch.cat([p.targets(torch.arange(len(p)), k) for p in parts])
         return Segments(torch.cat([p.mel for p in parts]), torch.cat([p.frames for p in parts]),
-                        torch.cat([p.labels for p in parts]))
+                        torch.cat([p.labels for p in parts]), soft)
 
 
 @dataclass
 class Fitted:
     model: CnnBlstm
-    best_epoch: int  # 1-based; the last epoch when there is no ``select``
-    best_score: float  # ``select`` at best_epoch; NaN without one
+    best_epoch: int  # 1-based epoch of the kept weights (with ``cfg.steps``: the epochs begun by best_step)
+    best_score: float  # ``select`` at the kept weights; NaN without one
     epochs_run: int = 0  # fewer than cfg.epochs when early stopping (cfg.patience) ended the run
+    best_step: int = 0  # optimiser steps taken when the kept weights were validated
+    steps_run: int = 0  # optimiser steps taken in all
+
+
+def training_plan(cfg: ClassifierConfig, n_segments: int) -> tuple[int, int]:
+    """(total optimiser steps T, steps between validations V) for ``n_segments`` training segments.
+
+    With ``cfg.steps`` = S > 0: T = S whatever the data, V = ``cfg.eval_every`` (or one pass over the
+    data, ceil(N / batch), when 0), so an augmentation that adds segments adds no updates. Otherwise
+    T = epochs x ceil(N / batch) and V = ceil(N / batch): one validation per epoch.
+    """
+    per_epoch = max(1, math.ceil(n_segments / cfg.batch_size))
+    if cfg.steps:
+        return cfg.steps, cfg.eval_every or per_epoch
+    return cfg.epochs * per_epoch, per_epoch
 
 
 def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_alpha: float | None = None,
-        specaugment: bool = False, select: Callable[[CnnBlstm], float] | None = None,
+        specaugment: SpecAugment | None = None, select: Callable[[CnnBlstm], float] | None = None,
         seed: int | None = None) -> Fitted:
-    """Train a fresh CnnBlstm(cfg) on ``data``; keep the epoch that maximises ``select(model)``.
+    """Train a fresh CnnBlstm(cfg) on ``data``; keep the weights that maximise ``select(model)``.
 
-    Minimises E[-sum_k y_k log softmax(f(x))_k] over shuffled batches of ``cfg.batch_size``. The
-    seed (default ``cfg.seed``) fixes the initial weights, batch order and augmentation draws.
-    With ``cfg.normalize`` the model standardises its input by ``data``'s per-bin statistics; with
-    ``cfg.schedule`` cosine the lr at step t of T = epochs x batches is lr (1 + cos(pi t / T)) / 2.
-    With ``select`` and ``cfg.patience`` = P > 0, training stops once P epochs in a row have not
-    beaten the best score (the schedule is not shortened: the run just ends early). Epochs before
-    ``cfg.select_from`` (or the last epoch, when there are fewer) are neither scored nor eligible:
-    an undertrained early epoch that scores well on a small validation set by chance is the
-    selection's commonest failure.
+    Minimises E[-sum_k y_k log softmax(f(x))_k] over shuffled batches of ``cfg.batch_size`` (y is
+    one-hot, or ``data.soft`` where given). Training runs T optimiser steps and validates every V
+    (:func:`training_plan`): a fixed T with ``cfg.steps``, else ``cfg.epochs`` passes over the data;
+    batches go through the data in a fresh random order per pass, the last batch of a pass the
+    remainder. The seed (default ``cfg.seed``) fixes the initial weights, batch order and
+    augmentation draws. With ``cfg.normalize`` the model standardises its input by ``data``'s per-bin
+    statistics; with ``cfg.schedule`` cosine the lr at step t of T is lr (1 + cos(pi t / T)) / 2.
+    With ``select`` and ``cfg.patience`` = P > 0, training stops once P validations in a row have
+    not beaten the best score (the schedule is not shortened: the run just ends early). Validations
+    before ``cfg.select_from`` (an epoch, or with ``cfg.steps`` a step; the last validation when
+    there are fewer) are neither scored nor eligible: an undertrained early point that scores well
+    on a small validation set by chance is the selection's commonest failure.
     """
     seed = cfg.seed if seed is None else seed
     torch.manual_seed(seed)
@@ -72,56 +111,81 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
     if cfg.normalize:
         model.set_normalization(data.mel, data.frames)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total, every = training_plan(cfg, len(data))
+    per_epoch = math.ceil(len(data) / cfg.batch_size)
     schedule = None
     if cfg.schedule == "cosine":
-        total = cfg.epochs * math.ceil(len(data) / cfg.batch_size)
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total)))
     elif cfg.schedule != "constant":
         raise ValueError(f"classifier.schedule {cfg.schedule!r}: expected constant or cosine")
-    best = Fitted(model, cfg.epochs, float("nan"), cfg.epochs)
-    best_state = None
-    for epoch in range(1, cfg.epochs + 1):
-        train_epoch(model, opt, data, cfg.batch_size, device, gen, mixup_alpha, specaugment, schedule=schedule)
-        scored = select is not None and epoch >= min(cfg.select_from, cfg.epochs)  # --epochs below it: the last
-        if scored or epoch == cfg.epochs:
+    first = cfg.select_from * (1 if cfg.steps else per_epoch)  # the first step whose validation counts
+    best = Fitted(model, cfg.epochs, float("nan"), cfg.epochs, total, total)
+    best_state, validations_since_best = None, 0
+    batches = _batches(len(data), cfg.batch_size, gen)
+    model.train()
+    for step in range(1, total + 1):
+        train_step(model, opt, data, next(batches), device, gen, mixup_alpha, specaugment, schedule=schedule)
+        if step % every and step != total:
+            continue
+        scored = select is not None and (step >= first or step == total)
+        if scored or step == total:
             recalibrate_batch_norm(model, data, cfg.batch_size, device, gen)
         if scored:
             score = select(model)
+            model.train()
             if best_state is None or score > best.best_score:
-                best.best_epoch, best.best_score = epoch, score
+                best.best_step, best.best_score, validations_since_best = step, score, 0
+                best.best_epoch = math.ceil(step / per_epoch)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            elif cfg.patience and epoch - best.best_epoch >= cfg.patience:
-                best.epochs_run = epoch
-                break
+            else:
+                validations_since_best += 1
+                if cfg.patience and validations_since_best >= cfg.patience:
+                    best.steps_run, best.epochs_run = step, math.ceil(step / per_epoch)
+                    break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return best
 
 
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Row indices of batches, pass after pass over 0..n-1, each pass in a fresh random order drawn from
+    ``gen`` only when its first batch is wanted (so draws between passes keep their place in the stream)."""
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for lo in range(0, n, batch_size):
+            yield order[lo:lo + batch_size]
+
+
 def train_epoch(model: CnnBlstm, opt: torch.optim.Optimizer, data: Segments, batch_size: int,
                 device: torch.device, gen: torch.Generator, mixup_alpha: float | None = None,
-                specaugment: bool = False, *, schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
-    """One pass over ``data`` in a random order (``schedule`` steps after every batch); returns the mean batch loss."""
+                specaugment: SpecAugment | None = None, *,
+                schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
+    """One pass over ``data`` in a random order, a :func:`train_step` per batch; returns the mean batch loss."""
     model.train()
     order = torch.randperm(len(data), generator=gen)
-    losses = []
-    for lo in range(0, len(data), batch_size):
-        idx = order[lo:lo + batch_size]
-        xb, fb = data.mel[idx].float(), data.frames[idx]
-        yb = torch.nn.functional.one_hot(data.labels[idx], model.cfg.n_classes).float()
-        if specaugment:
-            xb = spec_augment(xb, fb, generator=gen)
-        if mixup_alpha is not None:
-            xb, yb = mixup(xb, yb, mixup_alpha, generator=gen)
-        loss = soft_cross_entropy(model(xb.to(device), fb.to(device)), yb.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if schedule is not None:
-            schedule.step()
-        losses.append(float(loss.detach()))
-    return float(np.mean(losses))
+    return float(np.mean([train_step(model, opt, data, order[lo:lo + batch_size], device, gen, mixup_alpha,
+                                     specaugment, schedule=schedule) for lo in range(0, len(data), batch_size)]))
+
+
+def train_step(model: CnnBlstm, opt: torch.optim.Optimizer, data: Segments, idx: torch.Tensor,
+               device: torch.device, gen: torch.Generator, mixup_alpha: float | None = None,
+               specaugment: SpecAugment | None = None, *,
+               schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
+    """One optimiser step on the rows ``idx`` of ``data`` (SpecAugment, then mixup, when asked); the batch loss."""
+    xb, fb = data.mel[idx].float(), data.frames[idx]
+    yb = data.targets(idx, model.cfg.n_classes)
+    if specaugment is not None:
+        xb = spec_augment(xb, fb, *specaugment, generator=gen)
+    if mixup_alpha is not None:
+        xb, yb = mixup(xb, yb, mixup_alpha, generator=gen)
+    loss = soft_cross_entropy(model(xb.to(device), fb.to(device)), yb.to(device))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if schedule is not None:
+        schedule.step()
+    return float(loss.detach())
 
 
 @torch.no_grad()
