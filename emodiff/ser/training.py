@@ -119,7 +119,8 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
     elif cfg.schedule != "constant":
         raise ValueError(f"classifier.schedule {cfg.schedule!r}: expected constant or cosine")
     first = cfg.select_from * (1 if cfg.steps else per_epoch)  # the first step whose validation counts
-    best = Fitted(model, cfg.epochs, float("nan"), cfg.epochs, total, total)
+    passes = math.ceil(total / per_epoch)  # cfg.epochs without cfg.steps
+    best = Fitted(model, passes, float("nan"), passes, total, total)
     best_state, validations_since_best = None, 0
     batches = _batches(len(data), cfg.batch_size, gen)
     model.train()
