@@ -206,7 +206,7 @@ class PairedComparison:
             ties=int(num["ties"]), level=num["level"])
 
     def interval_text(self) -> str:
-        """The mean difference and its corrected-t interval in percentage points: "+2.2 pp [−1.9, +6.3]",
+        """The mean difference and its corrected-t interval in percentage points: "+2.5 pp [−3.4, +8.5]",
         the level named when it is not 95 %; "+2.2 pp (one fold: no interval)" for one fold."""
         mean = f"{_signed(100 * self.mean_diff, 1)} pp"
         if self.n_folds < 2:
@@ -216,8 +216,8 @@ class PairedComparison:
         return f"{mean} [{level}{_signed(100 * c.low, 1)}, {_signed(100 * c.high, 1)}]"
 
     def text(self) -> str:
-        """One line, percentage points: "+2.2 pp [−1.9, +6.3] corrected t, p = 0.34, permutation
-        p = 0.38 (6 folds × 3 seeds)". The interval is always there (:meth:`interval_text`); a Monte
+        """One line, percentage points: "+2.5 pp [−3.4, +8.5] corrected t, p = 0.32, permutation
+        p = 0.22 (6 folds × 2 seeds)". The interval is always there (:meth:`interval_text`); a Monte
         Carlo permutation p reads "p ≈"; one fold gets no interval or test."""
         units = (f"({self.n_folds} fold{'s' if self.n_folds != 1 else ''} × {self.n_seeds} "
                  f"seed{'s' if self.n_seeds != 1 else ''})")
