@@ -245,20 +245,27 @@ def test_a_failure_in_a_worker_reaches_the_caller_and_adds_nothing(toy_with_synt
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthetic, tmp_path):
-    """``+shuffle``: the same synthetic segments, labels permuted by the run's seed; the real ones untouched."""
+def _control(toy_with_synthetic: Path, tmp_path: Path, augment: str):
+    """A copy of the toy store, a classify job with ``augment`` on it, its corpus data, first fold and set."""
     from emodiff.classify import _synthetic_sets, plan_folds
-    from emodiff.ser.folds import read_corpora, training_segments
+    from emodiff.ser.folds import read_corpora
 
     store = tmp_path / "s.h5"
     shutil.copy(toy_with_synthetic, store)
-    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse("synthetic+shuffle"), allow_leak=True,
+    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse(augment), allow_leak=True,
                       classifier=dataclasses.replace(TINY, epochs=1), device="cpu")
     data = read_corpora(store, ["toy"])
-    fold = plan_folds(data, job)[0]
+    [synth] = _synthetic_sets(store, Augment.parse("synthetic:tiny"))
+    return store, job, data, plan_folds(data, job)[0], synth
+
+
+def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthetic, tmp_path):
+    """``+shuffle``: the same synthetic segments, labels permuted by the run's seed; the real ones untouched."""
+    from emodiff.ser.folds import training_segments
+
+    store, job, data, fold, synth = _control(toy_with_synthetic, tmp_path, "synthetic+shuffle")
     with st.open_store(store) as f:
         labels = f["synthetic/tiny/emotion"][()]
-    [synth] = _synthetic_sets(store, Augment.parse("synthetic:tiny"))
     unshuffled = dataclasses.replace(job.fold_spec(), augment=Augment.parse("synthetic"))
     plain = training_segments(fold, data, synth, {}, unshuffled, seed=0)
     draws = [training_segments(fold, data, synth, {}, job.fold_spec(), seed=s) for s in (0, 0, 1)]
@@ -281,16 +288,9 @@ def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthe
 def test_the_uniform_control_trains_the_synthetic_segments_towards_one_quarter_each(toy_with_synthetic, tmp_path):
     """``+uniform``: the synthetic segments' targets are 1/K per class (inputs without labels); the real ones
     keep their one-hot labels, and the classifier trains on the soft targets end to end."""
-    from emodiff.classify import _synthetic_sets, plan_folds
-    from emodiff.ser.folds import read_corpora, training_segments
+    from emodiff.ser.folds import training_segments
 
-    store = tmp_path / "s.h5"
-    shutil.copy(toy_with_synthetic, store)
-    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse("synthetic+uniform"), allow_leak=True,
-                      classifier=dataclasses.replace(TINY, epochs=1), device="cpu")
-    data = read_corpora(store, ["toy"])
-    fold = plan_folds(data, job)[0]
-    [synth] = _synthetic_sets(store, Augment.parse("synthetic:tiny"))
+    store, job, data, fold, synth = _control(toy_with_synthetic, tmp_path, "synthetic+uniform")
     segs = training_segments(fold, data, synth, {}, job.fold_spec(), seed=0)
     n_synth = synth.count
     n_real = len(segs) - n_synth
