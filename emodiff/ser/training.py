@@ -164,9 +164,9 @@ def train_epoch(model: CnnBlstm, opt: torch.optim.Optimizer, data: Segments, bat
                 schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
     """One pass over ``data`` in a random order, a :func:`train_step` per batch; returns the mean batch loss."""
     model.train()
-    order = torch.randperm(len(data), generator=gen)
-    return float(np.mean([train_step(model, opt, data, order[lo:lo + batch_size], device, gen, mixup_alpha,
-                                     specaugment, schedule=schedule) for lo in range(0, len(data), batch_size)]))
+    batches = _batches(len(data), batch_size, gen)
+    return float(np.mean([train_step(model, opt, data, next(batches), device, gen, mixup_alpha, specaugment,
+                                     schedule=schedule) for _ in range(math.ceil(len(data) / batch_size))]))
 
 
 def train_step(model: CnnBlstm, opt: torch.optim.Optimizer, data: Segments, idx: torch.Tensor,
