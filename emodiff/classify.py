@@ -9,7 +9,8 @@ utterances (real segments, their offline augmentations, synthetic segments, or a
 and SpecAugment on the fly), keeps the epoch with the best validation UAR, and scores the test
 utterances by pooling their segments. A synthetic set is used in a fold only if the generator that
 drew it never saw the fold's test or validation speakers (its ``training_speakers`` attr); when the
-store holds several sets, each fold takes one that qualifies. Otherwise the run stops before any
+store holds several sets (of the family asked for, or with ``synthetic:PREFIX*`` those whose names start
+with PREFIX), each fold takes one that qualifies. Otherwise the run stops before any
 training, or with ``allow_leak`` goes on and is marked leaky.
 
 With ``workers`` N > 1 the (fold, seed) trainings run N at a time in spawned processes, each on
@@ -249,15 +250,23 @@ def plan_held_out(store: Path, job: ClassifyJob) -> list[list[str]]:
 
 
 def _synthetic_sets(store: Path, augment: Augment) -> list[Candidate]:
-    """The synthetic sets a run may draw on: the one named, or every set the family ``augment.generator`` drew."""
+    """The synthetic sets a run may draw on: the one named, every set whose name starts with ``augment.prefix``
+    (of any family), or every set the family ``augment.generator`` drew."""
     wanted = augment.synthetic or ""
     with st.open_store(store) as f:
         names = Synthetic.names(f)
         if not names:
             raise EmodiffError(f"{store}: holds no synthetic set; run `emodiff sample --n N` first")
-        if wanted and wanted not in names:
+        if augment.prefix is not None:
+            chosen = [name for name in names if name.startswith(augment.prefix)]
+            if not chosen:
+                raise EmodiffError(f"{store}: no synthetic set's name starts with {augment.prefix!r} "
+                                   f"(--augment synthetic:{wanted}); sets: {', '.join(names)}")
+        elif wanted and wanted not in names:
             raise EmodiffError(f"{store}: no synthetic set {wanted!r}; sets: {', '.join(names)}")
-        records = {name: Synthetic.read(f, name) for name in ([wanted] if wanted else names)}
+        else:
+            chosen = [wanted] if wanted else names
+        records = {name: Synthetic.read(f, name) for name in chosen}
         if not wanted:
             by_family = {name: r.provenance.generator for name, r in records.items()}
             records = {name: r for name, r in records.items() if by_family[name] == augment.generator}

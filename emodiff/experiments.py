@@ -3,8 +3,9 @@
 An experiment is its training data (``real``, ``synthetic`` or both) and the augmentations on
 top, written as parts joined by '+':
 
-* ``--augment``: ``synthetic[:NAME]``, ``gan``, ``real:N``, ``shuffle``, ``uniform``, ``mixup[:alpha]``,
-  ``specaugment[:FxT]``, ``speed``, ``noise``, e.g. ``synthetic:demo+mixup:0.4+specaugment`` (:class:`Augment`);
+* ``--augment``: ``synthetic[:NAME]``, ``synthetic:PREFIX*``, ``gan``, ``weight:W``, ``real:N``, ``shuffle``,
+  ``uniform``, ``mixup[:alpha]``, ``specaugment[:FxT]``, ``speed``, ``noise``, e.g.
+  ``synthetic:demo+mixup:0.4+specaugment`` (:class:`Augment`);
 * an experiment (``study.experiments``, the report's rows): the data first, then the rest,
   e.g. ``real+synthetic+mixup`` or ``real+synthetic:demo+mixup:0.4+speed`` (:class:`Experiment`).
 
@@ -14,12 +15,15 @@ these two types, so they agree on what a text means.
 
 Synthetic data without a set's name are the store's sets chosen per fold (the one whose generator
 never saw the fold's held-out speakers), from one generator family: ``synthetic`` is the diffusion
-model's (the method's), ``gan`` the conditional GAN baseline's (emodiff/generators/).
+model's (the method's), ``gan`` the conditional GAN baseline's (emodiff/generators/). ``synthetic:PREFIX*``
+chooses the same way among the sets whose names start with PREFIX, of any family (one setting of a sweep).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -40,6 +44,7 @@ DEFAULT_MASKS = (8, 20)  # SpecAugment's widest frequency mask (bins) and time m
 CONTROLS = ("shuffle", "uniform")
 _CONTROL_DOES = {"shuffle": "permutes the synthetic segments' labels", "uniform": "trains the synthetic segments "
                  "towards uniform labels"}
+_WEIGHT_DOES = "weighs each synthetic segment's loss against a real one's"
 # The paper's rows (Malik et al., Interspeech 2023, Tables 2 and 3), in its order.
 PAPER_ROWS = ("real", "synthetic", "real+synthetic", "real+synthetic+mixup")
 
@@ -48,7 +53,9 @@ PAPER_ROWS = ("real", "synthetic", "real+synthetic", "real+synthetic+mixup")
 class Augment:
     """``--augment`` parsed: sources joined by '+', e.g. ``synthetic:demo+mixup:0.4+specaugment+speed``."""
 
-    synthetic: str | None = None  # a /synthetic set name; "" means: the store's set(s), chosen per fold
+    # A /synthetic set name; "" means: the store's set(s), chosen per fold; "PREFIX*": chosen per fold among
+    # the sets whose names start with PREFIX.
+    synthetic: str | None = None
     mixup: float | None = None  # Beta(alpha, alpha)
     specaugment: bool = False
     offline: tuple[str, ...] = ()  # kinds in /augmented/<corpus>/<kind>
@@ -62,6 +69,8 @@ class Augment:
     # The "more real data" control: this many segments drawn with replacement from each fold's real training
     # segments (by the run's seed) and added to them, as many as a synthetic set would add.
     extra_real: int | None = None
+    # Each synthetic segment's loss term counts W times a real one's (the batch loss is the weighted mean).
+    weight: float | None = None
 
     @classmethod
     def parse(cls, text: str, where: str = "--augment") -> Augment:
@@ -73,6 +82,9 @@ class Augment:
             if kind == "synthetic" or kind in GENERATORS and not arg:
                 if "synthetic" in values:
                     raise EmodiffError(f"{where} {text!r}: names synthetic data twice")
+                if "*" in arg.rstrip("*") or arg.endswith("**"):
+                    raise EmodiffError(f"{where} {part!r}: '*' may only end the name (synthetic:PREFIX*, the sets "
+                                       "whose names start with PREFIX)")
                 values["synthetic"] = arg if kind == "synthetic" else ""
                 values["generator"] = METHOD if kind == "synthetic" else kind
             elif kind in GENERATORS:
@@ -88,6 +100,8 @@ class Augment:
                 values[kind] = True
                 if arg:
                     values["masks"] = _masks(arg, where)
+            elif kind == "weight":
+                values["weight"] = _weight(arg, where)
             elif kind == "real":
                 if not arg.isdigit() or int(arg) < 1:
                     raise EmodiffError(f"{where} {part!r}: expected real:N, N extra real segments per fold (an "
@@ -100,8 +114,8 @@ class Augment:
             elif kind in OFFLINE:
                 offline.append(kind)
             else:
-                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], gan, real:N, shuffle, uniform, "
-                                   "mixup[:alpha], specaugment[:FxT], speed or noise")
+                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], synthetic:PREFIX*, gan, weight:W, "
+                                   "real:N, shuffle, uniform, mixup[:alpha], specaugment[:FxT], speed or noise")
         return cls(**values, offline=tuple(dict.fromkeys(offline)))  # type: ignore[arg-type]
 
     @classmethod
@@ -112,7 +126,7 @@ class Augment:
         if not isinstance(value, dict):
             raise EmodiffError(f"augment {value!r}: expected a mapping of synthetic, mixup, specaugment, offline")
         unknown = sorted(set(value) - {"synthetic", "mixup", "specaugment", "offline", "generator", *CONTROLS, "masks",
-                                       "extra_real"})
+                                       "extra_real", "weight"})
         if unknown:
             raise EmodiffError(f"augment {value!r}: unknown key(s) {', '.join(unknown)}")
         offline = value.get("offline") or ()
@@ -124,16 +138,18 @@ class Augment:
             raise EmodiffError(f"augment generator {generator!r}: expected one of {', '.join(GENERATORS)}")
         masks = value.get("masks", DEFAULT_MASKS)
         extra = value.get("extra_real")
+        weight = value.get("weight")
         return cls(synthetic=None if value.get("synthetic") is None else str(value["synthetic"]),
                    mixup=None if mixup is None else float(mixup), specaugment=bool(value.get("specaugment")),
                    offline=tuple(offline), generator=generator, shuffle=bool(value.get("shuffle")),
                    uniform=bool(value.get("uniform")), masks=(int(masks[0]), int(masks[1])),
-                   extra_real=None if extra is None else int(extra))
+                   extra_real=None if extra is None else int(extra),
+                   weight=None if weight is None else float(weight))
 
     def config(self) -> dict[str, object]:
         """What a result records (:meth:`from_config` reads it back); ``generator`` only when not the method's,
-        and the controls, ``masks`` and ``extra_real`` only when set, so results recorded before any of them
-        existed keep their config."""
+        and the controls, ``masks``, ``extra_real`` and ``weight`` only when set, so results recorded before any
+        of them existed keep their config."""
         out: dict[str, object] = {"synthetic": self.synthetic, "mixup": self.mixup, "specaugment": self.specaugment,
                                   "offline": list(self.offline)}
         if self.generator != METHOD:
@@ -143,11 +159,19 @@ class Augment:
             out["masks"] = list(self.masks)
         if self.extra_real is not None:
             out["extra_real"] = self.extra_real
+        if self.weight is not None:
+            out["weight"] = self.weight
         return out
 
     @property
+    def prefix(self) -> str | None:
+        """With ``synthetic:PREFIX*``, PREFIX: the folds choose among the sets whose names start with it."""
+        return self.synthetic[:-1] if self.synthetic and self.synthetic.endswith("*") else None
+
+    @property
     def synthetic_text(self) -> str:
-        """The synthetic part's text: ``synthetic:NAME``, ``synthetic`` (the method's sets) or ``gan``."""
+        """The synthetic part's text: ``synthetic:NAME``, ``synthetic:PREFIX*``, ``synthetic`` (the method's sets)
+        or ``gan``."""
         if self.synthetic:
             return f"synthetic:{self.synthetic}"
         return "synthetic" if self.generator == METHOD else self.generator
@@ -160,9 +184,10 @@ class Augment:
         return parts + self.extras()
 
     def extras(self) -> list[str]:
-        """The parts besides ``synthetic``: extra real segments, the controls, then the augmentations proper
-        (``mixup:0.2``, ``specaugment``, ``speed``)."""
-        parts = [] if self.extra_real is None else [f"real:{self.extra_real}"]
+        """The parts besides ``synthetic``: the synthetic segments' weight, extra real segments, the controls, then
+        the augmentations proper (``mixup:0.2``, ``specaugment``, ``speed``)."""
+        parts = [] if self.weight is None else [f"weight:{_number(self.weight)}"]
+        parts += [] if self.extra_real is None else [f"real:{self.extra_real}"]
         parts += [control for control in CONTROLS if getattr(self, control)]
         if self.mixup is not None:
             parts.append(f"mixup:{self.mixup:g}")
@@ -205,6 +230,10 @@ class Experiment:
         if self.augment.extra_real is not None and self.train_on == "synthetic":
             raise EmodiffError(f"--augment real:{self.augment.extra_real} adds real segments; it needs --train-on "
                                "real or real+synthetic")
+        if self.augment.weight is not None and self.train_on != "real+synthetic":
+            w = _number(self.augment.weight)
+            raise EmodiffError(f"--augment weight:{w} {_WEIGHT_DOES}; it needs real and synthetic data (e.g. "
+                               f"--augment synthetic+weight:{w})")
 
     @classmethod
     def of(cls, train_on: str, augment: Augment | str = "") -> Experiment:
@@ -232,6 +261,9 @@ class Experiment:
         for control in CONTROLS:
             if getattr(augment, control) and not synthetic:
                 raise EmodiffError(f"{where}: {text!r}: {control} {_CONTROL_DOES[control]}; add synthetic (or gan)")
+        if augment.weight is not None and train_on != "real+synthetic":
+            raise EmodiffError(f"{where}: {text!r}: weight:{_number(augment.weight)} {_WEIGHT_DOES}; add "
+                               f"{'synthetic (or gan)' if train_on == 'real' else 'real'}")
         if data.count("real") > 1:
             raise EmodiffError(f"{where}: {text!r} names real twice; extra real segments are real:N (e.g. "
                                "real+real:400)")
@@ -259,15 +291,21 @@ class Experiment:
 
     @property
     def label(self) -> str:
-        """The report's wording: the data, then each augmentation (``real+synthetic + mixup:0.2``)."""
-        return " + ".join((self.data, *self.augment.extras()))
+        """The report's wording: the data, then each augmentation (``real+synthetic + mixup:0.2``); a sweep's
+        setting keeps its prefix (``real+synthetic:g0.5-* + weight:0.5``), or its rows would read alike."""
+        data = self.data if self.augment.prefix is None else f"{self.data}:{self.augment.synthetic}"
+        return " + ".join((data, *self.augment.extras()))
 
     @property
     def name_parts(self) -> list[str]:
-        """The words a result name is made of: ``real-synthetic``, ``shuffle``, ``mixup``, ``speed``, ..."""
-        extras = [k for k in (*CONTROLS, "mixup", "specaugment") if getattr(self.augment, k) not in (None, False)]
-        more = [] if self.augment.extra_real is None else [f"real{self.augment.extra_real}"]
-        return [self.data.replace("+", "-"), *more, *extras, *self.augment.offline]
+        """The words a result name is made of: ``real-synthetic``, ``g0.5-all`` (the sets of ``synthetic:g0.5-*``),
+        ``weight0.5``, ``shuffle``, ``mixup``, ``speed``, ..."""
+        augment = self.augment
+        extras = [k for k in (*CONTROLS, "mixup", "specaugment") if getattr(augment, k) not in (None, False)]
+        sets = [] if augment.prefix is None else [name_safe(f"{augment.prefix}*")]
+        more = [] if augment.weight is None else [f"weight{_number(augment.weight)}"]
+        more += [] if augment.extra_real is None else [f"real{augment.extra_real}"]
+        return [self.data.replace("+", "-"), *sets, *more, *extras, *augment.offline]
 
     @property
     def paper_key(self) -> str | None:
@@ -289,8 +327,32 @@ class Experiment:
         return (PAPER_ROWS.index(key), self.label) if key in PAPER_ROWS else (len(PAPER_ROWS), self.label)
 
 
+def name_safe(text: str) -> str:
+    """``text`` for a result name: a '*' (``synthetic:PREFIX*``, outside the store's name rule) becomes ``-all``
+    (``g0.5-*`` and ``g0.5*`` -> ``g0.5-all``, ``*`` -> ``all``)."""
+    return re.sub(r"-*\*", "-all", text).lstrip("-")
+
+
 def _with_synthetic(augment: Augment, name: str, generator: str = METHOD) -> Augment:
     return dataclasses.replace(augment, synthetic=name, generator=generator)
+
+
+def _number(x: float) -> str:
+    """``x`` short (``0.5``, ``2``) where that reads back as ``x``, else in full, so ``parse(text)`` gives ``x``."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
+
+
+def _weight(text: str, where: str) -> float:
+    """``weight:W``'s W, a finite number > 0."""
+    try:
+        w = float(text)
+    except ValueError:
+        w = math.nan
+    if not (math.isfinite(w) and w > 0):
+        raise EmodiffError(f"{where} 'weight:{text}': expected weight:W with W > 0, the weight of each "
+                           "synthetic segment's loss against a real one's 1 (e.g. weight:0.5)")
+    return w
 
 
 def _masks(text: str, where: str) -> tuple[int, int]:

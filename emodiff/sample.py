@@ -5,9 +5,10 @@ speakers (or ``--speaker``). Each sample's text is the transcript of a training 
 that speaker (one of the same emotion where there is one), worded with the template and
 encoded by the text model the run was trained with. Batch ``i`` draws its noise from a
 generator seeded with (seed, i), so the set does not depend on the batch schedule, and an
-interrupted run resumes at the first batch it had not written. How a batch is drawn is the
-run's generator family's (emodiff/generators/); :func:`sample` is :func:`_plan`, the family's
-drawer, then :func:`_write`.
+interrupted run resumes at the first batch it had not written. With ``--voices mix`` or
+``gaussian`` each sample speaks in a voice that is none of the training speakers' (emodiff/voices.py),
+planned from the seed with the conditions. How a batch is drawn is the run's generator family's
+(emodiff/generators/); :func:`sample` is :func:`_plan`, the family's drawer, then :func:`_write`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
 from emodiff import store as st
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, sha256_file
-from emodiff.config import Recipe, Sampler, recipe_from_dict
+from emodiff.config import Recipe, Sampler, Voices, recipe_from_dict
 from emodiff.devices import resolve_device
 from emodiff.diffusion.preconditioned import SAMPLERS
 from emodiff.emotions import EMOTIONS, emotion_id
@@ -44,6 +45,7 @@ from emodiff.records import (
 from emodiff.segments import speaker_matches
 from emodiff.silence import synthetic_frames
 from emodiff.text import TextEncoder, render_condition
+from emodiff.voices import VoicePlan, plan_voices, speaker_genders
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class SampleJob:
     device: str = "auto"
     overwrite: bool = False
     guidance: float | None = None  # classifier-free guidance W; None: the recipe's
+    voices: Voices | None = None  # training, mix or gaussian (emodiff/voices.py); None: the recipe's
+    sigma_min: float | None = None  # v/edm: where the sampler stops (returning D there); None: the recipe's
 
     def __post_init__(self) -> None:
         if self.name is not None:
@@ -78,6 +82,10 @@ class SampleJob:
             raise EmodiffError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.guidance is not None and not 0.0 <= self.guidance <= 20.0:
             raise EmodiffError(f"--guidance must be in [0, 20], got {self.guidance}")
+        if self.sigma_min is not None and not self.sigma_min > 0:
+            raise EmodiffError(f"--sigma-min must be > 0, got {self.sigma_min}")
+        if self.voices not in (None, *get_args(Voices)):
+            raise EmodiffError(f"--voices {self.voices!r}: expected one of {', '.join(get_args(Voices))}")
         for e in self.emotions:
             if e not in EMOTIONS:
                 raise EmodiffError(f"--emotion {e!r}: expected one of {', '.join(EMOTIONS)}")
@@ -152,6 +160,8 @@ class _Plan:
     emotions: list[int]  # the emotions asked for, in order
     speakers: list[str]  # the training speakers asked for, in order
     rows: list[int]  # per sample, the utterance whose speaker and transcript it borrows
+    speaker: np.ndarray  # [N] int64, per sample its row's speaker as an index into the training speakers
+    voices: VoicePlan  # per sample, the voice it speaks in (none for training: the speaker's own)
     emotion: np.ndarray  # [N] int8
     texts: list[str]
     utterances: dict[str, np.ndarray]
@@ -168,11 +178,14 @@ def sample(job: SampleJob, progress: Progress = QUIET) -> SampleResult:
     start = time.perf_counter()
     plan = _plan(job)
     device = resolve_device(job.device)
-    request = SampleRequest(sampler=job.sampler, steps=job.steps, eta=job.eta, guidance=job.guidance)
+    request = SampleRequest(sampler=job.sampler, steps=job.steps, eta=job.eta, guidance=job.guidance,
+                            voices=plan.voices.mode, sigma_min=job.sigma_min)
     drawer = family_for(plan.recipe).drawer(plan.recipe, plan.state, request, device, plan.checkpoint)
     config = {"checkpoint_sha256": sha256_file(plan.checkpoint), "n": job.n, **drawer.config, "seed": job.seed,
               "emotions": plan.emotions, "speakers": plan.speakers,
               "batch_size": plan.batch}
+    if plan.voices.mode != "training":  # only then: a set drawn before --voices keeps its config hash
+        config["voices"] = plan.voices.mode
     if not job.overwrite:
         found = existing(job.store, Synthetic.path(plan.name), config)
         if isinstance(found, Different):
@@ -202,14 +215,18 @@ def _plan(job: SampleJob) -> _Plan:
     emotions = [emotion_id(e) for e in job.emotions] or list(range(len(EMOTIONS)))
     utterances, template, text_model = _training_utterances(job.store, state)
     rows = plan_conditions(utterances, job.n, emotions, speakers, job.seed)
+    names = [str(t) for t in trained]
+    speaker = np.array([names.index(str(utterances["speaker"][r])) for r in rows], dtype=np.int64)
+    genders = speaker_genders(utterances["gender"], utterances["speaker"], names)
+    voices = plan_voices(job.voices or recipe.sample.voices, speaker, genders, job.seed)
     emotion = np.array([emotions[i % len(emotions)] for i in range(job.n)], dtype=np.int8)
     texts = []
     for r, e in zip(rows, emotion, strict=True):
         corpus, _, spk = str(utterances["speaker"][r]).partition(":")
         texts.append(render_condition(template, text=str(utterances["text"][r]), emotion=int(e), speaker=spk,
                                       gender=str(utterances["gender"][r]), corpus=corpus))
-    return _Plan(ckpt_path, run_name, job.name or run_name, recipe, state, emotions, speakers, rows, emotion, texts,
-                 utterances, template, text_model, job.batch_size or recipe.sample.batch_size)
+    return _Plan(ckpt_path, run_name, job.name or run_name, recipe, state, emotions, speakers, rows, speaker, voices,
+                 emotion, texts, utterances, template, text_model, job.batch_size or recipe.sample.batch_size)
 
 
 def _write(job: SampleJob, plan: _Plan, drawer: Drawer, config: dict[str, Any], device: torch.device,
@@ -217,7 +234,8 @@ def _write(job: SampleJob, plan: _Plan, drawer: Drawer, config: dict[str, Any], 
     """Draw the batches not yet in the set's side file and write the set; returns the rows found done."""
     trained = [str(s) for s in plan.state["training_speakers"]]
     encoder = TextEncoder(plan.text_model, device=str(device))
-    speaker_ids = torch.tensor([trained.index(str(plan.utterances["speaker"][r])) for r in plan.rows])
+    speaker_ids = torch.from_numpy(plan.speaker)
+    coefficients = plan.voices.coefficients
     batch = plan.batch
     with write_synthetic(job.store, plan.name, config=config, n=job.n, mel=drawer.shape, cond_dim=encoder.dim,
                          overwrite=job.overwrite) as out:
@@ -227,20 +245,34 @@ def _write(job: SampleJob, plan: _Plan, drawer: Drawer, config: dict[str, Any], 
         for lo in range(done - done % batch, job.n, batch):
             hi = min(lo + batch, job.n)
             pooled, tokens, lengths = encoder.encode(plan.texts[lo:hi])
-            conditions = Conditions(tokens, lengths, torch.from_numpy(plan.emotion[lo:hi]).long(), speaker_ids[lo:hi])
+            voice = torch.from_numpy(coefficients[lo:hi]) if coefficients is not None else None
+            conditions = Conditions(tokens, lengths, torch.from_numpy(plan.emotion[lo:hi]).long(), speaker_ids[lo:hi],
+                                    voice)
             mel = drawer.draw(conditions, job.seed, lo // batch)
             out.write(lo, mel, synthetic_frames(mel), pooled)
             progress.advance(hi - max(lo, done))
         out.finish(emotion=plan.emotion, speaker=[str(plan.utterances["speaker"][r]) for r in plan.rows],
                    text=plan.texts, source_utterance=[str(plan.utterances["id"][r]) for r in plan.rows],
+                   **_voice_columns(plan.voices, trained),
                    provenance=SyntheticAttrs(
                        checkpoint=str(plan.checkpoint.resolve()), checkpoint_sha256=config["checkpoint_sha256"],
                        run=plan.run, seed=job.seed, generator=plan.recipe.generator,
                        drawn_with=str(drawer.attrs["drawn_with"]),
                        drawing={k: v for k, v in drawer.attrs.items() if k != "drawn_with"},
                        training_speakers=tuple(trained), embed_model=str(plan.state["embed_model"]),
-                       template=plan.template, recipe=plan.recipe.to_dict()))
+                       template=plan.template, recipe=plan.recipe.to_dict(), voices=plan.voices.mode))
     return done
+
+
+def _voice_columns(voices: VoicePlan, trained: list[str]) -> dict[str, Any]:
+    """The per-sample voice datasets of a set (docs/store.md): none for training voices."""
+    columns: dict[str, Any] = {}
+    if voices.coefficients is not None:
+        columns["voice"] = voices.coefficients
+    if voices.partner is not None and voices.weight is not None:
+        columns["voice_partner"] = [trained[b] for b in voices.partner]
+        columns["voice_weight"] = voices.weight
+    return columns
 
 
 def _training_utterances(store: Path, state: dict) -> tuple[dict[str, np.ndarray], str, str]:

@@ -23,11 +23,12 @@ from pathlib import Path
 from emodiff.augment import AugmentJob, augment
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint
 from emodiff.classify import ClassifyJob, classify, plan_held_out
+from emodiff.compare import CompareJob, run_compare
 from emodiff.config import Recipe, load_recipe, override
 from emodiff.corpora import canonical_name
 from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
-from emodiff.experiments import Experiment
+from emodiff.experiments import Experiment, name_safe
 from emodiff.paths import checked_path
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.progress import QUIET, Progress
@@ -74,7 +75,7 @@ def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: 
     tokens = [t.strip() for t in text.split("+") if t.strip()]  # the name keeps the recipe's spelling
     study = recipe.study
     where = "" if source is None else f"{source}-to-{corpus}-" + ("" if fraction is None else f"adapt{fraction:g}-")
-    name = "study-" + where + re.sub(r"[:\s]", "", "-".join(tokens))
+    name = "study-" + where + name_safe(re.sub(r"[:\s]", "", "-".join(tokens)))  # synthetic:g0.5-* -> ...g0.5-all
     check_name(name, where=f"study.experiments {text!r}: the result's name")  # only an odd synthetic:NAME can fail
     return ClassifyJob(store=store, corpus=corpus, train_corpus=source, target_fraction=fraction,
                        folds=study.folds, train_on=experiment.train_on, augment=experiment.augment,
@@ -241,6 +242,10 @@ def _evaluation_steps(job: StudyJob, experiments: list[ClassifyJob], generators:
                       report: Path) -> list[Step]:
     study = job.recipe.study
     steps = [Step(f"classify {e.name}", functools.partial(_classify, e)) for e in experiments]
+    corpus = canonical_name(study.corpus)
+    for a, b in study.comparison_pairs():
+        names = [experiment_job(job.store, job.recipe, corpus, text, job.device).name for text in (a, b)]
+        steps.append(Step(f"compare {a} vs {b}", functools.partial(_compare, job.store, *names)))
     if study.quality and generators:
         steps.append(Step("quality", functools.partial(_quality, job)))
     steps.append(Step("report", functools.partial(_report, job, report)))
@@ -305,6 +310,11 @@ def _report(job: StudyJob, out: Path) -> bool:
     study = job.recipe.study
     build_report(ReportJob(job.store, out, vocoder=study.vocoder, examples=study.examples, device=job.device))
     return False  # always rebuilt: it is cheap and reflects whatever the store now holds
+
+
+def _compare(store: Path, experiment: str, baseline: str) -> bool:
+    # A comparison is derived data: when either result was rerun since, it is made again (refresh).
+    return run_compare(CompareJob(store, experiment, baseline, refresh=True)).already_there
 
 
 def _classify(e: ClassifyJob) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +14,9 @@ from emodiff.ser.classifier import (
     ClassifierConfig,
     CnnBlstm,
     count_parameters,
+    mix,
     mixup,
+    mixup_draw,
     soft_cross_entropy,
     spec_augment,
 )
@@ -165,6 +169,36 @@ def test_soft_cross_entropy_matches_hard_labels() -> None:
                                F.cross_entropy(logits, target))
     probs = torch.full((5, 4), 0.25)  # uniform targets: -mean log softmax
     torch.testing.assert_close(soft_cross_entropy(logits, probs), -F.log_softmax(logits, -1).mean(-1).mean())
+
+
+def test_weighted_soft_cross_entropy_is_the_weighted_mean_of_the_rows() -> None:
+    """sum_i w_i l_i / sum_i w_i, against a hand computation in float64 (l_i = logsumexp(z_i) - sum_k p_ik z_ik)."""
+    logits = [[2.0, -1.0, 0.5, 0.0], [0.3, 0.3, -2.0, 1.0], [-0.5, 1.5, 0.0, 0.25]]
+    targets = [[1.0, 0.0, 0.0, 0.0], [0.0, 0.25, 0.0, 0.75], [0.25, 0.25, 0.25, 0.25]]
+    weights = [1.0, 0.5, 2.0]
+
+    def row_loss(z: list[float], p: list[float]) -> float:
+        return math.log(sum(math.exp(v) for v in z)) - sum(pk * zk for pk, zk in zip(p, z, strict=True))
+
+    hand = sum(w * row_loss(z, p) for w, z, p in zip(weights, logits, targets, strict=True)) / sum(weights)
+    got = soft_cross_entropy(torch.tensor(logits), torch.tensor(targets), torch.tensor(weights))
+    assert float(got) == pytest.approx(hand, rel=1e-6)
+    # equal weights of any size are the plain mean: the weighted mean keeps the loss's scale
+    plain = soft_cross_entropy(torch.tensor(logits), torch.tensor(targets))
+    assert float(soft_cross_entropy(torch.tensor(logits), torch.tensor(targets), torch.full((3,), 7.0))) == \
+        pytest.approx(float(plain), rel=1e-6)
+    assert float(got) != pytest.approx(float(plain), rel=1e-3)
+
+
+def test_mixup_is_its_draw_applied_to_x_and_y() -> None:
+    """The split draw (what mixes the loss weights alongside) gives mixup's own lam and partners."""
+    x = torch.randn(6, 80, 10, generator=torch.Generator().manual_seed(3))
+    y = _labels(6)
+    xm, ym = mixup(x, y, 0.4, torch.Generator().manual_seed(11))
+    lam, perm = mixup_draw(6, 0.4, torch.Generator().manual_seed(11))
+    assert 0.0 < lam < 1.0 and sorted(perm.tolist()) == list(range(6))
+    assert torch.equal(xm, mix(x, lam, perm)) and torch.equal(ym, mix(y, lam, perm))
+    torch.testing.assert_close(mix(y, lam, perm), lam * y + (1 - lam) * y[perm])
 
 
 def test_tiny_model_overfits_random_segments() -> None:

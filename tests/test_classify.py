@@ -365,3 +365,93 @@ def test_specaugment_masks_reach_every_batch(ravdess_store, tmp_path, monkeypatc
     with st.open_store(store) as f:
         assert '"masks":[3,7]' in f["results/specaugment:3x7"].attrs["config"]
         assert "masks" not in f["results/specaugment"].attrs["config"]  # the default: configs as before
+
+
+def test_synthetic_segments_weigh_w_in_the_loss_end_to_end(toy_with_synthetic, tmp_path):
+    """``synthetic+weight:0.5``: the fold's synthetic segments carry loss weight 0.5, its real ones none
+    (1), and a classify run records the weight and names the result after it."""
+    from emodiff.ser.folds import training_segments
+
+    store, job, data, fold, synth = _control(toy_with_synthetic, tmp_path, "synthetic+weight:0.5")
+    segs = training_segments(fold, data, synth, {}, job.fold_spec(), seed=0)
+    n_real = len(segs) - synth.count
+    assert segs.weight.tolist() == [1.0] * n_real + [0.5] * synth.count
+    plain = training_segments(fold, data, synth, {}, dataclasses.replace(job.fold_spec(), augment=Augment(
+        synthetic="")), seed=0)
+    assert plain.weight is None and plain.mel.equal(segs.mel)  # without weight: the segments as before
+
+    result = classify(job)
+    assert result.group == "/results/toy-loso-real-synthetic-weight0.5" and len(result.folds) == 3
+    with st.open_store(store) as f:
+        g = f["results/toy-loso-real-synthetic-weight0.5"]
+        assert g.attrs["augment"] == "synthetic+weight:0.5" and '"weight":0.5' in g.attrs["config"]
+
+
+def _sweep_store(toy_with_synthetic: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The toy store plus sets as a guidance sweep draws them: per LOSO fold one ``g1-without-...`` set whose
+    generator saw only the speaker the fold trains on (one of them drawn by the GAN), and ``h-clean``, whose
+    generator saw none of the toy speakers but more speakers than any g1 set's: plain ``synthetic`` prefers it.
+    Returns the store and, per fold, the g1 set it may take."""
+    import json
+
+    import h5py
+
+    from emodiff.classify import held_out, plan_folds
+    from emodiff.ser.folds import read_corpora
+
+    store = tmp_path / "s.h5"
+    shutil.copy(toy_with_synthetic, store)
+    job = ClassifyJob(store=store, corpus="toy")
+    data = read_corpora(store, ["toy"], segments=False)
+    everyone = {f"toy:{s}" for s in ("s1", "s2", "s3")}
+    expected = {}
+    with h5py.File(store, "a") as f:
+        for i, fold in enumerate(plan_folds(data, job)):
+            held = held_out(fold, data)
+            name = "g1-without-" + "-".join(s.partition(":")[2] for s in held)
+            f.copy(f["synthetic/tiny"], f"synthetic/{name}")
+            f[f"synthetic/{name}"].attrs["training_speakers"] = json.dumps(sorted(everyone - set(held)))
+            if i == 2:
+                f[f"synthetic/{name}"].attrs["generator"] = "gan"  # a prefix takes the sets of any family
+            expected[fold.name] = name
+        f.copy(f["synthetic/tiny"], "synthetic/h-clean")
+        f["synthetic/h-clean"].attrs["training_speakers"] = json.dumps(["other:a", "other:b"])
+    return store, expected
+
+
+def test_a_prefix_chooses_per_fold_among_the_sets_it_names(toy_with_synthetic, tmp_path):
+    """``synthetic:g1-*``: each fold takes a set named g1-... whose generator never saw its held-out speakers,
+    never another set, even one that is clean for it and that plain ``synthetic`` takes."""
+    from emodiff.classify import _synthetic_sets, choose_synthetic, plan_folds
+    from emodiff.ser.folds import read_corpora
+
+    store, expected = _sweep_store(toy_with_synthetic, tmp_path)
+    data = read_corpora(store, ["toy"], segments=False)
+    folds = plan_folds(data, ClassifyJob(store=store, corpus="toy"))
+    every = _synthetic_sets(store, Augment.parse("synthetic"))
+    assert [choose_synthetic(fold, data, every, allow=False)[0].name for fold in folds] == ["h-clean"] * 3
+    sweep = _synthetic_sets(store, Augment.parse("synthetic:g1-*"))
+    assert sorted(s.name for s in sweep) == sorted(expected.values())
+
+    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse("synthetic:g1-*"),
+                      classifier=dataclasses.replace(TINY, epochs=1), device="cpu")
+    result = classify(job)
+    assert not result.leaky and {r.name: r.synthetic for r in result.folds} == expected
+    assert result.group == "/results/toy-loso-real-synthetic-g1-all"
+    with st.open_store(store) as f:
+        assert f["results/toy-loso-real-synthetic-g1-all"].attrs["augment"] == "synthetic:g1-*"
+
+
+def test_a_prefix_that_names_no_set_is_one_line_listing_the_sets(toy_with_synthetic, tmp_path):
+    from emodiff.classify import _synthetic_sets
+
+    store, expected = _sweep_store(toy_with_synthetic, tmp_path)
+    with pytest.raises(EmodiffError) as err:
+        _synthetic_sets(store, Augment.parse("synthetic:g2-*"))
+    message = str(err.value)
+    assert "no synthetic set's name starts with 'g2-' (--augment synthetic:g2-*)" in message and "\n" not in message
+    assert message.endswith("; sets: " + ", ".join(sorted([*expected.values(), "h-clean", "tiny"]))), message
+    job = ClassifyJob(store=store, corpus="toy", augment=Augment.parse("synthetic:g2-*"), device="cpu")
+    with pytest.raises(EmodiffError, match="no synthetic set's name starts with 'g2-'"):
+        classify(job)
+    assert not st.has_group(store, "results/toy-loso-real-synthetic-g2-all")

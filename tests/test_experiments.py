@@ -44,6 +44,15 @@ EXPERIMENTS = [
     ("real:400+real+synthetic", "real+synthetic+real:400", "real+synthetic + real:400"),
     ("real+specaugment:4x10", "real+specaugment:4x10", "real + specaugment:4x10"),
     ("real+specaugment:8x20", "real+specaugment", "real + specaugment"),
+    # the synthetic segments' loss weight (issue 20); a sweep's setting, the sets named PREFIX...
+    ("real+synthetic+weight:0.5", "real+synthetic+weight:0.5", "real+synthetic + weight:0.5"),
+    ("mixup+weight:2+gan+real", "real+gan+weight:2+mixup:0.2", "real+gan + weight:2 + mixup:0.2"),
+    ("real+synthetic+weight:0.1234567", "real+synthetic+weight:0.1234567", "real+synthetic + weight:0.1234567"),
+    ("real+synthetic:g0.5-*", "real+synthetic:g0.5-*", "real+synthetic:g0.5-*"),
+    ("synthetic:g0.5-*", "synthetic:g0.5-*", "synthetic:g0.5-*"),
+    ("weight:0.25+synthetic:g2*+real+mixup", "real+synthetic:g2*+weight:0.25+mixup:0.2",
+     "real+synthetic:g2* + weight:0.25 + mixup:0.2"),
+    ("real+synthetic:*", "real+synthetic:*", "real+synthetic:*"),
 ]
 AUGMENTS = [
     ("", ""),
@@ -62,6 +71,9 @@ AUGMENTS = [
     ("speed+shuffle+synthetic", "synthetic+shuffle+speed"),
     ("uniform+synthetic", "synthetic+uniform"),
     ("real:16+specaugment:2x5", "real:16+specaugment:2x5"),
+    ("weight:0.5+synthetic", "synthetic+weight:0.5"),
+    ("mixup+weight:1e-3+gan", "gan+weight:0.001+mixup:0.2"),
+    ("synthetic:g0.5-*+weight:3", "synthetic:g0.5-*+weight:3"),
 ]
 
 
@@ -101,6 +113,10 @@ def test_a_results_config_keeps_its_form_from_before_there_were_two_families():
     # the control adds a key only when set, so the config (and hash) of every other result is unchanged
     assert Augment.parse("synthetic+shuffle+mixup").config() == {**old, "shuffle": True}
     assert Augment.from_config({**old, "shuffle": True}) == Augment.parse("synthetic+mixup+shuffle")
+    # so does the synthetic segments' weight, and a sweep's prefix is its synthetic text as written
+    assert Augment.parse("synthetic+mixup+weight:0.5").config() == {**old, "weight": 0.5}
+    assert Augment.from_config({**old, "weight": 0.5}) == Augment.parse("weight:0.5+synthetic+mixup")
+    assert Augment.parse("synthetic:g0.5-*+mixup").config() == {**old, "synthetic": "g0.5-*"}
 
 
 def test_the_shuffled_control_is_its_own_experiment():
@@ -131,6 +147,17 @@ def test_the_shuffled_control_is_its_own_experiment():
     ("real+real:x", "expected real:N"),
     ("real+specaugment:4", "expected specaugment:FxT"),
     ("real+specaugment:4x", "expected specaugment:FxT"),
+    ("real+weight:0.5", "weight:0.5 weighs each synthetic segment's loss against a real one's; add synthetic"),
+    ("synthetic+weight:0.5", "weight:0.5 weighs each synthetic segment's loss against a real one's; add real"),
+    ("real+synthetic+weight", "'weight:': expected weight:W with W > 0"),
+    ("real+synthetic+weight:0", "'weight:0': expected weight:W with W > 0"),
+    ("real+synthetic+weight:-1", "'weight:-1'"),
+    ("real+synthetic+weight:x", "'weight:x'"),
+    ("real+synthetic+weight:nan", "'weight:nan'"),
+    ("real+synthetic+weight:inf", "'weight:inf'"),
+    ("real+synthetic:g*0", "'synthetic:g*0': '*' may only end the name"),
+    ("real+synthetic:*g", "'synthetic:*g'"),
+    ("real+synthetic:g**", "'synthetic:g**'"),
 ])
 def test_bad_text_is_one_line_naming_the_bad_part(text, part):
     with pytest.raises(EmodiffError) as err:
@@ -149,6 +176,11 @@ def test_bad_augment_names_the_flag_and_part(text, part):
 def test_bad_train_on_and_config():
     with pytest.raises(EmodiffError, match="^--augment shuffle permutes the synthetic segments' labels; it needs"):
         Experiment.of("real", "shuffle+mixup")
+    for train_on in ("real", "synthetic"):  # weighs synthetic against real: both are needed
+        with pytest.raises(EmodiffError, match=r"^--augment weight:0.5 weighs .* it needs real and synthetic data "
+                                               r"\(e.g. --augment synthetic\+weight:0.5\)$"):
+            Experiment.of(train_on, "weight:0.5")
+    assert Experiment.of("real+synthetic", "weight:0.5") == Experiment.parse("real+synthetic+weight:0.5")
     with pytest.raises(EmodiffError, match="--train-on 'fake': expected real, synthetic or real"):
         Experiment.of("fake")
     with pytest.raises(EmodiffError, match="unknown key"):
@@ -174,6 +206,22 @@ def test_classify_study_and_report_agree(text, canonical, label):
     for job in (study, cli):
         for stored in (job.augment.label(), augment_text(asdict(job.augment)), augment_text(job.config()["augment"])):
             assert condition(_result(job, stored)) == e and trained_on(_result(job, stored)) == label
+
+
+@pytest.mark.parametrize(("text", "study", "default"), [
+    ("real+synthetic:g0.5-*", "study-real-syntheticg0.5-all", "ravdess-loso-real-synthetic-g0.5-all"),
+    ("real+synthetic:g0.5*+weight:0.5", "study-real-syntheticg0.5-all-weight0.5",
+     "ravdess-loso-real-synthetic-g0.5-all-weight0.5"),
+    ("real+synthetic:*", "study-real-synthetic-all", "ravdess-loso-real-synthetic-all"),
+    ("real+synthetic+weight:2", "study-real-synthetic-weight2", "ravdess-loso-real-synthetic-weight2"),
+])
+def test_a_sweeps_prefix_and_a_weight_make_valid_result_names(text, study, default):
+    """'*' is outside the store's name rule: the study's and classify's names say ``-all`` instead; settings of
+    a sweep and weights get names of their own, not plain ``real-synthetic``'s."""
+    from emodiff.records import check_name
+
+    job = experiment_job(Path("s.h5"), load_recipe("demo"), "ravdess", text, "cpu")
+    assert job.name == study and check_name(job.default_name()) == default
 
 
 def test_report_shows_what_it_cannot_parse():

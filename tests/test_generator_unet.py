@@ -52,11 +52,13 @@ def test_sampling_options_are_checked(store, tmp_path):
     train(TrainJob(store=store, recipe=tiny_recipe(3), corpora=("toy",), out=tmp_path / "eps", device="cpu"))
     for job, match in ((dict(sampler="dpmpp-2m"), "samples with ddpm or ddim"),
                        (dict(steps=51), "at most that many"),
-                       (dict(guidance=2.0), "no unconditional model")):
+                       (dict(guidance=2.0), "no unconditional model"),
+                       (dict(sigma_min=0.2), "--sigma-min is for v/edm models")):
         with pytest.raises(EmodiffError, match=match):
             sample(SampleJob(store=store, n=4, run=str(tmp_path / "eps"), device="cpu", **job))
     for job, match in ((dict(eta=-1.0), "--eta"), (dict(batch_size=0), "--batch-size"),
-                       (dict(guidance=-1.0), "--guidance"), (dict(sampler="euler"), "--sampler")):
+                       (dict(guidance=-1.0), "--guidance"), (dict(sampler="euler"), "--sampler"),
+                       (dict(sigma_min=0.0), "--sigma-min must be > 0")):
         with pytest.raises(EmodiffError, match=match):
             SampleJob(store=store, n=4, **job)
     assert not st.has_group(store, "synthetic/eps")
@@ -83,3 +85,30 @@ def test_a_checkpoint_changed_after_training_is_refused_even_without_its_manifes
     with pytest.raises(EmodiffError, match="sha256 differs from the one .* recorded"):
         sample(SampleJob(store=store, n=4, device="cpu"))
     assert not st.has_group(store, "synthetic/t")
+
+
+def test_sigma_min_stops_the_sampler_there_and_is_recorded(store, tmp_path):
+    """--sigma-min sets the last noise level of the sampler's schedule (then D there is the sample); a set drawn
+    at the recipe's own sigma_min keeps the config of one drawn without the flag; above sigma_max is refused."""
+    from emodiff.generators import SampleRequest, family_for
+    from emodiff.sample import find_checkpoint
+
+    recipe = unet_recipe(3, "edm", log_every=3, val_every=3, checkpoint_every=3)
+    train(TrainJob(store=store, recipe=recipe, corpora=("toy",), out=tmp_path / "u", device="cpu"))
+    ckpt, _ = find_checkpoint(store, str(tmp_path / "u"))
+    state = load_checkpoint(ckpt)
+    drawer = family_for(recipe).drawer(recipe, state, SampleRequest(sigma_min=0.3), torch.device("cpu"), ckpt)
+    sigmas = drawer.diffusion.sigmas(5)
+    assert sigmas[-2].item() == pytest.approx(0.3) and sigmas[0].item() == pytest.approx(recipe.diffusion.sigma_max)
+    common = dict(store=store, n=8, seed=0, device="cpu", run=str(tmp_path / "u"))
+    plain = sample(SampleJob(**common, name="plain"))
+    same = sample(SampleJob(**common, name="plain", sigma_min=recipe.diffusion.sigma_min))
+    assert same.already_there and not plain.already_there  # the recipe's own value: the same set
+    sample(SampleJob(**common, name="stopped", sigma_min=0.3))
+    with st.open_store(store) as f:
+        a, b = f["synthetic/plain"], f["synthetic/stopped"]
+        assert b.attrs["sigma_min"] == pytest.approx(0.3) and "sigma_min 0.3" in b.attrs["drawn_with"]
+        assert "sigma_min" not in a.attrs["drawn_with"]
+        assert not np.array_equal(a["mel"][()], b["mel"][()])
+    with pytest.raises(EmodiffError, match="below the model's sigma_max"):
+        sample(SampleJob(**common, name="too-high", sigma_min=1000.0))

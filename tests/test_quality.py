@@ -16,10 +16,13 @@ import torch
 from scipy.spatial.distance import pdist
 from toy import SPEAKERS, class_means, make_toy_store
 
+from emodiff import metrics as m
 from emodiff import quality as q
+from emodiff import quality_inputs as qi
 from emodiff import store as st
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
+from emodiff.quality_fidelity import TABLE_FIELDS
 from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
 from emodiff.ser.training import Segments
 
@@ -43,9 +46,9 @@ def test_frechet_closed_form_for_diagonal_gaussians() -> None:
     mu_a, mu_b = rng.normal(size=6), rng.normal(size=6)
     var_a, var_b = rng.uniform(0.1, 3, 6), rng.uniform(0.1, 3, 6)
     expected = np.sum((mu_a - mu_b) ** 2) + np.sum((np.sqrt(var_a) - np.sqrt(var_b)) ** 2)
-    assert q.frechet_from_moments(mu_a, np.diag(var_a), mu_b, np.diag(var_b)) == pytest.approx(expected, rel=1e-10)
+    assert m.frechet_from_moments(mu_a, np.diag(var_a), mu_b, np.diag(var_b)) == pytest.approx(expected, rel=1e-10)
     a, b = _exact_moments(50, mu_a, var_a, 1), _exact_moments(80, mu_b, var_b, 2)
-    assert q.frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+    assert m.frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
 
 
 def test_frechet_matches_sqrtm_for_full_covariances() -> None:
@@ -54,26 +57,26 @@ def test_frechet_matches_sqrtm_for_full_covariances() -> None:
     ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = scipy.linalg.sqrtm(ca @ cb).real
     expected = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(ca + cb - 2 * root)
-    assert q.frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+    assert m.frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
 
 
 def test_frechet_in_one_dimension_is_mean_and_std_difference() -> None:
     a, b = RNG(4).normal(1.0, 2.0, size=(30, 1)), RNG(5).normal(-1.0, 0.5, size=(40, 1))
     expected = (a.mean() - b.mean()) ** 2 + (a.std(ddof=1) - b.std(ddof=1)) ** 2
-    assert q.frechet_distance(a, b) == pytest.approx(expected, rel=1e-10)
+    assert m.frechet_distance(a, b) == pytest.approx(expected, rel=1e-10)
 
 
 @pytest.mark.parametrize("n", [5, 300])  # fewer samples than dimensions: singular covariances
 def test_frechet_of_a_set_with_itself_is_zero(n: int) -> None:
     x = RNG(6).normal(size=(n, 64)) * 3 + 1
-    assert q.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8 * np.trace(np.cov(x, rowvar=False)))
+    assert m.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8 * np.trace(np.cov(x, rowvar=False)))
 
 
 def test_frechet_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match=">= 2 samples"):
-        q.frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+        m.frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
     with pytest.raises(ValueError, match=r"\[N, D\]"):
-        q.frechet_distance(np.zeros((4, 3)), np.zeros((5, 2)))
+        m.frechet_distance(np.zeros((4, 3)), np.zeros((5, 2)))
 
 
 # ---------------------------------------------------------------------------------------------- diversity
@@ -81,19 +84,19 @@ def test_frechet_rejects_bad_input() -> None:
 
 def test_mean_pairwise_distance_matches_pdist() -> None:
     x = RNG(7).normal(size=(23, 9))
-    assert q.mean_pairwise_distance(x) == pytest.approx(pdist(x).mean(), rel=1e-12)
-    assert q.mean_pairwise_distance(np.repeat(x[:1], 10, axis=0)) == 0.0
+    assert m.mean_pairwise_distance(x) == pytest.approx(pdist(x).mean(), rel=1e-12)
+    assert m.mean_pairwise_distance(np.repeat(x[:1], 10, axis=0)) == 0.0
     with pytest.raises(ValueError, match="N >= 2"):
-        q.mean_pairwise_distance(x[:1])
+        m.mean_pairwise_distance(x[:1])
 
 
 def test_collapse_has_no_diversity_and_a_worse_frechet_than_a_faithful_set() -> None:
     rng = RNG(8)
     real, faithful = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
     collapsed = np.repeat(real[3:4], 60, axis=0)
-    assert q.mean_pairwise_distance(collapsed) == 0.0
-    assert q.mean_pairwise_distance(faithful) == pytest.approx(q.mean_pairwise_distance(real), rel=0.15)
-    assert q.frechet_distance(real, collapsed) > 3 * q.frechet_distance(real, faithful)
+    assert m.mean_pairwise_distance(collapsed) == 0.0
+    assert m.mean_pairwise_distance(faithful) == pytest.approx(m.mean_pairwise_distance(real), rel=0.15)
+    assert m.frechet_distance(real, collapsed) > 3 * m.frechet_distance(real, faithful)
 
 
 # ---------------------------------------------------------------------------------------------- MAD
@@ -127,11 +130,11 @@ def test_mad_matches_a_hand_loop() -> None:
     real = rng.uniform(-0.9, 1, size=(3, 5, 8))
     synth = rng.uniform(-0.9, 1, size=(4, 5, 6)) * 0.7
     frames = np.array([8, 8, 8])
-    assert q.mad(real, frames, synth[:3, :, :]) != 0
-    assert q.mad(real[:, :, :6], np.full(3, 6), synth[:3]) == pytest.approx(
+    assert m.mad(real, frames, synth[:3, :, :]) != 0
+    assert m.mad(real[:, :, :6], np.full(3, 6), synth[:3]) == pytest.approx(
         _mad_hand(real[:, :, :6], np.full(3, 6), synth[:3], equal=True), rel=1e-12)
     frames = np.array([8, 3, 5])  # unequal counts on the two sides
-    assert q.mad(real, frames, synth) == pytest.approx(_mad_hand(real, frames, synth, equal=False), rel=1e-12)
+    assert m.mad(real, frames, synth) == pytest.approx(_mad_hand(real, frames, synth, equal=False), rel=1e-12)
 
 
 def test_mad_ignores_padded_and_silent_frames() -> None:
@@ -139,14 +142,14 @@ def test_mad_ignores_padded_and_silent_frames() -> None:
     real = rng.uniform(-0.9, 1, size=(4, 80, 40)).astype(np.float32)
     synth = rng.uniform(-0.9, 1, size=(5, 80, 40)).astype(np.float32)
     frames = np.array([40, 25, 10, 1])
-    base = q.mad(real, frames, synth)
+    base = m.mad(real, frames, synth)
     other = real.copy()
     for n, f in enumerate(frames):
         other[n, :, f:] = rng.uniform(-1, 1, size=(80, 40 - f))  # anything in the padding
-    assert q.mad(other, frames, synth) == base
+    assert m.mad(other, frames, synth) == base
     # A generator that draws the padding too (silence at -1) is not charged for it.
     padded = np.concatenate([synth, np.full((5, 80, 30), -1.0, np.float32)], axis=2)
-    assert q.mad(real, frames, padded) == base
+    assert m.mad(real, frames, padded) == base
     assert q.silence_share(padded) == pytest.approx(30 / 70)
     assert q.silence_share(real, frames) == pytest.approx(1 - frames.sum() / 160)
 
@@ -156,17 +159,17 @@ def test_mad_is_zero_for_identical_sets_and_rewards_spread_not_just_the_mean() -
     # Segments that differ by a loudness offset, as recordings do.
     real = (rng.uniform(-0.3, 0.3, size=(30, 1, 1)) + rng.normal(0, 0.05, size=(30, 80, 20))).astype(np.float32)
     frames = np.full(30, 20)
-    assert q.mad(real, frames, real) == 0.0
+    assert m.mad(real, frames, real) == 0.0
     mean_copies = np.repeat(real.mean(axis=0, keepdims=True), 30, axis=0)
     # The difference of mean mels is 0 for copies of the mean segment; MAD is not.
     assert np.abs(real.mean(0) - mean_copies.mean(0)).mean() < 1e-6
     faithful = (rng.uniform(-0.3, 0.3, size=(30, 1, 1)) + rng.normal(0, 0.05, size=(30, 80, 20))).astype(np.float32)
-    assert q.mad(real, frames, mean_copies) > 2 * q.mad(real, frames, faithful)
+    assert m.mad(real, frames, mean_copies) > 2 * m.mad(real, frames, faithful)
 
 
 def test_mad_without_sound_is_nan() -> None:
     silent = np.full((2, 80, 10), -1.0)
-    assert math.isnan(q.mad(silent, np.array([10, 10]), np.zeros((2, 80, 10))))
+    assert math.isnan(m.mad(silent, np.array([10, 10]), np.zeros((2, 80, 10))))
 
 
 def test_synthetic_frames_trims_trailing_silence() -> None:
@@ -177,9 +180,9 @@ def test_synthetic_frames_trims_trailing_silence() -> None:
 
 
 def test_imitated_corpus_is_the_most_seen() -> None:
-    assert q.imitated_corpus(["a:1", "b:1", "b:2"]) == "b"
-    assert q.imitated_corpus(["b:1", "a:1"]) == "a"  # ties: sorted order
-    assert q.imitated_corpus([]) is None
+    assert qi.imitated_corpus(["a:1", "b:1", "b:2"]) == "b"
+    assert qi.imitated_corpus(["b:1", "a:1"]) == "a"  # ties: sorted order
+    assert qi.imitated_corpus([]) is None
 
 
 def test_embed_is_forward_before_the_output_layer() -> None:
@@ -214,10 +217,15 @@ def _add_set(store: Path, name: str, mel: np.ndarray, emotion: np.ndarray, train
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy corpus alone."""
+    return make_toy_store(tmp_path_factory.mktemp("bare") / "bare.h5", per_class=PER_CLASS)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory, bare: Path) -> dict[str, Path]:
     """A bare toy store and one with five sets assessed (one yardstick for all), read back."""
     root = tmp_path_factory.mktemp("quality")
-    bare = make_toy_store(root / "bare.h5", per_class=PER_CLASS)
     store = root / "toy.h5"
     shutil.copy(bare, store)
     rng = np.random.default_rng(0)
@@ -246,7 +254,10 @@ def test_store_layout(stores: dict) -> None:
     table, attrs = _read(stores["store"], "faithful")
     assert set(table) == {"emotion", "mad", "frechet", "frechet_real", "consistency", "diversity_synthetic",
                           "diversity_real",
-                          "n_real", "n_synthetic", "recall_real", "silence_real", "silence_synthetic", "note"}
+                          "n_real", "n_synthetic", "recall_real", "silence_real", "silence_synthetic", "note",
+                          *TABLE_FIELDS}
+    assert table["frame_change_worst_bin"].dtype == np.int64 and attrs["nearest_k"] == 5
+    assert {k: attrs[k] for k in TABLE_FIELDS} == pytest.approx(stores["results"][2].overall.scalars(), nan_ok=True)
     assert table["emotion"].tolist() == list(EMOTIONS)
     assert table["n_real"].tolist() == [PER_CLASS] * 4 and table["n_synthetic"].tolist() == [10] * 4
     assert table["mad"].dtype == np.float64 and table["n_real"].dtype == np.int64
@@ -261,6 +272,7 @@ def test_store_layout(stores: dict) -> None:
     # The generator saw every toy speaker: nothing is held out, so no TSTR and no real-vs-real floor.
     assert math.isnan(attrs["tstr_uar"]) and math.isnan(attrs["trtr_uar"])
     assert json.loads(attrs["held_out_speakers"]) == [] and np.isnan(table["frechet_real"]).all()
+    assert np.isnan(table["coverage_real"]).all() and math.isnan(attrs["density_real"])
     assert 0.0 <= attrs["two_sample_auc"] <= 1.0
 
 
@@ -279,6 +291,12 @@ def test_identical_set_scores_zero(stores: dict) -> None:
     assert np.allclose(table["frechet"], 0.0, atol=1e-6)
     assert np.array_equal(table["diversity_synthetic"], table["diversity_real"])
     assert attrs["mad_mean"] == 0.0
+    # Every real of an emotion is the same segment: its balls have radius 0, and every copy lies in all
+    # of them: coverage 1, density N / k.
+    assert (table["coverage"] == 1.0).all() and table["density"] == pytest.approx(PER_CLASS / 5)
+    assert np.array_equal(table["silence_fraction_synthetic"], table["silence_fraction_real"])
+    # Nor does any bin change in time: no frame-change ratio is defined.
+    assert (table["frame_change_worst_bin"] == -1).all() and np.isnan(table["frame_change_low"]).all()
 
 
 def test_collapsed_set_has_no_diversity(stores: dict) -> None:
@@ -334,11 +352,11 @@ def test_bad_input_errors(stores: dict, tmp_path: Path) -> None:
 
 
 def test_default_classifier_is_the_sets_recipe_else_the_demo_recipe(stores: dict) -> None:
-    synth = q._read_synthetic(stores["store"], "faithful")
+    synth = qi.read_synthetic(stores["store"], "faithful")
     job = q.QualityJob(stores["store"])
     assert q._classifier(job, synth) == (q.load_recipe("demo").classifier, "demo recipe")
     recipe = q.load_recipe("paper").to_dict()
-    with_recipe = q._AssessedSet(**{**synth.__dict__, "recipe": recipe})
+    with_recipe = qi.AssessedSet(**{**synth.__dict__, "recipe": recipe})
     assert q._classifier(job, with_recipe) == (q.load_recipe("paper").classifier, "/synthetic/faithful recipe")
     assert q._classifier(q.QualityJob(stores["store"], classifier=CFG), with_recipe) == (CFG, "job")
 
@@ -383,6 +401,54 @@ def test_held_out_speakers_give_tstr_trtr_and_an_out_of_sample_floor(stores: dic
         assert 0.0 <= r.held_out.two_sample_auc <= 1.0
 
 
+def test_fidelity_and_diversity_are_written_and_reported(bare: Path, tmp_path: Path) -> None:
+    """A generator that saw s1 alone: s2 and s3 are the real halves. The real segments get noise (the toy's are
+    noiseless copies, whose bins never change), and the synthetic set the same noise with frames 10-17 silent."""
+    from emodiff.report.blocks import Document, Section
+    from emodiff.report.collect import collect
+    from emodiff.report.markdown import render_markdown
+    from emodiff.report.quality_table import quality_blocks
+
+    store = tmp_path / "separated.h5"
+    shutil.copy(bare, store)
+    rng = np.random.default_rng(4)
+    with h5py.File(store, "r+") as f:
+        mel = f["corpora/toy/segments/mel"]
+        emotion = f["corpora/toy/utterances/emotion"][()]
+        mel[...] = (class_means()[emotion] + rng.normal(0, 0.05, size=mel.shape)).astype(np.float16)
+    asked = np.repeat(np.arange(4), 10)
+    gappy = class_means()[asked] + rng.normal(0, 0.05, size=(40, 80, 32))
+    gappy[:, :, 10:18] = -1.0
+    _add_set(store, "gappy", gappy, asked, training=json.dumps(["toy:s1"]))
+    cfg = dataclasses.replace(CFG, epochs=2)  # any yardstick embeds; these metrics do not need a good one
+    [result] = q.assess(q.QualityJob(store, classifier=cfg, device="cpu", nearest_k=2))
+    table, attrs = _read(store, "gappy")
+    assert attrs["nearest_k"] == 2 and result.overall is not None
+    # 8 of 32 frames are silent in every synthetic segment, none in the real ones.
+    assert table["silence_fraction_synthetic"].tolist() == [0.25] * 4 and attrs["silence_fraction_synthetic"] == 0.25
+    assert table["silence_fraction_real"].tolist() == [0.0] * 4 and attrs["silence_fraction_real"] == 0.0
+    # The gap's edges are jumps of 1.6 in the loud bins 60-79: the worst bins. Two real halves of the same
+    # noise change alike: their ratio is near 1.
+    assert (table["frame_change_worst_bin"] >= 60).all() and (table["frame_change_worst"] > 2).all()
+    assert attrs["frame_change_worst_bin"] >= 60 and attrs["frame_change_worst"] > 2
+    assert abs(attrs["frame_change_low_real"] - 1) < 0.1 and abs(attrs["frame_change_worst_real"] - 1) < 0.5
+    for key in ("density", "density_real", "coverage", "coverage_real"):
+        assert np.isfinite(table[key]).all() and np.isfinite(attrs[key]), key
+        assert attrs[key] >= 0 and (key.startswith("density") or attrs[key] <= 1), key
+    with st.open_store(store) as f:
+        arrays = q.Quality.read(f, "gappy").arrays
+    assert arrays["frame_change_ratio"].shape == arrays["frame_change_ratio_real"].shape == (5, 80)
+    np.testing.assert_array_equal(arrays["frame_change_ratio"][-1], result.overall.ratio)
+    # Table 1: a "synthetic / real" cell per metric, a row per emotion and one for the whole set.
+    [block] = quality_blocks(collect(store))
+    header = "silence fraction, synthetic / real"
+    assert header in block.headers and block.rows[-1][0] == "all emotions"
+    assert [r[block.headers.index(header)] for r in block.rows] == ["0.25 / 0"] * 5
+    worst = block.rows[-1][block.headers.index("frame change ratio, worst bin, synthetic / real-vs-real")]
+    assert f"(bin {attrs['frame_change_worst_bin']}) / " in worst
+    assert "silence fraction, synthetic / real" in render_markdown(Document("r", [], [Section("q", "Q", [block])]))
+
+
 def test_two_sample_auc_is_near_chance_for_one_distribution_and_high_for_another() -> None:
     cfg = dataclasses.replace(CFG, epochs=30, batch_size=16)
     rng = np.random.default_rng(2)
@@ -417,6 +483,7 @@ def test_quality_command_prints_its_tables_and_refuses_an_assessed_set(stores: d
                                  "--device", "cpu"], terminal_width=80)
     assert result.exit_code == 0, result.output
     assert "/quality/faithful against toy" in result.output and "two-sample AUC" in result.output
+    assert "all emotions, synthetic (real): density" in " ".join(result.output.split())
     assert "…" not in result.output  # at 80 columns headers and values fold; nothing is cut
 
 

@@ -228,6 +228,11 @@ def test_quality_writer_round_trip(store: Path) -> None:
         q = rec.Quality.read(f, "s")
     assert q.corpus == "toy" and q.number("mad_mean") == 0.1 and q.meta.config == {"s": 1}
     assert q.table["note"].tolist() == ["", "too few"] and np.isnan(q.table["mad"][1])
+    assert q.arrays == {}  # as in stores written before the per-bin vectors
+    ratio = np.arange(3 * 80, dtype=np.float64).reshape(3, 80)
+    rec.Quality.write(store, "v", table=table, attrs={}, config={}, arrays={"frame_change_ratio": ratio})
+    with st.open_store(store) as f:
+        np.testing.assert_array_equal(rec.Quality.read(f, "v").arrays["frame_change_ratio"], ratio)
 
 
 @pytest.mark.parametrize("compressed", [False, True])

@@ -34,6 +34,7 @@ from emodiff.report import ReportJob, build_report
 from emodiff.report.collect import ResultInfo
 from emodiff.report.examples import MIN_FRAMES
 from emodiff.report.experiments import ResultTable
+from emodiff.report.quality_table import PAIRED
 from emodiff.sample import SampleJob, sample
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.train import TrainJob, train
@@ -490,10 +491,12 @@ def test_quality_flag_fills_table_1(full_store, tmp_path, monkeypatch):
     res = build_report(ReportJob(store, tmp_path / "b", quality=True, examples=0, device="cpu"))
     dom = parse(res.index.read_text())
     t1 = table(dom, "Table 1 — quality of tiny")
-    assert t1["head"] == ["emotion", "MAD", "Fréchet distance", "n real", "note"]
+    paired = [header for header, *_ in PAIRED]  # written before these metrics: a dash, and how to add them
+    assert t1["head"] == ["emotion", "MAD", "Fréchet distance", "n real", *paired, "note"]
     assert row_of(t1, "happy") == {"emotion": "happy", "MAD": "0.2", "Fréchet distance": "—", "n real": "6",
-                                   "note": "too few segments"}
+                                   **dict.fromkeys(paired, "—"), "note": "too few segments"}
     assert "mad_mean 0.2125" in res.index.read_text()
+    assert "emodiff quality --synthetic tiny --overwrite</code> adds them" in res.index.read_text()
 
 
 def _result(name: str, corpus: str, train_corpus: str, protocol: str, train_on: str, augment: str) -> ResultInfo:
@@ -537,3 +540,35 @@ def test_real_vocoder_writes_audible_clips(prepared_only, tmp_path):
         assert info.frames % 256 == 0 and info.frames // 256 in frames  # F frames -> F hops, padding trimmed
         wave, _ = sf.read(str(clip), dtype="float32")
         assert np.sqrt(np.mean(wave**2)) > 1e-3  # speech, not silence
+
+
+def test_direct_comparisons_join_the_tables_holm_family(prepared_only, tmp_path):
+    """A /comparisons group between two rows of a table gets its own table (Table 2b) and a fold x seed table;
+    Holm runs over the table's two comparisons against real and the direct one together."""
+    from emodiff.compare import CompareJob, run_compare
+    from emodiff.ser.paired import format_p
+
+    store = tmp_path / "s.h5"
+    shutil.copy(prepared_only, store)
+    _compared_results(store)
+    run_compare(CompareJob(store, "r-synth", "r-mixup"))
+    dom = parse(build_report(ReportJob(store, tmp_path / "rep", examples=0)).index.read_text())
+    p = {"r-synth": _corrected_p([0.04, 0.02, 0.03], 8 / 32), "r-mixup": _corrected_p([-0.01, 0.01, 0.01], 8 / 32),
+         "direct": _corrected_p([0.05, 0.01, 0.02], 8 / 32)}
+    order = sorted(p, key=p.get)  # Holm by hand: the k-th smallest p times (3 - k), running maximum, at most 1
+    running, holm = 0.0, {}
+    for k, key in enumerate(order):
+        running = max(running, min(1.0, (3 - k) * p[key]))
+        holm[key] = running
+    t2 = table(dom, "Table 2 — UAR %, ravdess, within corpus, groups:3")
+    assert row_of(t2, "r-synth")["p, Holm"] == format_p(holm["r-synth"])
+    assert row_of(t2, "r-mixup")["p, Holm"] == format_p(holm["r-mixup"])
+    direct = table(dom, "Table 2b — direct comparisons, ravdess, within corpus, groups:3")
+    assert len(direct["rows"]) == 1
+    row = dict(zip(direct["head"], direct["rows"][0], strict=True))
+    assert row["experiment"].endswith("(r-synth)") and row["against"].endswith("(r-mixup)")
+    assert row["difference: pp [95 % CI]"].startswith("+2.7 pp [")
+    assert row["p, corrected t"] == format_p(p["direct"]) and row["p, Holm"] == format_p(holm["direct"])
+    assert row["folds better / worse / equal"] == "3 / 0 / 0"
+    fs = table(dom, "against r-mixup")
+    assert [r[-1] for r in fs["rows"]][:3] == ["+5.00", "+1.00", "+2.00"]

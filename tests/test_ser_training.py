@@ -5,16 +5,27 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from emodiff.ser import training
-from emodiff.ser.classifier import PAD_VALUE, ClassifierConfig, CnnBlstm, valid_mask
+from emodiff.ser.classifier import (
+    PAD_VALUE,
+    ClassifierConfig,
+    CnnBlstm,
+    SpecAugment,
+    mixup_draw,
+    spec_augment,
+    valid_mask,
+)
 from emodiff.ser.training import (
     Segments,
     fit,
     recalibrate_batch_norm,
     train_epoch,
+    train_step,
     training_plan,
     utterance_scores,
 )
@@ -185,3 +196,84 @@ def test_soft_targets_train_in_place_of_the_labels():
     fitted = fit(replace(CFG, epochs=30), b, torch.device("cpu"))
     probs = torch.softmax(fitted.model(b.mel.float(), b.frames), dim=1)
     assert torch.allclose(probs, torch.full_like(probs, 0.25), atol=0.05)
+
+
+def _weighted(n_real: int = 8, n_synth: int = 8, w: float = 0.5) -> Segments:
+    """Real segments (weight 1 by default) joined with synthetic ones of weight ``w``."""
+    real, synth = _data(n_real), _data(n_synth + 3)
+    synth = Segments(synth.mel[3:], synth.frames[3:], synth.labels[3:], weight=torch.full((n_synth,), w))
+    return Segments.join([real, synth])
+
+
+@pytest.mark.parametrize("alpha", [None, 0.4])
+def test_a_step_minimises_the_weighted_mean_of_the_segments_losses(alpha):
+    """``--augment weight:W``: the batch loss is sum_i w_i l_i / sum_i w_i, with mixup over mixed pairs weighing
+    lam w_a + (1 - lam) w_b; checked against a hand computation from the model's logits in float64."""
+    data = _weighted()
+    assert data.weight.tolist() == [1.0] * 8 + [0.5] * 8  # unweighted parts weigh 1
+    cfg = replace(CFG, conv_dropout=0.0, lstm_dropout=0.0)  # the logits below are those the step sees
+    torch.manual_seed(0)
+    model = CnnBlstm(cfg).train()
+    with torch.no_grad():  # spread the logits, so that the rows' losses differ and the weights tell
+        model.out.weight.mul_(30.0)
+    idx = torch.tensor([0, 9, 3, 12, 15, 6])
+    gen = torch.Generator().manual_seed(5)
+    x, frames = data.mel[idx].float(), data.frames[idx]
+    y = torch.nn.functional.one_hot(data.labels[idx], 4).double()
+    w = data.weight[idx].double()
+    if alpha is not None:  # the same draw as the step's (mixup_draw is tested against mixup in test_classifier)
+        lam, perm = mixup_draw(len(idx), alpha, torch.Generator().manual_seed(5))
+        x = lam * x + (1 - lam) * x[perm]
+        y, w = lam * y + (1 - lam) * y[perm], lam * w + (1 - lam) * w[perm]
+    with torch.no_grad():
+        z = model(x, frames).double().tolist()
+    rows = [math.log(sum(math.exp(v) for v in zi)) - sum(p * v for p, v in zip(yi, zi, strict=True))
+            for zi, yi in zip(z, y.tolist(), strict=True)]
+    hand = sum(wi * li for wi, li in zip(w.tolist(), rows, strict=True)) / sum(w.tolist())
+    plain = sum(rows) / len(rows)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = train_step(model, opt, data, idx, torch.device("cpu"), gen, alpha)
+    assert loss == pytest.approx(hand, rel=1e-5) and loss != pytest.approx(plain, rel=1e-3)
+
+
+def _train_step_before_weights(model, opt, data, idx, device, gen, mixup_alpha=None, specaugment=None, *,
+                               schedule=None) -> float:
+    """``train_step`` as it was before loss weights existed (a frozen copy): without weights, training must
+    stay exactly this."""
+    xb, fb = data.mel[idx].float(), data.frames[idx]
+    yb = data.targets(idx, model.cfg.n_classes)
+    if specaugment is not None:
+        xb = spec_augment(xb, fb, *specaugment, generator=gen)
+    if mixup_alpha is not None:
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        lam = float(np.random.default_rng(seed).beta(mixup_alpha, mixup_alpha))
+        perm = torch.randperm(xb.shape[0], generator=gen)
+        xb, yb = lam * xb + (1.0 - lam) * xb[perm], lam * yb + (1.0 - lam) * yb[perm]
+    logits = model(xb.to(device), fb.to(device))
+    loss = -(yb.to(device) * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if schedule is not None:
+        schedule.step()
+    return float(loss.detach())
+
+
+def test_without_weights_or_with_weight_one_training_is_as_before(monkeypatch):
+    """No weights trains bit for bit as the loop did before weights existed; weight 1 for every segment (W = 1)
+    trains exactly as no weights, through mixup, SpecAugment and the schedule."""
+    data = _data()
+    ones = Segments(data.mel, data.frames, data.labels, weight=torch.ones(len(data)))
+    cfg = replace(CFG, schedule="cosine")
+
+    def trained(segments: Segments) -> dict[str, torch.Tensor]:
+        return fit(cfg, segments, torch.device("cpu"), mixup_alpha=0.4, specaugment=SpecAugment(),
+                   select=lambda model: 0.0).model.state_dict()
+
+    now, weight_one = trained(data), trained(ones)
+    halved = trained(Segments(data.mel, data.frames, data.labels, weight=torch.tensor([1.0, 0.5] * 12)))
+    monkeypatch.setattr(training, "train_step", _train_step_before_weights)
+    before = trained(data)
+    for k in before:
+        assert torch.equal(now[k], before[k]) and torch.equal(weight_one[k], before[k]), k
+    assert not torch.equal(halved["out.weight"], before["out.weight"])  # other weights do change the training

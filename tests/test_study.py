@@ -196,7 +196,8 @@ def test_study_trains_each_familys_generators_and_each_experiment_takes_its_own(
         run_study(StudyJob(store=tmp_path / "s.h5", recipe=recipe, runs=tmp_path / "runs"))
     assert not (tmp_path / "s.h5").exists()  # refused before any step ran
 
-    recipe = dataclasses.replace(recipe, study=dataclasses.replace(recipe.study, recipes=f"gan={gan_file}"))
+    recipe = dataclasses.replace(recipe, study=dataclasses.replace(recipe.study, recipes=f"gan={gan_file}",
+                                                                   comparisons="real+synthetic vs real+gan"))
     store = tmp_path / "s.h5"
     result = run_study(StudyJob(store=store, recipe=recipe, runs=tmp_path / "runs", report=tmp_path / "report",
                                 device="cpu"))
@@ -213,5 +214,12 @@ def test_study_trains_each_familys_generators_and_each_experiment_takes_its_own(
                 chosen = g[fold].attrs["synthetic"]
                 assert f[f"synthetic/{chosen}"].attrs["generator"] == family
                 assert chosen.startswith("gan-" if family == "gan" else "without-")
+        # the direct comparison, from the two results' folds
+        c = f["comparisons/study-real-synthetic--vs--study-real-gan"].attrs
+        diffs = [g[k].attrs["uar"] - f[f"results/study-real-gan/{k}"].attrs["uar"]
+                 for g in [f["results/study-real-synthetic"]] for k in g]
+        assert c["experiment"] == "study-real-synthetic" and c["baseline"] == "study-real-gan"
+        assert c["paired_mean_diff"] == pytest.approx(sum(diffs) / 3)
+    assert [s for s, _, _ in result.steps][-2:] == ["compare real+synthetic vs real+gan", "report"]
     html = (tmp_path / "report" / "index.html").read_text()
     assert "real+gan" in html and "real+synthetic" in html

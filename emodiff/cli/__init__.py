@@ -245,6 +245,8 @@ def sample(
     sampler: Annotated[str | None, typer.Option(help="ddpm (ancestral) or ddim; for v/edm models also heun and dpmpp-2m (DPM-Solver++(2M)). Default: the recipe's. Diffusion runs only (a GAN draws in one pass).", show_default=False)] = None,
     eta: Annotated[float | None, typer.Option(help="DDIM noise in [0, 1] (0 = deterministic, 1 = DDPM). Default: the recipe's.", show_default=False)] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance weight W in [0, 20]: D = D_cond + W (D_cond - D_uncond); 0 = none. v/edm models only. Default: the recipe's.", show_default=False)] = None,
+    sigma_min: Annotated[float | None, typer.Option(help="The last noise level the sampler visits, returning the denoised estimate there (v/edm models). Larger than the recipe's 0.002 (e.g. 0.2) skips the last steps, which add frame-to-frame jitter real mels lack (docs/generator.md). Default: the recipe's diffusion.sigma_min.", show_default=False)] = None,
+    voices: Annotated[str | None, typer.Option(help="Whose voice each sample speaks in: training (the speaker whose transcript it borrows), mix (that speaker's embedding mixed with another training speaker's, weight in [0.25, 0.75]) or gaussian (drawn from a Gaussian fitted to the training speakers' embeddings). Default: the recipe's (training).", show_default=False)] = None,
     emotion: Annotated[list[str] | None, typer.Option(help="Only these emotions (repeatable). Default: all four, balanced.", show_default=False)] = None,
     speaker: Annotated[list[str] | None, typer.Option(help="Only these training speakers, CORPUS:SPEAKER or SPEAKER (repeatable). Default: all, balanced.", show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Segments per sampling batch. Default: the recipe's.", show_default=False)] = None,
@@ -264,7 +266,8 @@ def sample(
 
     job = SampleJob(store=resolve_store(store), n=n, run=run, steps=steps, sampler=sampler, eta=eta,  # type: ignore[arg-type]
                     emotions=tuple(emotion or ()), speakers=tuple(speaker or ()), batch_size=batch_size,
-                    seed=seed, name=name, device=device, overwrite=overwrite, guidance=guidance)
+                    seed=seed, name=name, device=device, overwrite=overwrite, guidance=guidance,
+                    voices=voices, sigma_min=sigma_min)  # type: ignore[arg-type]
     with _Bar("sample") as bar:
         result = run_sample(job, bar)
     sample_summary(console, job.store, result)
@@ -322,7 +325,7 @@ def classify(
     test: Annotated[str | None, typer.Option("--test", help="Cross-corpus: the target corpus; a seeded 30 % of its utterances (by speaker) select the model, the other 70 % test it.", show_default=False)] = None,
     target_fraction: Annotated[str | None, typer.Option(help="Adaptation (with --train/--test): train also on this fraction of the target's non-test utterances (0..1, by speaker), test on a fixed half of its speakers. A comma list (0,0.1,0.3) runs a sweep, one result each.", show_default=False)] = None,
     train_on: Annotated[str, typer.Option(help="real, synthetic or real+synthetic (synthetic: the diffusion model's sets, or the GAN's with --augment gan).")] = "real",
-    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds synthetic segments; without NAME each fold takes a store set of the diffusion model whose generator never saw its test speakers), gan (the same from the GAN baseline's sets), real:N (a control: N more segments drawn with replacement from each fold's real training segments), shuffle (a control: the synthetic segments with their emotion labels permuted), uniform (a control: the synthetic segments trained towards 1/4 for every emotion), mixup[:alpha] (default 0.2), specaugment[:FxT] (widest frequency mask F bins, time mask T frames; default 8x20), speed and noise (from `emodiff augment`).")] = "",
+    augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds synthetic segments; without NAME each fold takes a store set of the diffusion model whose generator never saw its test speakers), synthetic:PREFIX* (the same among the sets whose names start with PREFIX, of any family: one setting of a sweep), gan (the same from the GAN baseline's sets), weight:W (each synthetic segment's loss weighs W against a real one's 1), real:N (a control: N more segments drawn with replacement from each fold's real training segments), shuffle (a control: the synthetic segments with their emotion labels permuted), uniform (a control: the synthetic segments trained towards 1/4 for every emotion), mixup[:alpha] (default 0.2), specaugment[:FxT] (widest frequency mask F bins, time mask T frames; default 8x20), speed and noise (from `emodiff augment`).")] = "",
     allow_leak: Annotated[bool, typer.Option("--allow-leak", help="Use a synthetic set whose generator saw a fold's test or validation speakers; the result is marked leaky.")] = False,
     repeats: Annotated[int, typer.Option(help="Run every fold with this many seeds (the recipe's seed, +1, ...); results give mean +/- std over folds and over seeds.")] = 1,
     split_seed: Annotated[int, typer.Option(help="Seed of the cross-corpus and adaptation speaker splits.")] = 0,
@@ -358,6 +361,27 @@ def classify(
         with _Bar("classify") as bar:
             result = run_classify(job, bar)
         classify_summary(console, result)
+
+
+@app.command()
+@_friendly
+def compare(
+    experiment: Annotated[str, typer.Argument(help="A /results name: the experiment whose gain is measured (e.g. study-real-speed-synthetic).", show_default=False)],
+    baseline: Annotated[str, typer.Argument(help="A /results name run on the same folds and seeds (e.g. study-real-speed).", show_default=False)],
+    name: Annotated[str | None, typer.Option(help="Name of the comparison: /comparisons/NAME. Default: EXPERIMENT--vs--BASELINE.", show_default=False)] = None,
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """EXPERIMENT against BASELINE, the fold as the unit (corrected t, permutation, bootstrap) -> /comparisons/NAME."""
+    from emodiff.compare import CompareJob, run_compare
+    from emodiff.store import resolve_store
+
+    result = run_compare(CompareJob(resolve_store(store), experiment, baseline, name=name, overwrite=overwrite))
+    c = result.comparison
+    console.print(f"{escape(experiment)} vs {escape(baseline)}: {escape(c.text())}; folds better / worse / equal "
+                  f"{c.wins} / {c.losses} / {c.ties}", highlight=False, soft_wrap=True)
+    console.print(f"{'already in' if result.already_there else 'wrote'} {escape(result.path)} (the report adjusts its "
+                  "p by Holm with every comparison of its table)", highlight=False, soft_wrap=True)
 
 
 def _prepared_corpora(path: Path) -> list[str]:

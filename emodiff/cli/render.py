@@ -163,6 +163,14 @@ def quality_summary(console: Console, results: Sequence[QualityResult]) -> None:
         console.print(f"TSTR UAR {num(h.tstr_uar)} vs TRTR {num(h.trtr_uar)} on held-out speakers {escape(held)}; "
                       f"two-sample AUC {num(h.two_sample_auc)} (0.5: indistinguishable from real)",
                       highlight=False, soft_wrap=True, emoji=False)
+        if r.overall is not None:  # the whole set's fidelity/diversity, each beside its real value
+            o = r.overall
+            console.print(f"all emotions, synthetic (real): density {num(o.density)} ({num(o.density_real)}), "
+                          f"coverage {num(o.coverage)} ({num(o.coverage_real)}), silence fraction "
+                          f"{num(o.silence_fraction_synthetic)} ({num(o.silence_fraction_real)}), frame change "
+                          f"ratio bins 0-14 {num(o.frame_change_low)} ({num(o.frame_change_low_real)}), worst bin "
+                          f"{o.frame_change_worst_bin} {num(o.frame_change_worst)} ({o.frame_change_worst_real_bin} "
+                          f"{num(o.frame_change_worst_real)})", highlight=False, soft_wrap=True, emoji=False)
 
 
 def store_overview(console: Console, store: Path) -> None:

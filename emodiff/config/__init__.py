@@ -50,6 +50,7 @@ from emodiff.config.settings import (
     SettingError,
     Skip,
     TimestepSampler,
+    Voices,
 )
 from emodiff.config.study import VOCODERS, StudyConfig
 from emodiff.config.training import SampleConfig, TrainConfig
@@ -58,7 +59,7 @@ __all__ = [
     "COMMON_SECTIONS", "ClassifierConfig", "DenoiserConfig", "DenoiserKind", "DiffusionConfig",
     "FAMILY_SECTIONS", "GanConfig", "GanLoss", "GeneratorName", "Load", "LrSchedule", "Normalize",
     "Parameterization", "RECIPES", "Recipe", "SECTIONS", "SampleConfig", "Sampler", "Schedule",
-    "SettingError", "Skip", "StudyConfig", "TimestepSampler", "TrainConfig", "VOCODERS", "build",
+    "SettingError", "Skip", "StudyConfig", "TimestepSampler", "TrainConfig", "VOCODERS", "Voices", "build",
     "check_flat_denoiser", "check_recipe", "check_unet_denoiser", "load_recipe", "override",
     "recipe_from_dict",
 ]

@@ -164,6 +164,9 @@ def check_recipe(recipe: Recipe, where: str = "recipe") -> None:
         if sample.guidance:
             raise bad("sample.guidance", sample.guidance, "0 with diffusion.parameterization eps (trained without "
                       "condition dropout, it has no unconditional model)")
+        if sample.voices != "training":
+            raise bad("sample.voices", sample.voices, "training with diffusion.parameterization eps (its flat "
+                      "denoiser has no speaker embedding)")
     multiple = 2 ** (len(den.channel_mult) - 1)  # the U-Net halves the frames between levels
     if den.kind == "unet" and train.crop_frames % multiple:
         raise bad("train.crop_frames", train.crop_frames, f"0 or a multiple of {multiple} (the U-Net halves "

@@ -18,6 +18,8 @@ Load = Literal["auto", "memory", "chunks"]
 Normalize = Literal["center", "none"]
 LrSchedule = Literal["constant", "cosine"]
 GanLoss = Literal["hinge", "wgan-gp"]
+# Whose voice a sample speaks in (emodiff/voices.py): a training speaker's, a mix of two, or a Gaussian draw.
+Voices = Literal["training", "mix", "gaussian"]
 
 
 class SettingError(ValueError):

@@ -27,6 +27,10 @@ class StudyConfig:
     # (a recipe file or a shipped name): ``gan=gan`` trains the per-fold GANs of ``real+gan``, for that
     # recipe's train.steps. The study's own recipe trains its own family's (``synthetic``), for train_steps.
     recipes: str = ""
+    # Direct comparisons between two of the experiments, "A vs B" comma-separated (A's gain over B, e.g.
+    # "real+speed+synthetic vs real+speed"): each one a /comparisons group, Holm-adjusted in the report together
+    # with every experiment's comparison against real.
+    comparisons: str = ""
     cross_corpus: str = ""  # a second corpus to test on, trained on `corpus` (the paper's table 3); "": none
     cross_root: str = ""  # its folder
     adaptation: str = ""  # a corpus to adapt to (figure 4): `corpus` + a fraction of it, tested on its other half
@@ -61,6 +65,7 @@ class StudyConfig:
                     Experiment.parse(text, where="")
                 except EmodiffError as err:  # its own words say what is wrong with the text
                     raise SettingError("study", name, text, f"an experiment ({str(err).lstrip(': ')})") from None
+        self.comparison_pairs()  # raises SettingError for a malformed or unknown side
         for item in _items(self.recipes):
             family, _, recipe = item.partition("=")
             if family.strip() not in get_args(GeneratorName) or not recipe.strip():
@@ -87,6 +92,29 @@ class StudyConfig:
     def fraction_values(self) -> list[float]:
         """``fractions`` as numbers."""
         return [float(x) for x in _items(self.fractions)]
+
+    def comparison_pairs(self) -> list[tuple[str, str]]:
+        """``comparisons`` as (experiment, baseline) texts, each as spelled in ``experiments``."""
+        known = {Experiment.parse(text, where=""): text for text in self.experiment_texts()}
+        pairs = []
+        for item in _items(self.comparisons):
+            sides = item.split(" vs ")
+            if len(sides) != 2:
+                raise SettingError("study", "comparisons", item, "'A vs B' with A and B two of study.experiments, "
+                                   "e.g. real+speed+synthetic vs real+speed")
+            texts = []
+            for side in (s.strip() for s in sides):
+                try:
+                    texts.append(known.get(Experiment.parse(side, where="")))
+                except EmodiffError:
+                    texts.append(None)
+                if texts[-1] is None:
+                    raise SettingError("study", "comparisons", item, f"two of study.experiments ({side!r} is not "
+                                       f"one of: {', '.join(known.values())})")
+            if texts[0] == texts[1]:
+                raise SettingError("study", "comparisons", item, "two different experiments")
+            pairs.append((texts[0], texts[1]))
+        return pairs
 
     def family_recipes(self) -> dict[str, str]:
         """``recipes`` as {family: recipe file or shipped name}."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import get_args
 
-from emodiff.config.settings import Load, LrSchedule, Sampler, SettingError, integers, numbers
+from emodiff.config.settings import Load, LrSchedule, Sampler, SettingError, Voices, integers, numbers
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,14 @@ class SampleConfig:
     eta: float = 0.0  # DDIM only
     batch_size: int = 64
     guidance: float = 0.0  # classifier-free guidance W: D = D_cond + W (D_cond - D_uncond); 0 = none
+    # training: each sample speaks as the training speaker whose transcript it borrows; mix: a convex mix
+    # of two training speakers' embeddings; gaussian: a draw from a Gaussian fitted to them (emodiff/voices.py)
+    voices: Voices = "training"
 
     def __post_init__(self) -> None:  # the same ranges as `emodiff sample`'s flags
         integers(self, "sample", 1, "steps", "batch_size")
+        if self.voices not in get_args(Voices):
+            raise SettingError("sample", "voices", self.voices, f"one of {', '.join(get_args(Voices))}")
         numbers(self, "sample", lambda v: 0 <= v <= 1, "a number in [0, 1] (0: deterministic DDIM, 1: DDPM)",
                  "eta")
         numbers(self, "sample", lambda v: 0 <= v <= 20, "a number in [0, 20]", "guidance")

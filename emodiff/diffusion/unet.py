@@ -17,7 +17,9 @@ scales and shifts the normalised activations of every ResBlock (FiLM, improved-d
 ``use_scale_shift_norm``), and the attention layers attend over the frames and the text tokens
 together (keys and values = frames ++ projected tokens). ``uncond`` [B] swaps emotion and speaker
 for learned null embeddings and masks every text token: the unconditional model that classifier-free
-guidance needs, trained by condition dropout.
+guidance needs, trained by condition dropout. ``voice`` [B, S] (sampling only) replaces E_speaker[s]
+by a voice that is none of the training speakers, c @ E_speaker[:S] (emodiff/voices.py); an
+unconditional row keeps the null embedding.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import nn
 
 from emodiff.config import DenoiserConfig, check_unet_denoiser
 from emodiff.diffusion.denoiser import timestep_embedding
+from emodiff.voices import voice_embedding
 
 N_EMOTIONS = 4
 NOISE_SCALE = 250.0  # c_noise = ln(sigma)/4 lies in about [-1.6, 1.1]; spread it over the sinusoid's periods
@@ -95,8 +98,9 @@ class FrameTextAttention(nn.Module):
 
 
 class UNet1d(nn.Module):
-    """F_theta(x [B, 80, F], c_noise [B], tokens [B, L, D], mask [B, L], emotion [B], speaker [B], uncond [B])
-    -> [B, 80, F]. ``n_speakers`` rows of speaker embedding (the run's training speakers) plus a null row."""
+    """F_theta(x [B, 80, F], c_noise [B], tokens [B, L, D], mask [B, L], emotion [B], speaker [B], uncond [B],
+    voice [B, S]) -> [B, 80, F]. ``n_speakers`` rows of speaker embedding (the run's training speakers) plus a
+    null row."""
 
     def __init__(self, cfg: DenoiserConfig, n_speakers: int) -> None:
         super().__init__()
@@ -149,7 +153,8 @@ class UNet1d(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
-                emotion: torch.Tensor, speaker: torch.Tensor, uncond: torch.Tensor | None = None) -> torch.Tensor:
+                emotion: torch.Tensor, speaker: torch.Tensor, uncond: torch.Tensor | None = None,
+                voice: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         if x.dim() != 3 or x.shape[1] != cfg.mel_channels or x.shape[2] % frames_multiple(cfg):
             raise ValueError(f"x must be [B, {cfg.mel_channels}, F] with F a multiple of {frames_multiple(cfg)}, "
@@ -165,7 +170,7 @@ class UNet1d(nn.Module):
         text = text.masked_fill(~mask[..., None], 0.0)
         pooled = text.sum(1) / mask.sum(1, keepdim=True).clamp(min=1).to(text.dtype)
         emb = (self.noise(timestep_embedding(c_noise * NOISE_SCALE, cfg.emb_dim).to(text.dtype))
-               + self.emotion(emotion) + self.speaker(speaker) + pooled)
+               + self.emotion(emotion) + self._speaker(speaker, voice, uncond) + pooled)
         ctx = {key: proj(text) for key, proj in self.text_proj.items()}
 
         h = self.inp(x)
@@ -192,3 +197,15 @@ class UNet1d(nn.Module):
         # to c_skip x, and bf16's 8 bits of mantissa would show as pixel noise at low noise levels.
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self.out(F.silu(self.out_norm(h.float())))
+
+    def _speaker(self, speaker: torch.Tensor, voice: torch.Tensor | None, uncond: torch.Tensor | None
+                 ) -> torch.Tensor:
+        """E_speaker[speaker] [B, e] (``speaker`` already the null row where unconditional), or the voices'
+        c @ E_speaker[:S] where ``voice`` [B, S] is given, with the null row kept for unconditional rows:
+        guidance's D_u must be the model trained by condition dropout, whatever voice D_c speaks in."""
+        if voice is None:
+            return self.speaker(speaker)
+        voiced = voice_embedding(voice, self.speaker.weight[: self.n_speakers])
+        if uncond is None:
+            return voiced
+        return torch.where(uncond[:, None], self.speaker.weight[self.n_speakers].float(), voiced)

@@ -24,6 +24,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
+from emodiff.voices import voice_embedding
+
 N_EMOTIONS = 4
 
 
@@ -38,7 +40,8 @@ class ConditionEmbedding(nn.Module):
 
     For mixed conditions, ``emotion_weights`` [B, 4] and ``speaker_weights`` [B, S + 1] (rows summing to 1)
     replace the indices and ``pooled`` [B, D] the tokens: e = weights @ E, the same map, linear in the
-    one-hot code.
+    one-hot code. In sampling, ``voice`` [B, S] replaces the speaker alone by a voice that is none of the
+    training speakers, c @ E_speaker[:S] (emodiff/voices.py).
     """
 
     def __init__(self, n_speakers: int, emb_dim: int, text_dim: int | None) -> None:
@@ -50,6 +53,8 @@ class ConditionEmbedding(nn.Module):
     def forward(self, cond: dict[str, Tensor]) -> Tensor:
         if "emotion_weights" in cond:
             e = cond["emotion_weights"] @ self.emotion.weight + cond["speaker_weights"] @ self.speaker.weight
+        elif "voice" in cond:
+            e = self.emotion(cond["emotion"]) + voice_embedding(cond["voice"], self.speaker.weight[:-1])
         else:
             e = self.emotion(cond["emotion"]) + self.speaker(cond["speaker"])
         if self.text is not None:

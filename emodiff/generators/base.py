@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from emodiff.batches import Batch, Batches
-from emodiff.config import Recipe
+from emodiff.config import Recipe, Voices
 from emodiff.diffusion.normalize import MelNormalizer
 
 
@@ -52,24 +52,33 @@ class SampleRequest:
     steps: int | None = None
     eta: float | None = None
     guidance: float | None = None
+    voices: Voices | None = None  # the coefficients come in Conditions; the family refuses what it cannot honour
+    sigma_min: float | None = None  # v/edm: the last noise level the sampler visits before returning D there
 
 
 @dataclass(frozen=True)
 class Conditions:
-    """The conditions of one batch to draw: token vectors [B, L, D] and lengths [B], emotion [B] (0..3) and
-    speaker index [B] (into the run's training speakers)."""
+    """The conditions of one batch to draw: token vectors [B, L, D] and lengths [B], emotion [B] (0..3),
+    speaker index [B] (into the run's training speakers) and, for a voice that is none of them, ``voice``
+    [B, S]: coefficients over the S training speakers' embedding rows that replace the speaker's row
+    (emodiff/voices.py; None: each sample speaks as its ``speaker``)."""
 
     tokens: np.ndarray
     lengths: np.ndarray
     emotion: torch.Tensor
     speaker: torch.Tensor
+    voice: torch.Tensor | None = None
 
     def tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """The conditions as a network takes them: tokens [B, L, D], mask [B, L] (True: a token), emotion, speaker."""
+        """The conditions as a network takes them: tokens [B, L, D], mask [B, L] (True: a token), emotion, speaker,
+        and voice when there is one (absent, not None, so that networks and wrappers see what they saw before)."""
         tok = torch.from_numpy(self.tokens).float().to(device)
         lengths = torch.from_numpy(np.asarray(self.lengths))
         mask = (torch.arange(tok.shape[1])[None, :] < lengths[:, None]).to(device)
-        return {"tokens": tok, "mask": mask, "emotion": self.emotion.to(device), "speaker": self.speaker.to(device)}
+        out = {"tokens": tok, "mask": mask, "emotion": self.emotion.to(device), "speaker": self.speaker.to(device)}
+        if self.voice is not None:
+            out["voice"] = self.voice.to(device)
+        return out
 
 
 class Trainer(Protocol):

@@ -155,6 +155,15 @@ class DiffusionDrawer:
         self.steps = request.steps or s.steps
         self.eta = s.eta if request.eta is None else request.eta
         self.guidance = s.guidance if request.guidance is None else request.guidance
+        # The last noise levels (sigma < ~0.2) add frame-to-frame jitter no real mel has (docs/generator.md,
+        # "Where the jitter comes from"): stopping there and returning D(x; sigma_min) leaves it out.
+        self.sigma_min = recipe.diffusion.sigma_min if request.sigma_min is None else request.sigma_min
+        if param == "eps" and request.sigma_min is not None:
+            raise EmodiffError(f"--sigma-min {request.sigma_min}: the IDDPM (eps) model of {where} samples over its "
+                               "discrete timesteps; --sigma-min is for v/edm models")
+        if not 0 < self.sigma_min < recipe.diffusion.sigma_max:
+            raise EmodiffError(f"--sigma-min {self.sigma_min}: expected a noise level in (0, "
+                               f"{recipe.diffusion.sigma_max:g}), below the model's sigma_max")
         if param == "eps":
             if self.sampler not in ("ddpm", "ddim"):
                 raise EmodiffError(f"--sampler {self.sampler}: the IDDPM (eps) model of {where} samples with ddpm "
@@ -165,13 +174,22 @@ class DiffusionDrawer:
             if self.guidance:
                 raise EmodiffError(f"--guidance {self.guidance}: the IDDPM (eps) model of {where} is trained "
                                    "without condition dropout, so it has no unconditional model to guide with")
+        voices = request.voices or s.voices
+        if voices != "training" and recipe.denoiser.kind == "flat":
+            raise EmodiffError(f"--voices {voices}: the flat denoiser of {where} is conditioned on the text alone, "
+                               "with no speaker embedding to give another voice")
         self.shape = (recipe.denoiser.mel_channels, int(state.get("segment_frames", 256)))
         self.config: dict[str, Any] = {"steps": self.steps, "sampler": self.sampler, "eta": self.eta,
                                        **({"guidance": self.guidance} if param != "eps" else {})}
+        moved = self.sigma_min != recipe.diffusion.sigma_min  # only then in the config: older sets keep their hash
+        if moved:
+            self.config["sigma_min"] = self.sigma_min
         said = [self.sampler, f"{self.steps} steps"] + ([f"eta {self.eta:g}"] if self.sampler == "ddim" else []) + (
-            [f"guidance {self.guidance:g}"] if self.guidance else [])
+            [f"guidance {self.guidance:g}"] if self.guidance else []) + (
+            [f"sigma_min {self.sigma_min:g}"] if moved else [])
         self.attrs: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "eta": self.eta,
-                                      "guidance": self.guidance, "parameterization": param,
+                                      "guidance": self.guidance, "sigma_min": self.sigma_min,
+                                      "parameterization": param,
                                       "drawn_with": f"{param} " + ", ".join(said)}
         model = build_denoiser(recipe, len(state["training_speakers"]))
         load_weights(model, state["ema"], where)
@@ -183,7 +201,8 @@ class DiffusionDrawer:
                                                    clip_bounds=self.norm.bounds())
         else:
             self.diffusion = PreconditionedDiffusion.from_config(
-                recipe.diffusion, float(state.get("sigma_data") or 1.0), load_wiener(state))
+                dataclasses.replace(recipe.diffusion, sigma_min=self.sigma_min), float(state.get("sigma_data") or 1.0),
+                load_wiener(state))
         self.device = device
 
     @torch.no_grad()

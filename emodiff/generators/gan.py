@@ -203,10 +203,11 @@ class GanDrawer:
 
     def __init__(self, recipe: Recipe, state: dict[str, Any], request: SampleRequest, device: torch.device,
                  where: Path) -> None:
-        given = [f"--{k}" for k, v in dataclasses.asdict(request).items() if v is not None]
+        # --voices is the one flag both families take: it reaches the generator through the conditions
+        given = [f"--{k}" for k, v in dataclasses.asdict(request).items() if v is not None and k != "voices"]
         if given:
             raise EmodiffError(f"{', '.join(given)}: the GAN of {where} draws in one pass; --sampler, --steps, --eta "
-                               "and --guidance are the diffusion family's")
+                               ", --guidance and --sigma-min are the diffusion family's")
         frames = int(state.get("segment_frames", 256))
         _frames_fit(frames, recipe, str(where))
         self.shape = (recipe.gan.mel_channels, frames)

@@ -39,6 +39,7 @@ from emodiff.records.base import (
     meta,
     taken,
 )
+from emodiff.records.comparisons import Comparison
 from emodiff.records.corpus import Corpus, none_prepared, not_prepared
 from emodiff.records.embeddings import Embeddings
 from emodiff.records.quality import Quality
@@ -48,7 +49,7 @@ from emodiff.records.segments import DEFLATE_LEVEL, GROW, SegmentWriter, compres
 from emodiff.records.synthetic import Synthetic, SyntheticAttrs, SyntheticWriter, write_synthetic
 
 __all__ = [
-    "Absent", "Augmented", "Corpus", "DEFLATE_LEVEL", "Different", "Embeddings", "Fold", "GROW",
+    "Absent", "Augmented", "Comparison", "Corpus", "DEFLATE_LEVEL", "Different", "Embeddings", "Fold", "GROW",
     "Meta", "NAME_MAX", "NAME_RULE", "Quality", "Results", "Run", "Same", "SegmentWriter", "Synthetic",
     "SyntheticAttrs", "SyntheticWriter", "check_name", "children", "compare", "compress_segment", "deflate",
     "existing", "group_at", "meta", "none_prepared", "not_prepared", "shuffle", "taken", "write_synthetic",

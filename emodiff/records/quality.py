@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,20 @@ class Quality(InSection):
     synthetic: str = ""
     classifier: str = ""  # JSON of the yardstick classifier's settings, as stored
     held_out_speakers: tuple[str, ...] = ()
+    # Per-bin vectors beside the table (frame_change_ratio, ...: docs/store.md); empty in older stores.
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def read(cls, f: h5py.File, name: str) -> Quality:
         g = group_at(f, cls.path(name))
         if g is None:
             raise EmodiffError(f"{file_name(f)}: no /quality/{name}; run `emodiff quality --synthetic {name}` first")
-        a = attrs_dict(g)
-        return cls(name=name, meta=Meta.of(g), attrs=a, table=read_table(_quality_table(g)), corpus=as_str(a, "corpus"),
+        a, table = attrs_dict(g), _quality_table(g)
+        # (an old layout keeps the table's columns in the group itself: those are no arrays)
+        arrays = {} if table == g else {k: v[()] for k, v in g.items() if isinstance(v, h5py.Dataset)}
+        return cls(name=name, meta=Meta.of(g), attrs=a, table=read_table(table), corpus=as_str(a, "corpus"),
                    synthetic=as_str(a, "synthetic"), classifier=as_str(a, "classifier"),
-                   held_out_speakers=as_list(a, "held_out_speakers"))
+                   held_out_speakers=as_list(a, "held_out_speakers"), arrays=arrays)
 
     def number(self, key: str) -> float | None:
         """A set-level number (``mad_mean``, ``tstr_uar``, ...); None when missing or NaN."""
@@ -51,10 +55,13 @@ class Quality(InSection):
 
     @classmethod
     def write(cls, store: Path, name: str, *, table: Mapping[str, Sequence[Any] | np.ndarray],
-              attrs: Mapping[str, Any], config: Mapping[str, Any], overwrite: bool = False) -> None:
-        """Write ``/quality/<name>``: the ``per_emotion`` table and the set-level attrs."""
+              attrs: Mapping[str, Any], config: Mapping[str, Any], overwrite: bool = False,
+              arrays: Mapping[str, np.ndarray] | None = None) -> None:
+        """Write ``/quality/<name>``: the ``per_emotion`` table, the set-level attrs and ``arrays`` as datasets."""
         with write_group(store, cls.path(name), config=config, overwrite=overwrite, what=f"quality {name}") as g:
             write_table(g.create_group("per_emotion"), table)
+            for key, values in (arrays or {}).items():
+                g.create_dataset(key, data=values)
             g.attrs.update(attrs)
 
 

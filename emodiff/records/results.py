@@ -32,6 +32,11 @@ class Fold:
     leaky: bool
     confusion: np.ndarray | None  # [4, 4] counts, rows true, columns predicted
 
+    @property
+    def unit(self) -> str:
+        """The fold this group is one seed of: its name without ``@seedN`` (the unit of paired statistics)."""
+        return self.name.split("@seed")[0]
+
     @classmethod
     def of(cls, g: h5py.Group) -> Fold:
         a = attrs_dict(g)
@@ -81,6 +86,17 @@ class Results(InSection):
                    target_fraction=as_float(a, "target_fraction"), train_on=as_str(a, "train_on"),
                    augment=as_str(a, "augment"), synthetic=as_str(a, "synthetic"), leaky=bool(a.get("leaky", False)),
                    repeats=as_int(a, "repeats"), seeds=as_list(a, "seeds"), split_seed=as_int(a, "split_seed"))
+
+    def uar_by_key(self) -> dict[tuple[str, int], float]:
+        """UAR per (fold, seed): what :func:`emodiff.ser.paired.compare` pairs (a fold without a seed attr: 0)."""
+        return {(x.unit, x.seed if x.seed is not None else 0): x.uar for x in self.folds if x.uar is not None}
+
+    def fold_sizes(self) -> dict[str, tuple[int, int]] | None:
+        """(n_test, n_train) utterances per fold, the corrected t-test's sizes; None when a fold lacks them."""
+        sizes = {x.unit: (as_int(x.attrs, "n_test"), as_int(x.attrs, "n_train")) for x in self.folds}
+        if any(a is None or b is None for a, b in sizes.values()):
+            return None
+        return sizes  # type: ignore[return-value]
 
     def summary(self, metric: str) -> tuple[float | None, float | None]:
         """(``<metric>_mean``, ``<metric>_std``) as stored, for uar, wa or f1."""

@@ -42,12 +42,13 @@ class SyntheticAttrs:
     embed_model: str = ""
     template: str = ""
     recipe: dict[str, Any] | None = None  # the generator's recipe
+    voices: str = "training"  # training, mix or gaussian (emodiff/voices.py); sets drawn before it: training
 
     def to_attrs(self) -> dict[str, Any]:
         return {**self.drawing, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,
                 "run": self.run, "seed": self.seed, "generator": self.generator, "drawn_with": self.drawn_with,
                 "training_speakers": json.dumps(list(self.training_speakers)), "embed_model": self.embed_model,
-                "template": self.template, "recipe": json.dumps(self.recipe)}
+                "template": self.template, "recipe": json.dumps(self.recipe), "voices": self.voices}
 
     @classmethod
     def of(cls, a: Mapping[str, Any]) -> SyntheticAttrs:
@@ -60,7 +61,7 @@ class SyntheticAttrs:
                    run=as_str(a, "run"), seed=as_int(a, "seed"), generator=as_str(a, "generator") or "diffusion",
                    drawn_with=drawn_with, drawing=drawing, training_speakers=as_list(a, "training_speakers"),
                    embed_model=as_str(a, "embed_model"), template=as_str(a, "template"),
-                   recipe=recipe if isinstance(recipe, dict) else None)
+                   recipe=recipe if isinstance(recipe, dict) else None, voices=as_str(a, "voices") or "training")
 
 
 _SYNTHETIC_COMMON = {f.name for f in fields(SyntheticAttrs)} - {"drawing"} | {
@@ -146,10 +147,18 @@ class SyntheticWriter:
         self.group.file.flush()
 
     def finish(self, *, emotion: np.ndarray, speaker: Sequence[str], text: Sequence[str],
-               source_utterance: Sequence[str], provenance: SyntheticAttrs) -> None:
-        """The per-segment labels and the provenance attrs; the set is complete after this."""
+               source_utterance: Sequence[str], provenance: SyntheticAttrs, voice: np.ndarray | None = None,
+               voice_partner: Sequence[str] | None = None, voice_weight: np.ndarray | None = None) -> None:
+        """The per-segment labels and the provenance attrs; the set is complete after this. ``voice`` [N, S]
+        (coefficients over the training speakers' embeddings), ``voice_partner`` and ``voice_weight`` [N] (a
+        mix's second speaker and its weight) are written when given (``--voices mix`` or ``gaussian``)."""
+        voices: dict[str, Any] = {"voice": None if voice is None else np.asarray(voice, dtype=np.float32),
+                                  "voice_partner": None if voice_partner is None else list(voice_partner),
+                                  "voice_weight": None if voice_weight is None else np.asarray(voice_weight,
+                                                                                               dtype=np.float32)}
         write_table(self.group, {"emotion": np.asarray(emotion, dtype=np.int8), "speaker": list(speaker),
-                                 "text": list(text), "source_utterance": list(source_utterance)})
+                                 "text": list(text), "source_utterance": list(source_utterance),
+                                 **{k: v for k, v in voices.items() if v is not None}})
         if "rows_done" in self.group.attrs:
             del self.group.attrs["rows_done"]
         self.group.attrs.update(provenance.to_attrs())

@@ -33,13 +33,13 @@ from emodiff.report import figures
 from emodiff.report.audio import write_clip
 from emodiff.report.blocks import AudioGrid, Clip
 from emodiff.report.collect import StoreContents, collect
+from emodiff.report.comparisons import holm_family
 from emodiff.report.document import (
     LEAKY,
     Artifacts,
     MelFigure,
     PairedFigures,
     document,
-    holm_by_result,
     missing_notes,
 )
 from emodiff.report.examples import real_examples, synthetic_examples
@@ -277,7 +277,7 @@ def _draw_figures(c: StoreContents, tmp: Path, art: Artifacts) -> list[Path]:
         if e.kind == "adaptation" or not compared:
             continue
         baseline = compared[0].paired.baseline  # type: ignore[union-attr]
-        adjusted = holm_by_result(e)
+        adjusted = holm_family(e, c.directs)[0]
         rows = [figures.Interval(trained_on(r), pc.mean_diff, pc.corrected.low, pc.corrected.high, pc.corrected.p,
                                  adjusted[r.name], pc.n_folds, pc.n_seeds)
                 for r in compared if (pc := r.paired) is not None]

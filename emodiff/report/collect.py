@@ -20,7 +20,7 @@ import numpy as np
 from emodiff import store as st
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment
-from emodiff.records import Corpus, Embeddings, Fold, Meta, Quality, Results, Run, Synthetic, children
+from emodiff.records import Comparison, Corpus, Embeddings, Fold, Meta, Quality, Results, Run, Synthetic, children
 from emodiff.ser.paired import PairedComparison, compare
 from emodiff.summary import CorpusStats, corpus_stats
 
@@ -144,6 +144,40 @@ class ResultInfo:
 
 
 @dataclass
+class DirectInfo:
+    """``/comparisons/<name>``: ``experiment`` against ``baseline`` and the comparison, recomputed from their
+    folds when both results are in the store, else as stored (None when neither can be had)."""
+
+    name: str
+    experiment: str
+    baseline: str
+    paired: PairedComparison | None
+
+
+def direct_comparison(c: Comparison, results: dict[str, ResultInfo], problems: list[str]) -> DirectInfo:
+    """``c`` with its comparison from the two results' per-(fold, seed) UARs, as :func:`pair_results` does for
+    a result's baseline; a comparison that cannot be had is named in ``problems``."""
+    a, b = results.get(c.baseline), results.get(c.experiment)
+    if a is not None and b is not None:
+        sizes = {f.unit: (f.n_test, f.n_train) for f in b.folds}
+        if all(t is not None and n is not None for t, n in sizes.values()):
+            try:
+                return DirectInfo(c.name, c.experiment, c.baseline,
+                                  compare(uar_by_key(a), uar_by_key(b), sizes,  # type: ignore[arg-type]
+                                          experiment=c.experiment, baseline=c.baseline))
+            except EmodiffError as err:
+                problems.append(f"/comparisons/{c.name}: could not be computed from the folds ({err}); the stored "
+                                "attrs are shown")
+    try:
+        stored = PairedComparison.from_attrs(c.paired_attrs, c.experiment)
+    except (KeyError, ValueError, TypeError) as err:
+        problems.append(f"/comparisons/{c.name}: its paired_* attrs could not be read ({type(err).__name__}: {err}); "
+                        "not shown")
+        stored = None
+    return DirectInfo(c.name, c.experiment, c.baseline, stored)
+
+
+@dataclass
 class StoreContents:
     path: Path
     root_version: str
@@ -153,6 +187,7 @@ class StoreContents:
     synthetic: list[SyntheticInfo] = field(default_factory=list)
     quality: list[QualityInfo] = field(default_factory=list)
     results: list[ResultInfo] = field(default_factory=list)
+    directs: list[DirectInfo] = field(default_factory=list)  # /comparisons: one result against another
     problems: list[str] = field(default_factory=list)  # groups left out, and why
 
     def corpus(self, name: str) -> CorpusInfo | None:
@@ -171,7 +206,10 @@ def collect(store: Path) -> StoreContents:
         out.synthetic = _each(f, "synthetic", out.problems, lambda name: _synthetic(Synthetic.read(f, name)))
         out.quality = _each(f, "quality", out.problems, lambda name: _quality(Quality.read(f, name)))
         out.results = _each(f, "results", out.problems, lambda name: _result(Results.read(f, name)))
+        stored = _each(f, "comparisons", out.problems, lambda name: Comparison.read(f, name))
     pair_results(out.results, out.problems)
+    by_name = {r.name: r for r in out.results}
+    out.directs = [direct_comparison(c, by_name, out.problems) for c in stored]
     return out
 
 

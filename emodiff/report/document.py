@@ -7,27 +7,21 @@ Numbers are formatted here and nowhere else: UAR, WA and macro-F1 as % with two 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from emodiff.emotions import EMOTIONS
 from emodiff.report.blocks import AudioGrid, Block, Details, Document, Figure, Gallery, Paragraph, Section, Table
-from emodiff.report.collect import GroupMeta, ResultInfo, StoreContents, uar_by_key
+from emodiff.report.collect import DirectInfo, GroupMeta, ResultInfo, StoreContents, uar_by_key
+from emodiff.report.comparisons import direct_table, holm_family, in_table, tested
 from emodiff.report.examples import MIN_FRAMES
-from emodiff.report.experiments import ResultTable, classifier_words, experiments, setting_sentence, trained_on
-from emodiff.ser.inference import holm
+from emodiff.report.experiments import ResultTable, experiments, setting_sentence, trained_on
+from emodiff.report.quality_table import quality_blocks
 from emodiff.ser.paired import PairedComparison, format_p
 
 LEAKY = "⚠ leaky"
 LEAK_NOTE = (f"{LEAKY}: the generator of the synthetic set this result used was trained on speakers that the result "
              "tests or validates on (`classify --allow-leak`), so its numbers overstate what synthetic data brings.")
-QUALITY_HEADERS = {  # /quality table columns -> headers; others are shown under their own name
-    "mad": "MAD", "frechet": "Fréchet distance", "consistency": "emotion consistency",
-    "diversity_synthetic": "diversity, synthetic", "diversity_real": "diversity, real",
-    "n_real": "n real", "n_synthetic": "n synthetic", "recall_real": "recall, real",
-    "silence_real": "silence share, real", "silence_synthetic": "silence share, synthetic",
-}
 TABLE_NAMES = {"within": "Table 2", "cross": "Table 3", "adaptation": "Adaptation"}
 MAX_SPEAKERS_SHOWN = 8
 
@@ -70,13 +64,6 @@ def mean_std(pair: tuple[float, float] | None) -> str:
     return "—" if pair is None else f"{pct(pair[0])} ± {pct(pair[1])}"
 
 
-def number(x: float) -> str:
-    """A quality metric: integers as integers, else four significant figures; NaN (undefined) as a dash."""
-    if math.isnan(x):
-        return "—"
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e9 else f"{x:.4g}"
-
-
 def document(c: StoreContents, art: Artifacts, versions: dict[str, str]) -> Document:
     exps = experiments(c.results)
     sections = [
@@ -84,7 +71,7 @@ def document(c: StoreContents, art: Artifacts, versions: dict[str, str]) -> Docu
         Section("quality", "Table 1: quality of the synthetic sets", quality_blocks(c)),
         Section("classification", "Tables 2 and 3: emotion recognition (UAR)", results_blocks(c, exps)),
         Section("paired", "Figure 5: does it help? Paired differences against real data alone",
-                paired_blocks(exps, art)),
+                paired_blocks(exps, art, c.directs)),
         Section("mels", "Figure 2: real and synthetic mels", mel_blocks(c, art)),
         Section("confusion", "Figure 3: confusion matrices", confusion_blocks(c, art)),
         Section("adaptation", "Figure 4: adaptation to a target corpus", adaptation_blocks(exps, art)),
@@ -158,49 +145,7 @@ def _speakers(speakers: list[str]) -> str:
     return f"{len(speakers)}: " + ", ".join(speakers[:MAX_SPEAKERS_SHOWN]) + ", ..."
 
 
-# --- 2. quality -------------------------------------------------------------------------------
-
-
-def quality_blocks(c: StoreContents) -> list[Block]:
-    out: list[Block] = []
-    known = list(QUALITY_HEADERS)
-    for q in c.quality:
-        # HDF5 lists datasets by name; show the known metrics in their documented order, then the rest
-        keys = sorted(q.columns, key=lambda k: (known.index(k) if k in known else len(known), k))
-        headers = ["emotion", *(QUALITY_HEADERS.get(k, k) for k in keys), *q.text_columns]
-        rows = [[e, *(number(float(q.columns[k][i])) for k in keys), *(v[i] for v in q.text_columns.values())]
-                for i, e in enumerate(q.rows)]
-        notes = [f"Compared with real segments of {q.corpus}." if q.corpus else "",
-                 f"Yardstick classifier (for Fréchet distance, consistency, diversity): "
-                 f"{_classifier_text(q.classifier)}." if q.classifier else "",
-                 "Set-level values: " + ", ".join(f"{k} {number(v)}" for k, v in q.summary.items()) + "."
-                 if q.summary else "",
-                 "— marks a metric that is undefined for that emotion. How each metric is computed: "
-                 "docs/quality.md in the emodiff repository."]
-        out.append(Table(f"Table 1 — quality of `{q.name}` per emotion (`{q.meta.path}`)", headers, rows,
-                         [False] + [True] * len(q.columns) + [False] * len(q.text_columns),
-                         notes=[n for n in notes if n]))
-    assessed = {q.name for q in c.quality}
-    lacking = [s.name for s in c.synthetic if s.name not in assessed]
-    if not c.synthetic and not c.quality:
-        out.append(Paragraph("No quality metrics: they compare a synthetic set with real data, so run "
-                             "`emodiff sample --n N` first, then `emodiff report --quality`.", "missing"))
-    elif lacking:
-        out.append(Paragraph(f"No quality metrics for {', '.join(lacking)}: run `emodiff report --quality` "
-                             "(docs/quality.md).", "missing"))
-    return out
-
-
-def _classifier_text(stored: str) -> str:
-    """The `classifier` attr (JSON of its settings) in words; as stored when it is not such JSON."""
-    try:
-        settings = json.loads(stored)
-    except json.JSONDecodeError:
-        return stored
-    return classifier_words(settings) if isinstance(settings, dict) else stored
-
-
-# --- 3. tables 2 and 3 ------------------------------------------------------------------------
+# --- 3. tables 2 and 3 (2, Table 1, is in quality_table.py) ---------------------------------
 
 
 def results_blocks(c: StoreContents, exps: list[ResultTable]) -> list[Block]:
@@ -209,7 +154,12 @@ def results_blocks(c: StoreContents, exps: list[ResultTable]) -> list[Block]:
                 Paragraph("The paper's rows are `emodiff classify --loso` with `--train-on real`, `--train-on "
                           "synthetic`, `--train-on real+synthetic` and `--augment synthetic+mixup`.")]
     corpora = {x.stats.name: x.stats for x in c.corpora}
-    out: list[Block] = [experiment_table(e, corpora) for e in exps]
+    out: list[Block] = []
+    for e in exps:
+        family = holm_family(e, c.directs)
+        out.append(experiment_table(e, corpora, family))
+        if in_table(e, c.directs):
+            out.append(direct_table(e, c.directs, family[1], f"{TABLE_NAMES[e.kind]}b — direct comparisons, {e.title}"))
     kinds = {e.kind for e in exps}
     if "within" not in kinds:
         out.append(Paragraph("No within-corpus results (Table 2): run `emodiff classify --loso`.", "missing"))
@@ -219,13 +169,14 @@ def results_blocks(c: StoreContents, exps: list[ResultTable]) -> list[Block]:
     return out
 
 
-def experiment_table(e: ResultTable, corpora: dict) -> Table:
+def experiment_table(e: ResultTable, corpora: dict, family: tuple[dict[str, float], dict[str, float]]) -> Table:
+    """Table 2 or 3 for ``e``; ``family`` is :func:`holm_family`'s Holm-adjusted p of its comparisons."""
     adapt = e.kind == "adaptation"
     has_wa = any(r.wa is not None for r in e.results)
     has_f1 = any(r.f1 is not None for r in e.results)
     paired = any(r.paired is not None for r in e.results)
-    adjusted = holm_by_result(e)
-    tested = sum(not math.isnan(p) for p in adjusted.values())
+    adjusted, n_tested = family[0], tested(family)
+    direct = len(family[1])
     compared = ["vs baseline: pp [95 % CI]", "p, corrected t", "p, Holm", "p, permutation"]
     headers = ["trained on", "result", *(["target %"] if adapt else []), "UAR %", *(["WA %"] if has_wa else []),
                *(["macro-F1 %"] if has_f1 else []), *(compared if paired else []),
@@ -263,7 +214,9 @@ def experiment_table(e: ResultTable, corpora: dict) -> Table:
                      "difference averaged over its seeds, then the mean over folds in percentage points with the "
                      "95 % interval of the corrected resampled t-test (Nadeau & Bengio 2003); p, corrected t: its "
                      "two-sided p; p, Holm: that p adjusted by Holm's step-down method over the "
-                     f"{tested} tested comparison{'s' if tested != 1 else ''} of this table; p, permutation: "
+                     f"{n_tested} tested comparison{'s' if n_tested != 1 else ''} of this table"
+                     + (f" (these and the {direct} direct comparison{'s' if direct != 1 else ''} in the table "
+                        "below)" if direct else "") + "; p, permutation: "
                      "the exact sign-flip permutation p over folds (≈: Monte Carlo, above 20 folds). Per fold and "
                      "seed: the fold × seed tables under Figure 5.")
     if any(r.leaky for r in e.results):
@@ -271,13 +224,6 @@ def experiment_table(e: ResultTable, corpora: dict) -> Table:
     caption = f"{TABLE_NAMES[e.kind]} — UAR %, {e.title}"
     return Table(caption, headers, rows, numeric, leaky_rows={i for i, r in enumerate(e.results) if r.leaky},
                  notes=notes)
-
-
-def holm_by_result(e: ResultTable) -> dict[str, float]:
-    """Each compared result's corrected-t p adjusted by Holm over the table's comparisons (NaN: no test)."""
-    compared = [r for r in e.results if r.paired is not None]
-    adjusted = holm([r.paired.corrected.p for r in compared])  # type: ignore[union-attr]
-    return {r.name: float(p) for r, p in zip(compared, adjusted, strict=True)}
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -329,7 +275,7 @@ def confusion_blocks(c: StoreContents, art: Artifacts) -> list[Block]:
     return out
 
 
-def paired_blocks(exps: list[ResultTable], art: Artifacts) -> list[Block]:
+def paired_blocks(exps: list[ResultTable], art: Artifacts, directs: list[DirectInfo]) -> list[Block]:
     compared = [e for e in exps if any(r.paired is not None for r in e.results)]
     if not compared:
         return [Paragraph("No paired comparisons: run each experiment with `emodiff classify ... --repeats 3 "
@@ -356,6 +302,8 @@ def paired_blocks(exps: list[ResultTable], art: Artifacts) -> list[Block]:
                                   f"mean difference, {f.best}.", f"per-emotion recall, {e.title}"))
         out += [fold_seed_table(r, r.paired, results.get(r.paired.baseline)) for r in e.results
                 if r.paired is not None]
+        out += [fold_seed_table(results[d.experiment], d.paired, results[d.baseline])  # type: ignore[arg-type]
+                for d in in_table(e, directs)]
     return out
 
 

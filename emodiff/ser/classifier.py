@@ -130,16 +130,27 @@ def mixup(x: torch.Tensor, y_onehot: torch.Tensor, alpha: float,
     torch's Beta takes no generator, so lam comes from a numpy Generator seeded by a draw from
     ``generator``: the same torch generator state gives the same lam and permutation.
     """
-    if not alpha > 0.0:
-        raise ValueError(f"mixup: alpha must be > 0, got {alpha!r}")
     if y_onehot.ndim != 2 or y_onehot.shape[0] != x.shape[0]:
         raise ValueError(f"mixup: y_onehot must be [B, K] with B = {x.shape[0]}, got {tuple(y_onehot.shape)}")
+    lam, perm = mixup_draw(x.shape[0], alpha, generator)
+    return mix(x, lam, perm), mix(y_onehot, lam, perm)
+
+
+def mixup_draw(batch: int, alpha: float, generator: torch.Generator | None = None) -> tuple[float, torch.Tensor]:
+    """Mixup's draw for a batch: lam ~ Beta(alpha, alpha) and a permutation [batch] of its rows (the partners).
+
+    Split from :func:`mixup` so that more per-row tensors (the loss weights) can be mixed with the same draw.
+    """
+    if not alpha > 0.0:
+        raise ValueError(f"mixup: alpha must be > 0, got {alpha!r}")
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))
-    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
-    x_mix = lam * x + (1.0 - lam) * x[perm]
-    y_mix = lam * y_onehot + (1.0 - lam) * y_onehot[perm]
-    return x_mix, y_mix
+    return lam, torch.randperm(batch, generator=generator)
+
+
+def mix(t: torch.Tensor, lam: float, perm: torch.Tensor) -> torch.Tensor:
+    """lam t + (1 - lam) t[perm]: each row of t [B, ...] mixed with its partner."""
+    return lam * t + (1.0 - lam) * t[perm.to(t.device)]
 
 
 class SpecAugment(NamedTuple):
@@ -183,6 +194,13 @@ def spec_augment(x: torch.Tensor, frames: torch.Tensor, n_freq_masks: int = 2, f
     return x.masked_fill(masked.to(x.device), PAD_VALUE)
 
 
-def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of -sum_k p_k log softmax(logits)_k; logits, target_probs [B, K] -> scalar."""
-    return -(target_probs * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch of l_i = -sum_k p_ik log softmax(logits_i)_k; logits, target_probs [B, K] -> scalar.
+
+    With ``weight`` w [B] (> 0): the weighted mean sum_i w_i l_i / sum_i w_i, on the scale of one l_i for any w.
+    """
+    per_row = -(target_probs * F.log_softmax(logits, dim=-1)).sum(dim=-1)
+    if weight is None:
+        return per_row.mean()
+    return (weight * per_row).sum() / weight.sum()

@@ -223,7 +223,8 @@ def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, off
 
     With ``spec.real``: the fold's real training segments, ``augment.extra_real`` more drawn from them with
     replacement, and their offline copies. Then ``synth``'s segments: with ``augment.shuffle`` their labels
-    a permutation of themselves, with ``augment.uniform`` their targets 1/K for every class.
+    a permutation of themselves, with ``augment.uniform`` their targets 1/K for every class, with
+    ``augment.weight`` W their loss weight W (the real segments' is 1).
     """
     augment = spec.augment
     parts = []
@@ -244,6 +245,8 @@ def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, off
         if augment.uniform:
             k = spec.classifier.n_classes
             seg = Segments(seg.mel, seg.frames, seg.labels, torch.full((len(seg), k), 1.0 / k))
+        if augment.weight is not None:
+            seg = replace(seg, weight=torch.full((len(seg),), augment.weight))
         parts.append(seg)
     return Segments.join(parts)
 

@@ -23,7 +23,8 @@ from emodiff.ser.classifier import (
     ClassifierConfig,
     CnnBlstm,
     SpecAugment,
-    mixup,
+    mix,
+    mixup_draw,
     soft_cross_entropy,
     spec_augment,
 )
@@ -36,12 +37,14 @@ PRECISE_BN_SEGMENTS = 2048  # training segments that set the batch-norm statisti
 class Segments:
     """Segments with labels: mel [N, C, F] (float16 is fine), valid frames [N], class ids [N], and optionally
     soft targets [N, K] (rows summing to 1) that train in place of the one-hot labels (the uniform-label
-    control); ``labels`` still names each segment's class for counting."""
+    control; ``labels`` still names each segment's class for counting) and loss weights [N] > 0 (``--augment
+    weight:W``; None: 1 for every segment, and the loss is the plain batch mean)."""
 
     mel: torch.Tensor
     frames: torch.Tensor
     labels: torch.Tensor
     soft: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.mel)
@@ -52,15 +55,22 @@ class Segments:
             return self.soft[idx].float()
         return torch.nn.functional.one_hot(self.labels[idx], n_classes).float()
 
+    def weights(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """Loss weights [B] float of the rows ``idx``, or None when every segment weighs 1."""
+        return None if self.weight is None else self.weight[idx].float()
+
     @staticmethod
     def join(parts: list[Segments]) -> Segments:
-        """The parts one after another; soft targets for all when any part has them (one-hot for the rest)."""
-        soft = None
+        """The parts one after another; soft targets for all when any part has them (one-hot for the rest), and
+        weights for all when any part has them (1 for the rest)."""
+        soft = weight = None
         if any(p.soft is not None for p in parts):
             k = next(p.soft for p in parts if p.soft is not None).shape[1]  # type: ignore[union-attr]
             soft = torch.cat([p.targets(torch.arange(len(p)), k) for p in parts])
+        if any(p.weight is not None for p in parts):
+            weight = torch.cat([p.weight.float() if p.weight is not None else torch.ones(len(p)) for p in parts])
         return Segments(torch.cat([p.mel for p in parts]), torch.cat([p.frames for p in parts]),
-                        torch.cat([p.labels for p in parts]), soft)
+                        torch.cat([p.labels for p in parts]), soft, weight)
 
 
 @dataclass
@@ -92,7 +102,8 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
     """Train a fresh CnnBlstm(cfg) on ``data``; keep the weights that maximise ``select(model)``.
 
     Minimises E[-sum_k y_k log softmax(f(x))_k] over shuffled batches of ``cfg.batch_size`` (y is
-    one-hot, or ``data.soft`` where given). Training runs T optimiser steps and validates every V
+    one-hot, or ``data.soft`` where given; with ``data.weight`` each batch's loss is the weighted mean,
+    :func:`train_step`). Training runs T optimiser steps and validates every V
     (:func:`training_plan`): a fixed T with ``cfg.steps``, else ``cfg.epochs`` passes over the data;
     batches go through the data in a fresh random order per pass, the last batch of a pass the
     remainder. The seed (default ``cfg.seed``) fixes the initial weights, batch order and
@@ -173,14 +184,23 @@ def train_step(model: CnnBlstm, opt: torch.optim.Optimizer, data: Segments, idx:
                device: torch.device, gen: torch.Generator, mixup_alpha: float | None = None,
                specaugment: SpecAugment | None = None, *,
                schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
-    """One optimiser step on the rows ``idx`` of ``data`` (SpecAugment, then mixup, when asked); the batch loss."""
+    """One optimiser step on the rows ``idx`` of ``data`` (SpecAugment, then mixup, when asked); the batch loss.
+
+    The loss is the mean of the segments' soft cross-entropies l_i, or with ``data.weight`` w the weighted
+    mean sum_i w_i l_i / sum_i w_i: a segment of weight W pulls W times as hard as one of weight 1, and the
+    loss stays on the scale of one segment's for any W (so the lr means the same). Mixup mixes the weights
+    as it mixes the targets: a pair (a, b) mixed by lam weighs lam w_a + (1 - lam) w_b.
+    """
     xb, fb = data.mel[idx].float(), data.frames[idx]
-    yb = data.targets(idx, model.cfg.n_classes)
+    yb, wb = data.targets(idx, model.cfg.n_classes), data.weights(idx)
     if specaugment is not None:
         xb = spec_augment(xb, fb, *specaugment, generator=gen)
     if mixup_alpha is not None:
-        xb, yb = mixup(xb, yb, mixup_alpha, generator=gen)
-    loss = soft_cross_entropy(model(xb.to(device), fb.to(device)), yb.to(device))
+        lam, perm = mixup_draw(len(xb), mixup_alpha, generator=gen)
+        xb, yb = mix(xb, lam, perm), mix(yb, lam, perm)
+        wb = None if wb is None else mix(wb, lam, perm)
+    loss = soft_cross_entropy(model(xb.to(device), fb.to(device)), yb.to(device),
+                              None if wb is None else wb.to(device))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
