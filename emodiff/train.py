@@ -192,6 +192,10 @@ def _setup(job: TrainJob, recipe: Recipe, state: dict[str, Any] | None, device: 
                                       list(job.exclude_speakers), load=cfg.load)
     family = family_for(recipe)
     family.check_data(recipe, text_dim=int(data.tokens.shape[2]), where=f"the {job.embed_model} embeddings")
+    frames = int(data.mel.shape[2])
+    if cfg.crop_frames > frames:  # checked before the windows are cut: a huge crop would fill the memory first
+        raise EmodiffError(f"train.crop_frames {cfg.crop_frames}: expected 0 or at most the store's segment length, "
+                           f"{frames} frames (a window is drawn as one segment, and samples are {frames} frames)")
     train_set, val_set = split(data, cfg.val_fraction, cfg.seed, VAL_SEGMENTS)
     speakers = train_set.speakers()
     if state is not None and state.get("normalizer") is not None:

@@ -52,6 +52,20 @@ def test_missing_root_is_one_line(store: Path, tmp_path: Path):
     assert not store.exists()
 
 
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_workers_below_one_are_refused_alike(store: Path, workers: str):
+    """One rule for --workers of prepare and augment: 0 is refused as -1 is (0 was silently the default)."""
+    prepare = ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store)]
+    one_line_error(runner.invoke(app, [*prepare, "--workers", workers]), f"--workers must be at least 1, got {workers}",
+                   first=True)
+    assert not store.exists()
+    assert runner.invoke(app, [*prepare, "--limit", "4"]).exit_code == 0
+    result = runner.invoke(app, ["augment", "speed", "--store", str(store), "--workers", workers])
+    one_line_error(result, f"--workers must be at least 1, got {workers}", first=True)
+    with st.open_store(store) as f:
+        assert "augmented" not in f
+
+
 def test_wrong_layout_names_what_was_expected(store: Path, tmp_path: Path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["prepare", "iemocap", str(tmp_path / "empty"), "--store", str(store)])
@@ -133,9 +147,11 @@ def test_study_add_experiments_extends_the_recipe(monkeypatch, tmp_path: Path):
 
     monkeypatch.setattr(emodiff.study, "run_study", fake)
     args = ["study", "--recipe", "ravdess", "--store", str(tmp_path / "s.h5")]
-    result = runner.invoke(app, [*args, "--add-experiments", "real+gan, real"])
+    result = runner.invoke(app, [*args, "--add-experiments", "real+gan, real, speed+real, gan+real"])
     assert result.exit_code == 0, result.output
+    # a text meaning an experiment already listed (speed+real is real+speed) is that experiment, run once
     assert seen[-1][-1] == "real+gan" and seen[-1].count("real") == 1 and "real+speed" in seen[-1]
+    assert "speed+real" not in seen[-1] and "gan+real" not in seen[-1]
     assert runner.invoke(app, args).exit_code == 0 and "real+gan" not in seen[-1]
     one_line_error(runner.invoke(app, [*args, "--add-experiments", "real+wavenet"]), "--add-experiments",
                    "study.experiments", "real+wavenet")

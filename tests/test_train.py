@@ -91,6 +91,15 @@ def test_exclude_speakers(store, tmp_path):
     assert result.training_speakers == ["toy:s2"]
 
 
+def test_a_crop_longer_than_a_segment_is_refused_before_any_window_is_cut(store, tmp_path):
+    recipe = tiny_recipe(3)
+    recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, crop_frames=10_000_000))
+    with pytest.raises(EmodiffError, match="train.crop_frames 10000000: expected 0 or at most the store's segment "
+                                           "length, 32 frames"):
+        train(TrainJob(store=store, recipe=recipe, corpora=("toy",), out=tmp_path / "x", device="cpu"))
+    assert latest_checkpoint(tmp_path / "x") is None
+
+
 def test_checkpoint_errors(store, tmp_path):
     out = tmp_path / "c"
     train(_job(store, out, steps=3))

@@ -142,7 +142,7 @@ def prepare(
     corpus: Annotated[str, typer.Argument(help="iemocap, msp-improv, crema-d or ravdess.", show_default=False)],
     root: Annotated[Path, typer.Argument(help="The corpus folder as distributed (see docs/corpora.md).", show_default=False)],
     store: StoreOpt = None,
-    workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels, each with one torch thread. Default: --threads.", show_default=False)] = 0,
+    workers: Annotated[int | None, typer.Option(help="Threads decoding audio and computing mels, each with one torch thread (at least 1). Default: --threads.", show_default=False)] = None,
     overwrite: OverwriteOpt = False,
     limit: Annotated[int | None, typer.Option(help="Prepare only N utterances, spread over the corpus (for a quick try).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad file instead of skipping it.")] = False,
@@ -158,7 +158,7 @@ def prepare(
     from emodiff.store import resolve_store
 
     path = resolve_store(store)
-    job = PrepareJob(store=path, corpus=corpus, root=root, workers=workers or n_threads, limit=limit,
+    job = PrepareJob(store=path, corpus=corpus, root=root, workers=n_threads if workers is None else workers, limit=limit,
                      strict=strict, overwrite=overwrite, dtype=dtype, calm=calm)  # type: ignore[arg-type]
     with _Bar(f"prepare {corpus}") as bar:
         result = run_prepare(job, bar)
@@ -283,7 +283,7 @@ def augment(
     colour: Annotated[str, typer.Option(help="noise: white or pink seeded Gaussian noise (when no --noise-dir).")] = "white",
     noise_dir: Annotated[Path | None, typer.Option(help="noise: a folder of noise recordings (.wav/.flac/.ogg, e.g. MUSAN noise) to mix in instead of generated noise.", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise draws.")] = 0,
-    workers: Annotated[int, typer.Option(help="Threads decoding audio and computing mels, each with one torch thread. Default: --threads.", show_default=False)] = 0,
+    workers: Annotated[int | None, typer.Option(help="Threads decoding audio and computing mels, each with one torch thread (at least 1). Default: --threads.", show_default=False)] = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
     threads: ThreadsOpt = None,
@@ -300,7 +300,7 @@ def augment(
         raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
     job = AugmentJob(store=path, corpus=corpus or corpora[0], kind=kind, factors=_numbers(factors, "--factors"),  # type: ignore[arg-type]
                      snrs=_numbers(snrs, "--snrs"), colour=colour, noise_dir=noise_dir, seed=seed,
-                     workers=workers or n_threads, overwrite=overwrite)
+                     workers=n_threads if workers is None else workers, overwrite=overwrite)
     with _Bar(f"augment {kind}") as bar:
         result = run_augment(job, bar)
     done = "already holds" if result.already_there else "wrote"
@@ -478,8 +478,7 @@ def study(
     from emodiff.study import StudyJob, run_study
 
     plan = load_recipe(recipe)
-    extra = [t.strip() for t in (add_experiments or "").split(",")
-             if t.strip() and t.strip() not in plan.study.experiment_texts()]
+    extra = [t.strip() for t in (add_experiments or "").split(",") if t.strip()]  # one already there is run once
     if extra:  # checked as the recipe's own texts are: a bad one is one line naming the flag
         plan = dataclasses.replace(plan, study=override(plan.study, "--add-experiments",
                                                         experiments=", ".join([*plan.study.experiment_texts(), *extra])))

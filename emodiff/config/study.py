@@ -82,8 +82,21 @@ class StudyConfig:
     # The lists the texts above hold, read once here (and checked in __post_init__) for emodiff/study.py.
 
     def experiment_texts(self, adaptation: bool = False) -> list[str]:
-        """``experiments`` (or ``adaptation_experiments``), one text per experiment."""
-        return _items(self.adaptation_experiments if adaptation else self.experiments)
+        """``experiments`` (or ``adaptation_experiments``), one text per experiment: a text that means what an
+        earlier one means (``synthetic+real`` after ``real+synthetic``) is the same experiment, run once under the
+        earlier spelling."""
+        seen: set[Experiment] = set()
+        texts = []
+        for text in _items(self.adaptation_experiments if adaptation else self.experiments):
+            try:
+                meaning = Experiment.parse(text, where="")
+            except EmodiffError:  # __post_init__ reports it; here only the list is read
+                texts.append(text)
+                continue
+            if meaning not in seen:
+                seen.add(meaning)
+                texts.append(text)
+        return texts
 
     def all_experiment_texts(self) -> list[str]:
         """Every experiment the study runs: ``experiments``, then ``adaptation_experiments`` with an adaptation."""
