@@ -13,6 +13,7 @@ planned from the seed with the conditions. How a batch is drawn is the run's gen
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,29 @@ def sample(job: SampleJob, progress: Progress = QUIET) -> SampleResult:
                         seconds=time.perf_counter() - start, checkpoint=plan.checkpoint)
 
 
+# Per sample beside its mel: the pooled text vector (float32), valid frames, emotion, speaker, text, source id.
+_PER_SAMPLE_BYTES = 384 * 4 + 8 + 1 + 200
+
+
+def mel_bins(recipe: Recipe) -> int:
+    return recipe.gan.mel_channels if recipe.generator == "gan" else recipe.denoiser.mel_channels
+
+
+def check_room(store: Path, n: int, bins: int, frames: int) -> None:
+    """EmodiffError before any work when ``n`` samples could not fit on the store's disk.
+
+    The estimate is the set before compression (float16 mels, n x bins x frames x 2 bytes, and what each
+    sample carries beside): deflate gains a factor of about 1.5-3 on mels, and the set is written once
+    beside the store and then copied in, so the uncompressed size is about what the two copies need.
+    """
+    need = n * (bins * frames * 2 + _PER_SAMPLE_BYTES)
+    folder = Path(store).resolve().parent
+    free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
+    if need > free:
+        raise EmodiffError(f"--n {n}: the set needs about {need / 1e9:.3g} GB before compression ({bins} x {frames} "
+                           f"float16 per mel), and {folder} has {free / 1e9:.3g} GB free; draw fewer or free space")
+
+
 def _plan(job: SampleJob) -> _Plan:
     """The checkpoint (its hash checked against the store's record) and every sample's conditions."""
     ckpt_path, run_name = find_checkpoint(job.store, job.run)
@@ -207,6 +231,7 @@ def _plan(job: SampleJob) -> _Plan:
     state = load_checkpoint(ckpt_path)
     recipe = recipe_from_dict(state["recipe"], f"{ckpt_path}:recipe")
     family_for(recipe).check(recipe)
+    check_room(job.store, job.n, mel_bins(recipe), int(state.get("segment_frames", 256)))
     trained = list(state["training_speakers"])
     speakers = [s for s in trained if speaker_matches(s, list(job.speakers))] if job.speakers else trained
     if not speakers:

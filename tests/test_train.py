@@ -100,6 +100,21 @@ def test_a_crop_longer_than_a_segment_is_refused_before_any_window_is_cut(store,
     assert latest_checkpoint(tmp_path / "x") is None
 
 
+def test_sample_refuses_a_set_the_disk_cannot_hold_before_any_work(store, tmp_path, monkeypatch):
+    import collections
+
+    import emodiff.sample
+
+    train(_job(store, tmp_path / "r", steps=3))
+    with pytest.raises(EmodiffError, match="--n 1000000000: the set needs about .* GB free; draw fewer"):
+        sample(SampleJob(store=store, n=10**9, run=str(tmp_path / "r"), device="cpu"))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(emodiff.sample.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    with pytest.raises(EmodiffError, match="--n 8: the set needs about"):
+        sample(SampleJob(store=store, n=8, run=str(tmp_path / "r"), device="cpu"))
+    assert not st.has_group(store, "synthetic/r") and not list(tmp_path.glob("*.partial"))
+
+
 def test_checkpoint_errors(store, tmp_path):
     out = tmp_path / "c"
     train(_job(store, out, steps=3))
