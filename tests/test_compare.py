@@ -90,3 +90,23 @@ def test_study_comparisons_name_two_of_its_experiments():
                      ("real, real+speed", "'A vs B'")):
         with pytest.raises(SettingError, match=why):
             StudyConfig(experiments="real, real+speed", comparisons=bad)
+
+
+def test_the_compare_command_prints_stores_and_inspect_lists_it(results):
+    from cli_checks import one_line_error
+    from typer.testing import CliRunner
+
+    from emodiff.cli import app
+
+    runner = CliRunner()
+    args = ["compare", "speed-synth", "speed", "--store", str(results)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    out = " ".join(first.stdout.split())
+    assert "speed-synth vs speed: +2.7 pp [" in out and "(3 folds × 2 seeds)" in out
+    assert "folds better / worse / equal 3 / 0 / 0" in out and "wrote /comparisons/speed-synth--vs--speed" in out
+    assert "already in /comparisons/speed-synth--vs--speed" in " ".join(runner.invoke(app, args).stdout.split())
+    listed = " ".join(runner.invoke(app, ["inspect", "--store", str(results)]).stdout.split())
+    assert "+2.7 pp, p" in listed
+    one_line_error(runner.invoke(app, ["compare", "speed-synth", "short", "--store", str(results)]),
+                   "compare speed-synth short:", "different (fold, seed) pairs")

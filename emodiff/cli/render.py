@@ -248,4 +248,8 @@ def _holds(group: h5py.Group) -> str:
     for key in ("pooled", "mel"):
         if key in group:
             return f"{key} " + "x".join(str(n) for n in group[key].shape)
+    if "paired_mean_diff" in group.attrs and "experiment" in group.attrs:  # /comparisons/<name>
+        a = group.attrs
+        return (f"{100 * float(a['paired_mean_diff']):+.1f} pp, p {float(a['paired_p_t']):.2g} "
+                f"({int(a['paired_n_folds'])} folds)")
     return ", ".join(group.keys())
