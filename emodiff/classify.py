@@ -413,8 +413,7 @@ def _baseline_uars(job: ClassifyJob, keys: list[tuple[str, int]]) -> dict[tuple[
             raise EmodiffError(f"{job.store}: no /results/{job.baseline} to compare with; run it first or drop "
                                "--compare-with")
         base = Results.read(f, job.baseline)
-    uars = {(fold.name.split("@seed")[0], fold.seed): fold.uar for fold in base.folds
-            if fold.uar is not None and fold.seed is not None}
+    uars = base.uar_by_key()
     if set(uars) != set(keys):
         missing, extra = sorted(set(keys) - set(uars))[:3], sorted(set(uars) - set(keys))[:3]
         raise EmodiffError(f"--compare-with {job.baseline}: its folds and seeds differ from this run's "

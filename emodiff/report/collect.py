@@ -159,15 +159,11 @@ def direct_comparison(c: Comparison, results: dict[str, ResultInfo], problems: l
     a result's baseline; a comparison that cannot be had is named in ``problems``."""
     a, b = results.get(c.baseline), results.get(c.experiment)
     if a is not None and b is not None:
-        sizes = {f.unit: (f.n_test, f.n_train) for f in b.folds}
-        if all(t is not None and n is not None for t, n in sizes.values()):
-            try:
-                return DirectInfo(c.name, c.experiment, c.baseline,
-                                  compare(uar_by_key(a), uar_by_key(b), sizes,  # type: ignore[arg-type]
-                                          experiment=c.experiment, baseline=c.baseline))
-            except EmodiffError as err:
-                problems.append(f"/comparisons/{c.name}: could not be computed from the folds ({err}); the stored "
-                                "attrs are shown")
+        paired = from_folds(a, b)
+        if isinstance(paired, PairedComparison):
+            return DirectInfo(c.name, c.experiment, c.baseline, paired)
+        problems.append(f"/comparisons/{c.name}: could not be computed from the folds ({paired}); the stored "
+                        "attrs are shown")
     try:
         stored = PairedComparison.from_attrs(c.paired_attrs, c.experiment)
     except (KeyError, ValueError, TypeError) as err:
@@ -279,6 +275,19 @@ def uar_by_key(r: ResultInfo) -> dict[tuple[str, int], float]:
     return {(f.unit, f.seed if f.seed is not None else 0): f.uar for f in r.folds if f.uar is not None}
 
 
+def from_folds(base: ResultInfo, r: ResultInfo) -> PairedComparison | str:
+    """``r`` against ``base`` from their per-(fold, seed) UARs and ``r``'s fold sizes, with the settings
+    classify uses; else why it cannot be computed."""
+    sizes = {f.unit: (f.n_test, f.n_train) for f in r.folds}
+    if not all(n_test is not None and n_train is not None for n_test, n_train in sizes.values()):
+        return "its folds lack the n_test and n_train attrs"
+    try:
+        return compare(uar_by_key(base), uar_by_key(r), sizes,  # type: ignore[arg-type]
+                       experiment=r.name, baseline=base.name)
+    except EmodiffError as err:
+        return str(err)
+
+
 def pair_results(results: list[ResultInfo], problems: list[str]) -> None:
     """Set each result's ``paired`` comparison with its ``baseline``, the fold as the unit.
 
@@ -294,16 +303,11 @@ def pair_results(results: list[ResultInfo], problems: list[str]) -> None:
             continue
         base = by_name.get(r.baseline)
         if base is not None:
-            sizes = {f.unit: (f.n_test, f.n_train) for f in r.folds}
-            if all(n_test is not None and n_train is not None for n_test, n_train in sizes.values()):
-                try:
-                    r.paired = compare(uar_by_key(base), uar_by_key(r), sizes,  # type: ignore[arg-type]
-                                       experiment=r.name, baseline=base.name)
-                    continue
-                except EmodiffError as err:
-                    why = str(err)
-            else:
-                why = "its folds lack the n_test and n_train attrs"
+            paired = from_folds(base, r)
+            if isinstance(paired, PairedComparison):
+                r.paired = paired
+                continue
+            why = paired
             problems.append(f"/results/{r.name}: its comparison with /results/{base.name} could not be computed "
                             f"from the folds ({why}); the stored paired_* attrs are shown, if any")
         try:
