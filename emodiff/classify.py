@@ -72,6 +72,9 @@ class ClassifyJob:
     overwrite: bool = False
     baseline: str | None = None  # a /results name run on the same folds and seeds: paired statistics against it
     workers: int = 1  # (fold, seed) trainings at once, each in its own process; 1: one after another, in this one
+    # The synthetic sets each fold may choose from, when a caller (a study) names its own; empty: every set
+    # --augment selects. A study's store can hold other sets (a sweep's), which must not stand in for its own.
+    sets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         Experiment(self.train_on, self.augment)  # checks --train-on, and that offline augmentations have real data
@@ -117,7 +120,8 @@ class ClassifyJob:
                 "folds": self.folds, "target_fraction": self.target_fraction, "dev_fraction": self.dev_fraction,
                 "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": self.augment.config(),
                 "classifier": self.classifier.recorded(), "repeats": self.repeats, "allow_leak": self.allow_leak,
-                **({"baseline": self.baseline} if self.baseline else {})}
+                **({"baseline": self.baseline} if self.baseline else {}),
+                **({"sets": list(self.sets)} if self.sets else {})}
 
     @property
     def corpora(self) -> list[str]:
@@ -249,14 +253,20 @@ def plan_held_out(store: Path, job: ClassifyJob) -> list[list[str]]:
     return [held_out(fold, data) for fold in plan_folds(data, job)]
 
 
-def _synthetic_sets(store: Path, augment: Augment) -> list[Candidate]:
+def _synthetic_sets(store: Path, augment: Augment, only: tuple[str, ...] = ()) -> list[Candidate]:
     """The synthetic sets a run may draw on: the one named, every set whose name starts with ``augment.prefix``
-    (of any family), or every set the family ``augment.generator`` drew."""
+    (of any family), or every set the family ``augment.generator`` drew; of those, only the sets ``only``
+    names when it names any."""
     wanted = augment.synthetic or ""
     with st.open_store(store) as f:
         names = Synthetic.names(f)
         if not names:
             raise EmodiffError(f"{store}: holds no synthetic set; run `emodiff sample --n N` first")
+        if only:
+            absent = [name for name in only if name not in names]
+            if absent:
+                raise EmodiffError(f"{store}: no synthetic set {absent[0]!r}; sets: {', '.join(names)}")
+            names = [name for name in names if name in only]
         if augment.prefix is not None:
             chosen = [name for name in names if name.startswith(augment.prefix)]
             if not chosen:
@@ -353,7 +363,7 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
             raise EmodiffError(f"fold {fold.name}: an empty training, validation or test set")
     offline = {kind: read_offline(job.store, kind, data, corpora) for kind in job.augment.offline}
     train_on = job.effective_train_on
-    sets = _synthetic_sets(job.store, job.augment) if train_on != "real" else []
+    sets = _synthetic_sets(job.store, job.augment, job.sets) if train_on != "real" else []
     for s in sets:
         if s.shape != tuple(data.mel.shape[1:]):
             raise EmodiffError(f"{job.store}: /synthetic/{s.name} segments are {s.shape}, the corpus's are "

@@ -9,6 +9,8 @@
 * :func:`ordered_map` and :func:`torch_threads`: the steps that turn audio files into mels (``prepare``,
   ``augment``): decoding, resampling and FFTs release the GIL, so threads give real parallelism without
   each process importing torch.
+* :func:`process_pool`: the worker processes of ``classify --workers``, which end with the command
+  however it ends (Ctrl-C, SIGTERM, SIGKILL).
 
 torch is imported inside the functions: :func:`passive_openmp` must run before torch's OpenMP runtime
 is loaded, which reads its settings once, when the library is loaded.
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TypeVar
 
 from emodiff.errors import EmodiffError
@@ -141,3 +145,91 @@ def torch_threads(n: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(before)
 
+
+@contextlib.contextmanager
+def process_pool(workers: int, initializer: Callable[..., object] | None = None,
+                 initargs: tuple = ()) -> Iterator[ProcessPoolExecutor]:
+    """``workers`` spawned processes for one ``with`` block, each running ``initializer(*initargs)`` first.
+
+    The workers die with this process, even by SIGKILL (:func:`die_with_parent`). Leaving the block
+    normally or by an Exception (a worker's) cancels the runs not started and waits for those under way;
+    leaving it by Ctrl-C, SIGTERM (raised as KeyboardInterrupt while the block runs in the main thread)
+    or the close of a generator that holds the block kills the workers first.
+    """
+    import multiprocessing
+
+    # spawn, not fork: a forked child of a process that has run torch's thread pools can deadlock.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
+    try:
+        with _terminate_interrupts():
+            yield pool
+    except BaseException as err:
+        if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit, GeneratorExit: nobody waits for the runs
+            _kill_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL every worker process of ``pool``."""
+    kill = getattr(pool, "kill_workers", None)
+    if kill is not None:  # Python 3.14
+        kill()
+        return
+    # Before 3.14 the executor has no public way to stop a run under way; its table of processes is the only one.
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
+
+
+@contextlib.contextmanager
+def _terminate_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while the block runs, as Ctrl-C does, so that what encloses it cleans up.
+
+    Only in the main thread, the one Python runs signal handlers in; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        # None: a handler installed outside Python, which cannot be put back; the default is the nearest.
+        signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+
+
+def _start_worker(parent: int, initializer: Callable[..., object] | None, initargs: tuple) -> None:
+    """A :func:`process_pool` worker's first step: :func:`die_with_parent`, then ``initializer(*initargs)``."""
+    die_with_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """Have Linux SIGKILL this process once its parent ends; exit at once if ``parent`` (the pid that started
+    it) has already ended. Elsewhere nothing: other systems have no such request.
+
+    A worker blocked on its task queue never learns that its parent was killed (the queue's pipe stays
+    open in the other workers), so without this it would keep its memory until its run ended. The
+    signal comes when the *thread* that started the worker ends: :func:`process_pool` starts them in
+    the thread that submits, which holds the pool's ``with`` block.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return  # (a seccomp filter can refuse prctl): the worker then ends with its queue, as before
+    # A parent that died before prctl sends no signal; the worker then has another parent (init, a subreaper).
+    if os.getppid() != parent:
+        os._exit(1)

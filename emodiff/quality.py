@@ -47,13 +47,20 @@ from emodiff.records import Quality, Synthetic, taken
 from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
 from emodiff.ser.metrics import uar
 from emodiff.ser.training import Segments, fit, utterance_scores
-from emodiff.ser.two_sample import roc_auc, two_sample_auc  # noqa: F401 (roc_auc re-exported)
+from emodiff.ser.two_sample import TWO_SAMPLE_FOLDS, roc_auc, two_sample_auc  # noqa: F401 (roc_auc re-exported)
 from emodiff.silence import SILENCE, counted_frames, silence_share, synthetic_frames  # noqa: F401 (re-exported)
 
 MAD_DEFINITION = ("MAD = mean over the 80 mel bins of the Wasserstein-1 distance (mean absolute difference of "
                   "matched quantiles) between the real and synthetic values of that bin, in the store's [-1, 1] "
                   "scaling, over non-silent frames, real ones only before segments/frames.")
 DEFAULT_RECIPE = "demo"
+# The fewest segments a set may have. The two-sample AUC is the only set-level metric with a floor: with
+# each synthetic segment a group of its own, TWO_SAMPLE_FOLDS of them put one in every fold's test part and
+# the others in its training part; with fewer, a fold trains on no synthetic segment (or on nothing: fit()
+# divides by zero) and the pooled AUC of a few scores reads 0 or 1 by chance. Per emotion every metric
+# is NaN with a note where it lacks segments (MAD, consistency: 1; Frechet, diversity: 2; density and
+# coverage: 1 synthetic, more than k real), so an emotion's count is no reason to refuse a set.
+MIN_SEGMENTS = TWO_SAMPLE_FOLDS
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,15 @@ def _set_names(store: Path, job: QualityJob) -> list[str]:
     if job.synthetic in done and not job.overwrite:
         raise taken(store, Quality.path(job.synthetic))
     return [job.synthetic]
+
+
+def _check_size(store: Path, synth: AssessedSet) -> None:
+    """Refuse a set of fewer than MIN_SEGMENTS segments, which quality cannot measure."""
+    n = len(synth.emotion)
+    if n < MIN_SEGMENTS:
+        raise EmodiffError(f"{store}: synthetic set {synth.name!r} has {n} segment{'' if n == 1 else 's'}; quality "
+                           f"needs at least {MIN_SEGMENTS} per set (the two-sample AUC's {TWO_SAMPLE_FOLDS}-fold "
+                           "cross-validation tests one in each fold); sample a larger one (`emodiff sample --n`)")
 
 
 def _classifier(job: QualityJob, synth: AssessedSet) -> tuple[ClassifierConfig, str]:
@@ -338,6 +354,7 @@ def assess(job: QualityJob, progress: Progress = QUIET) -> list[QualityResult]:
     plans: list[tuple[Pair, ClassifierConfig, str]] = []
     for name in names:  # every set is checked before anything trains, so bad input fails at once
         synth = read_synthetic(store, name)
+        _check_size(store, synth)
         corpus = job.corpus or imitated_corpus(synth.training_speakers)
         if corpus is None:
             raise EmodiffError(f"{store}: /synthetic/{name} records no training_speakers (corpus:speaker); "

@@ -52,7 +52,7 @@ class StoreMel:
                     continue
                 wanted = self.local[rows[mine]]
                 unique, back = np.unique(wanted, return_inverse=True)
-                out[mine] = f[name][unique][back]
+                out[mine] = st.read_data(f[name], unique)[back]
         return torch.from_numpy(out)
 
     def subset(self, rows: np.ndarray) -> StoreMel:
@@ -125,7 +125,7 @@ def load_segments(
         size = sum(f[p["mel"]].size * 2 for p in parts)  # float16 bytes
         in_memory = load == "memory" or (load == "auto" and size <= MEMORY_SHARE * available_memory())
         for p in parts:
-            p["mel"] = f[p["mel"]][()].astype(np.float16, copy=False) if in_memory else p["mel"]
+            p["mel"] = st.read_data(f[p["mel"]]).astype(np.float16, copy=False) if in_memory else p["mel"]
     shapes = {p["frame_shape"] for p in parts}
     if len(shapes) > 1:
         raise EmodiffError(f"{store}: corpora {', '.join(corpora)} have segments of different shapes {sorted(shapes)}")

@@ -16,18 +16,20 @@ Contract (docs/store.md has the schema):
   refuse an HDF5 file without the mark (or with a dataset where the store keeps a section
   group) with a one-line EmodiffError; emodiff never writes into a file it did not make.
 - A full disk (ENOSPC) while a group is written is a one-line EmodiffError naming the file;
-  the store is left as it was (at most a ``.tmp-*`` group when the disk fills during the copy).
+  the store is left as it was (the half-copied ``.tmp-*`` group is deleted when the disk fills
+  during the copy, or left for the next writer when even that cannot be written).
+- A side file left by a kill or a full disk is resumed from only when it reads back whole with
+  the same config, else removed (emodiff/side_file.py).
+- A damaged store is named as such in one line: one HDF5 cannot open (truncated, overwritten
+  header) by :func:`open_store`, a dataset it cannot read by :func:`read_data`, which readers use.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,10 +41,11 @@ import numpy as np
 from emodiff import __version__
 from emodiff.errors import EmodiffError
 from emodiff.paths import checked_path
+from emodiff.side_file import TMP_PREFIX, close_side, merge, no_space, open_side
+from emodiff.write_lock import WriteLock
 
 DEFAULT_STORE = "emodiff.h5"
 STORE_ENV = "EMODIFF_STORE"
-TMP_PREFIX = ".tmp-"
 STRING = h5py.string_dtype("utf-8")
 MARK = "emodiff_store"  # root attr of every store emodiff made
 SECTIONS = ("corpora", "embeddings", "runs", "synthetic", "augmented", "results", "quality")
@@ -77,14 +80,59 @@ def open_store(path: Path) -> Iterator[h5py.File]:
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
-        if "lock" in str(err).lower():
-            raise EmodiffError(f"{path}: the store is being written right now; try again in a moment") from None
-        raise EmodiffError(f"{path}: not an HDF5 file (expected an emodiff store)") from None
+        raise _open_failure(path, err) from None
     with handle:
         reason = foreign_reason(handle)
         if reason is not None:
             raise not_a_store(path, reason)
         yield handle
+
+
+# HDF5's words when another process holds the file; matched whole because a truncated file's
+# message names the superblock ("sblock"), which a bare "lock" would take for a writer.
+_LOCKED = ("unable to lock file", "resource temporarily unavailable")
+INSPECT_HINT = "`emodiff inspect` lists what is still readable"
+
+
+def _open_failure(path: Path, err: OSError) -> EmodiffError:
+    """The one-line error for a file h5py cannot open: held by a writer, unreadable, not HDF5, or damaged."""
+    text = str(err).lower()
+    if any(words in text for words in _LOCKED):
+        return EmodiffError(f"{path}: the store is being written right now; try again in a moment")
+    if isinstance(err, PermissionError):
+        return EmodiffError(f"{path}: cannot be read (permission denied); choose another --store")
+    if "file signature not found" in text:
+        return EmodiffError(f"{path}: not an HDF5 file (expected an emodiff store)")
+    return EmodiffError(f"{path}: the file is damaged (truncated or overwritten: {hdf5_reason(err)}); HDF5 cannot "
+                        "open it, so nothing in it can be read: restore it from a copy or make it again")
+
+
+def hdf5_reason(err: BaseException) -> str:
+    """HDF5's own words in an h5py error: the text in its outer parentheses (``truncated file: eof = ...``)."""
+    text = str(err).strip()
+    start = text.find("(")
+    return text[start + 1:-1] if start >= 0 and text.endswith(")") else text
+
+
+def damaged(node: h5py.Group | h5py.Dataset, err: BaseException) -> EmodiffError:
+    """The one error for a group or dataset of an open store that HDF5 cannot read."""
+    return EmodiffError(f"{node.file.filename}: {node.name} could not be read (the file is damaged: "
+                        f"{hdf5_reason(err)}); {INSPECT_HINT}")
+
+
+@contextlib.contextmanager
+def reading(node: h5py.Group | h5py.Dataset) -> Iterator[None]:
+    """Turn HDF5's failure to read ``node`` inside the block into :func:`damaged`'s one-line error."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        raise damaged(node, err) from None
+
+
+def read_data(ds: h5py.Dataset, sel: Any = ()) -> np.ndarray:
+    """``ds[sel]`` (all of it by default); EmodiffError naming the store and ``ds`` when the file is damaged."""
+    with reading(ds):
+        return ds[sel]
 
 
 def not_a_store(path: Path, reason: str) -> EmodiffError:
@@ -120,14 +168,6 @@ def _kind(group: h5py.Group, name: str) -> str | None:
     return "link to no object"
 
 
-def no_space(err: BaseException) -> bool:
-    """Whether ``err`` says the disk is full (ENOSPC or a quota), from the OS or from HDF5 via h5py."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(err)
-    return "No space left on device" in text or "errno = 28," in text
-
-
 def has_group(path: Path, name: str) -> bool:
     """Whether the store at ``path`` exists and holds the (complete) group ``name``."""
     if not Path(path).exists():
@@ -150,63 +190,6 @@ def foreign_members(group: h5py.Group) -> list[str]:
     return sorted(k for k in group if not k.startswith(TMP_PREFIX) and _kind(group, k) != "group")
 
 
-class _WriteLock:
-    """An exclusive, non-blocking flock on ``<store>.lock``, released by the OS on death."""
-
-    def __init__(self, store: Path, what: str, wait_s: float = 0.0):
-        self.path = store.with_name(store.name + ".lock")
-        self.what = what
-        self.wait_s = wait_s  # poll this long for another writer to finish before giving up
-        self.fd: int | None = None
-
-    def __enter__(self) -> _WriteLock:
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            if no_space(err):
-                raise EmodiffError(f"{self.path}: no space left on device; free some and run again") from None
-            raise EmodiffError(
-                f"{self.path.parent / self.path.stem}: cannot write the store there ({err.strerror}); "
-                "choose another --store"
-            ) from None
-        deadline = time.monotonic() + self.wait_s
-        try:
-            while True:
-                try:
-                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(min(1.0, self.wait_s))
-        except OSError as err:
-            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(self.fd)
-            self.fd = None
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise EmodiffError(
-                    f"{self.path.parent / self.path.stem}: the store is held by another writer "
-                    f"({holder}); wait for it to finish or use another --store"
-                ) from None
-            raise
-        try:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, f"pid {os.getpid()}, {self.what}".encode(), 0)
-        except OSError as err:
-            self.__exit__()
-            if no_space(err):
-                raise EmodiffError(f"{self.path}: no space left on device; free some and run again") from None
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
 def _create_store(path: Path) -> None:
     """Create an empty store atomically (write a new file, then rename it into place)."""
     tmp = path.with_name(path.name + f".new-{os.getpid()}")
@@ -224,8 +207,8 @@ def _check_writable(path: Path, name: str = "") -> None:
     if path.exists():
         try:
             handle = h5py.File(path, "r")
-        except OSError:
-            raise EmodiffError(f"{path}: not an HDF5 file (expected an emodiff store)") from None
+        except OSError as err:
+            raise _open_failure(path, err) from None
         with handle:
             reason = foreign_reason(handle)
             if reason is not None:
@@ -261,9 +244,10 @@ def write_group(
     Yields an empty h5py group in a side file; the caller fills it and may set attrs. On a
     clean exit the group gets the standard attrs and replaces (with ``overwrite``) or joins the
     store's groups atomically. On an exception nothing in the store changes. With
-    ``resumable`` the side file survives a failure, and a later call with the same ``config``
-    yields its group again as it was left (the caller sees what is already written and goes
-    on); another config starts afresh. With ``wait_s`` a writer finding the lock held waits that many
+    ``resumable`` the side file survives a failure (unless a full disk kept it from being
+    written whole), and a later call with the same ``config`` yields its group again as it was
+    left (the caller sees what is already written and goes on); another config, or a side file
+    that does not read back whole, starts afresh. With ``wait_s`` a writer finding the lock held waits that many
     seconds for it before giving up. Raises
     EmodiffError if the group exists and ``overwrite`` is false, if the store is held by
     another writer, if the store's folder is not writable, if the file at ``store`` is not an
@@ -271,16 +255,17 @@ def write_group(
     """
     store = Path(store)
     name = name.strip("/")
-    with _WriteLock(store, what or f"writing {name}", wait_s):
+    with WriteLock(store, what or f"writing {name}", wait_s):
         _check_writable(store, name)
         if not overwrite and has_group(store, name):
             raise EmodiffError(f"{store}: already holds /{name}; pass --overwrite to replace it")
         side = store.with_name(f"{store.name}.{name.replace('/', '.')}.partial")
         text, digest = config_hash(config)
-        side_file = _open_side(side, digest if resumable else None)
+        side_file = open_side(side, digest if resumable else None)
+        keep = resumable  # whether the side file outlives a failure (to be resumed from)
         completed = merging = False
         try:
-            with side_file:
+            try:
                 group = side_file.require_group("g")
                 group.attrs["partial_config_hash"] = digest
                 yield group
@@ -291,63 +276,34 @@ def write_group(
                     config=text,
                     config_hash=digest,
                 )
+            finally:
+                close_error = close_side(side_file)
+                keep = keep and close_error is None
+            if close_error is not None:
+                raise close_error
             merging = True
-            _merge(side, store, name)
+            if not store.exists():
+                _create_store(store)
+            merge(side, store, name)
             completed = True
-        except OSError as err:
+        except (OSError, RuntimeError) as err:  # h5py raises either for a write that found the disk full
             if not no_space(err):
                 raise
             if merging:
                 raise EmodiffError(f"{store}: no space left on device while adding /{name}; the store holds what "
-                                   "it held before (the next writer removes any partial copy); free some space "
-                                   "and run again") from None
+                                   "it held before; free some space and run again") from None
             raise EmodiffError(f"{side}: no space left on device while writing /{name} beside the store; "
                                f"{store} is unchanged; free some space and run again") from None
         finally:
-            if completed or not resumable:
+            if completed or not keep:
                 side.unlink(missing_ok=True)
 
 
-def _open_side(side: Path, resume_hash: str | None) -> h5py.File:
-    """The side file: reopened when it holds a partial group of the same config, else new."""
-    try:
-        if resume_hash is not None and side.exists():
-            try:
-                f = h5py.File(side, "a")
-            except OSError:
-                f = None  # damaged by a kill: start afresh
-            if f is not None:
-                if "g" in f and f["g"].attrs.get("partial_config_hash") == resume_hash:
-                    return f
-                f.close()
-        return h5py.File(side, "w")
-    except OSError as err:
-        if no_space(err):
-            raise EmodiffError(f"{side}: no space left on device; the store is unchanged; free some space "
-                               "and run again") from None
-        raise EmodiffError(f"{side}: cannot write beside the store ({err})") from None
-
-
-def _merge(side: Path, store: Path, name: str) -> None:
-    """Copy the finished group from ``side`` into ``store`` under a temporary name, then rename."""
-    if not store.exists():
-        _create_store(store)
-    parent_name, _, leaf = name.rpartition("/")
-    with h5py.File(side, "r") as src, h5py.File(store, "a") as dst:
-        parent = dst.require_group(parent_name) if parent_name else dst
-        for stale in [k for k in parent if k.startswith(TMP_PREFIX)]:
-            del parent[stale]  # left by a writer killed during its copy
-        tmp = f"{TMP_PREFIX}{leaf}-{os.getpid()}"
-        dst.copy(src["g"], parent, name=tmp)
-        dst.flush()
-        if leaf in parent:  # only with overwrite: write_group checked it under the same lock
-            del parent[leaf]
-        parent.move(tmp, leaf)
-
-
 def attrs_dict(group: h5py.Group) -> dict[str, Any]:
-    """A group's attrs as plain Python values (numpy scalars unwrapped)."""
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in group.attrs.items()}
+    """A group's attrs as plain Python values (numpy scalars unwrapped); EmodiffError naming the group
+    when the file is damaged (:func:`damaged`)."""
+    with reading(group):
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in group.attrs.items()}
 
 
 def write_table(group: h5py.Group, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
@@ -363,15 +319,17 @@ def write_table(group: h5py.Group, columns: Mapping[str, Sequence[Any] | np.ndar
 
 
 def read_table(group: h5py.Group) -> dict[str, np.ndarray]:
-    """Read every 1-D dataset of ``group`` (subgroups are skipped); strings come back as str arrays."""
+    """Read every 1-D dataset of ``group`` (subgroups are skipped); strings come back as str arrays.
+    EmodiffError naming the dataset when the file is damaged (:func:`read_data`)."""
     out: dict[str, np.ndarray] = {}
     for key, ds in group.items():
         if not isinstance(ds, h5py.Dataset):
             continue
         if h5py.check_string_dtype(ds.dtype) is not None:
-            out[key] = ds.asstr()[()].astype(str) if len(ds) else np.array([], dtype=str)
+            with reading(ds):
+                out[key] = ds.asstr()[()].astype(str) if len(ds) else np.array([], dtype=str)
         else:
-            out[key] = ds[()]
+            out[key] = read_data(ds)
     return out
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emodiff import store as st
 from emodiff.augment import AugmentJob, augment
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint
 from emodiff.classify import ClassifyJob, classify, plan_held_out
@@ -32,7 +33,7 @@ from emodiff.experiments import Experiment, name_safe
 from emodiff.paths import checked_path
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Different, Same, check_name, existing
+from emodiff.records import Different, Results, Same, check_name, existing
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
 
@@ -127,6 +128,7 @@ def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
     _run(_data_steps(job, corpus, targets), done, progress)
     experiments = _experiments(job, corpus, targets)
     generators = _generators(job, corpus, experiments, recipes)
+    experiments = [_own_sets(e, generators) for e in experiments]
     _run(_generator_steps(job, corpus, generators), done, progress)
     _run(_evaluation_steps(job, experiments, generators, report), done, progress)
     return StudyResult(report / "index.html", [g.name for g in generators],
@@ -226,6 +228,16 @@ def _generators(job: StudyJob, corpus: str, experiments: list[ClassifyJob],
     return out
 
 
+def _own_sets(e: ClassifyJob, generators: list[Generator]) -> ClassifyJob:
+    """``e`` drawing only on the sets of the study's own generators of its family, where it names no set: the
+    store may hold other sets of that family (a sweep's), and a fold would otherwise take whichever sorts first."""
+    if e.effective_train_on == "real" or e.augment.synthetic:
+        return e
+    family = e.augment.generator
+    own = tuple(g.name for g in generators if g.recipe.generator == family)
+    return dataclasses.replace(e, sets=own) if own else e
+
+
 def _generator_steps(job: StudyJob, corpus: str, generators: list[Generator]) -> list[Step]:
     study = job.recipe.study
     steps = []
@@ -312,6 +324,18 @@ def _report(job: StudyJob, out: Path) -> bool:
     return False  # always rebuilt: it is cheap and reflects whatever the store now holds
 
 
+def _chose_own_sets(e: ClassifyJob, found: Different) -> bool:
+    """Whether a result stored before studies named their own sets (:func:`_own_sets`) is what ``e`` would
+    make: the same config but for ``sets``, and every fold took one of them. A fold takes the first of its
+    candidates in a fixed order, so a choice that fell within ``e.sets`` is the choice among them alone."""
+    unnamed = {k: v for k, v in e.config().items() if k != "sets"}
+    if not e.sets or found.attrs.get("config_hash") != st.config_hash(unnamed)[1]:
+        return False
+    with st.open_store(e.store) as f:
+        folds = Results.read(f, e.name).folds
+    return bool(folds) and all(fold.synthetic in e.sets for fold in folds)
+
+
 def _compare(store: Path, experiment: str, baseline: str) -> bool:
     # A comparison is derived data: when either result was rerun since, it is made again (refresh).
     return run_compare(CompareJob(store, experiment, baseline, refresh=True)).already_there
@@ -319,6 +343,8 @@ def _compare(store: Path, experiment: str, baseline: str) -> bool:
 
 def _classify(e: ClassifyJob) -> bool:
     found = existing(e.store, f"results/{e.name}", e.config())
+    if isinstance(found, Different) and _chose_own_sets(e, found):
+        return True
     if isinstance(found, Different):
         raise found.error(e.store, fix=f"remove it with `emodiff classify ... --name {e.name} --overwrite` or change "
                                        "the recipe's study name")

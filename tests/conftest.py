@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from toy import make_toy_store
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker is one of several processes sharing the cores: one torch thread
+    each, or two workers' thread pools would fight over the same two cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -243,6 +249,76 @@ def test_a_failure_in_a_worker_reaches_the_caller_and_adds_nothing(toy_with_synt
         classify(job)
     assert not st.has_group(store, "results/bad")
     assert not list(tmp_path.glob("*.partial"))
+
+
+# A parent like `classify --workers 2`: two workers of emodiff.parallel.process_pool, each busy for longer
+# than the test waits; it says who they are by leaving a file named after each worker's pid.
+_PARENT = """
+import os, sys, time
+from pathlib import Path
+
+from emodiff.parallel import process_pool
+
+
+def run(folder):
+    Path(folder, str(os.getpid())).touch()
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    with process_pool(2) as pool:
+        for future in [pool.submit(run, sys.argv[1]) for _ in range(2)]:
+            future.result()
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the pool's workers and multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with their parent through Linux's prctl")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_their_parent(tmp_path: Path, signum: int):
+    """SIGKILL leaves the parent no chance to stop its workers: each asked Linux to kill it with its parent.
+    SIGTERM interrupts the parent, which kills them. Either way none is left, nor the resource tracker."""
+    script, folder = tmp_path / "parent.py", tmp_path / "pids"
+    script.write_text(_PARENT)
+    folder.mkdir()
+    with (tmp_path / "stderr").open("w") as log:
+        parent = subprocess.Popen([sys.executable, str(script), str(folder)], stderr=log)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(folder.iterdir())) < 2 and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = [int(f.name) for f in folder.iterdir()]
+        assert len(workers) == 2, (tmp_path / "stderr").read_text()
+        left = set(workers) | set(_children(parent.pid))
+        parent.send_signal(signum)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in left) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in left if _alive(pid)], (tmp_path / "stderr").read_text()
+    finally:
+        parent.kill()
+        for pid in [int(f.name) for f in folder.iterdir()]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _control(toy_with_synthetic: Path, tmp_path: Path, augment: str):

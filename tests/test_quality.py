@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -347,6 +348,32 @@ def test_bad_input_errors(stores: dict, tmp_path: Path) -> None:
     _one_line_error(q.QualityJob(store, synthetic="stranger", classifier=CFG), "holds none of the speakers")
     _one_line_error(q.QualityJob(store, synthetic="unknown", classifier=CFG), "ids outside 0..3")
     _one_line_error(q.QualityJob(stores["store"], synthetic="copy", classifier=CFG), "already holds /quality/copy")
+    with h5py.File(store) as f:
+        assert "quality" not in f
+
+
+@pytest.mark.parametrize("n", [1, q.MIN_SEGMENTS - 1])
+def test_a_set_too_small_to_measure_is_refused_before_any_training(bare: Path, tmp_path: Path, monkeypatch,
+                                                                   n: int) -> None:
+    """With fewer segments than the two-sample AUC's folds, a fold trains on no synthetic segment (1 segment:
+    on nothing at all) and the AUC of a few scores is 0 or 1 by chance: refused, naming the minimum."""
+    from cli_checks import one_line_error
+    from typer.testing import CliRunner
+
+    from emodiff.cli import app
+
+    assert q.MIN_SEGMENTS == 3  # one synthetic segment in each of the 3 folds' test parts
+    store = tmp_path / "tiny.h5"
+    shutil.copy(bare, store)
+    emotion = np.arange(n) % 4
+    _add_set(store, "one", class_means()[emotion], emotion)
+    monkeypatch.setattr(q, "_train_yardstick", lambda *a: pytest.fail("trained before refusing"))
+    plural = "segment" if n == 1 else "segments"
+    words = f"synthetic set 'one' has {n} {plural}; quality needs at least 3 per set (the two-sample AUC's 3-fold"
+    _one_line_error(q.QualityJob(store, synthetic="one", classifier=CFG, device="cpu"), re.escape(words))
+    result = CliRunner().invoke(app, ["quality", "--synthetic", "one", "--store", str(store), "--device", "cpu",
+                                      "--threads", "1"])
+    one_line_error(result, words, first=True)
     with h5py.File(store) as f:
         assert "quality" not in f
 

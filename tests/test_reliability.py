@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import shutil
+import threading
 from io import StringIO
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from cli_checks import one_line_error
-from miniature import make_crema_d, make_iemocap, make_msp_improv, make_ravdess
+from miniature import expected_problems, make_crema_d, make_iemocap, make_msp_improv, make_ravdess, write_tone
 from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
@@ -29,6 +30,7 @@ from emodiff.corpora import list_corpus
 from emodiff.data import ravdess_sample
 from emodiff.errors import EmodiffError
 from emodiff.prepare import PrepareJob, prepare
+from emodiff.records import Corpus
 from emodiff.summary import corpus_stats
 
 runner = CliRunner()
@@ -227,6 +229,46 @@ def test_prepare_records_a_dangling_symlink(tmp_path: Path):
         assert f["corpora/ravdess"].attrs["n_skipped"] == 2
     assert dict(zip(skipped["path"], skipped["reason"], strict=True))[str(link)] == \
         "dangling symlink -> /nonexistent/03-01-05-01-01-01-03.wav"
+
+
+def test_a_dangling_folder_symlink_is_skipped_once_and_links_never_loop(tmp_path: Path):
+    """``Actor_09 -> /nonexistent/dir`` may have held clips: listed as skipped, once though RAVDESS lists
+    ``*.wav`` and ``*.flac``, like a loop of links; a working folder link is searched, and a link back
+    up the tree is searched once rather than forever."""
+    root = tmp_path / "copy"
+    expected = make_ravdess(root)
+    gone = _dangle(root / "Actor_09", "/nonexistent/dir")
+    loop = _dangle(root / "Actor_10", "Actor_10")
+    (root / "Actor_01" / "up").symlink_to("..", target_is_directory=True)
+    clip = write_tone(tmp_path / "disk2" / "Actor_03" / "03-01-05-01-01-01-03.wav", 0.3, 48_000)
+    (root / "Actor_03").symlink_to(clip.parent, target_is_directory=True)
+    listings: list = []
+    walk = threading.Thread(target=lambda: listings.append(list_corpus("ravdess", root)), daemon=True)
+    walk.start()
+    walk.join(60)
+    assert listings, "listing a copy with a link back up the tree did not end"
+    [listing] = listings
+    links = [(p.path, p.reason) for p in listing.problems if p.reason.startswith("dangling symlink")]
+    assert links == [(str(gone), "dangling symlink -> /nonexistent/dir"), (str(loop), "dangling symlink -> Actor_10")]
+    assert len(listing.problems) == len(expected_problems("ravdess", root)) + 2  # nothing found twice via up/
+    assert [u.path for u in listing.utterances] == sorted([u.path for u in expected] + [root / "Actor_03" / clip.name],
+                                                          key=lambda path: path.stem)
+
+
+def test_prepare_counts_a_dangling_folder_symlink_among_the_skipped(tmp_path: Path):
+    root, _, _ = _tree(tmp_path)
+    gone = _dangle(root / "Actor_09", "/nonexistent/dir")
+    store = tmp_path / "s.h5"
+    result = runner.invoke(app, ["prepare", "ravdess", str(root), "--store", str(store), "--threads", "1"],
+                           env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "skipped files: 3" in result.stdout
+    reason = "dangling symlink -> /nonexistent/dir"
+    assert any(f"{gone} " in line and reason in line for line in result.stdout.splitlines())
+    with st.open_store(store) as f:
+        skipped = st.read_table(f["corpora/ravdess/skipped"])
+        assert f["corpora/ravdess"].attrs["n_skipped"] == 3
+    assert dict(zip(skipped["path"], skipped["reason"], strict=True))[str(gone)] == reason
 
 
 # --- f. markup and emoji codes in user text ---------------------------------------------------------
@@ -507,3 +549,54 @@ def test_threads_are_capped_at_the_cores(tmp_path: Path, threads_seen: list[int]
     monkeypatch.setenv("OMP_NUM_THREADS", "9999")  # the default, when set, is capped too
     result = runner.invoke(app, ["quality", "--store", str(tmp_path / "s.h5")])
     assert result.stderr.startswith("note: $OMP_NUM_THREADS 9999 is more than the 2 cores") and threads_seen == [2, 2]
+
+
+# --- damaged stores: truncated, overwritten -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["classify", "--epochs", "1"]])
+def test_a_truncated_store_is_damaged_not_being_written(store: Path, command: list[str]):
+    # HDF5's message names the superblock ("sblock"), which a match on "lock" took for a writer
+    with open(store, "r+b") as fh:
+        fh.truncate(store.stat().st_size // 2)
+    result = runner.invoke(app, [*command, "--store", str(store)])
+    one_line_error(result, f"{store}: the file is damaged (truncated or overwritten: truncated file: eof =")
+
+
+def test_a_store_held_by_a_writer_is_being_written(store: Path, monkeypatch):
+    def held(*args, **kwargs):
+        raise BlockingIOError(errno.EAGAIN, "Unable to synchronously open file (unable to lock file, errno = 11, "
+                                            "error message = 'Resource temporarily unavailable')")
+
+    monkeypatch.setattr(h5py, "File", held)
+    with pytest.raises(EmodiffError, match=r"s\.h5: the store is being written right now"), st.open_store(store):
+        pass
+
+
+def test_a_damaged_dataset_is_named_by_its_readers(store: Path, tmp_path: Path):
+    with h5py.File(store, "r") as f:
+        chunk = f["corpora/ravdess/segments/mel"].id.get_chunk_info(0)
+    with open(store, "r+b") as fh:  # inside the first compressed segment
+        fh.seek(chunk.byte_offset + chunk.size // 4)
+        fh.write(b"\xff" * 64)
+    words = (f"{store}: /corpora/ravdess/segments/mel could not be read (the file is damaged: filter returned "
+             "failure during read); `emodiff inspect` lists what is still readable")
+    one_line_error(runner.invoke(app, ["classify", "--store", str(store), "--epochs", "1"]), words)
+    with pytest.raises(EmodiffError) as err:
+        _report(store, tmp_path / "report")
+    assert str(err.value) == words
+    with st.open_store(store) as f, pytest.raises(EmodiffError) as err:
+        Corpus.read(f, "ravdess").load_mel(f)
+    assert str(err.value) == words
+    result = runner.invoke(app, ["inspect", "--store", str(store)])
+    assert result.exit_code == 0 and "/corpora/ravdess" in result.stdout, result.output
+
+
+def test_inspect_lists_a_store_whose_strings_are_damaged(store: Path):
+    # every global heap (where HDF5 keeps variable-length strings: the utterance table, text attrs)
+    store.write_bytes(store.read_bytes().replace(b"GCOL", b"XXXX"))
+    result = runner.invoke(app, ["inspect", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "│ /corpora/ravdess │ could not be read:" in out  # its row in the groups table
+    assert f"{store}: /corpora/ravdess could not be read (the file is damaged: bad global heap" in out

@@ -129,3 +129,105 @@ def test_table_round_trip(tmp_path):
         table = st.read_table(f["t"])
     assert table["name"].tolist() == ["a", "ünï", ""]
     assert table["n"].dtype == np.int8 and table["n"].tolist() == [1, 2, 3]
+
+
+# --- a side file left by a killed run or a full disk; a full disk met by HDF5 -------------------------------
+
+NO_SPACE_H5 = ("Unable to synchronously {} (file write failed: time = Mon Nov 30 17:59:48 2026\n, filename = "
+               "'s.h5', file descriptor = 4, errno = 28, error message = 'No space left on device', buf = 0x1, "
+               "total write size = 26624, bytes this sub-write = 26624, offset = 303104)")
+
+
+class _Killed(Exception):
+    """Stands for the kill that stops a resumable writer in its body."""
+
+
+def _left_side_file(path: Path) -> Path:
+    """A resumable writer's side file for synthetic/s, as a run stopped in its body leaves it."""
+    with pytest.raises(_Killed), st.write_group(path, "synthetic/s", config={"n": 8}, resumable=True) as g:
+        g.create_dataset("mel", data=np.random.default_rng(0).random((64, 40)))
+        g.attrs["rows_done"] = 32
+        raise _Killed
+    side = path.with_name(path.name + ".synthetic.s.partial")
+    assert side.exists()
+    return side
+
+
+def _break(side: Path, how: str) -> None:
+    data = bytearray(side.read_bytes())
+    if how == "garbage":
+        side.write_bytes(np.random.default_rng(1).bytes(5000))
+    elif how == "truncated":
+        side.write_bytes(data[: len(data) // 2])
+    else:  # HDF5 wrote objects past the end the superblock records, then died: reads fail with "... EOA"
+        assert data[8] == 0  # superblock version 0: its end-of-file address is the 8 bytes at 40
+        data[40:48] = (3000).to_bytes(8, "little")
+        side.write_bytes(data)
+
+
+@pytest.mark.parametrize("resumable", [True, False])
+@pytest.mark.parametrize("how", ["garbage", "truncated", "end-of-file address"])
+def test_a_broken_side_file_is_removed_and_the_write_goes_on(tmp_path, how: str, resumable: bool):
+    path = tmp_path / "s.h5"
+    _add(path, "corpora/a", 3)
+    _break(_left_side_file(path), how)
+    with st.write_group(path, "synthetic/s", config={"n": 8}, resumable=resumable, overwrite=True) as g:
+        assert list(g) == [] and "rows_done" not in g.attrs  # afresh: nothing of the broken file
+        g.create_dataset("mel", data=np.ones((8, 40)))
+    with st.open_store(path) as f:
+        assert f["synthetic/s/mel"].shape == (8, 40)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_an_intact_side_file_of_the_same_config_is_resumed(tmp_path):
+    path = tmp_path / "s.h5"
+    _left_side_file(path)
+    with st.write_group(path, "synthetic/s", config={"n": 8}, resumable=True) as g:
+        assert g.attrs["rows_done"] == 32 and g["mel"].shape == (64, 40)
+    with st.write_group(path, "synthetic/t", config={"n": 9}, resumable=True) as g:
+        assert list(g) == []
+
+
+@pytest.mark.parametrize("resumable", [True, False])
+def test_a_full_disk_met_by_hdf5_in_the_side_file_is_one_line(tmp_path, monkeypatch, resumable: bool):
+    # h5py raises RuntimeError, not OSError, when a flush finds the disk full; the side file cannot be
+    # flushed whole, so it is emptied (for HDF5 to close it) and removed, resumable or not
+    path = tmp_path / "s.h5"
+    _add(path, "corpora/a", 3)
+    before = path.read_bytes()
+
+    def full(self):
+        raise RuntimeError(NO_SPACE_H5.format("flush file"))
+
+    opened = []
+    with pytest.raises(EmodiffError, match=r"s\.h5\.synthetic\.s\.partial: no space left on device while writing "
+                                           r"/synthetic/s beside the store; .*s\.h5 is unchanged"):
+        with st.write_group(path, "synthetic/s", config={}, resumable=resumable) as g:
+            opened.append(g.file)
+            g.create_dataset("mel", data=np.ones((8, 40)))
+            monkeypatch.setattr(h5py.File, "flush", full)
+            g.file.flush()
+    assert not opened[0].id.valid  # closed before the error: no handle left for the interpreter's exit
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_full_disk_during_the_copy_as_hdf5_reports_it(tmp_path, monkeypatch):
+    # HDF5's copy fails part-way with RuntimeError (errno 28 in its text): the half copy is deleted
+    path = tmp_path / "s.h5"
+    _add(path, "corpora/a", 3)
+    copy = h5py.Group.copy
+
+    def copy_then_fill(self, *args, **kwargs):
+        copy(self, *args, **kwargs)
+        raise RuntimeError(NO_SPACE_H5.format("copy object"))
+
+    monkeypatch.setattr(h5py.Group, "copy", copy_then_fill)
+    with pytest.raises(EmodiffError, match=r"s\.h5: no space left on device while adding /corpora/b; the store "
+                                           r"holds what it held before"):
+        _add(path, "corpora/b", 4)
+    monkeypatch.undo()
+    with st.open_store(path) as f:
+        assert list(f["corpora"]) == ["a"] and f["corpora/a/x"].shape == (3,)
+    assert not list(tmp_path.glob("*.partial"))
+    _add(path, "corpora/b", 4)

@@ -223,3 +223,38 @@ def test_study_trains_each_familys_generators_and_each_experiment_takes_its_own(
     assert [s for s, _, _ in result.steps][-2:] == ["compare real+synthetic vs real+gan", "report"]
     html = (tmp_path / "report" / "index.html").read_text()
     assert "real+gan" in html and "real+synthetic" in html
+
+
+def test_a_study_takes_its_own_sets_when_the_store_holds_others(tmp_path):
+    """A sweep's set from the same generator sorts first by name; the study's folds still take the study's own
+    sets. A result stored before studies named their sets is kept when its folds took the study's sets, and
+    refused as different when a fold took another."""
+    from emodiff.classify import classify
+    from emodiff.sample import SampleJob, sample
+
+    store, runs = tmp_path / "s.h5", tmp_path / "runs"
+
+    def study(experiments: str):
+        return run_study(StudyJob(store=store, recipe=_recipe(experiments), runs=runs, report=tmp_path / "report",
+                                  device="cpu"))
+
+    first = study("real+synthetic")
+    own = set(first.generators)
+    job = experiment_job(store, _recipe("real+synthetic"), "ravdess", "real+synthetic", "cpu")
+    assert job.sets == () and "sets" not in job.config()
+    classify(dataclasses.replace(job, overwrite=True))  # as an older study stored it: no sets in its config
+    sample(SampleJob(store=store, n=8, run=str(runs / "tiny" / "without-01-02-03-04"), name="a-sweep", device="cpu"))
+
+    second = study("real+synthetic, real+synthetic+mixup")
+    skipped = {s: done for s, _, done in second.steps}
+    assert skipped["classify study-real-synthetic"] and not skipped["classify study-real-synthetic-mixup"]
+    with st.open_store(store) as f:
+        g = f["results/study-real-synthetic-mixup"]
+        assert {g[k].attrs["synthetic"] for k in g} == own
+        assert json.loads(g.attrs["config"])["sets"] == sorted(own)
+
+    classify(dataclasses.replace(job, overwrite=True))  # without sets, a fold now takes a-sweep
+    with st.open_store(store) as f:
+        assert "a-sweep" in {g.attrs["synthetic"] for g in f["results/study-real-synthetic"].values()}
+    with pytest.raises(EmodiffError, match="study-real-synthetic exists with other settings"):
+        study("real+synthetic")

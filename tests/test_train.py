@@ -20,6 +20,7 @@ from emodiff.errors import EmodiffError
 from emodiff.progress import Quiet
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
+from emodiff.write_lock import WriteLock
 
 
 def _job(store: Path, out: Path, steps: int = 6, resume: bool = False, **kw) -> TrainJob:
@@ -272,7 +273,7 @@ def test_a_finished_run_waits_for_another_writer(store, tmp_path, monkeypatch):
     from emodiff import train as train_module
 
     monkeypatch.setattr(train_module, "LOCK_WAIT_S", 30.0)
-    holder = st._WriteLock(store, "a long classify")
+    holder = WriteLock(store, "a long classify")
     holder.__enter__()
     timers = []
 
@@ -296,5 +297,5 @@ def test_a_finished_run_waits_for_another_writer(store, tmp_path, monkeypatch):
         holder.__exit__(None, None, None)
     assert st.has_group(store, "runs/waits") and result.step == 3
     with pytest.raises(EmodiffError, match="held by another writer"):  # without waiting: one line at once
-        with st._WriteLock(store, "first"), st._WriteLock(store, "second"):
+        with WriteLock(store, "first"), WriteLock(store, "second"):
             pass

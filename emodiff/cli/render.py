@@ -23,6 +23,7 @@ from rich.text import Text
 
 from emodiff import store as st
 from emodiff.emotions import EMOTIONS
+from emodiff.errors import EmodiffError
 from emodiff.records import SyntheticAttrs
 from emodiff.summary import CorpusStats, corpus_stats
 
@@ -179,24 +180,40 @@ def store_overview(console: Console, store: Path) -> None:
         console.print(groups_table(f, store))
         if "corpora" in f:
             for name in st.visible(f["corpora"]):
-                stats = corpus_stats(f["corpora"][name])
+                try:
+                    stats = corpus_stats(f["corpora"][name])
+                except EmodiffError as err:  # a damaged dataset: say so and list the rest
+                    _damaged(console, err)
+                    continue
                 console.print(emotion_table(stats))
                 console.print(speaker_table(stats))
                 console.print(attrs_table(stats))
                 if stats.skipped:
                     console.print(skipped_table(stats))
         if "synthetic" in f:
-            console.print(synthetic_table(f["synthetic"]))
+            console.print(synthetic_table(f["synthetic"], console))
 
 
-def synthetic_table(section: h5py.Group) -> Table:
-    """One row per synthetic set: size, segments per emotion, how it was drawn."""
+def _damaged(console: Console, err: EmodiffError) -> None:
+    """One yellow line for a part of the store that could not be read (the rest is listed)."""
+    console.print(Text(str(err).removesuffix(f"; {st.INSPECT_HINT}") + "; left out", style="yellow"))
+
+
+def synthetic_table(section: h5py.Group, console: Console | None = None) -> Table:
+    """One row per synthetic set: size, segments per emotion, how it was drawn. A set whose labels
+    cannot be read (a damaged file) is left out, with a line on ``console`` when given."""
     table = _table("synthetic sets", ("set", "segments", *EMOTIONS, "run", "generator", "drawn with", "seed"))
     for name in st.visible(section):
         g = section[name]
         if "emotion" not in g:
             continue
-        counts = np.bincount(g["emotion"][()].astype(int), minlength=len(EMOTIONS))
+        try:
+            emotion = st.read_data(g["emotion"])
+        except EmodiffError as err:
+            if console is not None:
+                _damaged(console, err)
+            continue
+        counts = np.bincount(emotion.astype(int), minlength=len(EMOTIONS))
         p = SyntheticAttrs.of(st.attrs_dict(g))
         table.add_row(_plain(name), str(len(g["emotion"])), *map(str, counts), _plain(p.run), _plain(p.generator),
                       _plain(p.drawn_with), _plain("" if p.seed is None else p.seed))
@@ -223,8 +240,13 @@ def groups_table(f: h5py.File, store: Path) -> Table:
     table.columns[1].min_width = 14
     for section in st.visible(f):
         for path, group in _leaf_groups(f[section]):
-            created = str(group.attrs.get("created", ""))[:16].replace("T", " ")
-            table.add_row(_plain(path), _plain(_holds(group)), created, str(group.attrs.get("config_hash", ""))[:8])
+            try:
+                with st.reading(group):
+                    created = str(group.attrs.get("created", ""))[:16].replace("T", " ")
+                    row = (_plain(path), _plain(_holds(group)), created, str(group.attrs.get("config_hash", ""))[:8])
+            except EmodiffError:  # listed all the same
+                row = (_plain(path), _plain("could not be read: the file is damaged"), "", "")
+            table.add_row(*row)
     return table
 
 

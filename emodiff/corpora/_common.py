@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 from emodiff.corpora.base import Listing, Problem, Utterance
@@ -31,19 +31,52 @@ def visible_files(root: Path, pattern: str, recursive: bool = False,
 
     macOS copies carry AppleDouble ``._name`` companions that match the same globs but hold
     resource forks, not data; any path component starting with ``.`` (those, ``.git``) is skipped.
-    A symlink whose target is missing is no file either; with ``builder`` it is reported there
-    (``dangling symlink -> target``), so that it shows among the skipped files rather than vanishing.
+    With ``recursive``, symlinked folders are searched too (:func:`_tree`). A symlink whose target
+    is missing (or a loop of links) is no file either; with ``builder`` it is reported there
+    (``dangling symlink -> target``), so that it shows among the skipped files rather than vanishing:
+    when its name matches ``pattern``, and with ``recursive`` whatever its name, since it may have
+    been a folder of clips (``Actor_09 -> /gone``).
     """
-    found = root.rglob(pattern) if recursive else root.glob(pattern)
+    found = _tree(root) if recursive else root.glob(pattern)
     files = []
     for path in sorted(found):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
-        if path.is_file():
+        matches = path.match(pattern)
+        if matches and path.is_file():
             files.append(path)
-        elif builder is not None and is_dangling(path):
+        elif builder is not None and (matches or recursive) and is_dangling(path):
             builder.dangling(path)
     return files
+
+
+def _tree(root: Path) -> Iterator[Path]:
+    """Every entry below ``root``, depth first in sorted order, hidden folders not entered.
+
+    Unlike ``Path.rglob`` before Python 3.13, symlinked folders are entered (``Actor_09 -> /disk2/Actor_09``
+    is a common way to assemble a copy); each real folder only once, by device and inode, so a link to
+    an ancestor or to a folder already searched neither loops nor lists a file twice. An unreadable
+    folder is passed over, as rglob does.
+    """
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = folder.stat()
+            entries = sorted(entry.name for entry in os.scandir(folder))
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        below = []
+        for name in entries:
+            path = folder / name
+            yield path
+            if not name.startswith(".") and path.is_dir():  # is_dir follows links; False for a dangling one
+                below.append(path)
+        stack.extend(reversed(below))
 
 
 def is_dangling(path: Path) -> bool:
@@ -83,6 +116,7 @@ class ListingBuilder:
         self._excluded: Counter[str] = Counter()
         self._problems: list[Problem] = []
         self.dangling_stems: set[str] = set()  # stems of the dangling symlinks reported
+        self._dangling: set[str] = set()  # their paths
 
     def claim(self, utt_id: str, path: Path | str, location: str | None = None) -> bool:
         """Register ``utt_id`` found at ``path``; False (and a problem) if it was seen before.
@@ -105,7 +139,11 @@ class ListingBuilder:
         self._problems.append(Problem(str(path), reason))
 
     def dangling(self, path: Path) -> None:
-        """Record a symlink whose target is missing; :attr:`dangling_stems` remembers its stem."""
+        """Record a symlink whose target is missing, once however many listings meet it (RAVDESS lists
+        ``*.wav`` and ``*.flac``); :attr:`dangling_stems` remembers its stem."""
+        if str(path) in self._dangling:
+            return
+        self._dangling.add(str(path))
         self.dangling_stems.add(path.stem)
         self.problem(path, dangling_reason(path))
 

@@ -12,6 +12,7 @@ from emodiff.errors import EmodiffError
 from emodiff.records.base import Meta, as_int, as_str, children, file_name, group_at
 from emodiff.store import (
     attrs_dict,
+    read_data,
 )
 
 
@@ -52,13 +53,13 @@ class Augmented:
         a = attrs_dict(g)
         s = g["segments"]
         params = a.get("params", ())
-        return cls(corpus=corpus, kind=kind, meta=Meta.of(g), attrs=a, seg_utt=s["utt"][()].astype(np.int64),
-                   seg_frames=s["frames"][()].astype(np.int64),
-                   seg_param=s["param"][()] if "param" in s else np.zeros(len(s["utt"]), np.float32),
+        return cls(corpus=corpus, kind=kind, meta=Meta.of(g), attrs=a, seg_utt=read_data(s["utt"]).astype(np.int64),
+                   seg_frames=read_data(s["frames"]).astype(np.int64),
+                   seg_param=read_data(s["param"]) if "param" in s else np.zeros(len(s["utt"]), np.float32),
                    params=tuple(float(p) for p in np.atleast_1d(params)), param_unit=as_str(a, "param_unit"),
                    seed=as_int(a, "seed"))
 
     def load_mel(self, f: h5py.File) -> np.ndarray:
-        return f[self.path(self.corpus, self.kind)]["segments/mel"][()].astype(np.float16)
+        return read_data(f[self.path(self.corpus, self.kind)]["segments/mel"]).astype(np.float16)
 
 

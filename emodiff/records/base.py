@@ -141,7 +141,7 @@ class Meta:
 
     @classmethod
     def of(cls, g: h5py.Group) -> Meta:
-        a = g.attrs
+        a = attrs_dict(g)
         try:
             config = json.loads(as_str(a, "config")) if "config" in a else {}
         except json.JSONDecodeError:

@@ -13,6 +13,7 @@ from emodiff.errors import EmodiffError
 from emodiff.records.base import InSection, Meta, as_float, as_int, as_json, as_str, file_name, group_at
 from emodiff.store import (
     attrs_dict,
+    read_data,
     read_table,
 )
 
@@ -78,7 +79,8 @@ class Corpus(InSection):
         excluded = as_json(a, "excluded")
         return cls(
             name=name, meta=Meta.of(g), attrs=a, utterances=read_table(g["utterances"]),
-            seg_utt=g["segments/utt"][()].astype(np.int64), seg_frames=g["segments/frames"][()].astype(np.int64),
+            seg_utt=read_data(g["segments/utt"]).astype(np.int64),
+            seg_frames=read_data(g["segments/frames"]).astype(np.int64),
             mel_shape=tuple(mel.shape), mel_dtype=str(mel.dtype),
             skipped=tuple(zip(skipped.get("path", []), skipped.get("reason", []), strict=True)),
             corpus=as_str(a, "corpus"), root=as_str(a, "root"), dtype=as_str(a, "dtype"), calm=as_str(a, "calm"),
@@ -89,7 +91,7 @@ class Corpus(InSection):
 
     def load_mel(self, f: h5py.File) -> np.ndarray:
         """Every segment's mel [N, n_mels, frames] as float16."""
-        return f[self.mel_path][()].astype(np.float16, copy=False)
+        return read_data(f[self.mel_path]).astype(np.float16, copy=False)
 
     @property
     def seg_emotion(self) -> np.ndarray:

@@ -12,6 +12,7 @@ from emodiff.errors import EmodiffError
 from emodiff.records.base import Meta, as_int, as_str, children, file_name, group_at
 from emodiff.store import (
     attrs_dict,
+    read_data,
 )
 
 
@@ -69,12 +70,12 @@ class Embeddings:
 
     def load_tokens(self, f: h5py.File) -> np.ndarray:
         """[U, L, D] float16, zero past ``lengths``."""
-        return f[self._path()]["tokens"][()].astype(np.float16, copy=False)
+        return read_data(f[self._path()]["tokens"]).astype(np.float16, copy=False)
 
     def load_lengths(self, f: h5py.File) -> np.ndarray:
-        return f[self._path()]["lengths"][()]
+        return read_data(f[self._path()]["lengths"])
 
     def load_pooled(self, f: h5py.File) -> np.ndarray:
-        return f[self._path()]["pooled"][()]
+        return read_data(f[self._path()]["pooled"])
 
 

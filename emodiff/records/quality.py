@@ -14,6 +14,7 @@ from emodiff.errors import EmodiffError
 from emodiff.records.base import InSection, Meta, as_float, as_list, as_str, children, file_name, group_at
 from emodiff.store import (
     attrs_dict,
+    read_data,
     read_table,
     write_group,
     write_table,
@@ -44,7 +45,7 @@ class Quality(InSection):
             raise EmodiffError(f"{file_name(f)}: no /quality/{name}; run `emodiff quality --synthetic {name}` first")
         a, table = attrs_dict(g), _quality_table(g)
         # (an old layout keeps the table's columns in the group itself: those are no arrays)
-        arrays = {} if table == g else {k: v[()] for k, v in g.items() if isinstance(v, h5py.Dataset)}
+        arrays = {} if table == g else {k: read_data(v) for k, v in g.items() if isinstance(v, h5py.Dataset)}
         return cls(name=name, meta=Meta.of(g), attrs=a, table=read_table(table), corpus=as_str(a, "corpus"),
                    synthetic=as_str(a, "synthetic"), classifier=as_str(a, "classifier"),
                    held_out_speakers=as_list(a, "held_out_speakers"), arrays=arrays)

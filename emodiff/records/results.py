@@ -13,6 +13,7 @@ from emodiff.errors import EmodiffError
 from emodiff.records.base import InSection, Meta, as_float, as_int, as_list, as_str, children, file_name, group_at
 from emodiff.store import (
     attrs_dict,
+    read_data,
 )
 
 
@@ -40,7 +41,7 @@ class Fold:
     @classmethod
     def of(cls, g: h5py.Group) -> Fold:
         a = attrs_dict(g)
-        conf = g["confusion"][()].astype(np.int64) if "confusion" in g else None
+        conf = read_data(g["confusion"]).astype(np.int64) if "confusion" in g else None
         if conf is not None and conf.shape != (len(EMOTIONS), len(EMOTIONS)):
             raise ValueError(f"{g.name}/confusion has shape {conf.shape}, expected (4, 4)")
         return cls(name=g.name.rsplit("/", 1)[-1], attrs=a, uar=as_float(a, "uar"), wa=as_float(a, "wa"),

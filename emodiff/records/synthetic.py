@@ -18,6 +18,7 @@ from emodiff.records.base import InSection, Meta, as_int, as_json, as_list, as_s
 from emodiff.records.segments import DEFLATE_LEVEL
 from emodiff.store import (
     attrs_dict,
+    read_data,
     write_group,
     write_table,
 )
@@ -90,7 +91,7 @@ class Synthetic(InSection):
             sets = cls.names(f)
             raise EmodiffError(f"{file_name(f)}: no synthetic set {name!r}; sets: {', '.join(sets) or 'none'}")
         a = attrs_dict(g)
-        emotion = g["emotion"][()].astype(np.int64) if "emotion" in g else np.zeros(0, np.int64)
+        emotion = read_data(g["emotion"]).astype(np.int64) if "emotion" in g else np.zeros(0, np.int64)
         return cls(name=name, meta=Meta.of(g), attrs=a, provenance=SyntheticAttrs.of(a),
                    mel_shape=tuple(g["mel"].shape) if "mel" in g else (), emotion=emotion,
                    has_emotion="emotion" in g, has_frames="frames" in g)
@@ -117,8 +118,8 @@ class Synthetic(InSection):
     def load_mel(self, f: h5py.File) -> tuple[np.ndarray, np.ndarray | None]:
         """(mel [M, C, F] float16, valid frames [M] int64, or None for a set drawn before that field)."""
         g = f[self.path(self.name)]
-        mel = g["mel"][()].astype(np.float16)
-        return mel, g["frames"][()].astype(np.int64) if "frames" in g else None
+        mel = read_data(g["mel"]).astype(np.float16)
+        return mel, read_data(g["frames"]).astype(np.int64) if "frames" in g else None
 
 
 class SyntheticWriter:

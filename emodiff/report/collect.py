@@ -217,6 +217,8 @@ def _each(f: h5py.File, section: str, problems: list[str], read: Callable[[str],
             out.append(read(name))
         except (KeyError, ValueError, TypeError, IndexError, OSError) as err:
             problems.append(f"/{section}/{name} could not be read ({type(err).__name__}: {err}); left out")
+        except EmodiffError as err:  # a dataset in a damaged file (emodiff.store.read_data): names itself
+            problems.append(f"/{section}/{name} left out: {err}")
     return out
 
 

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from emodiff.records import Corpus, Synthetic
+from emodiff.store import read_data
 
 MIN_FRAMES = 200  # about 2.3 s at hop 256 / 22050 Hz: long enough to hear and see the prosody
 
@@ -44,7 +45,7 @@ def real_examples(f: h5py.File, corpus: str, emotion: int, k: int) -> list[Examp
         chosen += [int(i) for i in longest[np.lexsort((longest, -frames[longest]))]]
     ids, mel = c.utterances["id"], f[c.mel_path]
     return [Example(corpus, emotion, str(ids[seg_utt[i]]), str(ids[seg_utt[i]]),
-                    mel[i, :, : frames[i]].astype(np.float32)) for i in chosen[:k]]
+                    read_data(mel, np.s_[i, :, : frames[i]]).astype(np.float32)) for i in chosen[:k]]
 
 
 def synthetic_examples(f: h5py.File, name: str, emotion: int, k: int) -> list[Example]:
@@ -56,4 +57,4 @@ def synthetic_examples(f: h5py.File, name: str, emotion: int, k: int) -> list[Ex
     rows = np.flatnonzero(s.emotion == emotion)[:k]
     speakers = g["speaker"].asstr() if "speaker" in g else None
     return [Example(name, emotion, f"#{i}" + (f" {speakers[i]}" if speakers is not None else ""), f"row{i}",
-                    g["mel"][int(i)].astype(np.float32)) for i in rows]
+                    read_data(g["mel"], int(i)).astype(np.float32)) for i in rows]

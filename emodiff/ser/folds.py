@@ -11,9 +11,7 @@ writes them in order, so the results do not depend on how many workers ran them.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +24,7 @@ from emodiff.corpora import CORPORA
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment
-from emodiff.parallel import thread_budget, use_threads
+from emodiff.parallel import process_pool, thread_budget, use_threads
 from emodiff.records import Augmented, Corpus, Synthetic
 from emodiff.ser.classifier import ClassifierConfig, SpecAugment
 from emodiff.ser.metrics import macro_f1, uar, weighted_accuracy
@@ -152,18 +150,16 @@ def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline]
     spawned processes (:func:`_in_worker`), each with this process's torch threads / workers (at least 1).
 
     A single run stays here, on all the threads. A worker's exception is raised here when its run's turn
-    comes; the runs not started yet are cancelled, and those under way are waited for.
+    comes; the runs not started yet are cancelled, and those under way are waited for. Ctrl-C, SIGTERM or
+    the generator's close kill the workers (:func:`emodiff.parallel.process_pool`), and so does this
+    process's death.
     """
     if spec.workers == 1 or len(runs) == 1:
         for run in runs:
             yield run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec, run.seed), spec,
                            device, run.seed)
         return
-    # spawn, not fork: a forked child of a process that has run torch's thread pools can deadlock.
-    pool = ProcessPoolExecutor(max_workers=min(spec.workers, len(runs)),
-                               mp_context=multiprocessing.get_context("spawn"),
-                               initializer=use_threads, initargs=(max(1, thread_budget() // spec.workers),))
-    try:
+    with process_pool(min(spec.workers, len(runs)), use_threads, (max(1, thread_budget() // spec.workers),)) as pool:
         futures = [pool.submit(_in_worker, run, spec) for run in runs]
         for future in futures:
             try:
@@ -171,8 +167,6 @@ def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline]
             except BrokenProcessPool:
                 raise EmodiffError(f"classify: a worker process died (killed, or out of memory?); nothing was added "
                                    f"to {spec.store}; run again with fewer --workers") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _in_worker(run: FoldRun, spec: FoldSpec) -> tuple[FoldResult, Predictions]:
