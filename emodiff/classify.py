@@ -23,26 +23,24 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emodiff import store as st
+from emodiff.classify_job import ClassifyJob
 from emodiff.corpora import PAIRED
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
-from emodiff.experiments import Augment, Experiment, TrainOn
+from emodiff.experiments import Augment
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Absent, Results, Synthetic, check_name, existing, taken
-from emodiff.ser.classifier import ClassifierConfig
+from emodiff.records import Absent, Results, Synthetic, existing, taken
 from emodiff.ser.folds import (
     Candidate,
     CorpusData,
     FoldResult,
     FoldRun,
-    FoldSpec,
     Predictions,
     fold_runs,
     read_corpora,
@@ -51,188 +49,6 @@ from emodiff.ser.folds import (
 from emodiff.ser.metrics import confusion, summarize
 from emodiff.ser.paired import PairedComparison, compare
 from emodiff.ser.protocols import Fold, WithinCorpus, adaptation, by_session, cross_corpus, loso, speaker_partitions
-
-
-@dataclass(frozen=True)
-class ClassifyJob:
-    store: Path
-    corpus: str  # the corpus tested on (within-corpus: the only one)
-    train_corpus: str | None = None  # cross-corpus and adaptation: the source corpus
-    folds: str = "loso"  # within-corpus protocol: loso | session | groups:K | groups:KxR (WithinCorpus.parse)
-    target_fraction: float | None = None  # adaptation: share of the target's non-test utterances trained on
-    dev_fraction: float = 0.3  # cross-corpus: share of target utterances (by speaker) for model selection
-    split_seed: int = 0  # seeds the cross-corpus and adaptation speaker splits
-    train_on: TrainOn = "real"
-    augment: Augment = field(default_factory=Augment)
-    allow_leak: bool = False
-    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-    repeats: int = 1  # seeds classifier.seed, +1, ...
-    name: str | None = None
-    device: str = "auto"
-    overwrite: bool = False
-    baseline: str | None = None  # a /results name run on the same folds and seeds: paired statistics against it
-    workers: int = 1  # (fold, seed) trainings at once, each in its own process; 1: one after another, in this one
-    # The synthetic sets each fold may choose from, when a caller (a study) names its own; empty: every set
-    # --augment selects. A study's store can hold other sets (a sweep's), which must not stand in for its own.
-    sets: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        Experiment(self.train_on, self.augment)  # checks --train-on, and that offline augmentations have real data
-        WithinCorpus.parse(self.folds)  # a bad --folds stops here, before the store is read
-        if self.name is not None:
-            check_name(self.name)
-        if self.baseline is not None:
-            _check_baseline(self.baseline, self.name or self.default_name())
-        if self.repeats < 1:
-            raise EmodiffError(f"--repeats must be at least 1, got {self.repeats}")
-        if self.workers < 1:
-            raise EmodiffError(f"--workers must be at least 1, got {self.workers}")
-        if self.target_fraction is not None:
-            if self.train_corpus is None:
-                raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
-            if not 0.0 <= self.target_fraction <= 1.0:
-                raise EmodiffError(f"--target-fraction {self.target_fraction:g}: expected a fraction in [0, 1] "
-                                   "(30 % is 0.3)")
-        if self.train_corpus is not None and self.train_corpus == self.corpus:
-            raise EmodiffError(f"--train and --test are both {self.corpus}; for one corpus use --corpus with --loso "
-                               "or --folds")
-
-    @property
-    def protocol(self) -> str:
-        if self.target_fraction is not None:
-            return "adaptation"
-        return "cross-corpus" if self.train_corpus is not None else self.folds
-
-    @property
-    def experiment(self) -> Experiment:
-        """``train_on`` and ``augment`` as one :class:`Experiment` (EmodiffError when they do not fit)."""
-        return Experiment(self.train_on, self.augment)
-
-    @property
-    def effective_train_on(self) -> TrainOn:
-        """``--augment synthetic`` adds synthetic data to the real training set."""
-        return self.experiment.train_on
-
-    def config(self) -> dict:
-        """What /results/<name> was made with (its ``config`` attr and hash); not ``workers`` or ``device``,
-        which change how fast, not what."""
-        return {"corpus": self.corpus, "train_corpus": self.train_corpus, "protocol": self.protocol,
-                "folds": self.folds, "target_fraction": self.target_fraction, "dev_fraction": self.dev_fraction,
-                "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": self.augment.config(),
-                "classifier": self.classifier.recorded(), "repeats": self.repeats, "allow_leak": self.allow_leak,
-                **({"baseline": self.baseline} if self.baseline else {}),
-                **({"sets": list(self.sets)} if self.sets else {})}
-
-    @property
-    def corpora(self) -> list[str]:
-        """The corpora read, source first."""
-        return [self.corpus] if self.train_corpus is None else [self.train_corpus, self.corpus]
-
-    def fold_spec(self) -> FoldSpec:
-        """What each (fold, seed) training of this job shares (emodiff/ser/folds.py)."""
-        return FoldSpec(store=self.store, corpora=tuple(self.corpora), classifier=self.classifier,
-                        real=self.effective_train_on != "synthetic", augment=self.augment, device=self.device,
-                        workers=self.workers)
-
-    def default_name(self) -> str:
-        if self.protocol == "adaptation":
-            where = f"{self.train_corpus}-to-{self.corpus}-adapt{self.target_fraction:g}"
-        elif self.protocol == "cross-corpus":
-            where = f"{self.train_corpus}-to-{self.corpus}"
-        else:
-            where = f"{self.corpus}-{self.folds.replace(':', '')}"
-        return "-".join([where, *self.experiment.name_parts])
-
-
-@dataclass(frozen=True)
-class ClassifyRequest:
-    """``emodiff classify``'s flags as given; construction checks how they combine, :meth:`jobs` expands them.
-
-    The protocol is one of: within one corpus (``corpus`` with ``folds``; ``loso`` is ``folds="loso"``),
-    cross-corpus (``train`` and ``test``), adaptation (those and ``target_fraction``, a comma list
-    of fractions that sweeps, one job each).
-    """
-
-    store: Path
-    corpus: str | None = None
-    loso: bool = False
-    folds: str = "loso"
-    train: str | None = None
-    test: str | None = None
-    target_fraction: str | None = None  # "0.3" or "0,0.1,0.3"
-    train_on: str = "real"
-    augment: str = ""
-    allow_leak: bool = False
-    repeats: int = 1
-    split_seed: int = 0
-    name: str | None = None
-    device: str = "auto"
-    overwrite: bool = False
-    compare_with: str | None = None  # a /results name: the paired baseline of every job
-    workers: int = 1
-
-    def __post_init__(self) -> None:
-        if self.loso and self.folds != "loso":
-            raise EmodiffError(f"--loso and --folds {self.folds} disagree; give one of them")
-        if (self.train is None) != (self.test is None):
-            raise EmodiffError("cross-corpus needs both --train SOURCE and --test TARGET")
-        if self.train is not None and (self.corpus is not None or self.loso or self.folds != "loso"):
-            raise EmodiffError("--train/--test is its own protocol; drop --corpus, --loso and --folds")
-        WithinCorpus.parse(self.folds)
-        _fractions(self.target_fraction)  # a bad number stops here, before the store is read
-        if self.name is not None:
-            check_name(self.name)
-        _check_baseline(self.compare_with, self.name if len(_fractions(self.target_fraction)) == 1 else None)
-        if self.target_fraction is not None and self.train is None:
-            raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
-
-    def jobs(self, classifier: ClassifierConfig, prepared: Callable[[], list[str]]) -> list[ClassifyJob]:
-        """One :class:`ClassifyJob` per target fraction, every one checked before any runs.
-
-        ``prepared()`` lists the store's corpora; within one corpus it picks ``--corpus`` when the
-        store holds only one.
-        """
-        corpus = self.test
-        if self.train is None:
-            corpora = prepared()
-            if self.corpus is None and len(corpora) > 1:
-                raise EmodiffError(f"{self.store}: holds {', '.join(corpora)}; choose one with --corpus")
-            corpus = self.corpus or corpora[0]
-        augment = Augment.parse(self.augment)
-        fractions = _fractions(self.target_fraction)
-        return [ClassifyJob(store=self.store, corpus=corpus, train_corpus=self.train,  # type: ignore[arg-type]
-                            folds=self.folds, target_fraction=fraction, split_seed=self.split_seed,
-                            train_on=self.train_on, augment=augment, allow_leak=self.allow_leak,  # type: ignore[arg-type]
-                            classifier=classifier, repeats=self.repeats,
-                            name=f"{self.name}-{fraction:g}" if self.name and len(fractions) > 1 else self.name,
-                            device=self.device, overwrite=self.overwrite, baseline=self.compare_with,
-                            workers=self.workers)
-                for fraction in fractions]
-
-
-def _check_baseline(baseline: str | None, name: str | None) -> None:
-    """``--compare-with``: a name, and not the result this run writes (``name``, when known)."""
-    if baseline is None:
-        return
-    if not baseline.strip():
-        raise EmodiffError(f"--compare-with {baseline!r}: expected the name of a /results group run on the same "
-                           "folds and seeds (e.g. the real-only run's)")
-    if baseline == name:
-        raise EmodiffError(f"--compare-with {baseline}: that is the result this run writes (/results/{name}); "
-                           "compare with another result, e.g. the real-only run's")
-
-
-def _fractions(text: str | None) -> list[float | None]:
-    """``--target-fraction`` as the fractions to run, one job each; ``[None]`` without it."""
-    if text is None:
-        return [None]
-    try:
-        out: list[float | None] = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        out = []
-    if not out:
-        raise EmodiffError(f"--target-fraction {text}: expected comma-separated numbers")
-    return out
 
 
 @dataclass

@@ -11,6 +11,13 @@ import torch
 from toy import make_toy_store
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A worker starts with COLUMNS and LINES set to its controller's terminal, which rich reads once, when
+    # the CLI's consoles are made, and then ignores a test's own COLUMNS: let each test's environment decide.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist each worker is one of several processes sharing the cores: one torch thread
     each, or two workers' thread pools would fight over the same two cores."""

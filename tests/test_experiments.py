@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emodiff.classify import ClassifyJob, ClassifyRequest
+from emodiff.classify_job import ClassifyJob, ClassifyRequest
 from emodiff.config import load_recipe
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment

@@ -12,7 +12,8 @@ from pathlib import Path
 import emodiff
 
 PACKAGE = Path(emodiff.__file__).resolve().parent
-STEPS = {"prepare", "embed", "train", "sample", "augment", "classify", "quality", "report", "study"}
+STEPS = {"prepare", "embed", "train", "sample", "augment", "classify", "classify_job", "compare", "quality", "report",
+         "study"}
 LEVEL = {"cli": 3, "steps": 2, "families": 1, "blocks": 0}
 
 

@@ -40,7 +40,7 @@ from emodiff.records.base import (
     taken,
 )
 from emodiff.records.comparisons import Comparison
-from emodiff.records.corpus import Corpus, none_prepared, not_prepared
+from emodiff.records.corpus import Corpus, none_prepared, not_prepared, prepared_corpora
 from emodiff.records.embeddings import Embeddings
 from emodiff.records.quality import Quality
 from emodiff.records.results import Fold, Results
@@ -52,5 +52,6 @@ __all__ = [
     "Absent", "Augmented", "Comparison", "Corpus", "DEFLATE_LEVEL", "Different", "Embeddings", "Fold", "GROW",
     "Meta", "NAME_MAX", "NAME_RULE", "Quality", "Results", "Run", "Same", "SegmentWriter", "Synthetic",
     "SyntheticAttrs", "SyntheticWriter", "check_name", "children", "compare", "compress_segment", "deflate",
-    "existing", "group_at", "meta", "none_prepared", "not_prepared", "shuffle", "taken", "write_synthetic",
+    "existing", "group_at", "meta", "none_prepared", "not_prepared", "prepared_corpora", "shuffle", "taken",
+    "write_synthetic",
 ]

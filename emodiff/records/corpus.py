@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ import h5py
 import numpy as np
 
 from emodiff.errors import EmodiffError
-from emodiff.records.base import InSection, Meta, as_float, as_int, as_json, as_str, file_name, group_at
+from emodiff.records.base import InSection, Meta, as_float, as_int, as_json, as_str, file_name, group_at, meta
 from emodiff.store import (
     attrs_dict,
+    foreign_members,
+    open_store,
     read_data,
     read_table,
 )
@@ -26,6 +29,25 @@ def not_prepared(store: Path | str, corpus: str, note: str = "") -> EmodiffError
 
 def none_prepared(store: Path | str) -> EmodiffError:
     return EmodiffError(f"{store}: holds no prepared corpus; run `emodiff prepare CORPUS ROOT` first")
+
+
+def prepared_corpora(store: Path, note: Callable[[str], object]) -> list[str]:
+    """The corpus groups `emodiff prepare` wrote; anything else under /corpora is ignored, told to ``note``.
+    EmodiffError when there is none."""
+    names: list[str] = []
+    with open_store(store) as f:
+        for key in Corpus.names(f):
+            standard = meta(f, Corpus.path(key))
+            if standard is not None and standard.config_hash:  # the standard attrs of a group emodiff wrote
+                names.append(key)
+            else:
+                note(f"/corpora/{key} is a group emodiff did not write; ignored")
+        section = f.get("corpora")
+        for key in foreign_members(section) if section is not None else []:
+            note(f"/corpora/{key} is not a corpus group (a dataset another tool put there); ignored")
+    if not names:
+        raise none_prepared(store)
+    return names
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from emodiff.ser.classifier import ClassifierConfig
 from emodiff.ser.protocols import WithinCorpus
 from emodiff.summary import CorpusStats
 
+LEAKY = "⚠ leaky"  # marks a result whose generator saw speakers it tests or validates on
+
 Kind = Literal["within", "cross", "adaptation"]
 KINDS: tuple[Kind, ...] = ("within", "cross", "adaptation")
 
