@@ -10,7 +10,6 @@ import pytest
 import torch
 from toy import make_toy_store
 
-
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # A worker starts with COLUMNS and LINES set to its controller's terminal, which rich reads once, when
     # the CLI's consoles are made, and then ignores a test's own COLUMNS: let each test's environment decide.
