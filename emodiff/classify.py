@@ -78,18 +78,17 @@ def _synthetic_sets(store: Path, augment: Augment, only: tuple[str, ...] = ()) -
         names = Synthetic.names(f)
         if not names:
             raise EmodiffError(f"{store}: holds no synthetic set; run `emodiff sample --n N` first")
+        named = [*only, *([wanted] if wanted and augment.prefix is None else [])]
+        absent = [name for name in named if name not in names]
+        if absent:
+            raise EmodiffError(f"{store}: no synthetic set {absent[0]!r}; sets: {', '.join(names)}")
         if only:
-            absent = [name for name in only if name not in names]
-            if absent:
-                raise EmodiffError(f"{store}: no synthetic set {absent[0]!r}; sets: {', '.join(names)}")
             names = [name for name in names if name in only]
         if augment.prefix is not None:
             chosen = [name for name in names if name.startswith(augment.prefix)]
             if not chosen:
                 raise EmodiffError(f"{store}: no synthetic set's name starts with {augment.prefix!r} "
                                    f"(--augment synthetic:{wanted}); sets: {', '.join(names)}")
-        elif wanted and wanted not in names:
-            raise EmodiffError(f"{store}: no synthetic set {wanted!r}; sets: {', '.join(names)}")
         else:
             chosen = [wanted] if wanted else names
         records = {name: Synthetic.read(f, name) for name in chosen}

@@ -11,7 +11,6 @@ close here flushes first and makes room when the flush fails.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,17 +18,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from emodiff.errors import EmodiffError
+from emodiff.errors import EmodiffError, no_space
 
 TMP_PREFIX = ".tmp-"
-
-
-def no_space(err: BaseException) -> bool:
-    """Whether ``err`` says the disk is full (ENOSPC or a quota), from the OS or from HDF5 via h5py."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(err)
-    return "No space left on device" in text or "errno = 28," in text
 
 
 # What h5py raises for a damaged file: OSError or RuntimeError from HDF5, KeyError or ValueError

@@ -39,9 +39,9 @@ import h5py
 import numpy as np
 
 from emodiff import __version__
-from emodiff.errors import EmodiffError
+from emodiff.errors import EmodiffError, no_space
 from emodiff.paths import checked_path
-from emodiff.side_file import TMP_PREFIX, close_side, merge, no_space, open_side
+from emodiff.side_file import TMP_PREFIX, close_side, merge, open_side
 from emodiff.write_lock import WriteLock
 
 DEFAULT_STORE = "emodiff.h5"

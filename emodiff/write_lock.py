@@ -12,8 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from emodiff.errors import EmodiffError
-from emodiff.side_file import no_space
+from emodiff.errors import EmodiffError, no_space
 
 
 class WriteLock:

@@ -58,7 +58,7 @@ def _friendly(command: F) -> F:
             err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except OSError as err:
-            from emodiff.store import no_space
+            from emodiff.errors import no_space
 
             if err.errno == errno.ENAMETOOLONG:  # a path built inside a step; the ones typed are checked up front
                 from emodiff.paths import shown
