@@ -31,7 +31,7 @@ from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resam
 from emodiff.errors import EmodiffError
 from emodiff.parallel import ordered_map, thread_budget, torch_threads
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Augmented, Corpus, Different, Same, SegmentWriter, compare
+from emodiff.records import Augmented, Corpus, Different, Same, augmented_segments, compare, write_augmented_attrs
 
 Kind = Literal["speed", "noise"]
 KINDS = ("speed", "noise")
@@ -142,15 +142,15 @@ def augment(job: AugmentJob, progress: Progress = QUIET) -> AugmentResult:
     with st.write_group(store, group_name, config=job.config(), overwrite=job.overwrite,
                         what=f"augment {job.kind} {job.corpus}") as g:
         progress.total(len(paths))
-        segments = SegmentWriter(g, (mel_cfg.n_mels, mel_cfg.segment_frames), dtype, extra={"param": np.float32})
+        segments = augmented_segments(g, (mel_cfg.n_mels, mel_cfg.segment_frames), dtype)
         with torch_threads(1):
             for row, copies in enumerate(ordered_map(work, range(len(paths)), job.workers)):
                 for segs, valid, value in copies:
                     segments.append(row, segs, valid, param=value)
                 progress.advance()
         n_segments = segments.close()
-        g.attrs.update(corpus=job.corpus, kind=job.kind, params=list(job.params), seed=job.seed,
-                       param_unit="speed factor" if job.kind == "speed" else "SNR dB")
+        write_augmented_attrs(g, corpus=job.corpus, kind=job.kind, params=job.params, seed=job.seed,
+                              param_unit="speed factor" if job.kind == "speed" else "SNR dB")
     return AugmentResult(f"/{group_name}", len(paths), n_segments, already_there=False)
 
 

@@ -21,7 +21,6 @@ only this process writes the store, in the same order, so the results do not dep
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Absent, Results, Synthetic, existing, taken
+from emodiff.records import Absent, Results, ResultsWriter, Synthetic, existing, taken, write_results
 from emodiff.ser.folds import (
     Candidate,
     CorpusData,
@@ -48,7 +47,18 @@ from emodiff.ser.folds import (
 )
 from emodiff.ser.metrics import confusion, summarize
 from emodiff.ser.paired import PairedComparison, compare
-from emodiff.ser.protocols import Fold, WithinCorpus, adaptation, by_session, cross_corpus, loso, speaker_partitions
+from emodiff.ser.protocols import (
+    Fold,
+    TargetSplit,
+    WithinCorpus,
+    adaptation,
+    by_session,
+    cross_corpus,
+    cross_corpus_groups,
+    cross_corpus_random,
+    loso,
+    speaker_partitions,
+)
 
 
 @dataclass
@@ -115,6 +125,11 @@ def plan_folds(data: CorpusData, job: ClassifyJob) -> list[Fold]:
         target = data.speaker[n_source:].tolist()
         if job.target_fraction is not None:
             return [adaptation(n_source, target, job.target_fraction, seed=job.split_seed)]
+        split = TargetSplit.parse(job.target_split)
+        if split.kind == "random":
+            return [cross_corpus_random(n_source, target, job.dev_fraction, seed=job.split_seed)]
+        if split.kind in ("groups", "loso"):
+            return cross_corpus_groups(n_source, target, split.k or len(set(target)))
         return [cross_corpus(n_source, target, job.dev_fraction, seed=job.split_seed)]
     within = WithinCorpus.parse(job.folds)
     if within.kind == "loso":
@@ -195,30 +210,29 @@ def classify(job: ClassifyJob, progress: Progress = QUIET) -> ClassifyResult:
     baseline = _baseline_uars(job, [(_group_name(fold), seed) for seed in seeds for fold in folds])
     runs = [FoldRun(fold, synth, seed) for seed in seeds for fold, synth, _ in plan]
     results: list[FoldResult] = []
-    with st.write_group(job.store, Results.path(name), config=job.config(), overwrite=job.overwrite,
-                        what=f"classify {name}") as g, contextlib.closing(
+    with write_results(job.store, name, config=job.config(), overwrite=job.overwrite,
+                       what=f"classify {name}") as writer, contextlib.closing(
             fold_runs(runs, data, offline, job.fold_spec(), device)) as done:
         progress.total(len(runs))
         for (fold, synth, leak), (res, preds) in zip(plan * len(seeds), done, strict=True):
             res.synthetic = synth.name if synth else ""
             group_name = _group_name(fold) + (f"@seed{res.seed}" if len(seeds) > 1 else "")
-            _write_fold(g.create_group(group_name), res, preds, data, fold, leak)
+            _write_fold(writer, group_name, res, preds, data, fold, leak)
             results.append(res)
             progress.advance()
         summary = _summary(results, seeds)
-        g.attrs.update(
+        writer.finish(
             corpus=job.corpus, train_corpus=job.train_corpus or job.corpus, protocol=job.protocol, folds=job.folds,
-            target_fraction=job.target_fraction if job.target_fraction is not None else float("nan"),
-            train_on=train_on, augment=job.augment.label(), leaky=leaky, repeats=job.repeats,
-            seeds=json.dumps(seeds), split_seed=job.split_seed,
-            synthetic=",".join(sorted({r.synthetic for r in results} - {""})), **summary)
+            target_fraction=job.target_fraction, train_on=train_on, augment=job.augment.label(), leaky=leaky,
+            repeats=job.repeats, seeds=seeds, split_seed=job.split_seed,
+            synthetic=sorted({r.synthetic for r in results} - {""}), summary=summary)
         comparison = None
         if baseline is not None:
             ours = {(_group_name(fold), r.seed): r.uar for (fold, _, _), r in zip(plan * len(seeds), results,
                                                                                    strict=True)}
             sizes = {_group_name(fold): (len(fold.test), len(fold.train)) for fold in folds}
             comparison = compare(baseline, ours, sizes, experiment=name, baseline=str(job.baseline))
-            g.attrs.update(comparison.as_attrs())
+            writer.paired(comparison.as_attrs())
     return ClassifyResult(f"/results/{name}", results, (summary["uar_mean"], summary["uar_std"]),
                           summary["uar_seed_std"], leaky, time.perf_counter() - start, job.protocol, comparison)
 
@@ -258,21 +272,19 @@ def _summary(results: list[FoldResult], seeds: list[int]) -> dict[str, float]:
     return out
 
 
-def _write_fold(g, res: FoldResult, preds: Predictions, data: CorpusData, fold: Fold, leak: bool) -> None:
+def _write_fold(writer: ResultsWriter, name: str, res: FoldResult, preds: Predictions, data: CorpusData, fold: Fold,
+                leak: bool) -> None:
     utts, pred, probs = preds
     truth = data.emotion[utts]
-    g.create_dataset("confusion", data=confusion(truth, pred))
-    st.write_table(g.create_group("predictions"), {
-        "id": [str(data.ids[u]) for u in utts], "corpus": [str(data.corpus[u]) for u in utts],
-        "speaker": [str(data.speaker[u]) for u in utts], "true": truth.astype(np.int8), "pred": pred.astype(np.int8)})
-    g.create_dataset("predictions/log_probs", data=probs.astype(np.float32))
     q = data.qualified
 
-    def speakers(rows: tuple[int, ...]) -> str:
-        return json.dumps(sorted(set(q[list(rows)].tolist())))
+    def speakers(rows: tuple[int, ...]) -> list[str]:
+        return sorted(set(q[list(rows)].tolist()))
 
-    g.attrs.update(uar=res.uar, wa=res.wa, macro_f1=res.f1, best_epoch=res.best_epoch, val_uar=res.val_uar,
-                   epochs_run=res.epochs_run, best_step=res.best_step, steps_run=res.steps_run, seed=res.seed,
-                   synthetic=res.synthetic, leaky=leak,
-                   n_train=len(fold.train), n_val=len(fold.val), n_test=len(fold.test),
-                   test_speakers=speakers(fold.test), val_speakers=speakers(fold.val))
+    writer.fold(name, confusion=confusion(truth, pred), ids=[str(data.ids[u]) for u in utts],
+                corpora=[str(data.corpus[u]) for u in utts], speakers=[str(data.speaker[u]) for u in utts],
+                true=truth, pred=pred, log_probs=probs, uar=res.uar, wa=res.wa, macro_f1=res.f1,
+                best_epoch=res.best_epoch, val_uar=res.val_uar, epochs_run=res.epochs_run, best_step=res.best_step,
+                steps_run=res.steps_run, seed=res.seed, synthetic=res.synthetic, leaky=leak,
+                n_train=len(fold.train), n_val=len(fold.val), n_test=len(fold.test),
+                test_speakers=speakers(fold.test), val_speakers=speakers(fold.val))

@@ -14,7 +14,7 @@ from emodiff.experiments import Augment, Experiment, TrainOn
 from emodiff.records import check_name
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.ser.folds import FoldSpec
-from emodiff.ser.protocols import WithinCorpus
+from emodiff.ser.protocols import TargetSplit, WithinCorpus
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class ClassifyJob:
     target_fraction: float | None = None  # adaptation: share of the target's non-test utterances trained on
     dev_fraction: float = 0.3  # cross-corpus: share of target utterances (by speaker) for model selection
     split_seed: int = 0  # seeds the cross-corpus and adaptation speaker splits
+    target_split: str = "speakers"  # cross-corpus: speakers | random | groups:K | loso (TargetSplit.parse)
     train_on: TrainOn = "real"
     augment: Augment = field(default_factory=Augment)
     allow_leak: bool = False
@@ -57,6 +58,10 @@ class ClassifyJob:
             if not 0.0 <= self.target_fraction <= 1.0:
                 raise EmodiffError(f"--target-fraction {self.target_fraction:g}: expected a fraction in [0, 1] "
                                    "(30 % is 0.3)")
+        TargetSplit.parse(self.target_split)
+        if self.target_split != "speakers" and (self.train_corpus is None or self.target_fraction is not None):
+            raise EmodiffError(f"--target-split {self.target_split}: only cross-corpus (--train/--test without "
+                               "--target-fraction) splits a target")
         if self.train_corpus is not None and self.train_corpus == self.corpus:
             raise EmodiffError(f"--train and --test are both {self.corpus}; for one corpus use --corpus with --loso "
                                "or --folds")
@@ -85,6 +90,7 @@ class ClassifyJob:
                 "split_seed": self.split_seed, "train_on": self.effective_train_on, "augment": self.augment.config(),
                 "classifier": self.classifier.recorded(), "repeats": self.repeats, "allow_leak": self.allow_leak,
                 **({"baseline": self.baseline} if self.baseline else {}),
+                **({"target_split": self.target_split} if self.target_split != "speakers" else {}),
                 **({"sets": list(self.sets)} if self.sets else {})}
 
     @property
@@ -103,6 +109,8 @@ class ClassifyJob:
             where = f"{self.train_corpus}-to-{self.corpus}-adapt{self.target_fraction:g}"
         elif self.protocol == "cross-corpus":
             where = f"{self.train_corpus}-to-{self.corpus}"
+            if self.target_split != "speakers":
+                where += "-" + self.target_split.replace(":", "")
         else:
             where = f"{self.corpus}-{self.folds.replace(':', '')}"
         return "-".join([where, *self.experiment.name_parts])
@@ -124,6 +132,7 @@ class ClassifyRequest:
     train: str | None = None
     test: str | None = None
     target_fraction: str | None = None  # "0.3" or "0,0.1,0.3"
+    target_split: str = "speakers"  # cross-corpus: how the target splits into development and test
     train_on: str = "real"
     augment: str = ""
     allow_leak: bool = False
@@ -166,6 +175,7 @@ class ClassifyRequest:
         fractions = _fractions(self.target_fraction)
         return [ClassifyJob(store=self.store, corpus=corpus, train_corpus=self.train,  # type: ignore[arg-type]
                             folds=self.folds, target_fraction=fraction, split_seed=self.split_seed,
+                            target_split=self.target_split,
                             train_on=self.train_on, augment=augment, allow_leak=self.allow_leak,  # type: ignore[arg-type]
                             classifier=classifier, repeats=self.repeats,
                             name=f"{self.name}-{fraction:g}" if self.name and len(fractions) > 1 else self.name,

@@ -22,7 +22,7 @@ from emodiff import store as st
 from emodiff.devices import check_device
 from emodiff.errors import EmodiffError
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Corpus, Embeddings, Same, compare, meta, none_prepared, not_prepared
+from emodiff.records import Corpus, Embeddings, Same, compare, meta, none_prepared, not_prepared, write_embeddings
 from emodiff.text import (
     DEFAULT_MODEL,
     DEFAULT_TEMPLATE,
@@ -31,9 +31,6 @@ from emodiff.text import (
     model_name,
     render_condition,
 )
-
-# gzip level 1: hidden states barely compress beyond the zero padding, which level 1 already gets.
-GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ def _existing(f: h5py.File, group: str, corpus: str, job: EmbedJob) -> EmbedResu
         corpus=corpus,
         group=f"/{group}",
         utterances=record.rows,
-        dim=int(f[group]["pooled"].shape[1]),
+        dim=record.pooled_dim,
         seconds=0.0,
         already_there=True,
         stale=not (same_config and same_corpus),
@@ -182,9 +179,9 @@ def _existing(f: h5py.File, group: str, corpus: str, job: EmbedJob) -> EmbedResu
 def _read_texts(f: h5py.File, store: Path, corpus: str, group: str, template: str) -> _Texts:
     """Read and check the utterance table of ``corpus`` and word one condition text per row."""
     where = f"{store}:/corpora/{corpus}/utterances"
-    if "utterances" not in f[f"corpora/{corpus}"]:
+    table = Corpus.utterance_table(f, corpus)
+    if table is None:
         raise EmodiffError(f"{where}: missing; run `emodiff prepare {corpus} ROOT --overwrite` to rebuild it")
-    table = st.read_table(f[f"corpora/{corpus}/utterances"])
     missing = [k for k in ("id", "text", "emotion", "speaker", "gender") if k not in table]
     if missing:
         raise EmodiffError(f"{where}: lacks column(s) {', '.join(missing)}; re-run `emodiff prepare {corpus} ROOT`")
@@ -205,7 +202,8 @@ def _read_texts(f: h5py.File, store: Path, corpus: str, group: str, template: st
             )
         except ValueError as err:
             raise EmodiffError(f"{where}: row {i} ({row_id}): {err}") from None
-    return _Texts(corpus, group, texts, str(st.attrs_dict(f[f"corpora/{corpus}"]).get("created", "")))
+    corpus_meta = meta(f, Corpus.path(corpus))
+    return _Texts(corpus, group, texts, corpus_meta.created if corpus_meta else "")
 
 
 def _embed_corpus(
@@ -221,18 +219,8 @@ def _embed_corpus(
     width = int(min(counts.max(), encoder.max_length))  # L: the longest text after truncation
     order = np.argsort(-counts, kind="stable")
     progress.total(n)
-    with st.write_group(
-        store, texts.group, config=job.group_config(texts.corpus), overwrite=job.overwrite, what=f"embed {texts.corpus}"
-    ) as g:
-        tokens = g.create_dataset(
-            "tokens",
-            shape=(n, width, dim),
-            dtype=np.float16,
-            chunks=(1, width, dim),
-            compression="gzip",
-            compression_opts=GZIP_LEVEL,
-            shuffle=True,
-        )
+    with write_embeddings(store, job.model_name, texts.corpus, config=job.group_config(texts.corpus), rows=n,
+                          width=width, dim=dim, overwrite=job.overwrite, what=f"embed {texts.corpus}") as writer:
         pooled = np.zeros((n, dim), np.float32)
         lengths = np.zeros(n, np.int32)
         for lo in range(0, n, job.batch_size):
@@ -240,14 +228,14 @@ def _embed_corpus(
             p, t, k = encoder.encode([texts.texts[i] for i in rows])
             full = np.zeros((len(rows), width, dim), np.float16)
             full[:, : t.shape[1]] = t
-            tokens[rows] = full  # whole rows, so each chunk is compressed once
+            writer.write(rows, full)
             pooled[rows], lengths[rows] = p, k
             progress.advance(len(rows))
-        g.create_dataset("pooled", data=pooled)
-        g.create_dataset("lengths", data=lengths)
-        st.write_table(g, {"text": texts.texts})
-        g.attrs.update(
-            model=str(encoder.source),
+        writer.finish(
+            pooled=pooled,
+            lengths=lengths,
+            texts=texts.texts,
+            source=str(encoder.source),
             model_name=encoder.name,
             template=job.template,
             pooling=encoder.pooling,
@@ -257,8 +245,8 @@ def _embed_corpus(
             corpus_created=texts.corpus_created,
             truncated=int(np.sum(counts > encoder.max_length)),
         )
-    with st.open_store(store) as f:
-        attrs = st.attrs_dict(f[texts.group])  # with the standard attrs write_group added on the way in
+    with st.open_store(store) as f:  # the attrs with the standard ones write_group added on the way in
+        attrs = Embeddings.read(f, job.model_name, texts.corpus).attrs
     return EmbedResult(
         corpus=texts.corpus,
         group=f"/{texts.group}",

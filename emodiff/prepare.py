@@ -9,11 +9,10 @@ worker are in flight, so peak memory does not grow with the corpus.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -21,11 +20,12 @@ import torch
 
 from emodiff import store as st
 from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resample, segment
-from emodiff.corpora import Problem, Utterance, canonical_name, list_corpus
+from emodiff.corpora import CORPORA, Problem, Utterance, canonical_name, list_corpus, unknown_corpus
+from emodiff.corpora.manifest import ManifestSpec, manifest_name
 from emodiff.errors import EmodiffError
 from emodiff.parallel import ordered_map, thread_budget, torch_threads
 from emodiff.progress import QUIET, Progress
-from emodiff.records import SegmentWriter, compress_segment
+from emodiff.records import SegmentWriter, compress_segment, write_corpus
 from emodiff.summary import CorpusStats, corpus_stats
 
 Dtype = Literal["float16", "float32"]
@@ -44,6 +44,8 @@ class PrepareJob:
     overwrite: bool = False
     dtype: Dtype = "float16"
     calm: Literal["drop", "neutral"] = "drop"  # RAVDESS only
+    # A corpus from a manifest (`prepare manifest FILE`): ``root`` is the file, ``corpus`` the name it gets.
+    manifest: ManifestSpec | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
@@ -52,15 +54,20 @@ class PrepareJob:
             raise EmodiffError(f"--workers must be at least 1, got {self.workers}")
         if self.limit is not None and self.limit < 1:
             raise EmodiffError(f"--limit must be at least 1, got {self.limit}")
+        if self.manifest is not None:
+            manifest_name(self.root, self.corpus)  # a name a group may have, and none of a named corpus
 
-    def reader_options(self) -> dict[str, str]:
-        """Options for the corpus reader (``list_<corpus>``): RAVDESS takes ``calm``."""
+    def reader_options(self) -> dict[str, Any]:
+        """Options for the corpus reader (``list_<corpus>``): RAVDESS takes ``calm``, a manifest its
+        :class:`ManifestSpec` (recorded in the group's config with them)."""
         name = canonical_name(self.corpus)
+        if self.manifest is None and name not in CORPORA:
+            raise unknown_corpus(self.corpus)
         if name == "ravdess":
             return {"calm": self.calm}
         if self.calm != "drop":
             raise EmodiffError(f"--calm applies to RAVDESS only, not to {name}")
-        return {}
+        return {} if self.manifest is None else self.manifest.reader_options()
 
 
 @dataclass
@@ -116,12 +123,8 @@ def prepare(job: PrepareJob, progress: Progress = QUIET) -> PrepareResult:
         if not kept:
             raise EmodiffError(f"{job.root}: none of the {len(utterances)} {name} files could be read "
                                f"(first: {problems[0].path}: {problems[0].reason})")
-        _write_tables(group, kept, problems)
-        group.attrs.update(
-            corpus=name, root=str(Path(job.root).resolve()), dtype=job.dtype,
-            excluded=json.dumps(listing.excluded, sort_keys=True), n_skipped=len(problems),
-            **mel_cfg.attrs(), **({"calm": job.calm} if name == "ravdess" else {}),
-        )
+        write_corpus(group, kept, problems, corpus=name, root=str(Path(job.root).resolve()), dtype=job.dtype,
+                     excluded=listing.excluded, mel=mel_cfg.attrs(), calm=job.calm if name == "ravdess" else None)
     with st.open_store(job.store) as f:
         stats = corpus_stats(f[group_name])
     return PrepareResult(stats, already_there=False, seconds=time.perf_counter() - start,
@@ -184,21 +187,3 @@ def _features(path: Path, extractor: MelExtractor, dtype: np.dtype) -> _Features
 
 
 _TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-def _write_tables(group: h5py.Group, kept: list[tuple[Utterance, float, int]], problems: list[Problem]) -> None:
-    utts = [u for u, _, _ in kept]
-    st.write_table(group.create_group("utterances"), {
-        "id": [u.id for u in utts],
-        "speaker": [u.speaker for u in utts],
-        "gender": [u.gender for u in utts],
-        "session": [u.session for u in utts],
-        "emotion": np.array([u.emotion for u in utts], dtype=np.int8),
-        "text": [u.text for u in utts],
-        "duration_s": np.array([d for _, d, _ in kept], dtype=np.float32),
-        "source_rate": np.array([r for _, _, r in kept], dtype=np.int32),
-        "path": [str(u.path) for u in utts],
-    })
-    st.write_table(group.create_group("skipped"), {
-        "path": [p.path for p in problems], "reason": [p.reason for p in problems],
-    })

@@ -69,6 +69,8 @@ class QualityJob:
 
     store: Path
     synthetic: str | None = None  # a /synthetic set; None: every set without /quality (all with overwrite)
+    # With synthetic None, only these sets (a study's own: the store may hold a sweep's dozens); (): every set.
+    among: tuple[str, ...] = ()
     corpus: str | None = None  # the real corpus; None: the one most of the generator's training speakers are from
     classifier: ClassifierConfig | None = None  # None: the set's recipe's classifier section, else the demo recipe's
     device: str = "auto"
@@ -136,7 +138,7 @@ def _set_names(store: Path, job: QualityJob) -> list[str]:
     if not sets:
         raise EmodiffError(f"{store}: holds no synthetic set (expected /synthetic/NAME); run `emodiff sample` first")
     if job.synthetic is None:
-        return [s for s in sets if job.overwrite or s not in done]
+        return [s for s in sets if (job.overwrite or s not in done) and (not job.among or s in job.among)]
     if job.synthetic not in sets:
         raise EmodiffError(f"{store}: no synthetic set {job.synthetic!r}; sets: {', '.join(sets)}")
     if job.synthetic in done and not job.overwrite:

@@ -26,7 +26,7 @@ from emodiff.checkpoint import latest_checkpoint, load_checkpoint
 from emodiff.classify import ClassifyJob, classify, plan_held_out
 from emodiff.compare import CompareJob, run_compare
 from emodiff.config import Recipe, load_recipe, override
-from emodiff.corpora import canonical_name
+from emodiff.corpora import CORPORA, canonical_name
 from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment, name_safe
@@ -79,6 +79,7 @@ def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: 
     name = "study-" + where + name_safe(re.sub(r"[:\s]", "", "-".join(tokens)))  # synthetic:g0.5-* -> ...g0.5-all
     check_name(name, where=f"study.experiments {text!r}: the result's name")  # only an odd synthetic:NAME can fail
     return ClassifyJob(store=store, corpus=corpus, train_corpus=source, target_fraction=fraction,
+                       target_split=study.cross_split if source is not None and fraction is None else "speakers",
                        folds=study.folds, train_on=experiment.train_on, augment=experiment.augment,
                        classifier=recipe.classifier, repeats=study.repeats, name=name, device=device,
                        workers=study.workers)
@@ -182,7 +183,7 @@ def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]
     """Prepare and embed the corpus, make the offline copies (speed, noise) its experiments train on, and
     prepare the other corpora it is tested on."""
     study = job.recipe.study
-    root = job.root or (Path(study.root) if study.root else _bundled(corpus))
+    root = job.root or (Path(study.root) if study.root else _bundled(job.store, corpus))
     texts = study.all_experiment_texts()
     offline = dict.fromkeys(k for text in texts for k in Experiment.parse(text, "study.experiments").augment.offline)
     return [Step(f"prepare {corpus}", functools.partial(_prepare, job.store, corpus, root)),
@@ -259,7 +260,7 @@ def _evaluation_steps(job: StudyJob, experiments: list[ClassifyJob], generators:
         names = [experiment_job(job.store, job.recipe, corpus, text, job.device).name for text in (a, b)]
         steps.append(Step(f"compare {a} vs {b}", functools.partial(_compare, job.store, *names)))
     if study.quality and generators:
-        steps.append(Step("quality", functools.partial(_quality, job)))
+        steps.append(Step("quality", functools.partial(_quality, job, tuple(g.name for g in generators))))
     steps.append(Step("report", functools.partial(_report, job, report)))
     return steps
 
@@ -275,9 +276,14 @@ def _run(steps: list[Step], done: list[tuple[str, float, bool]], progress: Progr
         progress.note(f"[study] {step.label}: {'already done' if skipped else f'{seconds:.0f} s'}")
 
 
-def _bundled(corpus: str) -> Path:
+def _bundled(store: Path, corpus: str) -> Path:
+    """The folder of a corpus the recipe gives none for: RAVDESS's bundled sample, or none at all for a corpus the
+    store already holds (prepare finds its group before it reads any folder: a corpus from a manifest)."""
     if corpus != "ravdess":
-        raise EmodiffError(f"study.root is empty; give the {corpus} folder with --root or in the recipe")
+        if st.has_group(store, f"corpora/{corpus}"):
+            return Path()
+        how = "" if corpus in CORPORA else f", or prepare it first with `emodiff prepare manifest FILE --name {corpus}`"
+        raise EmodiffError(f"study.root is empty; give the {corpus} folder with --root or in the recipe{how}")
     from emodiff.data import ravdess_sample
 
     return ravdess_sample()
@@ -310,10 +316,10 @@ def _sample(job: StudyJob, g: Generator) -> bool:
                             device=job.device)).already_there
 
 
-def _quality(job: StudyJob) -> bool:
+def _quality(job: StudyJob, sets: tuple[str, ...]) -> bool:
     from emodiff.quality import QualityJob, assess
 
-    return not assess(QualityJob(job.store, device=job.device, allow_empty=True))
+    return not assess(QualityJob(job.store, device=job.device, allow_empty=True, among=sets))
 
 
 def _report(job: StudyJob, out: Path) -> bool:

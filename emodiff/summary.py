@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from emodiff.emotions import EMOTIONS
-from emodiff.records import Corpus
+from emodiff.records import Corpus, Meta
 
 
 @dataclass
@@ -27,6 +27,7 @@ class CorpusStats:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)
     attrs: dict[str, object] = field(default_factory=dict)
+    meta: Meta | None = None  # the group's standard attrs (None in a summary not read from a store)
 
 
 def corpus_stats(group: h5py.Group) -> CorpusStats:
@@ -54,4 +55,5 @@ def corpus_stats(group: h5py.Group) -> CorpusStats:
         skipped=list(corpus.skipped),
         excluded=corpus.excluded,
         attrs=corpus.attrs,
+        meta=corpus.meta,
     )

@@ -35,6 +35,7 @@ GENDERS: dict[str, str] = {"F": "female", "M": "male"}
 # so 'sounds angry: "{text}"' renders as 'sounds angry.' rather than 'sounds angry: ""'.
 _TEXT_CLAUSE = re.compile(r"""[\s:;,\u2013\u2014-]*["'\u201c\u2018\u00ab]?\{text\}["'\u201d\u2019\u00bb]?""")
 _EDGE_SEPARATORS = " \t\n:;,-\u2013\u2014"
+_GENDER_FIELD = re.compile(r"(?<!\{)\{gender\}(?!\}) ?")  # not the literal {{gender}}
 
 
 def check_template(template: str) -> None:
@@ -87,12 +88,14 @@ def render_condition(
 ) -> str:
     """Word one utterance with ``template``; ``emotion`` is a name or an id into EMOTIONS.
 
-    ``gender`` "F"/"M" renders as "female"/"male". An empty (or blank) transcript drops the
-    ``{text}`` field with the separator and quotes before it, and the sentence ends with a
-    full stop. Raises EmodiffError for a bad template and ValueError for an unknown emotion
-    or gender.
+    ``gender`` "F"/"M" renders as "female"/"male"; "" (the corpus does not say) drops ``{gender}``
+    and the space after it. An empty (or blank) transcript drops the ``{text}`` field with the
+    separator and quotes before it, and the sentence ends with a full stop. Raises EmodiffError
+    for a bad template and ValueError for an unknown emotion or gender.
     """
     full, without_text = _compiled(template)
+    if not gender:  # a corpus that does not say (a manifest without genders): 'A {gender} speaker' -> 'A speaker'
+        full, without_text = (_GENDER_FIELD.sub("", t) for t in (full, without_text))
     text = " ".join(text.split())  # transcripts carry stray double spaces and newlines
     values = {
         "text": text,
@@ -122,7 +125,7 @@ def _emotion_name(emotion: str | int) -> str:
 def _gender_word(gender: str) -> str:
     if gender in GENDERS:
         return GENDERS[gender]
-    if gender in GENDERS.values():
+    if gender in GENDERS.values() or gender == "":
         return gender
     raise ValueError(f"unknown gender {gender!r}; expected F or M")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,12 +19,15 @@ from emodiff.ser.classifier import (
     mix,
     mixup,
     mixup_draw,
+    segment_standardise,
     soft_cross_entropy,
     spec_augment,
 )
 
 TINY = ClassifierConfig(mel_channels=80, channels=16, kernel_size=5, lstm_hidden=12)
 POOLED = ClassifierConfig(mel_channels=80, channels=16, kernel_size=5, lstm_hidden=12, time_pool=4, normalize=True)
+SEGMENT = ClassifierConfig(mel_channels=80, channels=16, kernel_size=5, lstm_hidden=12, segment_norm=True,
+                           normalize=True)
 
 
 def _model(cfg: ClassifierConfig = TINY, seed: int = 0) -> CnnBlstm:
@@ -41,7 +46,7 @@ def test_logit_shapes(batch: int, length: int) -> None:
 
 
 @pytest.mark.parametrize("train", [False, True])
-@pytest.mark.parametrize("cfg", [TINY, POOLED], ids=["plain", "pooled-normalized"])
+@pytest.mark.parametrize("cfg", [TINY, POOLED, SEGMENT], ids=["plain", "pooled-normalized", "segment-norm"])
 def test_padding_content_does_not_change_logits(train: bool, cfg: ClassifierConfig) -> None:
     g = torch.Generator().manual_seed(1)
     mel = torch.randn(4, 80, 100, generator=g)
@@ -231,7 +236,7 @@ def test_config_defaults_are_the_papers() -> None:
     ("channels", 0), ("mel_channels", -1), ("lstm_hidden", 0), ("epochs", 0), ("batch_size", 0),
     ("kernel_size", 4), ("kernel_size", 0), ("n_classes", 1), ("conv_dropout", 1.0), ("lstm_dropout", -0.1),
     ("lr", 0.0), ("weight_decay", -1e-4), ("time_pool", 0), ("patience", -1), ("schedule", "step"),
-    ("normalize", 1), ("select_from", 0),
+    ("normalize", 1), ("segment_norm", "yes"), ("select_from", 0),
 ])
 def test_config_rejects_bad_values(key: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{key}.*{value!r}"):
@@ -255,6 +260,33 @@ def test_time_pool_reads_only_the_pooled_valid_frames() -> None:
         out, _ = model.lstm(pooled)
         expected = model.out(out.mean(dim=1))
         torch.testing.assert_close(model(mel, frames), expected)
+
+
+def test_segment_standardise_matches_numpy_per_segment_and_bin() -> None:
+    g = torch.Generator().manual_seed(8)
+    mel = torch.randn(3, 80, 40, generator=g) * 0.4 - 0.6
+    frames = torch.tensor([40, 7, 2])
+    out = segment_standardise(mel, frames)
+    for b, n in enumerate(frames.tolist()):
+        x = mel[b, :, :n].double().numpy()
+        expected = (x - x.mean(axis=1, keepdims=True)) / np.maximum(x.std(axis=1, keepdims=True), 1e-3)
+        np.testing.assert_allclose(out[b, :, :n].numpy(), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out[b, :, n:], mel[b, :, n:])  # padding untouched
+    flat = torch.full((1, 80, 5), -0.3)  # a constant bin: zero, not NaN
+    assert torch.equal(segment_standardise(flat, torch.tensor([5])), torch.zeros(1, 80, 5))
+
+
+def test_segment_norm_makes_the_logits_blind_to_each_bins_level_and_gain() -> None:
+    g = torch.Generator().manual_seed(9)
+    mel = torch.randn(2, 80, 30, generator=g)
+    frames = torch.tensor([30, 12])
+    gain = torch.rand(1, 80, 1, generator=g) + 0.5  # another channel: each bin scaled and shifted
+    shifted = mel * gain + torch.randn(1, 80, 1, generator=g)
+    blind = _model(SEGMENT).eval()
+    torch.testing.assert_close(blind(shifted, frames), blind(mel, frames), rtol=1e-4, atol=1e-4)
+    plain = _model(replace(SEGMENT, segment_norm=False)).eval()
+    assert not torch.allclose(plain(shifted, frames), plain(mel, frames), atol=1e-3)
+    assert "segment_norm" not in TINY.recorded() and SEGMENT.recorded()["segment_norm"] is True
 
 
 def test_set_normalization_is_the_mean_and_std_of_valid_frames() -> None:

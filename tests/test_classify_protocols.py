@@ -160,6 +160,29 @@ def test_job_settings_are_checked():
         "ravdess-loso-real-synthetic-mixup"
 
 
+def test_cross_corpus_target_splits_rotate_over_target_speakers_or_split_utterances(store):
+    job = ClassifyJob(store=store, corpus="crema-d", train_corpus="ravdess", classifier=ONE_EPOCH, device="cpu",
+                      target_split="groups:3")
+    assert job.default_name() == "ravdess-to-crema-d-groups3-real" and job.config()["target_split"] == "groups:3"
+    assert "target_split" not in dataclasses.replace(job, target_split="speakers").config()  # old hashes stay
+    result = classify(job)
+    assert [r.name for r in result.folds] == [f"target.group={i}" for i in range(3)]
+    with st.open_store(store) as f:
+        g = f["results/ravdess-to-crema-d-groups3-real"]
+        tested = [_speakers(g[f"target.group={i}"], "test_speakers") for i in range(3)]
+        assert sorted(s for t in tested for s in t) == ["crema-d:1001", "crema-d:1002", "crema-d:1076"]
+        assert all(g[f"target.group={i}"].attrs["n_train"] == 168 for i in range(3))  # the source only
+    paper = classify(dataclasses.replace(job, target_split="random", name="paper"))
+    with st.open_store(store) as f:
+        fold = f["results/paper/cross-corpus.random"]
+        assert (fold.attrs["n_val"], fold.attrs["n_test"]) == (2, 3)  # round(0.3 * 5) of the 5 utterances
+    assert [r.name for r in paper.folds] == ["cross-corpus.random"]
+    with pytest.raises(EmodiffError, match="only cross-corpus"):
+        ClassifyJob(store=store, corpus="ravdess", target_split="groups:3")
+    with pytest.raises(EmodiffError, match="expected speakers, random, loso or groups:K"):
+        dataclasses.replace(job, target_split="groups")
+
+
 def test_cli_cross_corpus_adaptation_sweep_and_bad_input(store):
     runner = CliRunner()
     common = ["--store", str(store), "--epochs", "1", "--device", "cpu"]

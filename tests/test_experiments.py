@@ -11,7 +11,8 @@ from emodiff.classify_job import ClassifyJob, ClassifyRequest
 from emodiff.config import load_recipe
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment
-from emodiff.report.collect import GroupMeta, ResultInfo, augment_text
+from emodiff.records import Meta
+from emodiff.report.collect import ResultInfo, augment_text
 from emodiff.report.experiments import condition, trained_on
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.study import experiment_job
@@ -190,7 +191,7 @@ def test_bad_train_on_and_config():
 def _result(job: ClassifyJob, augment: str) -> ResultInfo:
     return ResultInfo(name="r", corpus=job.corpus, train_corpus=job.corpus, protocol="loso", target_fraction=None,
                       train_on=job.effective_train_on, augment=augment, synthetic="", leaky=False, repeats=1,
-                      uar=None, wa=None, f1=None, folds=[], classifier={}, meta=GroupMeta(path="/results/r"))
+                      uar=None, wa=None, f1=None, folds=[], classifier={}, meta=Meta(path="/results/r"))
 
 
 @pytest.mark.parametrize(("text", "canonical", "label"), EXPERIMENTS)

@@ -10,11 +10,14 @@ from hypothesis import strategies as st
 from emodiff.errors import EmodiffError
 from emodiff.ser.protocols import (
     Fold,
+    TargetSplit,
     WithinCorpus,
     adaptation,
     by_session,
     check_disjoint,
     cross_corpus,
+    cross_corpus_groups,
+    cross_corpus_random,
     loso,
     speaker_groups,
     speaker_partitions,
@@ -176,6 +179,51 @@ def test_cross_corpus_dev_fraction() -> None:
         cross_corpus(5, target, dev_fraction=1.0)
     with pytest.raises(EmodiffError, match="at least 2 target speakers"):
         cross_corpus(5, ["a", "a"])
+
+
+def test_cross_corpus_random_is_the_papers_utterance_split() -> None:
+    target = [f"spk{i}" for i in range(9) for _ in range(96)]  # nEMO's shape: 9 speakers x 96
+    fold = cross_corpus_random(672, target, seed=0)
+    assert fold.train == tuple(range(672))
+    assert len(fold.val) == round(0.3 * 864) == 259 and len(fold.test) == 864 - 259
+    assert sorted(fold.val + fold.test) == list(range(672, 672 + 864))
+    val_spk = {target[r - 672] for r in fold.val}
+    test_spk = {target[r - 672] for r in fold.test}
+    assert val_spk == test_spk == set(target)  # by utterance: every speaker on both sides
+    assert cross_corpus_random(672, target, seed=0) == fold and cross_corpus_random(672, target, seed=1) != fold
+    assert len(cross_corpus_random(1, ["a", "a"], dev_fraction=0.01).val) == 1  # at least one each side
+    with pytest.raises(EmodiffError, match="at least 2 target utterances"):
+        cross_corpus_random(5, ["a"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 20), corpus(min_sessions=1, min_per_session=1), st.integers(2, 12))
+def test_cross_corpus_groups_test_every_target_speaker_once(n_source: int, data: tuple[list[str], list[str]],
+                                                            k: int) -> None:
+    target, _ = data
+    n_spk = len(set(target))
+    if k > n_spk:
+        with pytest.raises(EmodiffError, match=f"expected 2..{n_spk}"):
+            cross_corpus_groups(n_source, target, k)
+        return
+    folds = cross_corpus_groups(n_source, target, k)
+    assert [f.name for f in folds] == [f"target.group={i}" for i in range(k)]
+    tested: list[str] = []
+    for fold in folds:
+        assert fold.train == tuple(range(n_source))
+        assert sorted(fold.val + fold.test) == list(range(n_source, n_source + len(target)))
+        test_spk = {target[r - n_source] for r in fold.test}
+        assert test_spk and not test_spk & {target[r - n_source] for r in fold.val}
+        tested += sorted(test_spk)
+    assert sorted(tested) == sorted(set(target))  # each target speaker tested exactly once
+
+
+def test_target_split_parse() -> None:
+    assert TargetSplit.parse("groups:3") == TargetSplit("groups", 3)
+    assert TargetSplit.parse("random").kind == "random" and TargetSplit.parse("loso").k == 0
+    for bad, match in [("groups:1", "K >= 2"), ("groups:x", "expected speakers"), ("paper", "expected speakers")]:
+        with pytest.raises(EmodiffError, match=match):
+            TargetSplit.parse(bad)
 
 
 @settings(max_examples=40, deadline=None)

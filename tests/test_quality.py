@@ -324,6 +324,14 @@ def test_assess_missing_skips_assessed_sets(stores: dict) -> None:
     assert q.assess(q.QualityJob(stores["bare"], device="cpu", allow_empty=True)) == []  # no set: nothing to do
 
 
+def test_among_limits_the_sets_a_study_assesses_to_its_own(stores: dict) -> None:
+    store = stores["store"]
+    assert q._set_names(store, q.QualityJob(store, overwrite=True)) == ["collapsed", "copy", "faithful", "swapped",
+                                                                        "thin"]
+    assert q._set_names(store, q.QualityJob(store, overwrite=True, among=("thin", "copy", "gone"))) == ["copy", "thin"]
+    assert q._set_names(store, q.QualityJob(store, among=("thin",))) == []  # assessed already, not redone
+
+
 def _one_line_error(job: q.QualityJob, match: str) -> None:
     with pytest.raises(EmodiffError, match=match) as err:
         q.assess(job)

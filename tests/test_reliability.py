@@ -29,6 +29,7 @@ from emodiff.cli import _prepared_corpora, app, render
 from emodiff.corpora import list_corpus
 from emodiff.data import ravdess_sample
 from emodiff.errors import EmodiffError
+from emodiff.inspect import inspect_store
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.records import Corpus
 from emodiff.summary import corpus_stats
@@ -344,15 +345,17 @@ def test_no_table_column_truncates(store: Path):
     with st.write_group(store, "synthetic/a_synthetic_set_with_a_long_name", config={}) as g:
         g["emotion"] = np.zeros(3, np.int8)
         g.attrs["run"] = "runs/a-run-whose-name-is-long"
+    overview = inspect_store(store)
     with st.open_store(store) as f:
         stats = corpus_stats(f["corpora/ravdess"])
-        tables = [render.groups_table(f, store), render.emotion_table(stats), render.speaker_table(stats),
-                  render.attrs_table(stats), render.skipped_table(stats), render.synthetic_table(f["synthetic"])]
+        tables = [render.groups_table(overview), render.emotion_table(stats), render.speaker_table(stats),
+                  render.attrs_table(stats), render.skipped_table(stats),
+                  render.synthetic_table(overview.synthetic or [])]
         for table in tables:
             for column in table.columns:
                 assert column.overflow == "fold" and not column.no_wrap, (table.title, column.header)
         buf = StringIO()
-        render.store_overview(Console(file=buf, width=60), store)
+        render.store_overview(Console(file=buf, width=60), overview)
     assert "…" not in buf.getvalue()
 
 

@@ -500,11 +500,11 @@ def test_quality_flag_fills_table_1(full_store, tmp_path, monkeypatch):
 
 
 def _result(name: str, corpus: str, train_corpus: str, protocol: str, train_on: str, augment: str) -> ResultInfo:
-    from emodiff.report.collect import GroupMeta
+    from emodiff.records import Meta
 
     return ResultInfo(name=name, corpus=corpus, train_corpus=train_corpus, protocol=protocol, target_fraction=None,
                       train_on=train_on, augment=augment, synthetic="", leaky=False, repeats=1, uar=(0.5, 0.1),
-                      wa=None, f1=None, folds=[], classifier={}, meta=GroupMeta(path=f"/results/{name}"))
+                      wa=None, f1=None, folds=[], classifier={}, meta=Meta(path=f"/results/{name}"))
 
 
 @pytest.mark.parametrize(("corpus", "train", "protocol", "train_on", "augment", "paper", "exact"), [

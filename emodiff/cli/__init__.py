@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from emodiff import __version__
 from emodiff.cli.common import OverwriteOpt, StoreOpt, ThreadsOpt, _Bar, _friendly, _threads, console, err_console
+from emodiff.cli.prepare_cmd import prepare
 from emodiff.errors import EmodiffError
 from emodiff.parallel import passive_openmp
 
@@ -27,38 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-@app.command()
-@_friendly
-def prepare(
-    corpus: Annotated[str, typer.Argument(help="iemocap, msp-improv, crema-d or ravdess.", show_default=False)],
-    root: Annotated[Path, typer.Argument(help="The corpus folder as distributed (see docs/corpora.md).", show_default=False)],
-    store: StoreOpt = None,
-    workers: Annotated[int | None, typer.Option(help="Threads decoding audio and computing mels, each with one torch thread (at least 1). Default: --threads.", show_default=False)] = None,
-    overwrite: OverwriteOpt = False,
-    limit: Annotated[int | None, typer.Option(help="Prepare only N utterances, spread over the corpus (for a quick try).", show_default=False)] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad file instead of skipping it.")] = False,
-    calm: Annotated[str, typer.Option(help="RAVDESS only: 'drop' leaves calm out (672 utterances), 'neutral' merges it into neutral (864).")] = "drop",
-    dtype: Annotated[str, typer.Option(help="Storage type of the mels: float16 (half the disk) or float32.")] = "float16",
-    threads: ThreadsOpt = None,
-) -> None:
-    """Audio and labels of a corpus -> /corpora/CORPUS: 80x256 mel segments and the utterance table."""
-    n_threads = _threads(threads)
-    from emodiff.cli.render import prepare_summary
-    from emodiff.prepare import PrepareJob
-    from emodiff.prepare import prepare as run_prepare
-    from emodiff.store import resolve_store
-
-    path = resolve_store(store)
-    job = PrepareJob(store=path, corpus=corpus, root=root, workers=n_threads if workers is None else workers, limit=limit,
-                     strict=strict, overwrite=overwrite, dtype=dtype, calm=calm)  # type: ignore[arg-type]
-    with _Bar(f"prepare {corpus}") as bar:
-        result = run_prepare(job, bar)
-    if result.already_there:
-        s = result.stats
-        console.print(f"{path} already holds /corpora/{s.name} ({s.utterances} utterances, {s.segments} segments, "
-                      f"prepared {s.attrs.get('created', '?')}); pass --overwrite to replace it.", markup=False)
-        return
-    prepare_summary(console, path, result)
+app.command()(prepare)  # its own module (emodiff.cli.prepare_cmd): the manifest flags
 
 
 @app.command()
@@ -213,13 +183,14 @@ def classify(
     loso: Annotated[bool, typer.Option("--loso", help="Leave-one-speaker-out (the default protocol; same as --folds loso).")] = False,
     folds: Annotated[str, typer.Option(help="Within-corpus protocol: loso, session (leave-one-session-out), groups:K (K speaker groups, e.g. groups:6 for RAVDESS) or groups:KxR (R partitions into K groups, R x K folds: the first is groups:K, the others seeded and gender-balanced; e.g. groups:6x2).")] = "loso",
     train: Annotated[str | None, typer.Option("--train", help="Cross-corpus: the source corpus trained on (with --test).", show_default=False)] = None,
-    test: Annotated[str | None, typer.Option("--test", help="Cross-corpus: the target corpus; a seeded 30 % of its utterances (by speaker) select the model, the other 70 % test it.", show_default=False)] = None,
+    test: Annotated[str | None, typer.Option("--test", help="Cross-corpus: the target corpus; --target-split says how it splits into development and test (by default a seeded 30 % of its utterances, by speaker, select the model and the other 70 % test it).", show_default=False)] = None,
     target_fraction: Annotated[str | None, typer.Option(help="Adaptation (with --train/--test): train also on this fraction of the target's non-test utterances (0..1, by speaker), test on a fixed half of its speakers. A comma list (0,0.1,0.3) runs a sweep, one result each.", show_default=False)] = None,
     train_on: Annotated[str, typer.Option(help="real, synthetic or real+synthetic (synthetic: the diffusion model's sets, or the GAN's with --augment gan).")] = "real",
     augment: Annotated[str, typer.Option(help="Sources joined by '+': synthetic[:NAME] (adds synthetic segments; without NAME each fold takes a store set of the diffusion model whose generator never saw its test speakers), synthetic:PREFIX* (the same among the sets whose names start with PREFIX, of any family: one setting of a sweep), gan (the same from the GAN baseline's sets), weight:W (each synthetic segment's loss weighs W against a real one's 1), real:N (a control: N more segments drawn with replacement from each fold's real training segments), shuffle (a control: the synthetic segments with their emotion labels permuted), uniform (a control: the synthetic segments trained towards 1/4 for every emotion), mixup[:alpha] (default 0.2), specaugment[:FxT] (widest frequency mask F bins, time mask T frames; default 8x20), speed and noise (from `emodiff augment`).")] = "",
     allow_leak: Annotated[bool, typer.Option("--allow-leak", help="Use a synthetic set whose generator saw a fold's test or validation speakers; the result is marked leaky.")] = False,
     repeats: Annotated[int, typer.Option(help="Run every fold with this many seeds (the recipe's seed, +1, ...); results give mean +/- std over folds and over seeds.")] = 1,
     split_seed: Annotated[int, typer.Option(help="Seed of the cross-corpus and adaptation speaker splits.")] = 0,
+    target_split: Annotated[str, typer.Option(help="Cross-corpus: how the target splits into development (model selection) and test. speakers: one seeded split by speaker, ~30 % development; random: the paper's, a seeded 30 % of the utterances, speakers on both sides; groups:K: K folds, each testing one of K groups of target speakers and selecting on the others (every target speaker tested once: the folds are the units of --compare-with's statistics); loso: groups:K with one speaker per group.")] = "speakers",
     recipe: Annotated[Path, typer.Option(help="Recipe whose classifier section sets the model and training (demo or paper, or a YAML file).")] = Path("demo"),
     epochs: Annotated[int | None, typer.Option(help="Train for this many passes over each fold's training data (overrides the recipe's classifier.epochs, and its classifier.steps: with more data, more updates).", show_default=False)] = None,
     steps: Annotated[int | None, typer.Option(help="Train for this many optimiser steps per fold and seed whatever the data, validating every classifier.eval_every (default: once per pass), so every experiment gets the same updates (overrides the recipe's classifier.steps).", show_default=False)] = None,
@@ -242,7 +213,7 @@ def classify(
     request = ClassifyRequest(  # checks how the protocol flags combine
         store=resolve_store(store), corpus=corpus, loso=loso, folds=folds, train=train, test=test,
         target_fraction=target_fraction, train_on=train_on, augment=augment, allow_leak=allow_leak, repeats=repeats,
-        split_seed=split_seed, name=name, device=device, overwrite=overwrite, compare_with=compare_with,
+        split_seed=split_seed, target_split=target_split, name=name, device=device, overwrite=overwrite, compare_with=compare_with,
         workers=workers)
     cfg = load_recipe(recipe).classifier
     if epochs is not None and steps is None:  # an epochs budget replaces the recipe's step budget
@@ -277,7 +248,7 @@ def compare(
 
 def _prepared_corpora(path: Path) -> list[str]:
     """The corpus groups `emodiff prepare` wrote, each other group under /corpora noted on stderr."""
-    from emodiff.records import prepared_corpora
+    from emodiff.inspect import prepared_corpora
 
     return prepared_corpora(path, lambda text: err_console.print(f"note: {escape(text)}", highlight=False,
                                                                  soft_wrap=True))
@@ -372,9 +343,10 @@ def study(
 def inspect(store: StoreOpt = None) -> None:
     """What the store holds: groups, utterances and segments per emotion and speaker, hours, key attrs."""
     from emodiff.cli.render import store_overview
+    from emodiff.inspect import inspect_store
     from emodiff.store import resolve_store
 
-    store_overview(console, resolve_store(store))
+    store_overview(console, inspect_store(resolve_store(store)))
 
 
 def _version(value: bool) -> None:

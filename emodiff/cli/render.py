@@ -14,22 +14,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import h5py
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from emodiff import store as st
 from emodiff.emotions import EMOTIONS
-from emodiff.errors import EmodiffError
-from emodiff.records import SyntheticAttrs
-from emodiff.summary import CorpusStats, corpus_stats
+from emodiff.inspect import Unreadable
+from emodiff.summary import CorpusStats
 
 if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importing torch
     from emodiff.classify import ClassifyResult
     from emodiff.embed import EmbedResult
+    from emodiff.inspect import StoreOverview, SyntheticRow
     from emodiff.prepare import PrepareResult
     from emodiff.quality import QualityResult
     from emodiff.sample import SampleResult
@@ -174,49 +171,35 @@ def quality_summary(console: Console, results: Sequence[QualityResult]) -> None:
                           f"{num(o.frame_change_worst_real)})", highlight=False, soft_wrap=True, emoji=False)
 
 
-def store_overview(console: Console, store: Path) -> None:
-    """Print every group of the store; corpora in detail."""
-    with st.open_store(store) as f:
-        console.print(groups_table(f, store))
-        if "corpora" in f:
-            for name in st.visible(f["corpora"]):
-                try:
-                    stats = corpus_stats(f["corpora"][name])
-                except EmodiffError as err:  # a damaged dataset: say so and list the rest
-                    _damaged(console, err)
-                    continue
-                console.print(emotion_table(stats))
-                console.print(speaker_table(stats))
-                console.print(attrs_table(stats))
-                if stats.skipped:
-                    console.print(skipped_table(stats))
-        if "synthetic" in f:
-            console.print(synthetic_table(f["synthetic"], console))
+def store_overview(console: Console, overview: StoreOverview) -> None:
+    """Print every group of the store; corpora in detail (what :func:`emodiff.inspect.inspect_store` read)."""
+    console.print(groups_table(overview))
+    for stats in overview.corpora:
+        if isinstance(stats, Unreadable):  # a damaged dataset: say so and list the rest
+            _damaged(console, stats)
+            continue
+        console.print(emotion_table(stats))
+        console.print(speaker_table(stats))
+        console.print(attrs_table(stats))
+        if stats.skipped:
+            console.print(skipped_table(stats))
+    if overview.synthetic is not None:
+        for unreadable in overview.unreadable_sets:
+            _damaged(console, unreadable)
+        console.print(synthetic_table(overview.synthetic))
 
 
-def _damaged(console: Console, err: EmodiffError) -> None:
+def _damaged(console: Console, part: Unreadable) -> None:
     """One yellow line for a part of the store that could not be read (the rest is listed)."""
-    console.print(Text(str(err).removesuffix(f"; {st.INSPECT_HINT}") + "; left out", style="yellow"))
+    console.print(Text(part.message + "; left out", style="yellow"))
 
 
-def synthetic_table(section: h5py.Group, console: Console | None = None) -> Table:
-    """One row per synthetic set: size, segments per emotion, how it was drawn. A set whose labels
-    cannot be read (a damaged file) is left out, with a line on ``console`` when given."""
+def synthetic_table(rows: Sequence[SyntheticRow]) -> Table:
+    """One row per synthetic set: size, segments per emotion, how it was drawn."""
     table = _table("synthetic sets", ("set", "segments", *EMOTIONS, "run", "generator", "drawn with", "seed"))
-    for name in st.visible(section):
-        g = section[name]
-        if "emotion" not in g:
-            continue
-        try:
-            emotion = st.read_data(g["emotion"])
-        except EmodiffError as err:
-            if console is not None:
-                _damaged(console, err)
-            continue
-        counts = np.bincount(emotion.astype(int), minlength=len(EMOTIONS))
-        p = SyntheticAttrs.of(st.attrs_dict(g))
-        table.add_row(_plain(name), str(len(g["emotion"])), *map(str, counts), _plain(p.run), _plain(p.generator),
-                      _plain(p.drawn_with), _plain("" if p.seed is None else p.seed))
+    for r in rows:
+        table.add_row(_plain(r.name), str(r.segments), *map(str, r.per_emotion), _plain(r.run), _plain(r.generator),
+                      _plain(r.drawn_with), _plain("" if r.seed is None else r.seed))
     return table
 
 
@@ -234,44 +217,13 @@ def attrs_table(stats: CorpusStats) -> Table:
     return table
 
 
-def groups_table(f: h5py.File, store: Path) -> Table:
+def groups_table(overview: StoreOverview) -> Table:
     """One row per leaf group under the top-level sections (corpora, embeddings, ...)."""
-    table = _table(_plain(store), ("group", "holds", "created", "config hash"))
+    table = _table(_plain(overview.path), ("group", "holds", "created", "config hash"))
     table.columns[1].min_width = 14
-    for section in st.visible(f):
-        for path, group in _leaf_groups(f[section]):
-            try:
-                with st.reading(group):
-                    created = str(group.attrs.get("created", ""))[:16].replace("T", " ")
-                    row = (_plain(path), _plain(_holds(group)), created, str(group.attrs.get("config_hash", ""))[:8])
-            except EmodiffError:  # listed all the same
-                row = (_plain(path), _plain("could not be read: the file is damaged"), "", "")
-            table.add_row(*row)
-    return table
-
-
-def _leaf_groups(section: h5py.Group) -> list[tuple[str, h5py.Group]]:
-    # A leaf is a group written by one step: it carries the standard config_hash attr.
-    out: list[tuple[str, h5py.Group]] = []
-    for key in st.visible(section):
-        item = section[key]
-        if not isinstance(item, h5py.Group):
-            continue
-        if "config_hash" in item.attrs:
-            out.append((item.name, item))
+    for row in overview.groups:
+        if row.damaged:  # listed all the same
+            table.add_row(_plain(row.path), _plain("could not be read: the file is damaged"), "", "")
         else:
-            out.extend(_leaf_groups(item))
-    return out
-
-
-def _holds(group: h5py.Group) -> str:
-    if "utterances" in group and "id" in group["utterances"]:
-        return f"{len(group['utterances/id'])} utt, {len(group['segments/utt'])} seg"
-    for key in ("pooled", "mel"):
-        if key in group:
-            return f"{key} " + "x".join(str(n) for n in group[key].shape)
-    if "paired_mean_diff" in group.attrs and "experiment" in group.attrs:  # /comparisons/<name>
-        a = group.attrs
-        return (f"{100 * float(a['paired_mean_diff']):+.1f} pp, p {float(a['paired_p_t']):.2g} "
-                f"({int(a['paired_n_folds'])} folds)")
-    return ", ".join(group.keys())
+            table.add_row(_plain(row.path), _plain(row.holds), row.created, row.config_hash)
+    return table

@@ -31,6 +31,9 @@ class ClassifierConfig:
     # Not in the paper (its defaults leave them off); docs/classify.md "A baseline for RAVDESS" has what each gives.
     time_pool: int = 1  # max-pool the conv output over time by this factor before the BLSTM (1: none)
     normalize: bool = False  # standardise each mel bin by the training segments' mean and std (valid frames)
+    # Standardise each mel bin of each segment over its own valid frames first (before `normalize`): a corpus's
+    # recording channel and level, which do not carry to another corpus, leave the input (docs/classify.md).
+    segment_norm: bool = False
     schedule: LrSchedule = "constant"  # lr per step: constant, or cosine from lr down to 0 over the training's steps
     patience: int = 0  # stop after this many validations without a better validation UAR (0: never)
     select_from: int = 1  # the first epoch (with `steps`: step) validated and eligible as the best (else the last)
@@ -41,8 +44,11 @@ class ClassifierConfig:
 
     def recorded(self) -> dict:
         """What a result records of this section (its ``config`` attr): every field, but ``steps`` and
-        ``eval_every`` only when ``steps`` is set, so results recorded before they existed keep their hash."""
+        ``eval_every`` only when ``steps`` is set and ``segment_norm`` only when on, so results recorded before
+        they existed keep their hash."""
         out = asdict(self)
+        if not self.segment_norm:
+            del out["segment_norm"]
         if not self.steps:
             del out["steps"], out["eval_every"]
         return out
@@ -55,8 +61,9 @@ class ClassifierConfig:
         if self.eval_every and not self.steps:
             raise SettingError("classifier", "eval_every", self.eval_every,
                                "0 unless classifier.steps is set (epochs validate once per epoch)")
-        if not isinstance(self.normalize, bool):
-            raise SettingError("classifier", "normalize", self.normalize, "true or false")
+        for name in ("normalize", "segment_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingError("classifier", name, getattr(self, name), "true or false")
         if self.schedule not in get_args(LrSchedule):
             raise SettingError("classifier", "schedule", self.schedule, f"one of {', '.join(get_args(LrSchedule))}")
         if self.kernel_size % 2 == 0:

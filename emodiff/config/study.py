@@ -8,7 +8,7 @@ from typing import get_args
 from emodiff.config.settings import GeneratorName, SettingError, integers
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment
-from emodiff.ser.protocols import MAX_PARTITIONS, WithinCorpus
+from emodiff.ser.protocols import MAX_PARTITIONS, TargetSplit, WithinCorpus
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class StudyConfig:
     comparisons: str = ""
     cross_corpus: str = ""  # a second corpus to test on, trained on `corpus` (the paper's table 3); "": none
     cross_root: str = ""  # its folder
+    # How cross_corpus splits into development and test: speakers | random | groups:K | loso (TargetSplit).
+    cross_split: str = "speakers"
     adaptation: str = ""  # a corpus to adapt to (figure 4): `corpus` + a fraction of it, tested on its other half
     adaptation_root: str = ""  # its folder
     fractions: str = "0, 0.1, 0.2, 0.3, 0.4, 0.5"  # adaptation sweep
@@ -53,6 +55,11 @@ class StudyConfig:
         except EmodiffError:
             raise SettingError("study", "folds", self.folds, "loso, session or groups:K with an integer K >= 3, or "
                                f"groups:KxR with R in 1..{MAX_PARTITIONS}") from None
+        try:
+            TargetSplit.parse(self.cross_split, where="study.cross_split")
+        except EmodiffError:
+            raise SettingError("study", "cross_split", self.cross_split, "speakers, random, loso or groups:K with "
+                               "K >= 2") from None
         if self.vocoder not in VOCODERS:
             raise SettingError("study", "vocoder", self.vocoder, f"one of {', '.join(VOCODERS)}")
         for name in ("experiments", "adaptation_experiments"):

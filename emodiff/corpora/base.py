@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Gender = Literal["F", "M"]
+Gender = Literal["F", "M", ""]  # "": the corpus does not say (a manifest without a gender column)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from emodiff.errors import EmodiffError
 from emodiff.records.base import Meta, as_int, as_str, children, file_name, group_at
+from emodiff.records.segments import SegmentWriter
 from emodiff.store import (
     attrs_dict,
     read_data,
@@ -63,3 +65,13 @@ class Augmented:
         return read_data(f[self.path(self.corpus, self.kind)]["segments/mel"]).astype(np.float16)
 
 
+def augmented_segments(group: h5py.Group, shape: tuple[int, int], dtype: str | np.dtype) -> SegmentWriter:
+    """The ``segments/`` of ``/augmented/<corpus>/<kind>``: a :class:`SegmentWriter` whose extra per-segment column
+    is ``param`` (float32, the speed factor or SNR of each copy: ``append(row, mel, frames, param=value)``)."""
+    return SegmentWriter(group, shape, dtype, extra={"param": np.float32})
+
+
+def write_augmented_attrs(group: h5py.Group, *, corpus: str, kind: str, params: Sequence[float], seed: int,
+                          param_unit: str) -> None:
+    """The attrs of ``/augmented/<corpus>/<kind>``, written once its segments are closed."""
+    group.attrs.update(corpus=corpus, kind=kind, params=list(params), seed=seed, param_unit=param_unit)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -18,7 +19,11 @@ from emodiff.store import (
     open_store,
     read_data,
     read_table,
+    write_table,
 )
+
+if TYPE_CHECKING:  # only for annotations: the corpus readers are not needed to read or write a store
+    from emodiff.corpora import Problem, Utterance
 
 
 def not_prepared(store: Path | str, corpus: str, note: str = "") -> EmodiffError:
@@ -124,4 +129,39 @@ class Corpus(InSection):
         """[U] ``corpus:speaker``, the form a generator's training speakers are recorded in."""
         return np.array([f"{self.name}:{s}" for s in self.utterances["speaker"]])
 
+    @staticmethod
+    def utterance_table(f: h5py.File, name: str) -> dict[str, np.ndarray] | None:
+        """The ``utterances`` columns of ``/corpora/<name>`` alone (no segment index); None when the group
+        lacks the table."""
+        g = group_at(f, Corpus.path(name))
+        if g is None:
+            raise not_prepared(file_name(f), name)
+        return read_table(g["utterances"]) if "utterances" in g else None
 
+
+def write_corpus(group: h5py.Group, kept: Sequence[tuple[Utterance, float, int]], problems: Sequence[Problem], *,
+                 corpus: str, root: str, dtype: str, excluded: Mapping[str, int], mel: Mapping[str, Any],
+                 calm: str | None = None) -> None:
+    """The tables and attrs of a prepared ``/corpora/<corpus>`` (its ``segments/`` are :class:`SegmentWriter`'s):
+    ``utterances``, one row per kept (utterance, decoded duration in s, source sample rate), in segment order;
+    ``skipped`` (path, reason); then the attrs: the corpus's settings, ``mel`` (MelConfig.attrs) and, for
+    RAVDESS only, ``calm``."""
+    utts = [u for u, _, _ in kept]
+    write_table(group.create_group("utterances"), {
+        "id": [u.id for u in utts],
+        "speaker": [u.speaker for u in utts],
+        "gender": [u.gender for u in utts],
+        "session": [u.session for u in utts],
+        "emotion": np.array([u.emotion for u in utts], dtype=np.int8),
+        "text": [u.text for u in utts],
+        "duration_s": np.array([d for _, d, _ in kept], dtype=np.float32),
+        "source_rate": np.array([r for _, _, r in kept], dtype=np.int32),
+        "path": [str(u.path) for u in utts],
+    })
+    write_table(group.create_group("skipped"), {
+        "path": [p.path for p in problems], "reason": [p.reason for p in problems],
+    })
+    group.attrs.update(
+        corpus=corpus, root=root, dtype=dtype, excluded=json.dumps(dict(excluded), sort_keys=True),
+        n_skipped=len(problems), **mel, **({"calm": calm} if calm is not None else {}),
+    )

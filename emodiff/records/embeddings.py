@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -13,7 +16,12 @@ from emodiff.records.base import Meta, as_int, as_str, children, file_name, grou
 from emodiff.store import (
     attrs_dict,
     read_data,
+    write_group,
+    write_table,
 )
+
+# gzip level 1: hidden states barely compress beyond the zero padding, which level 1 already gets.
+GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class Embeddings:
     max_length: int | None = None
     corpus_created: str = ""
     truncated: int = 0
+    pooled_dim: int = 0  # D of pooled [U, D]
 
     @staticmethod
     def path(model: str, corpus: str) -> str:
@@ -63,7 +72,8 @@ class Embeddings:
                    width=int(g["tokens"].shape[1]) if "tokens" in g else 0, source=as_str(a, "model"),
                    template=as_str(a, "template"), pooling=as_str(a, "pooling"), dim=as_int(a, "dim"),
                    max_length=as_int(a, "max_length"), corpus_created=as_str(a, "corpus_created"),
-                   truncated=as_int(a, "truncated") or 0)
+                   truncated=as_int(a, "truncated") or 0,
+                   pooled_dim=int(g["pooled"].shape[1]) if "pooled" in g else 0)
 
     def _path(self) -> str:
         return self.path(self.model, self.corpus)
@@ -79,3 +89,53 @@ class Embeddings:
         return read_data(f[self._path()]["pooled"])
 
 
+class EmbeddingsWriter:
+    """The datasets of an ``/embeddings/<model>/<corpus>`` being encoded: ``tokens`` [U, L, D] float16 (one row
+    per chunk, shuffle + gzip) filled batch by batch with :meth:`write`, then the rest with :meth:`finish`."""
+
+    def __init__(self, group: h5py.Group, rows: int, width: int, dim: int) -> None:
+        self.group = group
+        self.tokens = group.create_dataset(
+            "tokens",
+            shape=(rows, width, dim),
+            dtype=np.float16,
+            chunks=(1, width, dim),
+            compression="gzip",
+            compression_opts=GZIP_LEVEL,
+            shuffle=True,
+        )
+
+    def write(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        """Token states [B, L, D] of ``rows`` (increasing: h5py writes rows in increasing order), zero past each
+        text's length; whole rows, so each chunk is compressed once."""
+        self.tokens[rows] = tokens
+
+    def finish(self, *, pooled: np.ndarray, lengths: np.ndarray, texts: Sequence[str], source: str, model_name: str,
+               template: str, pooling: str, dim: int, max_length: int, corpus: str, corpus_created: str,
+               truncated: int) -> None:
+        """``pooled`` [U, D] float32, ``lengths`` [U] int32, the condition ``texts`` and the attrs (``source``, the
+        folder or name loaded, is the ``model`` attr); the group is complete after this."""
+        self.group.create_dataset("pooled", data=pooled)
+        self.group.create_dataset("lengths", data=lengths)
+        write_table(self.group, {"text": texts})
+        self.group.attrs.update(
+            model=source,
+            model_name=model_name,
+            template=template,
+            pooling=pooling,
+            dim=dim,
+            max_length=max_length,
+            corpus=corpus,
+            corpus_created=corpus_created,
+            truncated=truncated,
+        )
+
+
+@contextlib.contextmanager
+def write_embeddings(store: Path, model: str, corpus: str, *, config: Mapping[str, Any], rows: int, width: int,
+                     dim: int, overwrite: bool = False, what: str = "") -> Iterator[EmbeddingsWriter]:
+    """Encode ``/embeddings/<model>/<corpus>``: yields an :class:`EmbeddingsWriter` for ``rows`` texts of at most
+    ``width`` tokens of ``dim`` values; the group joins the store when the block ends (``write_group``)."""
+    with write_group(store, Embeddings.path(model, corpus), config=config, overwrite=overwrite,
+                     what=what or f"embed {corpus}") as g:
+        yield EmbeddingsWriter(g, rows, width, dim)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,29 @@ class Quality(InSection):
                    synthetic=as_str(a, "synthetic"), classifier=as_str(a, "classifier"),
                    held_out_speakers=as_list(a, "held_out_speakers"), arrays=arrays)
 
+    @cached_property
+    def emotions(self) -> list[str]:
+        """The table's ``emotion`` column: one row per emotion (and any rows the set adds)."""
+        return [str(r) for r in self.table["emotion"]]
+
+    @cached_property
+    def numeric(self) -> dict[str, np.ndarray]:
+        """The table's numeric columns but ``emotion``, whatever the table holds."""
+        return {k: v for k, v in self.table.items() if k != "emotion" and v.dtype.kind in "iuf" and v.ndim == 1}
+
+    @cached_property
+    def text(self) -> dict[str, list[str]]:
+        """The table's other columns with something in them (e.g. ``note``), as str."""
+        return {k: [str(x) for x in v] for k, v in self.table.items()
+                if k != "emotion" and k not in self.numeric and any(str(x) for x in v)}
+
+    @cached_property
+    def summary(self) -> dict[str, float]:
+        """The numeric set-level attrs (``mad_mean``, ``tstr_uar``, the whole set's ``density``, ...); not the
+        yardstick's ``seed`` nor the standard attrs."""
+        return {k: float(v) for k, v in self.attrs.items()
+                if k not in _NOT_SUMMARY and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
     def number(self, key: str) -> float | None:
         """A set-level number (``mad_mean``, ``tstr_uar``, ...); None when missing or NaN."""
         return as_float(self.attrs, key)
@@ -64,6 +88,9 @@ class Quality(InSection):
             for key, values in (arrays or {}).items():
                 g.create_dataset(key, data=values)
             g.attrs.update(attrs)
+
+
+_NOT_SUMMARY = {"seed", "config_hash", "created", "emodiff_version", "config"}
 
 
 def _quality_table(g: h5py.Group) -> h5py.Group:

@@ -45,6 +45,11 @@ class SyntheticAttrs:
     recipe: dict[str, Any] | None = None  # the generator's recipe
     voices: str = "training"  # training, mix or gaussian (emodiff/voices.py); sets drawn before it: training
 
+    @property
+    def corpora(self) -> list[str]:
+        """The corpora the generator was trained on (of its ``corpus:speaker`` training speakers), first seen first."""
+        return list(dict.fromkeys(s.partition(":")[0] for s in self.training_speakers if ":" in s))
+
     def to_attrs(self) -> dict[str, Any]:
         return {**self.drawing, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,
                 "run": self.run, "seed": self.seed, "generator": self.generator, "drawn_with": self.drawn_with,

@@ -243,18 +243,18 @@ def _draw_figures(c: StoreContents, tmp: Path, art: Artifacts) -> list[Path]:
             art.confusion[r.name] = rel
     with st.open_store(c.path) as f:
         for s in c.synthetic:
-            corpus = next((k for k in s.corpora if c.corpus(k)), "")
+            corpus = next((k for k in s.provenance.corpora if c.corpus(k)), "")
             rows = [(corpus, [_first(real_examples(f, corpus, e, 1)) for e in range(len(EMOTIONS))])] if corpus else []
             rows.append((s.name, [_first(synthetic_examples(f, s.name, e, 1)) for e in range(len(EMOTIONS))]))
             path, rel = png(f"mels-{s.name}")
             figures.mels_png(path, rows, f"real ({corpus}) and synthetic ({s.name})" if corpus else s.name)
             art.mels.append(MelFigure(rel, s.name, corpus))
         if not c.synthetic and c.corpora:
-            rows = [(x.stats.name, [_first(real_examples(f, x.stats.name, e, 1)) for e in range(len(EMOTIONS))])
+            rows = [(x.name, [_first(real_examples(f, x.name, e, 1)) for e in range(len(EMOTIONS))])
                     for x in c.corpora]
             path, rel = png("mels-real")
             figures.mels_png(path, rows, "real segments per emotion")
-            art.mels += [MelFigure(rel, "", ", ".join(x.stats.name for x in c.corpora))]
+            art.mels += [MelFigure(rel, "", ", ".join(x.name for x in c.corpora))]
     for e in experiments(c.results):
         if e.kind != "adaptation":
             continue
@@ -302,9 +302,9 @@ def _first(items: list) -> object:
 def _write_audio(c: StoreContents, tmp: Path, art: Artifacts, kind: VocoderKind, k: int,
                  device: str) -> tuple[list[Path], str]:
     """Vocoded real and synthetic clips per emotion -> art.audio; (files, vocoder name)."""
-    real = list(dict.fromkeys(x for s in c.synthetic for x in s.corpora if c.corpus(x)))
+    real = list(dict.fromkeys(x for s in c.synthetic for x in s.provenance.corpora if c.corpus(x)))
     if not real and c.corpora:
-        real = [c.corpora[0].stats.name]
+        real = [c.corpora[0].name]
     sources = [("real", name) for name in real] + [("synthetic", s.name) for s in c.synthetic]
     if not sources:
         art.audio_note = "No audio: the store holds no mels yet; run `emodiff prepare CORPUS ROOT`."

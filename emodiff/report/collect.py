@@ -1,9 +1,11 @@
-"""Read a store into plain dataclasses for the report, defensively.
+"""Read a store into its records for the report, defensively.
 
-Every attr may be missing in a partial or older store: a missing number becomes ``None``, a
-missing string ``""``. A group that cannot be read at all (a dataset missing, a bad attr) is left
-out and named in :attr:`StoreContents.problems`, which the page shows, rather than stopping the
-report.
+Every group is read by its record (emodiff/records/: a missing number becomes ``None``, a missing
+string ``""``); a corpus is summarised (:class:`~emodiff.summary.CorpusStats`). A result becomes a
+:class:`ResultInfo`, the report's view of it: the record's folds, with the settings that older
+results keep only in their config, and its comparison with its baseline. A group that cannot be read
+at all (a dataset missing, a bad attr) is left out and named in :attr:`StoreContents.problems`, which
+the page shows, rather than stopping the report.
 """
 
 from __future__ import annotations
@@ -26,92 +28,13 @@ from emodiff.summary import CorpusStats, corpus_stats
 
 T = TypeVar("T")
 
-GroupMeta = Meta  # the standard attrs every group carries (docs/store.md), as written
-
-
-@dataclass
-class CorpusInfo:
-    stats: CorpusStats
-    meta: GroupMeta
-
-
-@dataclass
-class EmbeddingInfo:
-    model: str
-    corpus: str
-    utterances: int
-    dim: int | None
-    template: str
-    meta: GroupMeta
-
-
-@dataclass
-class RunInfo:
-    name: str
-    step: int | None
-    checkpoint: str
-    sha256: str
-    corpora: list[str]
-    training_speakers: list[str]
-    final: dict[str, float]  # final_<metric> attrs without the prefix, e.g. {"loss": 0.12}
-    meta: GroupMeta
-
-
-@dataclass
-class SyntheticInfo:
-    name: str
-    n: int
-    per_emotion: list[int]  # segments per emotion, EMOTIONS order
-    frames: int
-    generator: str  # the family that drew it
-    drawn_with: str  # how, in the family's words (sampler, steps, guidance, ...)
-    seed: int | None
-    run: str
-    checkpoint: str
-    sha256: str
-    training_speakers: list[str]  # corpus:speaker
-    meta: GroupMeta
-
-    @property
-    def corpora(self) -> list[str]:
-        """The corpora the generator was trained on, in first-seen order."""
-        return list(dict.fromkeys(s.partition(":")[0] for s in self.training_speakers if ":" in s))
-
-
-@dataclass
-class QualityInfo:
-    """``/quality/<set>``: one row per emotion, whatever columns its table holds."""
-
-    name: str
-    corpus: str
-    classifier: str  # JSON of the yardstick classifier's settings, as stored
-    rows: list[str]  # the `emotion` column
-    columns: dict[str, np.ndarray]  # numeric columns
-    text_columns: dict[str, list[str]]  # other str columns with something in them (e.g. `note`)
-    summary: dict[str, float]  # numeric group attrs (set-level values such as mad_mean)
-    meta: GroupMeta
-
-
-@dataclass
-class FoldInfo:
-    name: str
-    uar: float | None
-    wa: float | None
-    f1: float | None
-    best_epoch: int | None
-    seed: int | None
-    confusion: np.ndarray | None  # [4, 4] counts, rows true, columns predicted
-    n_train: int | None = None  # utterances trained and tested on (the fold's `n_train`, `n_test` attrs)
-    n_test: int | None = None
-
-    @property
-    def unit(self) -> str:
-        """The fold without its seed: the name before ``@seedN``, which every seed of the fold shares."""
-        return self.name.split("@seed")[0]
-
 
 @dataclass
 class ResultInfo:
+    """A ``/results`` record as the report shows it: the settings written before their attrs existed taken from
+    its config, mean and std recomputed from the folds when not stored, and its comparison with its baseline
+    (set by :func:`pair_results` once every result is read)."""
+
     name: str
     corpus: str  # the test corpus
     train_corpus: str
@@ -125,9 +48,9 @@ class ResultInfo:
     uar: tuple[float, float] | None  # (mean, std) as stored
     wa: tuple[float, float] | None  # stored, else from the folds (see metric_of)
     f1: tuple[float, float] | None
-    folds: list[FoldInfo]
+    folds: list[Fold]
     classifier: dict[str, Any]  # the config's classifier section
-    meta: GroupMeta
+    meta: Meta
     baseline: str = ""  # the result it is compared with (`paired_baseline`, else the config's `baseline`)
     paired_attrs: dict[str, Any] = field(default_factory=dict)  # the `paired_*` attrs as stored
     paired: PairedComparison | None = None  # against `baseline`, the fold as the unit (see pair_results)
@@ -177,29 +100,29 @@ def direct_comparison(c: Comparison, results: dict[str, ResultInfo], problems: l
 class StoreContents:
     path: Path
     root_version: str
-    corpora: list[CorpusInfo] = field(default_factory=list)
-    embeddings: list[EmbeddingInfo] = field(default_factory=list)
-    runs: list[RunInfo] = field(default_factory=list)
-    synthetic: list[SyntheticInfo] = field(default_factory=list)
-    quality: list[QualityInfo] = field(default_factory=list)
+    corpora: list[CorpusStats] = field(default_factory=list)
+    embeddings: list[Embeddings] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    synthetic: list[Synthetic] = field(default_factory=list)
+    quality: list[Quality] = field(default_factory=list)
     results: list[ResultInfo] = field(default_factory=list)
     directs: list[DirectInfo] = field(default_factory=list)  # /comparisons: one result against another
     problems: list[str] = field(default_factory=list)  # groups left out, and why
 
-    def corpus(self, name: str) -> CorpusInfo | None:
-        return next((c for c in self.corpora if c.stats.name == name), None)
+    def corpus(self, name: str) -> CorpusStats | None:
+        return next((c for c in self.corpora if c.name == name), None)
 
 
 def collect(store: Path) -> StoreContents:
     """Everything the report shows, read from ``store`` (EmodiffError if it is missing or not HDF5)."""
     with st.open_store(store) as f:
         out = StoreContents(path=Path(store), root_version=str(f.attrs.get("emodiff_version", "")))
-        out.corpora = _each(f, "corpora", out.problems, lambda name: _corpus(f[Corpus.path(name)]))
+        out.corpora = _each(f, "corpora", out.problems, lambda name: corpus_stats(f[Corpus.path(name)]))
         out.embeddings = [e for model in Embeddings.models(f)
                           for e in _each(f, f"embeddings/{model}", out.problems,
-                                         lambda corpus, model=model: _embedding(Embeddings.read(f, model, corpus)))]
-        out.runs = _each(f, "runs", out.problems, lambda name: _run(Run.read(f, name)))
-        out.synthetic = _each(f, "synthetic", out.problems, lambda name: _synthetic(Synthetic.read(f, name)))
+                                         lambda corpus, model=model: Embeddings.read(f, model, corpus))]
+        out.runs = _each(f, "runs", out.problems, lambda name: Run.read(f, name))
+        out.synthetic = _each(f, "synthetic", out.problems, lambda name: Synthetic.read(f, name))
         out.quality = _each(f, "quality", out.problems, lambda name: _quality(Quality.read(f, name)))
         out.results = _each(f, "results", out.problems, lambda name: _result(Results.read(f, name)))
         stored = _each(f, "comparisons", out.problems, lambda name: Comparison.read(f, name))
@@ -222,54 +145,11 @@ def _each(f: h5py.File, section: str, problems: list[str], read: Callable[[str],
     return out
 
 
-def _corpus(g: h5py.Group) -> CorpusInfo:
-    return CorpusInfo(corpus_stats(g), Meta.of(g))
-
-
-def _str(a: dict[str, Any], key: str) -> str:
-    v = a.get(key)
-    if v is None:
-        return ""
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _embedding(e: Embeddings) -> EmbeddingInfo:
-    return EmbeddingInfo(model=e.model, corpus=e.corpus, utterances=e.rows, dim=e.dim, template=e.template,
-                         meta=e.meta)
-
-
-def _run(r: Run) -> RunInfo:
-    return RunInfo(name=r.name, step=r.step, checkpoint=r.checkpoint, sha256=r.sha256, corpora=list(r.corpora),
-                   training_speakers=list(r.training_speakers), final=r.final, meta=r.meta)
-
-
-def _synthetic(s: Synthetic) -> SyntheticInfo:
-    p = s.provenance
-    return SyntheticInfo(
-        name=s.name, n=len(s.emotion), per_emotion=s.per_emotion, frames=int(s.mel_shape[-1]) if s.mel_shape else 0,
-        generator=p.generator, drawn_with=p.drawn_with, seed=p.seed, run=p.run, checkpoint=p.checkpoint,
-        sha256=p.checkpoint_sha256, training_speakers=list(p.training_speakers), meta=s.meta)
-
-
-_STANDARD_ATTRS = {"seed", "config_hash", "created", "emodiff_version", "config"}
-
-
-def _quality(q: Quality) -> QualityInfo:
-    table = dict(q.table)
-    rows = [str(r) for r in table.pop("emotion")]
-    numeric = {k: v for k, v in table.items() if v.dtype.kind in "iuf" and v.ndim == 1}
-    text = {k: [str(x) for x in v] for k, v in table.items() if k not in numeric and any(str(x) for x in v)}
-    summary = {k: float(v) for k, v in q.attrs.items()
-               if k not in _STANDARD_ATTRS and isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return QualityInfo(name=q.name, corpus=q.corpus, classifier=q.classifier, rows=rows, columns=numeric,
-                       text_columns=text, summary=summary, meta=q.meta)
-
-
-def _fold(x: Fold) -> FoldInfo:
-    sizes = [x.attrs.get(k) for k in ("n_train", "n_test")]
-    n_train, n_test = (int(v) if isinstance(v, (int, np.integer)) else None for v in sizes)
-    return FoldInfo(name=x.name, uar=x.uar, wa=x.wa, f1=x.f1, best_epoch=x.best_epoch, seed=x.seed,
-                    confusion=x.confusion, n_train=n_train, n_test=n_test)
+def _quality(q: Quality) -> Quality:
+    """``q``, its table's and attrs' views read now (``emotions``, ``numeric``, ``text``, ``summary``), so that a
+    group whose table cannot be shown is left out here, as one that cannot be read."""
+    _ = q.emotions, q.numeric, q.text, q.summary
+    return q
 
 
 def uar_by_key(r: ResultInfo) -> dict[tuple[str, int], float]:
@@ -348,18 +228,18 @@ def metric_of(stored: tuple[float | None, float | None], per_fold: list[float | 
 
 def _result(r: Results) -> ResultInfo:
     cfg = r.meta.config
-    folds = [_fold(x) for x in r.folds]
+    folds = list(r.folds)
     corpus = r.corpus or str(cfg.get("corpus", ""))
     augment = r.augment if "augment" in r.attrs else augment_text(cfg.get("augment"))
     classifier = cfg.get("classifier") if isinstance(cfg.get("classifier"), dict) else {}
     return ResultInfo(
         name=r.name, corpus=corpus, train_corpus=r.train_corpus or str(cfg.get("train_corpus") or corpus),
-        protocol=r.protocol or _str(r.attrs, "folds") or str(cfg.get("protocol") or cfg.get("folds") or ""),
+        protocol=r.protocol or r.fold_scheme or str(cfg.get("protocol") or cfg.get("folds") or ""),
         target_fraction=r.target_fraction, train_on=r.train_on or str(cfg.get("train_on", "")),
         augment=augment, synthetic=r.synthetic, leaky=r.leaky, repeats=max(1, r.repeats or 1),
         uar=metric_of(r.summary("uar"), [f.uar for f in folds]),
         wa=metric_of(r.summary("wa"), [f.wa for f in folds]),
         f1=metric_of(r.summary("f1"), [f.f1 for f in folds]),
         folds=folds, classifier=classifier, meta=r.meta,
-        baseline=_str(r.attrs, "paired_baseline") or str(cfg.get("baseline") or ""),
-        paired_attrs={k: v for k, v in r.attrs.items() if k.startswith("paired_")})
+        baseline=r.paired_baseline or str(cfg.get("baseline") or ""),
+        paired_attrs=r.paired_attrs)

@@ -6,9 +6,11 @@ Numbers are formatted here and nowhere else: UAR, WA and macro-F1 as % with two 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from emodiff.emotions import EMOTIONS
+from emodiff.records import Synthetic
 from emodiff.report.blocks import AudioGrid, Block, Document, Figure, Gallery, Paragraph, Section, Table
 from emodiff.report.collect import DirectInfo, ResultInfo, StoreContents, uar_by_key
 from emodiff.report.comparisons import direct_table, holm_family, in_table, tested
@@ -93,13 +95,13 @@ def summary_blocks(c: StoreContents) -> list[Block]:
     out += [Paragraph(p, "warning") for p in c.problems]
     if c.corpora:
         rows = [[s.name, str(s.utterances), str(s.speakers), f"{s.hours:.2f}",
-                 *(str(s.per_emotion[e][0]) for e in EMOTIONS), str(s.segments)] for s in (x.stats for x in c.corpora)]
+                 *(str(s.per_emotion[e][0]) for e in EMOTIONS), str(s.segments)] for s in c.corpora]
         out.append(Table("Corpora (`emodiff prepare`): utterances per emotion", ["corpus", "utterances", "speakers",
                          "hours", *EMOTIONS, "segments"], rows, [False] + [True] * (4 + len(EMOTIONS))))
     else:
         out.append(Paragraph("No prepared corpus: run `emodiff prepare CORPUS ROOT`.", "missing"))
     if c.embeddings:
-        rows = [[e.model, e.corpus, str(e.utterances), str(e.dim or ""), e.template] for e in c.embeddings]
+        rows = [[e.model, e.corpus, str(e.rows), str(e.dim or ""), e.template] for e in c.embeddings]
         out.append(Table("Text embeddings (`emodiff embed`)", ["model", "corpus", "utterances", "dim", "template"],
                          rows, [False, False, True, True, False]))
     else:
@@ -114,8 +116,7 @@ def summary_blocks(c: StoreContents) -> list[Block]:
     else:
         out.append(Paragraph("No training run: run `emodiff train --recipe demo`.", "missing"))
     if c.synthetic:
-        rows = [[s.name, str(s.n), *map(str, s.per_emotion), s.generator, s.drawn_with,
-                 "" if s.seed is None else str(s.seed), s.run, _speakers(s.training_speakers)] for s in c.synthetic]
+        rows = [_synthetic_row(s) for s in c.synthetic]
         out.append(Table("Synthetic sets (`emodiff sample`): segments per emotion", ["set", "segments", *EMOTIONS,
                          "generator", "drawn with", "seed", "run", "generator's training speakers"], rows,
                          [False] + [True] * (1 + len(EMOTIONS)) + [False, False, True, False, False]))
@@ -137,7 +138,13 @@ def _is_loss(metric: str) -> bool:
     return any(part in metric for part in ("loss", "mse", "vb"))
 
 
-def _speakers(speakers: list[str]) -> str:
+def _synthetic_row(s: Synthetic) -> list[str]:
+    p = s.provenance
+    return [s.name, str(len(s.emotion)), *map(str, s.per_emotion), p.generator, p.drawn_with,
+            "" if p.seed is None else str(p.seed), p.run, _speakers(p.training_speakers)]
+
+
+def _speakers(speakers: Sequence[str]) -> str:
     if len(speakers) <= MAX_SPEAKERS_SHOWN:
         return ", ".join(speakers)
     return f"{len(speakers)}: " + ", ".join(speakers[:MAX_SPEAKERS_SHOWN]) + ", ..."
@@ -151,7 +158,7 @@ def results_blocks(c: StoreContents, exps: list[ResultTable]) -> list[Block]:
         return [Paragraph("No classification results: run `emodiff classify --loso`.", "missing"),
                 Paragraph("The paper's rows are `emodiff classify --loso` with `--train-on real`, `--train-on "
                           "synthetic`, `--train-on real+synthetic` and `--augment synthetic+mixup`.")]
-    corpora = {x.stats.name: x.stats for x in c.corpora}
+    corpora = {x.name: x for x in c.corpora}
     out: list[Block] = []
     for e in exps:
         family = holm_family(e, c.directs)

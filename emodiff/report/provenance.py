@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from emodiff.records import Meta
 from emodiff.report.blocks import Block, Details, Table
-from emodiff.report.collect import GroupMeta, ResultInfo, StoreContents
+from emodiff.report.collect import ResultInfo, StoreContents
 from emodiff.report.experiments import LEAKY
 
 
@@ -28,7 +29,7 @@ def provenance_blocks(c: StoreContents, versions: dict[str, str]) -> list[Block]
     out.append(Table("Groups of the store: when and by what they were made",
                      ["group", "created", "emodiff", "config sha256", "seeds"], rows, [False] * 5, leaky_rows=leaky))
     ckpts = [[f"/runs/{r.name}", r.checkpoint, r.sha256] for r in c.runs]
-    ckpts += [[f"/synthetic/{s.name}", s.checkpoint, s.sha256] for s in c.synthetic]
+    ckpts += [[f"/synthetic/{s.name}", s.provenance.checkpoint, s.provenance.checkpoint_sha256] for s in c.synthetic]
     if ckpts:
         out.append(Table("Checkpoints and their sha256", ["group", "checkpoint", "sha256"], ckpts,
                          [False] * 3))
@@ -37,11 +38,11 @@ def provenance_blocks(c: StoreContents, versions: dict[str, str]) -> list[Block]
     return out
 
 
-def _all_meta(c: StoreContents) -> list[tuple[GroupMeta, str]]:
-    out: list[tuple[GroupMeta, str]] = [(x.meta, "") for x in c.corpora]
+def _all_meta(c: StoreContents) -> list[tuple[Meta, str]]:
+    out: list[tuple[Meta, str]] = [(x.meta, "") for x in c.corpora if x.meta is not None]
     out += [(x.meta, "") for x in c.embeddings]
     out += [(x.meta, _config_seeds(x.meta.config)) for x in c.runs]
-    out += [(x.meta, "" if x.seed is None else f"seed={x.seed}") for x in c.synthetic]
+    out += [(x.meta, "" if x.provenance.seed is None else f"seed={x.provenance.seed}") for x in c.synthetic]
     out += [(x.meta, "") for x in c.quality]
     out += [(r.meta, _result_seeds(r)) for r in c.results]
     return out

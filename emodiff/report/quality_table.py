@@ -10,8 +10,9 @@ import json
 import math
 from collections.abc import Callable
 
+from emodiff.records import Quality
 from emodiff.report.blocks import Block, Paragraph, Table
-from emodiff.report.collect import QualityInfo, StoreContents
+from emodiff.report.collect import StoreContents
 from emodiff.report.experiments import classifier_words
 
 QUALITY_HEADERS = {  # /quality table columns -> headers; others are shown under their own name
@@ -53,19 +54,19 @@ def quality_blocks(c: StoreContents) -> list[Block]:
     return out
 
 
-def _table(q: QualityInfo) -> Table:
+def _table(q: Quality) -> Table:
     known = list(QUALITY_HEADERS)
     # HDF5 lists datasets by name; show the known metrics in their documented order, then the rest
-    keys = sorted((k for k in q.columns if k not in PAIRED_KEYS),
+    keys = sorted((k for k in q.numeric if k not in PAIRED_KEYS),
                   key=lambda k: (known.index(k) if k in known else len(known), k))
-    headers = ["emotion", *(QUALITY_HEADERS.get(k, k) for k in keys), *(p[0] for p in PAIRED), *q.text_columns]
-    rows = [[e, *(number(float(q.columns[k][i])) for k in keys),
-             *_paired(lambda key, i=i: float(q.columns[key][i]) if key in q.columns else math.nan),
-             *(v[i] for v in q.text_columns.values())] for i, e in enumerate(q.rows)]
+    headers = ["emotion", *(QUALITY_HEADERS.get(k, k) for k in keys), *(p[0] for p in PAIRED), *q.text]
+    rows = [[e, *(number(float(q.numeric[k][i])) for k in keys),
+             *_paired(lambda key, i=i: float(q.numeric[key][i]) if key in q.numeric else math.nan),
+             *(v[i] for v in q.text.values())] for i, e in enumerate(q.emotions)]
     measured = any(key in q.summary for key in PAIRED_KEYS)
     if measured:  # the whole set's values are attrs; the other metrics are per emotion only
         rows.append([WHOLE_SET, *([""] * len(keys)), *_paired(lambda key: q.summary.get(key, math.nan)),
-                     *([""] * len(q.text_columns))])
+                     *([""] * len(q.text))])
     shown = {k: v for k, v in q.summary.items() if k not in PAIRED_KEYS and k != "nearest_k"}
     notes = [f"Compared with real segments of {q.corpus}." if q.corpus else "",
              f"Yardstick classifier (for Fréchet distance, consistency, diversity, density, coverage): "
@@ -75,7 +76,7 @@ def _table(q: QualityInfo) -> Table:
              "— marks a metric that is undefined for that emotion. How each metric is computed: "
              "docs/quality.md in the emodiff repository."]
     return Table(f"Table 1 — quality of `{q.name}` per emotion (`{q.meta.path}`)", headers, rows,
-                 [False] + [True] * (len(keys) + len(PAIRED)) + [False] * len(q.text_columns),
+                 [False] + [True] * (len(keys) + len(PAIRED)) + [False] * len(q.text),
                  notes=[n for n in notes if n])
 
 
@@ -96,8 +97,8 @@ def _with_bin(value: float, bin_: float) -> str:
     return number(value) if math.isnan(value) or math.isnan(bin_) or bin_ < 0 else f"{number(value)} (bin {int(bin_)})"
 
 
-def _paired_note(q: QualityInfo, measured: bool) -> str:
-    if not measured and not any(key in q.columns for key in PAIRED_KEYS):
+def _paired_note(q: Quality, measured: bool) -> str:
+    if not measured and not any(key in q.numeric for key in PAIRED_KEYS):
         return (f"Density, coverage, silence fraction and frame change were not measured when `{q.name}` was "
                 f"assessed: `emodiff quality --synthetic {q.name} --overwrite` adds them.")
     k = q.summary.get("nearest_k")

@@ -6,8 +6,9 @@ over time, a bidirectional LSTM over the valid frames, dropout 0.2, a masked mea
 and a linear layer to the emotion classes. Inputs are store segments: mel [B, 80, F] scaled so that
 -1.0 is silence (the padding value), with ``frames`` [B] the number of valid frames in each.
 
-Two options the paper does not have (off by default): ``normalize`` standardises each mel bin by
-statistics of the training segments (buffers ``mel_mean``, ``mel_std``, set by
+Options the paper does not have (off by default): ``segment_norm`` standardises each mel bin of each
+segment over its own valid frames (:func:`segment_standardise`); ``normalize`` standardises each mel bin
+by statistics of the training segments (buffers ``mel_mean``, ``mel_std``, set by
 :meth:`CnnBlstm.set_normalization`), and ``time_pool`` = p max-pools the conv output over time by p
 before the BLSTM, which then runs over ceil(frames / p) steps: the BLSTM is ~90 % of a CPU epoch.
 """
@@ -30,6 +31,16 @@ PAD_VALUE = -1.0  # silence in the store's mel scaling; padding frames and SpecA
 def valid_mask(frames: torch.Tensor, length: int) -> torch.Tensor:
     """Bool [B, length], True on the first ``frames[b]`` frames of row b."""
     return torch.arange(length, device=frames.device)[None, :] < frames[:, None]
+
+
+def segment_standardise(mel: torch.Tensor, frames: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """mel [B, C, F], frames [B] -> (mel - m) / max(s, eps) with m, s [B, C, 1] the mean and std of each bin of
+    each segment over its valid frames; padding frames come out as they went in (the caller pins them)."""
+    mask = valid_mask(frames, mel.shape[2])[:, None, :].to(mel.dtype)
+    n = frames.to(mel.dtype)[:, None, None]
+    mean = (mel * mask).sum(dim=2, keepdim=True) / n
+    var = (((mel - mean) * mask) ** 2).sum(dim=2, keepdim=True) / n
+    return torch.where(mask.bool(), (mel - mean) / var.sqrt().clamp_min(eps), mel)
 
 
 class CnnBlstm(nn.Module):
@@ -73,6 +84,8 @@ class CnnBlstm(nn.Module):
         if frames.shape != (batch,) or int(frames.min()) < 1 or int(frames.max()) > length:
             raise ValueError(f"frames: expected shape ({batch},) with values in [1, {length}], got {frames.tolist()}")
         mask = valid_mask(frames, length)[:, None, :]  # [B, 1, F]
+        if self.cfg.segment_norm:
+            mel = segment_standardise(mel.float(), frames)
         # A "same" convolution would read padding into the last valid frames; pinning padding to a
         # fixed value before, and zero after, each block makes the logits independent of its content
         # (also in training mode, where BatchNorm's statistics see the fixed values only).
@@ -105,6 +118,8 @@ class CnnBlstm(nn.Module):
         count = 0
         for lo in range(0, len(mel), chunk):
             x = mel[lo:lo + chunk].double()
+            if self.cfg.segment_norm:  # the statistics of what embed() standardises
+                x = segment_standardise(x, frames[lo:lo + chunk])
             keep = valid_mask(frames[lo:lo + chunk], x.shape[2])[:, None, :]
             total += (x * keep).sum(dim=(0, 2))
             square += (x * x * keep).sum(dim=(0, 2))

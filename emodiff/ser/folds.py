@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from emodiff import store as st
-from emodiff.corpora import CORPORA
+from emodiff.corpora import CORPORA, unknown_corpus
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment
@@ -109,8 +109,9 @@ def read_corpora(store: Path, corpora: list[str], segments: bool = True) -> Corp
     mels, frames, utts, tables, offset, n = [], [], [], [], {}, 0
     with st.open_store(store) as f:
         for corpus in corpora:
-            if not Corpus.exists(f, corpus) and corpus not in CORPORA:
-                raise EmodiffError(f"unknown corpus {corpus!r}; expected one of {', '.join(CORPORA)}")
+            if not Corpus.exists(f, corpus) and corpus not in CORPORA:  # a named one is "not prepared" below
+                raise EmodiffError(f"{unknown_corpus(corpus)} (prepared in {store}: "
+                                   f"{', '.join(Corpus.names(f)) or 'none'})")
             record = Corpus.read(f, corpus)
             table = record.utterances
             mels.append(torch.from_numpy(record.load_mel(f)) if segments

@@ -8,8 +8,10 @@ Protocols (see shared/corpora.md "Protocols"): IEMOCAP leave-one-speaker-out, 10
 the other speaker of the same session (:func:`loso` with ``pair_by_session=True``); RAVDESS speaker
 groups (:func:`speaker_groups`), repeated over seeded gender-balanced partitions
 (:func:`speaker_partitions`); leave-one-session-out (:func:`by_session`); IEMOCAP -> MSP-IMPROV
-with 30 % dev / 70 % test (:func:`cross_corpus`); source + x % of a target corpus, tested on a fixed
-50 % of its speakers (:func:`adaptation`).
+with 30 % dev / 70 % test, split by speaker (:func:`cross_corpus`), by utterance as the paper did
+(:func:`cross_corpus_random`) or rotated over groups of target speakers so each is tested once
+(:func:`cross_corpus_groups`; :class:`TargetSplit` names the three); source + x % of a target corpus,
+tested on a fixed 50 % of its speakers (:func:`adaptation`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,32 @@ class WithinCorpus:
         if not 1 <= r <= MAX_PARTITIONS:
             raise EmodiffError(f"{where} {text}: R={r} partitions, expected 1..{MAX_PARTITIONS}")
         return cls("groups", k, r)
+
+
+@dataclass(frozen=True)
+class TargetSplit:
+    """How a cross-corpus run splits the target into development (model selection) and test, as
+    ``--target-split`` writes it: ``speakers`` (one seeded split by speaker, ~dev_fraction for
+    development), ``random`` (the paper's: a seeded dev_fraction of the utterances, speakers on both
+    sides), ``groups:K`` (K folds: the sorted target speakers cut into K groups, fold i tests group i
+    and selects on the others, so every target speaker is tested once) or ``loso`` (groups:K with K
+    the number of target speakers)."""
+
+    kind: Literal["speakers", "random", "groups", "loso"]
+    k: int = 0  # groups: folds
+
+    @classmethod
+    def parse(cls, text: str, where: str = "--target-split") -> TargetSplit:
+        """``text`` read; one-line EmodiffError naming ``where`` and what is wrong."""
+        if text in ("speakers", "random", "loso"):
+            return cls(text)  # type: ignore[arg-type]
+        m = re.fullmatch(r"groups:(\d+)", text)
+        if m is None:
+            raise EmodiffError(f"{where} {text!r}: expected speakers, random, loso or groups:K")
+        if int(m[1]) < 2:
+            raise EmodiffError(f"{where} {text}: K={m[1]} groups, expected K >= 2 (a test group and at least one "
+                               "to select on)")
+        return cls("groups", int(m[1]))
 
 
 @dataclass(frozen=True)
@@ -283,6 +311,43 @@ def cross_corpus(n_source: int, target_speakers: Sequence[str], dev_fraction: fl
                 _rows(tgt, order[m:], n_source))
     check_disjoint(fold, all_spk)
     return fold
+
+
+def cross_corpus_random(n_source: int, target_speakers: Sequence[str], dev_fraction: float = 0.3,
+                        seed: int = 0) -> Fold:
+    """The paper's cross-corpus protocol: a seeded random ``round(dev_fraction * T)`` of the T target
+    utterances (at least one, at most T - 1) select the model, the rest test it; a target speaker is
+    usually on both sides (the source trains alone, so no test speaker is trained on)."""
+    if not 0.0 < dev_fraction < 1.0:
+        raise EmodiffError(f"cross_corpus_random: dev_fraction={dev_fraction}, expected 0 < dev_fraction < 1")
+    tgt, _ = _target_labels(n_source, target_speakers, "cross_corpus_random")
+    if len(tgt) < 2:
+        raise EmodiffError("cross_corpus_random: expected at least 2 target utterances (validation and test)")
+    n_dev = min(max(1, round(dev_fraction * len(tgt))), len(tgt) - 1)
+    order = np.random.default_rng(seed).permutation(len(tgt)) + n_source
+    fold = Fold("cross-corpus.random", tuple(range(n_source)), tuple(sorted(int(r) for r in order[:n_dev])),
+                tuple(sorted(int(r) for r in order[n_dev:])))
+    check_disjoint(fold, [None] * (n_source + len(tgt)))  # rows only: the target's speakers are on both sides
+    return fold
+
+
+def cross_corpus_groups(n_source: int, target_speakers: Sequence[str], k: int) -> list[Fold]:
+    """Cross-corpus rotated over the target's speakers: the sorted target speakers cut into k contiguous
+    groups (as :func:`speaker_groups` cuts them); fold i (``target.group=i``) trains on the source, tests
+    on group i and selects the model on every other target speaker. Each target speaker is tested once,
+    so the k folds are the units of the fold-level statistics. k in 2..n_speakers."""
+    tgt, all_spk = _target_labels(n_source, target_speakers, "cross_corpus_groups")
+    names = sorted(set(tgt.tolist()))
+    if not 2 <= k <= len(names):
+        raise EmodiffError(f"cross_corpus_groups: k={k} groups, expected 2..{len(names)} (the target's speakers)")
+    groups = [list(g) for g in np.array_split(np.asarray(names), k)]
+    folds = []
+    for i, test in enumerate(groups):
+        val = [s for s in names if s not in test]
+        fold = Fold(f"target.group={i}", tuple(range(n_source)), _rows(tgt, val, n_source), _rows(tgt, test, n_source))
+        check_disjoint(fold, all_spk)
+        folds.append(fold)
+    return folds
 
 
 def adaptation(n_source: int, target_speakers: Sequence[str], fraction: float, seed: int = 0) -> Fold:
