@@ -122,9 +122,9 @@ def _train_step(batch: int):  # type: ignore[no-untyped-def]
 
     from emodiff.config import load_recipe
     from emodiff.devices import autocast_forward
+    from emodiff.diffusion.objectives import build_denoiser, make_objective
     from emodiff.diffusion.wiener import BlockWiener
     from emodiff.ema import EMA
-    from emodiff.objectives import build_denoiser, make_objective
 
     recipe = load_recipe("demo")
     cfg, frames, tokens = recipe.train, recipe.train.crop_frames or 128, 20

@@ -1,4 +1,4 @@
-"""Diagnose a trained generator (emodiff/diagnose.py): error per noise level against the Gaussian denoiser,
+"""Diagnose a trained generator (emodiff/diffusion/diagnose.py): error per noise level against the Gaussian denoiser,
 condition sensitivity, and sample statistics against real mels. docs/generator.md keeps its numbers.
 
 On real 256-frame windows of utterances (emodiff.segments.UtteranceWindows) of the speakers the run never saw
@@ -25,10 +25,10 @@ from emodiff import store as st
 from emodiff.batches import conditions
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights
 from emodiff.config import recipe_from_dict
-from emodiff.diagnose import condition_gap, error_per_level, mel_statistics, sigma_denoiser
+from emodiff.diffusion.diagnose import condition_gap, error_per_level, mel_statistics, sigma_denoiser
 from emodiff.diffusion.normalize import MelNormalizer
+from emodiff.diffusion.objectives import build_denoiser
 from emodiff.diffusion.wiener import BlockWiener
-from emodiff.objectives import build_denoiser
 from emodiff.segments import UtteranceWindows, load_segments, speaker_matches
 
 

@@ -55,7 +55,7 @@ def test_untrained_model_predicts_exactly_zero():
 @pytest.mark.parametrize("name", ["demo", "ravdess"])
 def test_shipped_unet_sizes_run_forward_and_backward(name):
     # Speed is measured in benchmarks/diffusion.py, not asserted here.
-    from emodiff.objectives import build_denoiser
+    from emodiff.diffusion.objectives import build_denoiser
 
     recipe = load_recipe(RECIPES / f"{name}.yaml")
     assert recipe.denoiser.kind == "unet" and recipe.diffusion.parameterization == "edm"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from emodiff.diagnose import condition_gap, error_per_level, mel_statistics
+from emodiff.diffusion.diagnose import condition_gap, error_per_level, mel_statistics
 from emodiff.diffusion.wiener import BlockWiener, from_blocks, to_blocks
 
 

@@ -1,6 +1,6 @@
 """The diffusion family: the paper's IDDPM (``eps``) and the preconditioned v/EDM process, one interface.
 
-Training: the objective of emodiff/objectives.py on the denoiser it builds, AdamW, gradient clipping,
+Training: the objective of emodiff/diffusion/objectives.py on the denoiser it builds, AdamW, gradient clipping,
 EMA; for v/EDM, sigma_data and the Wiener skip's filter are measured on training examples first and
 kept in the checkpoint. Sampling: the EMA denoiser with the recipe's (or the flags') sampler, steps,
 DDIM eta and classifier-free guidance.
@@ -22,12 +22,12 @@ from emodiff.config import Recipe, check_recipe
 from emodiff.devices import autocast_forward
 from emodiff.diffusion import create_diffusion
 from emodiff.diffusion.normalize import MelNormalizer
+from emodiff.diffusion.objectives import build_denoiser, load_wiener, make_objective
 from emodiff.diffusion.preconditioned import PreconditionedDiffusion
 from emodiff.diffusion.wiener import BlockWiener
 from emodiff.ema import EMA
 from emodiff.errors import EmodiffError
 from emodiff.generators.base import Conditions, SampleRequest, TrainSetup
-from emodiff.objectives import build_denoiser, load_wiener, make_objective
 
 WIENER_EXAMPLES = 2048  # training examples the Wiener filter's moments are estimated from
 FLAT_KEYS = ("tokens", "mask")  # the paper's denoiser is conditioned on the text alone
