@@ -228,3 +228,51 @@ def test_offline_augmentation_adds_only_training_utterances(store):
     job_ravdess = dataclasses.replace(job, train_corpus=None, target_fraction=None, corpus="ravdess")
     with pytest.raises(EmodiffError, match="run `emodiff augment speed --corpus ravdess` first"):
         classify(job_ravdess)
+
+
+def test_target_folds_that_train_alike_share_one_training_with_the_results_of_separate_runs(store, monkeypatch):
+    """The folds of a speaker-disjoint target split all train on the source alone: one training per seed serves
+    them, and each fold's result (its own epoch choice on its own development speakers, its test UAR and
+    predictions) is what training it alone gives, here or in worker processes."""
+    from emodiff.ser import folds as folds_module
+
+    job = ClassifyJob(store=store, corpus="crema-d", train_corpus="ravdess", device="cpu", target_split="loso",
+                      classifier=dataclasses.replace(ONE_EPOCH, steps=6, eval_every=2))
+    trainings = []
+    real_fit = folds_module.fit_selecting
+
+    def counting_fit(*args, **kwargs):  # one call per training; its length is the folds it served
+        fitted = real_fit(*args, **kwargs)
+        trainings.append(len(fitted))
+        return fitted
+
+    monkeypatch.setattr(folds_module, "fit_selecting", counting_fit)
+    classify(dataclasses.replace(job, name="shared"))
+    assert trainings == [3]  # one training, three folds
+
+    trainings.clear()
+    monkeypatch.setattr(folds_module, "shared_trainings", lambda runs, cfg: [(i,) for i in range(len(runs))])
+    classify(dataclasses.replace(job, name="alone"))
+    assert trainings == [1] * 3
+    monkeypatch.undo()
+    classify(dataclasses.replace(job, name="workers", workers=2))
+
+    def folds(name: str) -> dict:
+        with st.open_store(store) as f:
+            g = f[f"results/{name}"]
+            return {k: ({a: g[k].attrs[a] for a in ("uar", "val_uar", "best_step", "seed")},
+                        {d: g[k]["predictions"][d][()].tolist() for d in g[k]["predictions"]})
+                    for k in g if "confusion" in g[k]}
+
+    shared = folds("shared")
+    assert len(shared) == 3 and shared == folds("alone") == folds("workers")
+
+
+def test_shared_trainings_group_only_runs_with_the_same_data_and_seed():
+    from emodiff.ser.folds import FoldRun, shared_trainings
+    from emodiff.ser.protocols import Fold
+
+    a, b, c = Fold("a", (0, 1), (2,), (3,)), Fold("b", (0, 1), (3,), (2,)), Fold("c", (0, 2), (1,), (3,))
+    runs = [FoldRun(a, None, 0), FoldRun(b, None, 0), FoldRun(c, None, 0), FoldRun(a, None, 1), FoldRun(b, None, 1)]
+    assert shared_trainings(runs, ONE_EPOCH) == [(0, 1), (2,), (3, 4)]
+    assert shared_trainings(runs, dataclasses.replace(ONE_EPOCH, patience=2)) == [(i,) for i in range(5)]

@@ -277,3 +277,32 @@ def test_without_weights_or_with_weight_one_training_is_as_before(monkeypatch):
     for k in before:
         assert torch.equal(now[k], before[k]) and torch.equal(weight_one[k], before[k]), k
     assert not torch.equal(halved["out.weight"], before["out.weight"])  # other weights do change the training
+
+
+def test_one_training_with_several_selectors_keeps_what_each_separate_training_would():
+    """fit_selecting: selectors only read the model, so one trajectory serves all; each kept model equals the
+    one a separate fit with that selector alone keeps (weights, step and score)."""
+    data = _data()
+    cfg = replace(CFG, epochs=4)
+    probe = _data(n=8, frames=30)
+
+    def scorer(which: int):
+        def select(model) -> float:  # a deterministic score that peaks at different validations per selector
+            out = utterance_scores(model, probe.mel, probe.frames, np.arange(8), 8, torch.device("cpu"))
+            return float(out[which % 8, which % 4])
+        return select
+
+    shared = training.fit_selecting(cfg, data, torch.device("cpu"), lambda model: [scorer(0)(model), scorer(5)(model)])
+    for kept, which in zip(shared, (0, 5), strict=True):
+        alone = fit(cfg, data, torch.device("cpu"), select=scorer(which))
+        assert (kept.best_step, kept.best_epoch, kept.best_score) == (alone.best_step, alone.best_epoch,
+                                                                        alone.best_score)
+        for k, v in alone.model.state_dict().items():
+            assert torch.equal(kept.model.state_dict()[k], v), k
+    assert shared[0].model is not shared[1].model
+    assert [s.best_step for s in shared] != [0, 0]
+
+
+def test_several_selectors_refuse_early_stopping():
+    with pytest.raises(ValueError, match="patience"):
+        training.fit_selecting(replace(CFG, patience=2), _data(), torch.device("cpu"), lambda m: [0.0, 0.0])

@@ -29,7 +29,7 @@ from emodiff.records import Augmented, Corpus, Synthetic
 from emodiff.ser.classifier import ClassifierConfig, SpecAugment
 from emodiff.ser.metrics import macro_f1, uar, weighted_accuracy
 from emodiff.ser.protocols import Fold
-from emodiff.ser.training import Segments, fit, utterance_scores
+from emodiff.ser.training import Segments, fit_selecting, utterance_scores
 
 
 @dataclass(frozen=True)
@@ -146,35 +146,65 @@ class FoldRun:
 
 
 def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline], spec: FoldSpec,
-               device: torch.device) -> Iterator[tuple[FoldResult, Predictions]]:
+              device: torch.device) -> Iterator[tuple[FoldResult, Predictions]]:
     """Each run's result, in the order of ``runs``: here, one after another, or ``spec.workers`` at a time in
     spawned processes (:func:`_in_worker`), each with this process's torch threads / workers (at least 1).
 
-    A single run stays here, on all the threads. A worker's exception is raised here when its run's turn
-    comes; the runs not started yet are cancelled, and those under way are waited for. Ctrl-C, SIGTERM or
-    the generator's close kill the workers (:func:`emodiff.parallel.process_pool`), and so does this
-    process's death.
+    Runs that train on the same data with the same seed (the folds of a cross-corpus split whose target only
+    validates and tests) are trained once (:func:`shared_trainings`). A single training stays here, on all
+    the threads. A worker's exception is raised here when its run's turn comes; the runs not started yet
+    are cancelled, and those under way are waited for. Ctrl-C, SIGTERM or the generator's close kill the
+    workers (:func:`emodiff.parallel.process_pool`), and so does this process's death.
     """
-    if spec.workers == 1 or len(runs) == 1:
-        for run in runs:
-            yield run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec, run.seed), spec,
-                           device, run.seed)
+    groups = shared_trainings(runs, spec.classifier)
+    group_of = {i: g for g in groups for i in g}
+    if spec.workers == 1 or len(groups) == 1:
+        done: dict[int, tuple[FoldResult, Predictions]] = {}
+        for i in range(len(runs)):
+            if i not in done:  # the first run of its group: train the group
+                group = group_of[i]
+                done.update(zip(group, _run_group([runs[j] for j in group], data, offline, spec, device),
+                                strict=True))
+            yield done.pop(i)
         return
-    with process_pool(min(spec.workers, len(runs)), use_threads, (max(1, thread_budget() // spec.workers),)) as pool:
-        futures = [pool.submit(_in_worker, run, spec) for run in runs]
-        for future in futures:
+    with process_pool(min(spec.workers, len(groups)), use_threads, (max(1, thread_budget() // spec.workers),)) as pool:
+        futures = {g: pool.submit(_in_worker, [runs[j] for j in g], spec) for g in groups}
+        for i in range(len(runs)):
+            group = group_of[i]
             try:
-                yield future.result()
+                results = futures[group].result()
             except BrokenProcessPool:
                 raise EmodiffError(f"classify: a worker process died (killed, or out of memory?); nothing was added "
                                    f"to {spec.store}; run again with fewer --workers") from None
+            yield results[group.index(i)]
 
 
-def _in_worker(run: FoldRun, spec: FoldSpec) -> tuple[FoldResult, Predictions]:
-    """In a worker process: what :func:`fold_runs` runs here for ``run``, reading the store read-only."""
+def shared_trainings(runs: list[FoldRun], cfg: ClassifierConfig) -> list[tuple[int, ...]]:
+    """Indices of ``runs`` grouped by what they train on: the fold's training utterances, the synthetic set and
+    the seed fix the training data (:func:`training_segments`) and its trajectory, so the runs of a group
+    differ only in the utterances that select and test, and one training serves them all. Early stopping
+    (``cfg.patience``) ends each run at its own validation, so then every run trains alone."""
+    if cfg.patience:
+        return [(i,) for i in range(len(runs))]
+    groups: dict[tuple, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault((run.fold.train, run.synth.name if run.synth else None, run.seed), []).append(i)
+    return [tuple(g) for g in groups.values()]
+
+
+def _run_group(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline], spec: FoldSpec,
+               device: torch.device) -> list[tuple[FoldResult, Predictions]]:
+    """The runs of one :func:`shared_trainings` group, trained once."""
+    first = runs[0]
+    train = training_segments(first.fold, data, first.synth, offline, spec, first.seed)
+    return run_folds([run.fold for run in runs], data, train, spec, device, first.seed)
+
+
+def _in_worker(runs: list[FoldRun], spec: FoldSpec) -> list[tuple[FoldResult, Predictions]]:
+    """In a worker process: what :func:`fold_runs` runs here for one group of ``runs``, reading the store
+    read-only."""
     data, offline = _worker_inputs(spec.store, spec.corpora, spec.augment.offline)
-    return run_fold(run.fold, data, training_segments(run.fold, data, run.synth, offline, spec, run.seed), spec,
-                     resolve_device(spec.device), run.seed)
+    return _run_group(runs, data, offline, spec, resolve_device(spec.device))
 
 
 # Read once per worker process, not per run (a worker serves one classify() and ends with its pool);
@@ -247,21 +277,37 @@ def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, off
 
 
 def run_fold(fold: Fold, data: CorpusData, train: Segments, spec: FoldSpec, device: torch.device,
-              seed: int) -> tuple[FoldResult, Predictions]:
+             seed: int) -> tuple[FoldResult, Predictions]:
     """Train on the fold, keep the weights of the best validation UAR, score the test utterances."""
+    return run_folds([fold], data, train, spec, device, seed)[0]
+
+
+def run_folds(folds: list[Fold], data: CorpusData, train: Segments, spec: FoldSpec, device: torch.device,
+              seed: int) -> list[tuple[FoldResult, Predictions]]:
+    """Folds that train on the same ``train`` segments with the same seed, trained once: each keeps the weights
+    of its own best validation UAR and scores its own test utterances, exactly as separate runs would."""
     cfg = replace(spec.classifier, seed=seed)
-    val = _Scorer(fold.val, data, device, cfg.batch_size)
+    val = _Scorer(tuple(sorted({u for fold in folds for u in fold.val})), data, device, cfg.batch_size)
+    where = {u: i for i, u in enumerate(val.utts)}
+    own = [np.array([where[u] for u in fold.val], dtype=np.int64) for fold in folds]
+
+    def val_uars(model) -> list[float]:  # every fold's validation UAR from one pass over their utterances
+        truth, pred = val.truth_pred(model)
+        return [uar(truth[rows], pred[rows]) for rows in own]
+
     masks = SpecAugment(freq_width=spec.augment.masks[0], time_width=spec.augment.masks[1])
-    fitted = fit(cfg, train, device, mixup_alpha=spec.augment.mixup,
-                 specaugment=masks if spec.augment.specaugment else None,
-                 select=lambda model: uar(*val.truth_pred(model)))
-    test = _Scorer(fold.test, data, device, cfg.batch_size)
-    probs = test.scores(fitted.model)
-    truth, pred = test.truth, probs.argmax(axis=1)
-    res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
-                     fitted.best_epoch, fitted.best_score, seed, epochs_run=fitted.epochs_run,
-                     best_step=fitted.best_step, steps_run=fitted.steps_run)
-    return res, (np.asarray(fold.test), pred, probs)
+    fitted = fit_selecting(cfg, train, device, val_uars, mixup_alpha=spec.augment.mixup,
+                           specaugment=masks if spec.augment.specaugment else None)
+    out = []
+    for fold, kept in zip(folds, fitted, strict=True):
+        test = _Scorer(fold.test, data, device, cfg.batch_size)
+        probs = test.scores(kept.model)
+        truth, pred = test.truth, probs.argmax(axis=1)
+        res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
+                         kept.best_epoch, kept.best_score, seed, epochs_run=kept.epochs_run,
+                         best_step=kept.best_step, steps_run=kept.steps_run)
+        out.append((res, (np.asarray(fold.test), pred, probs)))
+    return out
 
 
 class _Scorer:
@@ -269,6 +315,7 @@ class _Scorer:
 
     def __init__(self, utts: tuple[int, ...], data: CorpusData, device: torch.device, batch: int) -> None:
         rows = data.rows_of(utts)
+        self.utts = utts
         local = {u: i for i, u in enumerate(utts)}
         self.mel, self.frames = data.mel[rows], data.frames[rows]
         self.local = np.array([local[u] for u in data.utt[rows]], dtype=np.int64)

@@ -12,8 +12,9 @@ segment outputs into one score row per utterance, the unit every metric is compu
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +116,22 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
     there are fewer) are neither scored nor eligible: an undertrained early point that scores well
     on a small validation set by chance is the selection's commonest failure.
     """
+    return fit_selecting(cfg, data, device, None if select is None else lambda model: [select(model)],
+                         mixup_alpha=mixup_alpha, specaugment=specaugment, seed=seed)[0]
+
+
+def fit_selecting(cfg: ClassifierConfig, data: Segments, device: torch.device,
+                  scores: Callable[[CnnBlstm], Sequence[float]] | None, *, mixup_alpha: float | None = None,
+                  specaugment: SpecAugment | None = None, seed: int | None = None) -> list[Fitted]:
+    """One training as :func:`fit` describes, selecting for several scores at once: ``scores(model)`` -> [S], and
+    entry i of the result holds the weights that maximised score i (one entry, the last weights, without
+    ``scores``).
+
+    Scoring only reads the model, so the trajectory does not depend on the scores: the folds of a
+    cross-corpus split whose target never trains share one training, and each keeps the weights of its own
+    best validation (:func:`emodiff.ser.folds.run_folds`, which scores all their validation utterances in one
+    pass). Early stopping follows one score, so ``cfg.patience`` needs S = 1.
+    """
     seed = cfg.seed if seed is None else seed
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -131,32 +148,46 @@ def fit(cfg: ClassifierConfig, data: Segments, device: torch.device, *, mixup_al
         raise ValueError(f"classifier.schedule {cfg.schedule!r}: expected constant or cosine")
     first = cfg.select_from * (1 if cfg.steps else per_epoch)  # the first step whose validation counts
     passes = math.ceil(total / per_epoch)  # cfg.epochs without cfg.steps
-    best = Fitted(model, passes, float("nan"), passes, total, total)
-    best_state, validations_since_best = None, 0
+    best = [Fitted(model, passes, float("nan"), passes, total, total)]
+    states: list[dict[str, torch.Tensor] | None] = [None]
+    validations_since_best = 0
     batches = _batches(len(data), cfg.batch_size, gen)
     model.train()
     for step in range(1, total + 1):
         train_step(model, opt, data, next(batches), device, gen, mixup_alpha, specaugment, schedule=schedule)
         if step % every and step != total:
             continue
-        scored = select is not None and (step >= first or step == total)
+        scored = scores is not None and (step >= first or step == total)
         if scored or step == total:
             recalibrate_batch_norm(model, data, cfg.batch_size, device, gen)
-        if scored:
-            score = select(model)
-            model.train()
-            if best_state is None or score > best.best_score:
-                best.best_step, best.best_score, validations_since_best = step, score, 0
-                best.best_epoch = math.ceil(step / per_epoch)
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if not scored:
+            continue
+        now = [float(x) for x in scores(model)]  # type: ignore[misc]
+        model.train()
+        if all(state is None for state in states):  # the first validation says how many selections there are
+            if cfg.patience and len(now) > 1:
+                raise ValueError(f"fit_selecting: early stopping (classifier.patience) follows one score, got {len(now)}")
+            best = [Fitted(model, passes, float("nan"), passes, total, total) for _ in now]
+            states = [None] * len(now)
+        if len(now) != len(best):
+            raise ValueError(f"fit_selecting: scores gave {len(now)} values, earlier {len(best)}")
+        for i, score in enumerate(now):
+            if states[i] is None or score > best[i].best_score:
+                best[i].best_step, best[i].best_score = step, score
+                best[i].best_epoch = math.ceil(step / per_epoch)
+                states[i] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                validations_since_best = 0
             else:
                 validations_since_best += 1
-                if cfg.patience and validations_since_best >= cfg.patience:
-                    best.steps_run, best.epochs_run = step, math.ceil(step / per_epoch)
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+        if cfg.patience and validations_since_best >= cfg.patience:
+            best[0].steps_run, best[0].epochs_run = step, math.ceil(step / per_epoch)
+            break
+    for fitted, state in zip(best, states, strict=True):
+        if len(best) > 1:
+            fitted.model = copy.deepcopy(model)
+        if state is not None:
+            fitted.model.load_state_dict(state)
+        fitted.model.eval()
     return best
 
 
