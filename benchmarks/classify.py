@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from emodiff import store as st
-from emodiff.config import load_recipe
 from emodiff.data import ravdess_sample
 from emodiff.devices import resolve_device
+from emodiff.generators import load_recipe
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.ser.classifier import ClassifierConfig, CnnBlstm, count_parameters
 from emodiff.ser.metrics import pool_segments

@@ -120,11 +120,11 @@ def _train_step(batch: int):  # type: ignore[no-untyped-def]
     """One ``emodiff train`` step of the demo recipe on fixed random inputs, as a closure."""
     import torch
 
-    from emodiff.config import load_recipe
     from emodiff.devices import autocast_forward
     from emodiff.diffusion.objectives import build_denoiser, make_objective
     from emodiff.diffusion.wiener import BlockWiener
     from emodiff.ema import EMA
+    from emodiff.generators import load_recipe
 
     recipe = load_recipe("demo")
     cfg, frames, tokens = recipe.train, recipe.train.crop_frames or 128, 20

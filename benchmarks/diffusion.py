@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from emodiff.config import load_recipe
 from emodiff.diffusion import create_diffusion, create_named_schedule_sampler
 from emodiff.diffusion.denoiser import Denoiser, count_parameters
+from emodiff.generators import load_recipe
 from emodiff.train import EMA
 
 SIZES = ("paper",)  # recipes with the flat IDDPM denoiser

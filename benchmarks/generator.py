@@ -24,11 +24,11 @@ import torch
 from emodiff import store as st
 from emodiff.batches import conditions
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights
-from emodiff.config import recipe_from_dict
 from emodiff.diffusion.diagnose import condition_gap, error_per_level, mel_statistics, sigma_denoiser
 from emodiff.diffusion.normalize import MelNormalizer
 from emodiff.diffusion.objectives import build_denoiser
 from emodiff.diffusion.wiener import BlockWiener
+from emodiff.generators import recipe_from_dict
 from emodiff.segments import UtteranceWindows, load_segments, speaker_matches
 
 

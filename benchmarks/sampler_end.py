@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 import torch
 
-from emodiff.generators import Conditions, SampleRequest, family_for
+from emodiff.generators import Conditions, family_for
 from emodiff.generators.diffusion import guided_denoiser
 from emodiff.metrics import frame_change, silence_fraction
 from emodiff.sample import SampleJob, _plan
@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     plan = _plan(SampleJob(store=args.store, n=args.n, run=args.run, name="probe"))
     device = torch.device("cpu")
-    drawer = family_for(plan.recipe).drawer(plan.recipe, plan.state, SampleRequest(), device, plan.checkpoint)
+    drawer = family_for(plan.sampled).drawer(plan.sampled, plan.state, device, plan.checkpoint)
     trained = [str(s) for s in plan.state["training_speakers"]]
     _, tokens, lengths = TextEncoder(plan.text_model, device="cpu").encode(plan.texts)
     speaker = torch.tensor([trained.index(str(plan.utterances["speaker"][r])) for r in plan.rows])

@@ -28,16 +28,13 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from emodiff.errors import EmodiffError
+from emodiff.families import FAMILIES, METHOD
 
 TrainOn = Literal["real", "synthetic", "real+synthetic"]
 TRAIN_ON: tuple[str, ...] = get_args(TrainOn)
 OFFLINE = ("speed", "noise")  # augmentations materialised by `emodiff augment` into /augmented
-# The generator families (emodiff/generators/ has one each; a test checks the two agree), here because
-# experiment texts name them and config imports this module. A family's name is the text of its
-# synthetic data, except the method's own diffusion model, which is plain ``synthetic``.
-GeneratorName = Literal["diffusion", "gan"]
-GENERATORS: tuple[str, ...] = get_args(GeneratorName)
-METHOD = "diffusion"
+# A generator family's name (emodiff/families.py lists them) is the text of its synthetic data, except the
+# method's own diffusion model's (METHOD), which is plain ``synthetic``.
 DEFAULT_MIXUP = 0.2  # Beta(alpha, alpha) when ``mixup`` gives no alpha
 DEFAULT_MASKS = (8, 20)  # SpecAugment's widest frequency mask (bins) and time mask (frames), two of each
 # The controls: each isolates one thing a synthetic set brings (docs/classify.md "Controls").
@@ -79,7 +76,7 @@ class Augment:
         offline: list[str] = []
         for part in filter(None, (p.strip() for p in text.split("+"))):
             kind, _, arg = part.partition(":")
-            if kind == "synthetic" or kind in GENERATORS and not arg:
+            if kind == "synthetic" or kind in FAMILIES and not arg:
                 if "synthetic" in values:
                     raise EmodiffError(f"{where} {text!r}: names synthetic data twice")
                 if "*" in arg.rstrip("*") or arg.endswith("**"):
@@ -87,7 +84,7 @@ class Augment:
                                        "whose names start with PREFIX)")
                 values["synthetic"] = arg if kind == "synthetic" else ""
                 values["generator"] = METHOD if kind == "synthetic" else kind
-            elif kind in GENERATORS:
+            elif kind in FAMILIES:
                 raise EmodiffError(f"{where} {part!r}: {kind} takes no argument (a set by name is synthetic:NAME)")
             elif kind == "mixup":
                 try:
@@ -114,8 +111,9 @@ class Augment:
             elif kind in OFFLINE:
                 offline.append(kind)
             else:
-                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], synthetic:PREFIX*, gan, weight:W, "
-                                   "real:N, shuffle, uniform, mixup[:alpha], specaugment[:FxT], speed or noise")
+                raise EmodiffError(f"{where} {part!r}: expected synthetic[:NAME], synthetic:PREFIX*, "
+                                   f"{', '.join(_other_families())}, weight:W, real:N, shuffle, uniform, "
+                                   "mixup[:alpha], specaugment[:FxT], speed or noise")
         return cls(**values, offline=tuple(dict.fromkeys(offline)))  # type: ignore[arg-type]
 
     @classmethod
@@ -134,8 +132,8 @@ class Augment:
             raise EmodiffError(f"augment offline {offline!r}: expected a list of {', '.join(OFFLINE)}")
         mixup = value.get("mixup")
         generator = value.get("generator", METHOD)  # written only when not the method's: older results lack it
-        if generator not in GENERATORS:
-            raise EmodiffError(f"augment generator {generator!r}: expected one of {', '.join(GENERATORS)}")
+        if generator not in FAMILIES:
+            raise EmodiffError(f"augment generator {generator!r}: expected one of {', '.join(FAMILIES)}")
         masks = value.get("masks", DEFAULT_MASKS)
         extra = value.get("extra_real")
         weight = value.get("weight")
@@ -244,10 +242,10 @@ class Experiment:
     def parse(cls, text: str, where: str = "experiment") -> Experiment:
         """``real``/``synthetic[:NAME]`` parts pick the data, the others are :class:`Augment` parts."""
         parts = [p.strip() for p in text.split("+") if p.strip()]
-        data = [p for p in parts if p == "real" or p.partition(":")[0] in ("synthetic", *GENERATORS)]
+        data = [p for p in parts if p == "real" or p.partition(":")[0] in ("synthetic", *FAMILIES)]
         if not data:
-            raise EmodiffError(f"{where}: {text!r} names no data; expected real, synthetic (or gan) or both joined "
-                               "by '+'")
+            raise EmodiffError(f"{where}: {text!r} names no data; expected real, {_synthetic_words()} or both "
+                               "joined by '+'")
         synthetic = [p for p in data if p != "real"]
         if len(synthetic) > 1 and len(set(synthetic)) > 1:
             raise EmodiffError(f"{where}: {text!r} names synthetic data twice ({', '.join(synthetic)})")
@@ -260,10 +258,11 @@ class Experiment:
             raise EmodiffError(f"{where}: {text!r}: {'+'.join(augment.offline)} augments real utterances; add real")
         for control in CONTROLS:
             if getattr(augment, control) and not synthetic:
-                raise EmodiffError(f"{where}: {text!r}: {control} {_CONTROL_DOES[control]}; add synthetic (or gan)")
+                raise EmodiffError(f"{where}: {text!r}: {control} {_CONTROL_DOES[control]}; add "
+                                   f"{_synthetic_words()}")
         if augment.weight is not None and train_on != "real+synthetic":
             raise EmodiffError(f"{where}: {text!r}: weight:{_number(augment.weight)} {_WEIGHT_DOES}; add "
-                               f"{'synthetic (or gan)' if train_on == 'real' else 'real'}")
+                               f"{_synthetic_words() if train_on == 'real' else 'real'}")
         if data.count("real") > 1:
             raise EmodiffError(f"{where}: {text!r} names real twice; extra real segments are real:N (e.g. "
                                "real+real:400)")
@@ -331,6 +330,17 @@ def name_safe(text: str) -> str:
     """``text`` for a result name: a '*' (``synthetic:PREFIX*``, outside the store's name rule) becomes ``-all``
     (``g0.5-*`` and ``g0.5*`` -> ``g0.5-all``, ``*`` -> ``all``)."""
     return re.sub(r"-*\*", "-all", text).lstrip("-")
+
+
+def _other_families() -> list[str]:
+    """The families whose sets an experiment names by the family's name (all but the method's ``synthetic``)."""
+    return [name for name in FAMILIES if name != METHOD]
+
+
+def _synthetic_words() -> str:
+    """``synthetic (or gan)``: the words that name synthetic data."""
+    others = _other_families()
+    return f"synthetic (or {' or '.join(others)})" if others else "synthetic"
 
 
 def _with_synthetic(augment: Augment, name: str, generator: str = METHOD) -> Augment:

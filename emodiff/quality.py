@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from emodiff import store as st
-from emodiff.config import load_recipe, recipe_from_dict
 from emodiff.devices import resolve_device
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
+from emodiff.generators import load_recipe, recipe_from_dict
 from emodiff.metrics import NEAREST_K, frechet_distance, mad, mean_pairwise_distance, nanmean
 from emodiff.progress import QUIET, Progress
 from emodiff.quality_fidelity import TABLE_FIELDS, FidelityDiversity, fidelity_diversity

@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import torch
 
 from emodiff import store as st
+from emodiff.audio import MelConfig
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, sha256_file
-from emodiff.config import Recipe, Sampler, Voices, recipe_from_dict
+from emodiff.config import Recipe
 from emodiff.devices import resolve_device
-from emodiff.diffusion.preconditioned import SAMPLERS
 from emodiff.emotions import EMOTIONS, emotion_id
 from emodiff.errors import EmodiffError
-from emodiff.generators import Conditions, Drawer, SampleRequest, family_for
+from emodiff.generators import Conditions, Drawer, family_for, recipe_from_dict
 from emodiff.progress import QUIET, Progress
 from emodiff.records import (
     Corpus,
@@ -54,39 +55,21 @@ class SampleJob:
     store: Path
     n: int
     run: str | None = None  # a /runs name in the store, a run folder or a checkpoint file; None: the latest run
-    steps: int | None = None  # respaced steps S; None: the recipe's
-    sampler: Sampler | None = None
-    eta: float | None = None
     emotions: tuple[str, ...] = ()
     speakers: tuple[str, ...] = ()
-    batch_size: int | None = None
     seed: int = 0
     name: str | None = None
     device: str = "auto"
     overwrite: bool = False
-    guidance: float | None = None  # classifier-free guidance W; None: the recipe's
-    voices: Voices | None = None  # training, mix or gaussian (emodiff/voices.py); None: the recipe's
-    sigma_min: float | None = None  # v/edm: where the sampler stops (returning D there); None: the recipe's
+    # The flags over the run's recipe, by their key in its sample section (steps, guidance, batch_size, voices,
+    # ...; sigma_min for v/edm models); None: the recipe's. The run's family checks them (Family.sampled).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.name is not None:
             check_name(self.name)
         if self.n < 1:
             raise EmodiffError(f"--n must be at least 1, got {self.n}")
-        if self.steps is not None and self.steps < 1:
-            raise EmodiffError(f"--steps must be at least 1, got {self.steps}")
-        if self.sampler not in (None, *SAMPLERS):
-            raise EmodiffError(f"--sampler {self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
-        if self.eta is not None and not 0.0 <= self.eta <= 1.0:
-            raise EmodiffError(f"--eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM), got {self.eta}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise EmodiffError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.guidance is not None and not 0.0 <= self.guidance <= 20.0:
-            raise EmodiffError(f"--guidance must be in [0, 20], got {self.guidance}")
-        if self.sigma_min is not None and not self.sigma_min > 0:
-            raise EmodiffError(f"--sigma-min must be > 0, got {self.sigma_min}")
-        if self.voices not in (None, *get_args(Voices)):
-            raise EmodiffError(f"--voices {self.voices!r}: expected one of {', '.join(get_args(Voices))}")
         for e in self.emotions:
             if e not in EMOTIONS:
                 raise EmodiffError(f"--emotion {e!r}: expected one of {', '.join(EMOTIONS)}")
@@ -156,7 +139,8 @@ class _Plan:
     checkpoint: Path
     run: str
     name: str
-    recipe: Recipe
+    recipe: Recipe  # as trained (what the set records)
+    sampled: Recipe  # with the flags (what draws: Family.sampled)
     state: dict[str, Any]
     emotions: list[int]  # the emotions asked for, in order
     speakers: list[str]  # the training speakers asked for, in order
@@ -179,9 +163,7 @@ def sample(job: SampleJob, progress: Progress = QUIET) -> SampleResult:
     start = time.perf_counter()
     plan = _plan(job)
     device = resolve_device(job.device)
-    request = SampleRequest(sampler=job.sampler, steps=job.steps, eta=job.eta, guidance=job.guidance,
-                            voices=plan.voices.mode, sigma_min=job.sigma_min)
-    drawer = family_for(plan.recipe).drawer(plan.recipe, plan.state, request, device, plan.checkpoint)
+    drawer = family_for(plan.sampled).drawer(plan.sampled, plan.state, device, plan.checkpoint)
     config = {"checkpoint_sha256": sha256_file(plan.checkpoint), "n": job.n, **drawer.config, "seed": job.seed,
               "emotions": plan.emotions, "speakers": plan.speakers,
               "batch_size": plan.batch}
@@ -203,8 +185,11 @@ def sample(job: SampleJob, progress: Progress = QUIET) -> SampleResult:
 _PER_SAMPLE_BYTES = 384 * 4 + 8 + 1 + 200
 
 
-def mel_bins(recipe: Recipe) -> int:
-    return recipe.gan.mel_channels if recipe.generator == "gan" else recipe.denoiser.mel_channels
+def mel_bins(state: dict[str, Any]) -> int:
+    """The mel bins a run draws: its training data's, one normaliser mean per bin (a checkpoint from before
+    normalisers: the store's 80), whatever the family."""
+    norm = state.get("normalizer")
+    return int(norm["mean"].numel()) if norm is not None else MelConfig().n_mels
 
 
 def check_room(store: Path, n: int, bins: int, frames: int) -> None:
@@ -230,8 +215,8 @@ def _plan(job: SampleJob) -> _Plan:
     check_recorded_hash(job.store, ckpt_path)
     state = load_checkpoint(ckpt_path)
     recipe = recipe_from_dict(state["recipe"], f"{ckpt_path}:recipe")
-    family_for(recipe).check(recipe)
-    check_room(job.store, job.n, mel_bins(recipe), int(state.get("segment_frames", 256)))
+    sampled = family_for(recipe).sampled(recipe, job.options, str(ckpt_path))
+    check_room(job.store, job.n, mel_bins(state), int(state.get("segment_frames", 256)))
     trained = list(state["training_speakers"])
     speakers = [s for s in trained if speaker_matches(s, list(job.speakers))] if job.speakers else trained
     if not speakers:
@@ -243,15 +228,15 @@ def _plan(job: SampleJob) -> _Plan:
     names = [str(t) for t in trained]
     speaker = np.array([names.index(str(utterances["speaker"][r])) for r in rows], dtype=np.int64)
     genders = speaker_genders(utterances["gender"], utterances["speaker"], names)
-    voices = plan_voices(job.voices or recipe.sample.voices, speaker, genders, job.seed)
+    voices = plan_voices(sampled.sample.voices, speaker, genders, job.seed)
     emotion = np.array([emotions[i % len(emotions)] for i in range(job.n)], dtype=np.int8)
     texts = []
     for r, e in zip(rows, emotion, strict=True):
         corpus, _, spk = str(utterances["speaker"][r]).partition(":")
         texts.append(render_condition(template, text=str(utterances["text"][r]), emotion=int(e), speaker=spk,
                                       gender=str(utterances["gender"][r]), corpus=corpus))
-    return _Plan(ckpt_path, run_name, job.name or run_name, recipe, state, emotions, speakers, rows, speaker, voices,
-                 emotion, texts, utterances, template, text_model, job.batch_size or recipe.sample.batch_size)
+    return _Plan(ckpt_path, run_name, job.name or run_name, recipe, sampled, state, emotions, speakers, rows, speaker,
+                 voices, emotion, texts, utterances, template, text_model, sampled.sample.batch_size)
 
 
 def _write(job: SampleJob, plan: _Plan, drawer: Drawer, config: dict[str, Any], device: torch.device,

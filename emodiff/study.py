@@ -25,11 +25,12 @@ from emodiff.augment import AugmentJob, augment
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint
 from emodiff.classify import ClassifyJob, classify, plan_held_out
 from emodiff.compare import CompareJob, run_compare
-from emodiff.config import Recipe, load_recipe, override
+from emodiff.config import Recipe, override
 from emodiff.corpora import CORPORA, canonical_name
 from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment, name_safe
+from emodiff.generators import load_recipe
 from emodiff.paths import checked_path
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.progress import QUIET, Progress

@@ -36,11 +36,11 @@ from emodiff import __version__
 from emodiff import store as st
 from emodiff.batches import Batch, Batches, split
 from emodiff.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, sha256_file
-from emodiff.config import Recipe, override, recipe_from_dict
+from emodiff.config import Recipe, override
 from emodiff.devices import resolve_device
 from emodiff.diffusion.normalize import MelNormalizer
 from emodiff.errors import EmodiffError
-from emodiff.generators import Trainer, TrainSetup, family_for
+from emodiff.generators import Trainer, TrainSetup, family_for, recipe_from_dict
 from emodiff.paths import checked_path
 from emodiff.progress import QUIET, Progress
 from emodiff.records import Run, check_name

@@ -60,7 +60,7 @@ def toy_with_synthetic(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("toy")
     store = make_toy_store(root / "toy.h5")
     train(TrainJob(store=store, recipe=tiny_recipe(3), corpora=("toy",), out=root / "runs" / "tiny", device="cpu"))
-    sample(SampleJob(store=store, n=8, steps=3, device="cpu"))
+    sample(SampleJob(store=store, n=8, options={"steps": 3}, device="cpu"))
     return store
 
 

@@ -17,10 +17,10 @@ def test_samples_follow_their_emotion_condition(tmp_path):
     base = tiny_recipe(2000, batch_size=16, lr=2e-3, warmup_steps=20, ema_decay=0.98, log_every=500,
                        val_every=2000, checkpoint_every=2000)
     # Wide enough to carry x_t's 80 mel channels through to eps (channels >= 80).
-    recipe = dataclasses.replace(base, denoiser=dataclasses.replace(
+    recipe = base.with_sections(denoiser=dataclasses.replace(
         base.denoiser, channels=128, norm_groups=8, time_dim=32, text_hidden=32, cond_channels=16))
     train(TrainJob(store=store, recipe=recipe, corpora=("toy",), out=tmp_path / "runs" / "cond", device="cpu"))
-    sample(SampleJob(store=store, n=32, steps=25, seed=0, device="cpu"))
+    sample(SampleJob(store=store, n=32, options={"steps": 25}, seed=0, device="cpu"))
     with st.open_store(store) as f:
         mel = f["synthetic/cond/mel"][()].astype(np.float32)
         asked = f["synthetic/cond/emotion"][()]

@@ -19,7 +19,6 @@ from emodiff.checkpoint import FORMAT
 from emodiff.cli import app
 from emodiff.config import (
     COMMON_SECTIONS,
-    FAMILY_SECTIONS,
     RECIPES,
     VOCODERS,
     ClassifierConfig,
@@ -27,11 +26,16 @@ from emodiff.config import (
     SettingError,
     StudyConfig,
     TrainConfig,
-    load_recipe,
     override,
-    recipe_from_dict,
+    own_sections,
 )
 from emodiff.errors import EmodiffError
+from emodiff.generators import family, load_recipe, recipe_from_dict
+
+
+def _own(generator: str) -> tuple[str, ...]:
+    """The sections of a family's own (its module declares them)."""
+    return tuple(own_sections(family(generator)))
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
@@ -87,12 +91,12 @@ def _load_error(tmp_path: Path, data: Any) -> str:
 def test_every_shipped_recipe_round_trips_through_a_file(path, tmp_path):
     recipe = load_recipe(path)
     assert load_recipe(_write(tmp_path / "again.yaml", recipe.to_dict())) == recipe
-    own = {*FAMILY_SECTIONS[recipe.generator], *COMMON_SECTIONS}
+    own = {*_own(recipe.generator), *COMMON_SECTIONS}
     assert own == set(yaml.safe_load(path.read_text())) - {"name", "generator"}  # each states its family's sections
 
 
 # every section, each in a recipe of its family
-OWN_SECTIONS = [("demo", s) for s in (*FAMILY_SECTIONS["diffusion"], *COMMON_SECTIONS)] + [("gan", "gan")]
+OWN_SECTIONS = [("demo", s) for s in (*_own("diffusion"), *COMMON_SECTIONS)] + [("gan", "gan")]
 
 
 @pytest.mark.parametrize(("base", "section"), OWN_SECTIONS)
@@ -253,6 +257,54 @@ def test_a_run_folders_recipe_loads_as_a_recipe_file(tmp_path):
     for base in ("demo", "gan"):
         recipe = load_recipe(base)
         assert load_recipe(_write(tmp_path / f"{base}.yaml", recipe.to_dict())) == recipe
+
+
+# What the shipped recipes recorded before sampling options were each family's own (issue 22): the config hash of
+# Recipe.to_dict() (in every /runs group's config and checkpoint) and the sha256 of runs/NAME/recipe.yaml. Stored
+# runs and sets are recognised as done by these; a change here would train and draw them all again.
+RECORDED = {
+    "ravdess": ("c02d9afb3979d421457423a2e02ff53a943cc46d25d364afff3bc3999b2b388b",
+                "1c72ee4fcce21646a7019389fcdfd606ea1444ec27f27ceb7b5d6f7cb757b088"),
+    "demo": ("8eaebc4a2a7ac0e3ef0d1891bda9e41ab7cac43d0bef87833cf78812691dc112",
+             "2b9dafdde08135c272da6e7a96fa03566b7c5098b64b47b922d3a8447f71fecf"),
+    "gan": ("724cc144c8df749522989c20c266fe4370f3b54f11bf573408ffcd9a1c0e9259",
+            "32ede78d932f85503c77b6961b9e64c186503ea43de3f3f4253b3779580c03ae"),
+    "paper": ("11e8a527bb8694b554e3e0dd640c76c7d4018cf8860e03de97a3970c0d3b4c8d",
+              "1ab94be1a028a46d1dbef9d8ec5a52bffb5e56953366c8bb9d613158c0d3a7ea"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_what_a_shipped_recipe_records_is_unchanged(name):
+    import hashlib
+
+    from emodiff.store import config_hash
+    from emodiff.train import _yaml
+
+    recipe = load_recipe(name)
+    assert (config_hash(recipe.to_dict())[1], hashlib.sha256(_yaml(recipe).encode()).hexdigest()) == RECORDED[name]
+
+
+def test_a_gan_recipe_carries_no_sampling_option_of_another_family(tmp_path):
+    """The GAN draws in one pass: a diffusion sampling option in its sample section would do nothing."""
+    data = _demo("gan")
+    assert set(yaml.safe_load((RECIPES / "gan.yaml").read_text())["sample"]) == {"batch_size"}
+    for key, value in (("guidance", 1.0), ("steps", 24), ("sampler", "ddim")):
+        message = _load_error(tmp_path, {**data, "sample": {"batch_size": 64, key: value}})
+        assert (f"bad.yaml:sample.{key}: a gan recipe has no sample.{key} (that is the diffusion family's); its "
+                "sample settings are batch_size, voices") in message
+    recipe = load_recipe("gan")
+    assert not hasattr(recipe.sample, "steps") and not hasattr(recipe, "diffusion")
+    # what a GAN run recorded (and records) of those settings reads back: runs/NAME/recipe.yaml, a checkpoint
+    assert recipe.to_dict()["sample"] == {"steps": 1, "sampler": "ddpm", "eta": 0.0, "batch_size": 64,
+                                          "guidance": 0.0, "voices": "training"}
+    older = {**data, "sample": {"steps": 100, "sampler": "ddpm", "eta": 0.0, "batch_size": 64, "guidance": 0.0}}
+    assert recipe_from_dict(older, "ckpt.pt:recipe") == recipe
+
+
+def test_the_generator_is_one_the_registry_holds(tmp_path):
+    assert "bad.yaml:generator: 'vae' is not one of diffusion, gan" in _load_error(tmp_path,
+                                                                                   {**_demo(), "generator": "vae"})
 
 
 def test_an_empty_recipe_file_is_an_error(tmp_path):

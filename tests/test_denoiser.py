@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from emodiff.config import DenoiserConfig, load_recipe
+from emodiff.config import DenoiserConfig
 from emodiff.diffusion.denoiser import Denoiser, count_parameters, timestep_embedding
+from emodiff.generators import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = DenoiserConfig(channels=32, blocks_before=1, blocks_after=1, heads=4, time_dim=16, text_dim=24,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from emodiff.classify_job import ClassifyJob, ClassifyRequest
-from emodiff.config import load_recipe
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment
+from emodiff.generators import load_recipe
 from emodiff.records import Meta
 from emodiff.report.collect import ResultInfo, augment_text
 from emodiff.report.experiments import condition, trained_on

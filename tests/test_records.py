@@ -36,7 +36,7 @@ def pipeline(toy_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = root / "s.h5"
     shutil.copy(toy_store, store)
     train(TrainJob(store=store, recipe=tiny_recipe(3), corpora=("toy",), out=root / "runs" / "tiny", device="cpu"))
-    sample(SampleJob(store=store, n=8, steps=3, device="cpu"))
+    sample(SampleJob(store=store, n=8, options={"steps": 3}, device="cpu"))
     classify(ClassifyJob(store=store, corpus="toy", classifier=QUICK, device="cpu"))
     assess(QualityJob(store, classifier=QUICK, device="cpu"))
     return store

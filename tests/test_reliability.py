@@ -441,8 +441,8 @@ def test_a_set_named_after_its_run_follows_the_rule(store: Path, monkeypatch):
 
 def test_default_names_follow_the_rule():
     from emodiff.classify import ClassifyJob
-    from emodiff.config import load_recipe
     from emodiff.experiments import Augment
+    from emodiff.generators import load_recipe
     from emodiff.records import check_name
     from emodiff.study import experiment_job, generator_name
 

@@ -112,7 +112,7 @@ def full_store(tmp_path_factory) -> Path:
     with one_thread():
         train(TrainJob(store=store, recipe=tiny_recipe(3), corpora=("toy",), out=root / "runs" / "tiny",
                        device="cpu"))
-        sample(SampleJob(store=store, n=8, steps=3, device="cpu"))
+        sample(SampleJob(store=store, n=8, options={"steps": 3}, device="cpu"))
         job = ClassifyJob(store=store, corpus="toy", classifier=TINY, device="cpu")
         classify(job)
         classify(dataclasses.replace(job, train_on="real+synthetic", allow_leak=True))

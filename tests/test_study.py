@@ -12,8 +12,9 @@ from toy import tiny_recipe
 
 from emodiff import store as st
 from emodiff.checkpoint import latest_checkpoint
-from emodiff.config import StudyConfig, load_recipe
+from emodiff.config import StudyConfig
 from emodiff.errors import EmodiffError
+from emodiff.generators import load_recipe
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.study import StudyJob, experiment_job, generator_name, run_study
 

@@ -80,7 +80,7 @@ def test_resume_refuses_another_model_and_a_busy_out(store, tmp_path):
     train(_job(store, out, steps=3))
     with pytest.raises(EmodiffError, match="pass --resume"):
         train(_job(store, out, steps=6))
-    other = dataclasses.replace(tiny_recipe(6), denoiser=dataclasses.replace(tiny_recipe().denoiser, channels=32))
+    other = tiny_recipe(6).with_sections(denoiser=dataclasses.replace(tiny_recipe().denoiser, channels=32))
     with pytest.raises(EmodiffError, match="other generator/diffusion/denoiser settings"):
         train(TrainJob(store=store, recipe=other, corpora=("toy",), out=out, resume=True, device="cpu"))
     with pytest.raises(EmodiffError, match="no checkpoint to resume"):
@@ -146,7 +146,7 @@ def test_checkpoint_of_another_configuration(store, tmp_path):
 
 def test_sample_writes_provenance(store, tmp_path):
     train(_job(store, tmp_path / "runs" / "tiny"))
-    result = sample(SampleJob(store=store, n=10, steps=5, seed=3, device="cpu"))
+    result = sample(SampleJob(store=store, n=10, options={"steps": 5}, seed=3, device="cpu"))
     assert result.group == "/synthetic/tiny" and result.n == 10
     with st.open_store(store) as f:
         g = f["synthetic/tiny"]
@@ -164,7 +164,7 @@ def test_sample_writes_provenance(store, tmp_path):
 
 def test_interrupted_sampling_resumes_and_matches(store, tmp_path):
     train(_job(store, tmp_path / "runs" / "tiny"))
-    whole = SampleJob(store=store, n=10, steps=4, batch_size=4, name="whole", device="cpu")
+    whole = SampleJob(store=store, n=10, options={"steps": 4, "batch_size": 4}, name="whole", device="cpu")
     sample(whole)
 
     class StopAfterFirstBatch(Quiet):
@@ -239,7 +239,7 @@ def test_cli_train_and_sample(store, tmp_path, monkeypatch):
 
 def test_sampling_again_is_already_there_unless_settings_differ(store, tmp_path):
     train(_job(store, tmp_path / "runs" / "tiny", steps=3))
-    job = SampleJob(store=store, n=4, steps=3, device="cpu")
+    job = SampleJob(store=store, n=4, options={"steps": 3}, device="cpu")
     assert not sample(job).already_there
     assert sample(job).already_there
     with pytest.raises(EmodiffError, match="exists with other settings"):

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from emodiff import store as st
 from emodiff.cli import app
-from emodiff.config import DenoiserConfig, SampleConfig, check_recipe
+from emodiff.config import DenoiserConfig, SampleConfig
 from emodiff.diffusion.unet import UNet1d
 from emodiff.errors import EmodiffError
 from emodiff.gan.networks import Generator
+from emodiff.generators import family_for
 from emodiff.records import Synthetic
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
@@ -140,10 +141,10 @@ def test_genders_come_from_the_utterance_table():
 def test_training_voices_draw_the_set_drawn_without_the_option(store, tmp_path):
     train(TrainJob(store=store, recipe=unet_recipe(3), corpora=("toy",), out=tmp_path / "runs" / "u", device="cpu"))
     sample(SampleJob(store=store, n=8, device="cpu", name="before"))
-    again = sample(SampleJob(store=store, n=8, device="cpu", name="before", voices="training"))
+    again = sample(SampleJob(store=store, n=8, device="cpu", name="before", options={"voices": "training"}))
     assert again.already_there  # the same config: a set drawn before --voices existed is the same set
-    sample(SampleJob(store=store, n=8, device="cpu", name="training", voices="training"))
-    sample(SampleJob(store=store, n=8, device="cpu", name="mix", voices="mix"))
+    sample(SampleJob(store=store, n=8, device="cpu", name="training", options={"voices": "training"}))
+    sample(SampleJob(store=store, n=8, device="cpu", name="mix", options={"voices": "mix"}))
     with st.open_store(store) as f:
         before, training, mix = (f[f"synthetic/{n}"] for n in ("before", "training", "mix"))
         assert np.array_equal(before["mel"][()], training["mel"][()])
@@ -178,12 +179,13 @@ def test_sample_voices_mix_on_the_command_line_records_the_voices(store, tmp_pat
     with st.open_store(store) as f:
         assert np.array_equal(f["synthetic/mixed"]["mel"][()], mel)
     one_line_error(runner.invoke(app, [*args[:2], "gaussian", *args[3:]]), "exists with other settings")
-    one_line_error(runner.invoke(app, [*args[:2], "nobody", *args[3:]]), "--voices 'nobody'", "training, mix")
+    one_line_error(runner.invoke(app, [*args[:2], "nobody", *args[3:]]), "--voices: sample.voices: 'nobody'",
+                   "training, mix")
 
 
 def test_the_gan_draws_gaussian_voices(store, tmp_path):
     train(TrainJob(store=store, recipe=gan_recipe(3), corpora=("toy",), out=tmp_path / "g", device="cpu"))
-    sample(SampleJob(store=store, n=8, run="g", device="cpu", voices="gaussian"))
+    sample(SampleJob(store=store, n=8, run="g", device="cpu", options={"voices": "gaussian"}))
     with st.open_store(store) as f:
         g = f["synthetic/g"]
         assert g.attrs["voices"] == "gaussian" and g["voice"].shape == (8, 3) and "voice_partner" not in g
@@ -192,11 +194,13 @@ def test_the_gan_draws_gaussian_voices(store, tmp_path):
 
 def test_the_flat_denoiser_has_no_speaker_to_give_another_voice(store, tmp_path):
     train(TrainJob(store=store, recipe=tiny_recipe(3), corpora=("toy",), out=tmp_path / "eps", device="cpu"))
-    with pytest.raises(EmodiffError, match="--voices mix: the flat denoiser .* no speaker embedding"):
-        sample(SampleJob(store=store, n=4, run=str(tmp_path / "eps"), device="cpu", voices="mix"))
+    with pytest.raises(EmodiffError, match="^--voices: .*sample.voices: expected training with diffusion.param"
+                                           "eterization eps .*no speaker embedding.*, got 'mix'$"):
+        sample(SampleJob(store=store, n=4, run=str(tmp_path / "eps"), device="cpu", options={"voices": "mix"}))
     assert not st.has_group(store, "synthetic/eps")
     recipe = tiny_recipe(3)
     with pytest.raises(EmodiffError, match="sample.voices: expected training with diffusion.parameterization eps"):
-        check_recipe(dataclasses.replace(recipe, sample=dataclasses.replace(recipe.sample, voices="gaussian")))
+        family_for(recipe).check(dataclasses.replace(recipe, sample=dataclasses.replace(recipe.sample,
+                                                                                       voices="gaussian")))
     with pytest.raises(ValueError, match="sample.voices: expected one of training, mix, gaussian"):
         SampleConfig(voices="nobody")  # type: ignore[arg-type]

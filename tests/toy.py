@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from emodiff import store as st
-from emodiff.config import DenoiserConfig, DiffusionConfig, GanConfig, Recipe, SampleConfig, TrainConfig
+from emodiff.config import DenoiserConfig, DiffusionConfig, Recipe, TrainConfig
 from emodiff.embed import EmbedJob, embed
+from emodiff.generators.diffusion import DiffusionSampleConfig, DiffusionSections
+from emodiff.generators.gan import GanConfig, GanSampleConfig, GanSections
 
 SPEAKERS = ("s1", "s2", "s3")
 
@@ -65,13 +67,15 @@ def tiny_recipe(steps: int = 6, **train: object) -> Recipe:
     """A denoiser of a few thousand parameters on a 50-step process: seconds on a CPU."""
     return Recipe(
         name="tiny",
-        diffusion=DiffusionConfig(steps=50),
-        denoiser=DenoiserConfig(channels=16, blocks_before=1, blocks_after=1, heads=2, time_dim=16,
-                                text_dim=384, text_hidden=16, cond_channels=8, norm_groups=4),
+        generator="diffusion",
+        sections=DiffusionSections(
+            diffusion=DiffusionConfig(steps=50),
+            denoiser=DenoiserConfig(channels=16, blocks_before=1, blocks_after=1, heads=2, time_dim=16,
+                                    text_dim=384, text_hidden=16, cond_channels=8, norm_groups=4)),
         train=TrainConfig(**{"batch_size": 4, "steps": steps, "lr": 1e-3, "warmup_steps": 2, "ema_decay": 0.9,
                              "val_fraction": 0.2, "val_every": 3, "log_every": 3, "checkpoint_every": 3,
                              **train}),  # type: ignore[arg-type]
-        sample=SampleConfig(steps=10, batch_size=4),
+        sample=DiffusionSampleConfig(steps=10, batch_size=4),
     )
 
 
@@ -79,14 +83,16 @@ def unet_recipe(steps: int = 6, parameterization: str = "edm", **train: object) 
     """A U-Net of about 100 k parameters with v or EDM preconditioning on 32-frame windows: seconds on a CPU."""
     return Recipe(
         name="unet",
-        diffusion=DiffusionConfig(parameterization=parameterization, learn_sigma=False),  # type: ignore[arg-type]
-        denoiser=DenoiserConfig(kind="unet", channels=16, channel_mult=(1, 2), blocks_per_level=1,
-                                attention_levels=(1,), heads=2, norm_groups=4, emb_dim=32, text_dim=384),
+        generator="diffusion",
+        sections=DiffusionSections(
+            diffusion=DiffusionConfig(parameterization=parameterization, learn_sigma=False),  # type: ignore[arg-type]
+            denoiser=DenoiserConfig(kind="unet", channels=16, channel_mult=(1, 2), blocks_per_level=1,
+                                    attention_levels=(1,), heads=2, norm_groups=4, emb_dim=32, text_dim=384)),
         train=TrainConfig(**{"batch_size": 8, "steps": steps, "lr": 2e-3, "warmup_steps": 2, "ema_decay": 0.99,
                              "ema_warmup": True, "cond_dropout": 0.15, "crop_frames": FRAMES,
                              "val_fraction": 0.2, "val_every": 3, "log_every": 3, "checkpoint_every": 3,
                              **train}),  # type: ignore[arg-type]
-        sample=SampleConfig(steps=12, sampler="dpmpp-2m", batch_size=8, guidance=1.0),
+        sample=DiffusionSampleConfig(steps=12, sampler="dpmpp-2m", batch_size=8, guidance=1.0),
     )
 
 
@@ -95,10 +101,11 @@ def gan_recipe(steps: int = 6, gan: dict | None = None, **train: object) -> Reci
     return Recipe(
         name="gan",
         generator="gan",
-        gan=GanConfig(**{"latent_dim": 8, "channels": 32, "levels": 2, "emb_dim": 16, "disc_channels": 16,
-                         "kernel_size": 3, "lr_d": 2e-3, **(gan or {})}),  # type: ignore[arg-type]
+        sections=GanSections(gan=GanConfig(**{"latent_dim": 8, "channels": 32, "levels": 2, "emb_dim": 16,
+                                              "disc_channels": 16, "kernel_size": 3, "lr_d": 2e-3,
+                                              **(gan or {})})),  # type: ignore[arg-type]
         train=TrainConfig(**{"batch_size": 8, "steps": steps, "lr": 1e-3, "warmup_steps": 0, "ema_decay": 0.9,
                              "ema_warmup": True, "val_fraction": 0.2, "val_every": 3, "log_every": 3,
                              "checkpoint_every": 3, **train}),  # type: ignore[arg-type]
-        sample=SampleConfig(batch_size=8),
+        sample=GanSampleConfig(batch_size=8),
     )

@@ -80,7 +80,8 @@ def train(
     """Train the text-conditioned diffusion model on stored segments (multi-GPU: run it under torchrun)."""
     _threads(threads)
     from emodiff.cli.render import train_summary
-    from emodiff.config import load_recipe, override
+    from emodiff.config import override
+    from emodiff.generators import load_recipe
     from emodiff.store import resolve_store
     from emodiff.train import TrainJob
     from emodiff.train import train as run_train
@@ -102,12 +103,13 @@ def train(
 def sample(
     n: Annotated[int, typer.Option("--n", help="How many segments to draw.")] = 64,
     run: Annotated[str | None, typer.Option(help="A run recorded in the store, a run folder or a checkpoint file. Default: the latest run.", show_default=False)] = None,
-    steps: Annotated[int | None, typer.Option(help="Respaced sampling steps S. Default: the recipe's (100).", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help="Respaced sampling steps S (diffusion runs). Default: the recipe's (100).", show_default=False)] = None,
     sampler: Annotated[str | None, typer.Option(help="ddpm (ancestral) or ddim; for v/edm models also heun and dpmpp-2m (DPM-Solver++(2M)). Default: the recipe's. Diffusion runs only (a GAN draws in one pass).", show_default=False)] = None,
-    eta: Annotated[float | None, typer.Option(help="DDIM noise in [0, 1] (0 = deterministic, 1 = DDPM). Default: the recipe's.", show_default=False)] = None,
+    eta: Annotated[float | None, typer.Option(help="DDIM noise in [0, 1] (0 = deterministic, 1 = DDPM; diffusion runs). Default: the recipe's.", show_default=False)] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance weight W in [0, 20]: D = D_cond + W (D_cond - D_uncond); 0 = none. v/edm models only. Default: the recipe's.", show_default=False)] = None,
     sigma_min: Annotated[float | None, typer.Option(help="The last noise level the sampler visits, returning the denoised estimate there (v/edm models). Larger than the recipe's 0.002 (e.g. 0.2) skips the last steps, which add frame-to-frame jitter real mels lack (docs/generator.md). Default: the recipe's diffusion.sigma_min.", show_default=False)] = None,
     voices: Annotated[str | None, typer.Option(help="Whose voice each sample speaks in: training (the speaker whose transcript it borrows), mix (that speaker's embedding mixed with another training speaker's, weight in [0.25, 0.75]) or gaussian (drawn from a Gaussian fitted to the training speakers' embeddings). Default: the recipe's (training).", show_default=False)] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="A sampling option of the run's generator family, KEY=VALUE (repeatable; VALUE read as YAML), over its recipe's sample.KEY, e.g. --option guidance=1.5: the way to any family's options (--steps, --sampler, --eta, --guidance and --sigma-min are the diffusion family's, --voices and --batch-size every family's). The family checks it as it checks its recipe.", show_default=False)] = None,
     emotion: Annotated[list[str] | None, typer.Option(help="Only these emotions (repeatable). Default: all four, balanced.", show_default=False)] = None,
     speaker: Annotated[list[str] | None, typer.Option(help="Only these training speakers, CORPUS:SPEAKER or SPEAKER (repeatable). Default: all, balanced.", show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Segments per sampling batch. Default: the recipe's.", show_default=False)] = None,
@@ -121,14 +123,16 @@ def sample(
     """Draw labelled synthetic mel segments from a trained run into /synthetic/NAME (interrupted runs resume)."""
     _threads(threads)
     from emodiff.cli.render import sample_summary
+    from emodiff.config import parse_options
     from emodiff.sample import SampleJob
     from emodiff.sample import sample as run_sample
     from emodiff.store import resolve_store
 
-    job = SampleJob(store=resolve_store(store), n=n, run=run, steps=steps, sampler=sampler, eta=eta,  # type: ignore[arg-type]
-                    emotions=tuple(emotion or ()), speakers=tuple(speaker or ()), batch_size=batch_size,
-                    seed=seed, name=name, device=device, overwrite=overwrite, guidance=guidance,
-                    voices=voices, sigma_min=sigma_min)  # type: ignore[arg-type]
+    options = parse_options(option or [], {"steps": steps, "sampler": sampler, "eta": eta, "guidance": guidance,
+                                           "sigma_min": sigma_min, "voices": voices, "batch_size": batch_size})
+    job = SampleJob(store=resolve_store(store), n=n, run=run, emotions=tuple(emotion or ()),
+                    speakers=tuple(speaker or ()), seed=seed, name=name, device=device, overwrite=overwrite,
+                    options=options)
     with _Bar("sample") as bar:
         result = run_sample(job, bar)
     sample_summary(console, job.store, result)
@@ -207,7 +211,8 @@ def classify(
     from emodiff.classify import classify as run_classify
     from emodiff.classify_job import ClassifyRequest
     from emodiff.cli.render import classify_summary
-    from emodiff.config import load_recipe, override
+    from emodiff.config import override
+    from emodiff.generators import load_recipe
     from emodiff.store import resolve_store
 
     request = ClassifyRequest(  # checks how the protocol flags combine
@@ -268,7 +273,7 @@ def quality(
     """How good a synthetic set is (docs/quality.md): TSTR vs TRTR on speakers the generator never saw, a two-sample AUC, per-emotion consistency, Frechet distance, MAD -> /quality/NAME."""
     _threads(threads)
     from emodiff.cli.render import quality_summary
-    from emodiff.config import load_recipe
+    from emodiff.generators import load_recipe
     from emodiff.quality import QualityJob, assess
     from emodiff.store import resolve_store
 
@@ -320,7 +325,8 @@ def study(
 ) -> None:
     """The whole study: prepare, embed, train leak-free generators, sample, classify each experiment, quality, report."""
     _threads(threads)
-    from emodiff.config import load_recipe, override
+    from emodiff.config import override
+    from emodiff.generators import load_recipe
     from emodiff.store import resolve_store
     from emodiff.study import StudyJob, run_study
 

@@ -1,4 +1,6 @@
-"""The generator families' sections: ``diffusion`` and ``denoiser`` (the diffusion model), ``gan``."""
+"""The diffusion model's sections, ``diffusion`` and ``denoiser``, and the settings of its that must agree across
+sections. They are here, below the families, because the building blocks of emodiff/diffusion/ take them; the
+diffusion family (emodiff/generators/diffusion.py) declares them as its recipe sections."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ from dataclasses import dataclass
 
 from emodiff.config.settings import (
     DenoiserKind,
-    GanLoss,
     Normalize,
     Parameterization,
     Schedule,
@@ -15,8 +16,10 @@ from emodiff.config.settings import (
     TimestepSampler,
     integers,
     is_int,
+    mismatch,
     numbers,
 )
+from emodiff.config.training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -131,39 +134,16 @@ def check_unet_denoiser(cfg: DenoiserConfig) -> None:
                                f"channel_mult: {widths}) is divisible by")
 
 
-@dataclass(frozen=True)
-class GanConfig:
-    """The conditional GAN baseline (emodiff/gan/, ``generator: gan``): a 1-D convolutional generator over
-    frames (mel bins as channels) and a projection discriminator with spectral normalisation.
-
-    The generator is trained at ``train.lr``, the discriminator at ``lr_d`` (two time-scale rule,
-    Heusel et al. 2017), both with Adam betas (0, 0.9) as in SAGAN (Zhang et al. 2019).
-    """
-
-    mel_channels: int = 80
-    latent_dim: int = 64  # noise channels per latent position (one position per 2^levels frames)
-    channels: int = 256  # generator width at the coarsest levels; halved per finer level, min 64
-    levels: int = 4  # x2 upsamplings in the generator, /2 downsamplings in the discriminator
-    emb_dim: int = 128  # emotion, speaker (and text) embeddings
-    disc_channels: int = 64  # discriminator width at the finest level; doubled per level, at most 8x
-    kernel_size: int = 5
-    text: bool = False  # also condition on the utterance's text (its token vectors, mean-pooled)
-    text_dim: int = 384
-    loss: GanLoss = "hinge"  # hinge (Lim & Ye 2017; Miyato et al. 2018) or WGAN-GP (Gulrajani et al. 2017)
-    gp_weight: float = 10.0  # wgan-gp: lambda of the gradient penalty
-    spectral_norm: bool = True  # on every discriminator layer (Miyato et al. 2018)
-    lr_d: float = 4.0e-4
-    d_steps: int = 1  # discriminator updates per generator update
-    # Latif et al. (2020)'s mixup GAN: the discriminator also sees real pairs mixed with
-    # lambda ~ Beta(alpha, alpha), their conditions mixed alike; 0 = off.
-    mixup: float = 0.0
-
-    def __post_init__(self) -> None:
-        integers(self, "gan", 1, "mel_channels", "latent_dim", "channels", "emb_dim", "disc_channels",
-                  "text_dim", "d_steps")
-        integers(self, "gan", 0, "levels")
-        if not (isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1 and self.kernel_size >= 1):
-            raise SettingError("gan", "kernel_size", self.kernel_size, "an odd integer >= 1")
-        numbers(self, "gan", lambda v: v > 0, "a number > 0", "lr_d")
-        numbers(self, "gan", lambda v: v >= 0, "a number >= 0", "gp_weight", "mixup")
-
+def check_diffusion_model(d: DiffusionConfig, den: DenoiserConfig, train: TrainConfig, where: str = "recipe") -> None:
+    """The model's settings that must agree across sections; EmodiffError names the first that does not. The
+    denoiser is built only for a pair it can train (emodiff/diffusion/objectives.py asks this too)."""
+    if (den.kind == "flat") != (d.parameterization == "eps"):
+        raise mismatch(where, "diffusion.parameterization", d.parameterization,
+                       "eps with denoiser.kind flat (the paper's IDDPM), v or edm with denoiser.kind unet")
+    multiple = 2 ** (len(den.channel_mult) - 1)  # the U-Net halves the frames between levels
+    if den.kind == "unet" and train.crop_frames % multiple:
+        raise mismatch(where, "train.crop_frames", train.crop_frames, f"0 or a multiple of {multiple} (the U-Net "
+                       f"halves the frames {multiple.bit_length() - 1} times)")
+    if d.parameterization != "eps" and d.skip == "wiener" and train.crop_frames % d.wiener_block:
+        raise mismatch(where, "diffusion.wiener_block", d.wiener_block, f"a divisor of train.crop_frames "
+                       f"({train.crop_frames}), the frames the Wiener skip is fitted on")

@@ -1,41 +1,91 @@
-"""A recipe: its sections, built from YAML with every key type-checked, checked across sections,
-loaded from a file or a shipped name, and overridden by flags."""
+"""A recipe: the sections every recipe has and the sections of one generator family, a tagged union whose
+``generator`` says which family; built from YAML with every key type-checked, checked by its family, loaded
+from a file or a shipped name, and overridden by flags.
+
+What a family adds to a recipe it declares in its own module (:class:`RecipeFamily`; emodiff/generators/). The
+functions that read a recipe take the families as an argument, so that config knows none of them and imports
+no torch: steps and the CLI read recipes through :func:`emodiff.generators.load_recipe`, which passes them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_type_hints
+from typing import Any, Literal, Protocol, TypeVar, get_args, get_type_hints
 
 import yaml
 
 from emodiff.config.classifier import ClassifierConfig
-from emodiff.config.generator import DenoiserConfig, DiffusionConfig, GanConfig
 from emodiff.config.settings import GeneratorName, SettingError
 from emodiff.config.study import StudyConfig
-from emodiff.config.training import SampleConfig, TrainConfig
+from emodiff.config.training import SampleSettings, TrainConfig
 from emodiff.errors import EmodiffError
+from emodiff.families import METHOD
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
-    """A whole recipe file: a name and one section per concern."""
+    """A whole recipe: a name, its generator family, the family's own sections and the common ones.
+
+    ``sections`` is the family's dataclass with one field per section of its own, named by its YAML key
+    (``diffusion`` and ``denoiser``, or ``gan``): a recipe holds its family's sections and no other's.
+    ``recipe.gan`` reads that field (:meth:`__getattr__`). ``sample`` is the family's ``sample`` section: the
+    settings every family shares (:class:`SampleConfig`) and the family's own sampling options.
+    """
 
     name: str = "custom"
-    generator: GeneratorName = "diffusion"  # which generator family trains and samples (emodiff/generators/)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
-    gan: GanConfig = field(default_factory=GanConfig)
+    generator: GeneratorName  # which family trains and samples (emodiff/families.py lists them)
+    sections: Any
     train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    sample: SampleSettings
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
 
+    def __getattr__(self, key: str) -> Any:
+        """A section of the recipe's family by its key (``recipe.diffusion``); AttributeError in a recipe of
+        another family. Python asks only for names that are not fields."""
+        sections = self.__dict__.get("sections")  # not self.sections: a copy or unpickling asks before it is set
+        if not key.startswith("__") and dataclasses.is_dataclass(sections):
+            if key in {f.name for f in fields(sections)}:
+                return getattr(sections, key)
+            raise AttributeError(f"a {self.__dict__.get('generator')} recipe has no {key} section")
+        raise AttributeError(key)
+
+    def with_sections(self, **sections: Any) -> Recipe:
+        """A copy with some of its family's sections replaced: ``recipe.with_sections(denoiser=...)``."""
+        return dataclasses.replace(self, sections=dataclasses.replace(self.sections, **sections))
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON values (tuples become lists), with the sections of this recipe's family only."""
-        other = {key for fam, keys in FAMILY_SECTIONS.items() if fam != self.generator for key in keys}
-        return {k: v for k, v in _plain(dataclasses.asdict(self)).items() if k not in other}
+        """What a run records of its recipe (checkpoints, /runs, /synthetic, runs/NAME/recipe.yaml): plain
+        YAML/JSON values in file order, its family's sections after ``generator``."""
+        own = {f.name: recorded(getattr(self.sections, f.name)) for f in fields(self.sections)}
+        return {"name": self.name, "generator": self.generator, **own, "train": recorded(self.train),
+                "sample": recorded(self.sample), "classifier": recorded(self.classifier),
+                "study": recorded(self.study)}
+
+
+class RecipeFamily(Protocol):
+    """What a generator family declares about its recipes (the rest of a family: emodiff/generators/base.py)."""
+
+    name: str
+    # A frozen dataclass: one field per section of its own, named by its YAML key, typed by that section's settings
+    # (each a frozen dataclass with defaults that checks its ranges in __post_init__).
+    sections: type
+    sample: type  # its ``sample`` section: SampleConfig's shared settings and its own sampling options, checked
+
+    def check(self, recipe: Recipe, where: str = "recipe") -> None:
+        """Refuse a recipe whose sections do not agree; EmodiffError names ``where`` and the first bad key."""
+        ...
+
+
+def recorded(section: Any) -> dict[str, Any]:
+    """A section as a recipe records it: its fields as plain values, or its ``recipe_dict()`` where it has one (a
+    section that records keys it no longer has, so that runs stored before keep their config hashes)."""
+    if hasattr(section, "recipe_dict"):
+        return section.recipe_dict()
+    return _plain(dataclasses.asdict(section))
 
 
 def _plain(value: Any) -> Any:
@@ -47,13 +97,20 @@ def _plain(value: Any) -> Any:
 
 
 T = TypeVar("T")
-SECTIONS: dict[str, type] = {
-    "diffusion": DiffusionConfig, "denoiser": DenoiserConfig, "gan": GanConfig, "train": TrainConfig,
-    "sample": SampleConfig, "classifier": ClassifierConfig, "study": StudyConfig,
-}
-# The sections of one generator family; a recipe states its own family's and the common ones.
-FAMILY_SECTIONS: dict[str, tuple[str, ...]] = {"diffusion": ("diffusion", "denoiser"), "gan": ("gan",)}
-COMMON_SECTIONS = ("train", "sample", "classifier", "study")
+COMMON_SECTIONS = ("train", "sample", "classifier", "study")  # in every recipe; ``sample``'s type is the family's
+_COMMON_TYPES: dict[str, type] = {"train": TrainConfig, "classifier": ClassifierConfig, "study": StudyConfig}
+
+
+def own_sections(family: RecipeFamily) -> dict[str, type]:
+    """The sections of ``family``'s own, in file order: YAML key -> settings dataclass."""
+    hints = get_type_hints(family.sections)
+    return {f.name: hints[f.name] for f in fields(family.sections)}
+
+
+def section_types(family: RecipeFamily) -> dict[str, type]:
+    """Every section of a recipe of ``family``, in file order: YAML key -> settings dataclass."""
+    return {**own_sections(family), "train": TrainConfig, "sample": family.sample,
+            "classifier": ClassifierConfig, "study": StudyConfig}
 
 
 def build(cls: type[T], values: dict[str, Any], where: str) -> T:
@@ -103,84 +160,73 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     raise TypeError(f"{where}: no check for type {hint!r}")
 
 
-def recipe_from_dict(data: dict[str, Any], where: str = "recipe", complete: bool = False) -> Recipe:
+def build_recipe(data: Any, where: str, families: Mapping[str, RecipeFamily], complete: bool = False) -> Recipe:
     """Build a Recipe from its YAML mapping; EmodiffError names the first bad key or value.
 
-    ``complete``: every section must be there (a recipe file). A recipe stored by an older emodiff
-    (in a checkpoint or the store) may lack a section added since; it gets that section's defaults.
+    ``families``: the generator families by name (:func:`emodiff.generators.families`). ``complete``: every
+    section must be there (a recipe file). A recipe stored by an older emodiff (in a checkpoint or the store)
+    may lack a section added since; it gets that section's defaults.
     """
+    known = list(dict.fromkeys([key for family in families.values() for key in own_sections(family)]
+                               + list(COMMON_SECTIONS)))
     if not isinstance(data, dict):
-        raise EmodiffError(f"{where}: expected a mapping with sections {', '.join(SECTIONS)}")
-    unknown = sorted(set(data) - set(SECTIONS) - {"name", "generator"})
+        raise EmodiffError(f"{where}: expected a mapping with sections {', '.join(known)}")
+    generator = data.get("generator", METHOD)
+    if not isinstance(generator, str) or generator not in families:
+        raise EmodiffError(f"{where}:generator: {generator!r} is not one of {', '.join(families)}")
+    unknown = sorted(set(data) - set(known) - {"name", "generator"})
     if unknown:
         raise EmodiffError(f"{where}: unknown section(s) {', '.join(unknown)}; "
-                           f"known: name, generator, {', '.join(SECTIONS)}")
-    generator = _check(data.get("generator", "diffusion"), GeneratorName, f"{where}:generator")
-    own = (*FAMILY_SECTIONS[generator], *COMMON_SECTIONS)
-    foreign = [key for key in SECTIONS if key not in own and data.get(key) is not None]
+                           f"known: name, generator, {', '.join(known)}")
+    family = families[generator]
+    types = section_types(family)
+    foreign = [key for key in known if key not in types and data.get(key) is not None]
     if foreign:  # a section nothing reads would be a setting that silently does nothing
+        owners = "/".join(name for name, other in families.items() if foreign[0] in own_sections(other))
         raise EmodiffError(f"{where}: a {generator} recipe has no {', '.join(foreign)} section (that is the "
-                           f"{'/'.join(f for f, keys in FAMILY_SECTIONS.items() if foreign[0] in keys)} family's); "
-                           f"its sections are {', '.join(own)}")
+                           f"{owners} family's); its sections are {', '.join(types)}")
     # Defaults for a whole section would be the paper's 98 M-parameter model and its 4000-step
     # process, whatever the rest of the file says: a file states every section of its family.
-    missing = [key for key in own if data.get(key) is None]
+    missing = [key for key in types if data.get(key) is None]
     if complete and missing:
         raise EmodiffError(f"{where}: no {', '.join(missing)} section; a {generator} recipe states every section "
-                           f"({', '.join(own)}): copy a shipped one, e.g. recipes/demo.yaml or recipes/gan.yaml")
-    parts = {key: build(cls, data.get(key) or {}, f"{where}:{key}") for key, cls in SECTIONS.items()}
+                           f"({', '.join(types)}): copy a shipped one, e.g. recipes/demo.yaml or recipes/gan.yaml")
+    parts = {key: _section(key, cls, data.get(key) or {}, where, generator, families, complete)
+             for key, cls in types.items()}
     name = data.get("name", "custom")
     if not isinstance(name, str):
         raise EmodiffError(f"{where}:name: expected a string, got {name!r}")
-    recipe = Recipe(name=name, generator=generator, **parts)
-    check_recipe(recipe, where)
+    own = family.sections(**{key: parts.pop(key) for key in own_sections(family)})
+    recipe = Recipe(name=name, generator=generator, sections=own, **parts)
+    family.check(recipe, where)
     return recipe
 
 
-def check_recipe(recipe: Recipe, where: str = "recipe") -> None:
-    """The settings that must agree across sections; EmodiffError names the first that does not."""
-    d, den, train, sample = recipe.diffusion, recipe.denoiser, recipe.train, recipe.sample
-
-    def bad(key: str, value: Any, expected: str) -> EmodiffError:
-        return EmodiffError(f"{where}:{key}: expected {expected}, got {value!r}")
-
-    if recipe.generator == "gan":
-        multiple = 2 ** recipe.gan.levels
-        if train.crop_frames % multiple:
-            raise bad("train.crop_frames", train.crop_frames, f"0 or a multiple of {multiple} (the GAN's "
-                      f"{recipe.gan.levels} levels halve the frames {recipe.gan.levels} times)")
-        if train.cond_dropout:
-            raise bad("train.cond_dropout", train.cond_dropout, "0 with generator gan (it has no guidance to "
-                      "train an unconditional model for)")
-        return
-    if (den.kind == "flat") != (d.parameterization == "eps"):
-        raise bad("diffusion.parameterization", d.parameterization,
-                  "eps with denoiser.kind flat (the paper's IDDPM), v or edm with denoiser.kind unet")
-    if d.parameterization == "eps":
-        if sample.sampler not in ("ddpm", "ddim"):
-            raise bad("sample.sampler", sample.sampler, "ddpm or ddim with diffusion.parameterization eps")
-        if sample.steps > d.steps:
-            raise bad("sample.steps", sample.steps, f"at most diffusion.steps ({d.steps})")
-        if sample.guidance:
-            raise bad("sample.guidance", sample.guidance, "0 with diffusion.parameterization eps (trained without "
-                      "condition dropout, it has no unconditional model)")
-        if sample.voices != "training":
-            raise bad("sample.voices", sample.voices, "training with diffusion.parameterization eps (its flat "
-                      "denoiser has no speaker embedding)")
-    multiple = 2 ** (len(den.channel_mult) - 1)  # the U-Net halves the frames between levels
-    if den.kind == "unet" and train.crop_frames % multiple:
-        raise bad("train.crop_frames", train.crop_frames, f"0 or a multiple of {multiple} (the U-Net halves "
-                  f"the frames {multiple.bit_length() - 1} times)")
-    if d.parameterization != "eps" and d.skip == "wiener" and train.crop_frames % d.wiener_block:
-        raise bad("diffusion.wiener_block", d.wiener_block, f"a divisor of train.crop_frames ({train.crop_frames}), "
-                  "the frames the Wiener skip is fitted on")
+def _section(key: str, cls: type[T], values: Any, where: str, generator: str, families: Mapping[str, RecipeFamily],
+             complete: bool) -> T:
+    """:func:`build` of section ``key``; a setting of another family's section of that key (``sample.guidance``
+    in a GAN recipe) is named as that family's."""
+    if isinstance(values, dict):
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        # Keys the section records without having them (see ``recorded``) are read back and dropped: from a
+        # stored recipe whatever they are, from a file only at the value recorded (runs/NAME/recipe.yaml).
+        legacy = {k: v for k, v in recorded(cls()).items() if k not in names}
+        values = {k: v for k, v in values.items() if k not in legacy or (complete and v != legacy[k])}
+        for setting in sorted(set(values) - names):
+            owners = [name for name, other in families.items() if name != generator and key in section_types(other)
+                      and setting in {f.name for f in fields(section_types(other)[key])}]
+            if owners:
+                raise EmodiffError(f"{where}:{key}.{setting}: a {generator} recipe has no {key}.{setting} (that is "
+                                   f"the {'/'.join(owners)} family's); its {key} settings are "
+                                   f"{', '.join(f.name for f in fields(cls))}")  # type: ignore[arg-type]
+    return build(cls, values, f"{where}:{key}")
 
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"  # shipped with the package; ./recipes links here
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read a recipe YAML file, or a shipped recipe by name (``demo``, ``paper``)."""
+def read_recipe(path: str | Path, families: Mapping[str, RecipeFamily]) -> Recipe:
+    """Read a recipe YAML file, or a shipped recipe by name (``demo``, ``paper``), with ``families`` known."""
     path = Path(path)
     if not path.is_file() and (RECIPES / f"{path.stem}.yaml").is_file() and path.parent == Path("."):
         path = RECIPES / f"{path.stem}.yaml"
@@ -192,17 +238,68 @@ def load_recipe(path: str | Path) -> Recipe:
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0]
         raise EmodiffError(f"{path}: not valid YAML ({first})") from None
-    return recipe_from_dict(data or {}, str(path), complete=True)
+    return build_recipe(data or {}, str(path), families, complete=True)
 
 
-def override(config: T, where: str = "flags", **values: Any) -> T:
+def override(config: T, where: str = "flags", *, section: str | None = None, **values: Any) -> T:
     """A copy of ``config`` with the non-None ``values`` replaced (command-line flags win).
 
     The values go through the recipe's checks: EmodiffError reads ``--steps: train.steps: expected ...``.
+    ``section``: the YAML key of ``config`` (default: the common section of its type).
     """
     given = {k: v for k, v in values.items() if v is not None}
     if not given:
         return config
     merged = {**_plain(dataclasses.asdict(config)), **given}  # type: ignore[call-overload]
-    section = next((key for key, cls in SECTIONS.items() if cls is type(config)), type(config).__name__)
-    return build(type(config), merged, f"{where}: {section}")
+    key = section or next((k for k, cls in _COMMON_TYPES.items() if cls is type(config)), type(config).__name__)
+    return build(type(config), merged, f"{where}: {key}")
+
+
+def _flags(keys: Sequence[str]) -> str:
+    return ", ".join(f"--{key.replace('_', '-')}" for key in keys)
+
+
+def sample_with(recipe: Recipe, options: Mapping[str, Any], where: str,
+                check: Callable[[Recipe, str], None]) -> Recipe:
+    """``recipe`` with ``emodiff sample``'s flags ``options`` (by key of its ``sample`` section; None: not given)
+    over its sample section: the section's own checks, then the family's ``check``. EmodiffError names the
+    flags, the run ``where`` and, for an option the family has not, the options it has."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        return recipe
+    known = [f.name for f in fields(recipe.sample)]  # type: ignore[arg-type]
+    unknown = [k for k in given if k not in known]
+    if unknown:
+        raise EmodiffError(f"{_flags(unknown)}: not a sampling option of the {recipe.generator} model of {where}; "
+                           f"its options are {_flags(known)}")
+    out = dataclasses.replace(recipe, sample=override(recipe.sample, _flags(list(given)), section="sample", **given))
+    try:
+        check(out, f"{where}:recipe")
+    except EmodiffError as err:
+        raise EmodiffError(f"{_flags(list(given))}: {err}") from None
+    return out
+
+
+def parse_options(texts: Sequence[str], flags: Mapping[str, Any] | None = None,
+                  where: str = "--option") -> dict[str, Any]:
+    """``KEY=VALUE`` texts -> {KEY: VALUE}, each value read as a YAML scalar (``1.5``, ``ddim``, ``true``), with
+    the named ``flags`` that were given (not None); a key given both ways is an error."""
+    out: dict[str, Any] = {}
+    for text in texts:
+        key, eq, value = text.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key.isidentifier():
+            raise EmodiffError(f"{where} {text!r}: expected KEY=VALUE, e.g. guidance=1.5")
+        if key in out:
+            raise EmodiffError(f"{where} {key}: given twice")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise EmodiffError(f"{where} {text!r}: {value!r} is not a YAML value") from None
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        if key in out:
+            raise EmodiffError(f"{where} {key}: given twice (also as {_flags([key])})")
+        out[key] = value
+    return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from emodiff.experiments import GeneratorName as GeneratorName  # re-exported: the families of emodiff/generators/
+from emodiff.errors import EmodiffError
 
 Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
@@ -17,9 +17,10 @@ DenoiserKind = Literal["flat", "unet"]
 Load = Literal["auto", "memory", "chunks"]
 Normalize = Literal["center", "none"]
 LrSchedule = Literal["constant", "cosine"]
-GanLoss = Literal["hinge", "wgan-gp"]
 # Whose voice a sample speaks in (emodiff/voices.py): a training speaker's, a mix of two, or a Gaussian draw.
 Voices = Literal["training", "mix", "gaussian"]
+# A generator family's name: any family emodiff/families.py lists, checked against that list when a recipe is loaded.
+GeneratorName = str
 
 
 class SettingError(ValueError):
@@ -57,3 +58,8 @@ def numbers(cfg: Any, section: str, ok: Callable[[float], bool], expected: str, 
         if not is_number(value) or not ok(value):
             raise SettingError(section, name, value, expected)
 
+
+
+def mismatch(where: str, key: str, value: Any, expected: str) -> EmodiffError:
+    """The error of settings that do not agree across sections: ``where:section.key: expected ..., got value``."""
+    return EmodiffError(f"{where}:{key}: expected {expected}, got {value!r}")

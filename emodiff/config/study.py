@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
 
-from emodiff.config.settings import GeneratorName, SettingError, integers
+from emodiff.config.settings import SettingError, integers
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment
+from emodiff.families import FAMILIES
 from emodiff.ser.protocols import MAX_PARTITIONS, TargetSplit, WithinCorpus
 
 
@@ -75,9 +75,9 @@ class StudyConfig:
         self.comparison_pairs()  # raises SettingError for a malformed or unknown side
         for item in _items(self.recipes):
             family, _, recipe = item.partition("=")
-            if family.strip() not in get_args(GeneratorName) or not recipe.strip():
+            if family.strip() not in FAMILIES or not recipe.strip():
                 raise SettingError("study", "recipes", self.recipes, "family=recipe pairs, e.g. gan=gan (families: "
-                                   f"{', '.join(get_args(GeneratorName))})")
+                                   f"{', '.join(FAMILIES)})")
         for text in _items(self.fractions):
             try:
                 ok = 0 <= float(text) <= 1

@@ -1,11 +1,11 @@
-"""The ``train`` section (the loop every family shares) and the ``sample`` section (its defaults)."""
+"""The ``train`` section (the loop every family shares) and what every family's ``sample`` section shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
+from typing import Protocol, get_args
 
-from emodiff.config.settings import Load, LrSchedule, Sampler, SettingError, Voices, integers, numbers
+from emodiff.config.settings import Load, LrSchedule, SettingError, Voices, integers, numbers
 
 
 @dataclass(frozen=True)
@@ -49,23 +49,28 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """Defaults of ``emodiff sample``."""
+    """The ``sample`` settings every family shares (emodiff/sample.py reads them): the section of a family that
+    draws with no options of its own. A family with sampling options declares its own section, which carries
+    these two fields too and checks them with :func:`check_shared_sample` (emodiff/generators/diffusion.py)."""
 
-    steps: int = 100  # respaced steps S
-    sampler: Sampler = "ddpm"
-    eta: float = 0.0  # DDIM only
     batch_size: int = 64
-    guidance: float = 0.0  # classifier-free guidance W: D = D_cond + W (D_cond - D_uncond); 0 = none
     # training: each sample speaks as the training speaker whose transcript it borrows; mix: a convex mix
     # of two training speakers' embeddings; gaussian: a draw from a Gaussian fitted to them (emodiff/voices.py)
     voices: Voices = "training"
 
-    def __post_init__(self) -> None:  # the same ranges as `emodiff sample`'s flags
-        integers(self, "sample", 1, "steps", "batch_size")
-        if self.voices not in get_args(Voices):
-            raise SettingError("sample", "voices", self.voices, f"one of {', '.join(get_args(Voices))}")
-        numbers(self, "sample", lambda v: 0 <= v <= 1, "a number in [0, 1] (0: deterministic DDIM, 1: DDPM)",
-                 "eta")
-        numbers(self, "sample", lambda v: 0 <= v <= 20, "a number in [0, 20]", "guidance")
+    def __post_init__(self) -> None:
+        check_shared_sample(self)
 
 
+class SampleSettings(Protocol):
+    """What emodiff/sample.py reads of any family's ``sample`` section."""
+
+    batch_size: int
+    voices: Voices
+
+
+def check_shared_sample(cfg: SampleSettings) -> None:
+    """The shared settings of a ``sample`` section: ``batch_size`` >= 1, ``voices`` one of :data:`Voices`."""
+    integers(cfg, "sample", 1, "batch_size")
+    if cfg.voices not in get_args(Voices):
+        raise SettingError("sample", "voices", cfg.voices, f"one of {', '.join(get_args(Voices))}")

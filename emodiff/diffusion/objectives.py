@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from emodiff.config import Recipe, check_recipe
+from emodiff.config import Recipe, check_diffusion_model
 from emodiff.diffusion import LossSecondMomentResampler, create_diffusion, create_named_schedule_sampler
 from emodiff.diffusion.denoiser import Denoiser
 from emodiff.diffusion.preconditioned import PreconditionedDiffusion
@@ -30,7 +30,7 @@ VAL_SIGMAS = (0.01, 0.05, 0.2, 0.5, 1.0, 3.0)  # noise levels of the continuous 
 
 def build_denoiser(recipe: Recipe, n_speakers: int) -> torch.nn.Module:
     """The recipe's denoiser: the paper's flat stack (eps) or the U-Net (v, edm); other pairs are refused."""
-    check_recipe(recipe)
+    check_diffusion_model(recipe.diffusion, recipe.denoiser, recipe.train)
     try:
         if recipe.denoiser.kind == "flat":
             return Denoiser(recipe.denoiser, learn_sigma=recipe.diffusion.learn_sigma)

@@ -4,22 +4,25 @@
 normaliser, random streams, learning-rate warm-up, logging, checkpoints (data, with sha256), exact
 resume, ``/runs`` provenance and multi-GPU processes. ``sample`` (emodiff/sample.py) owns what every
 set shares: balanced conditions, text encoding, resumable batches, ``/synthetic`` provenance. A family
-supplies only what differs:
+supplies only what differs, all of it in its own module:
 
-- ``check(recipe)``: refuse a recipe the family cannot train, before any work;
+- ``name``, ``sections`` and ``sample``: its name, its recipe sections (a dataclass with one field per YAML
+  section of its own) and its ``sample`` section (the shared settings and its sampling options, checked);
+- ``check(recipe, where)``: refuse a recipe whose sections do not agree, at load and before any work;
+- ``sampled(recipe, options, where)``: the recipe with ``emodiff sample``'s flags applied and checked;
 - ``architecture(recipe)``: the settings a resumed run must share with its checkpoint;
 - ``check_data(recipe, text_dim, where)``: refuse data the recipe's model cannot take (the text vectors' size);
 - ``normalizer(recipe, mel, seed)``: the map from stored mels to what the model learns (kept in checkpoints);
 - ``trainer(setup, state)``: a :class:`Trainer` (one optimisation step, validation, its checkpoint part);
-- ``drawer(recipe, state, request, device, where)``: a :class:`Drawer` that turns conditions and a
-  seed into mels, with the sampling settings it records.
+- ``drawer(recipe, state, device, where)``: a :class:`Drawer` that turns conditions and a seed into mels,
+  with the sampling settings it records.
 
-The types live here; :data:`emodiff.generators.FAMILIES` names the families and a recipe's
-``generator`` picks one.
+The types live here; emodiff/families.py names the families and a recipe's ``generator`` picks one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 
 from emodiff.batches import Batch, Batches
-from emodiff.config import Recipe, Voices
+from emodiff.config import Recipe, RecipeFamily
 from emodiff.diffusion.normalize import MelNormalizer
 
 
@@ -42,18 +45,6 @@ class TrainSetup:
     device: torch.device
     world: int = 1  # processes under torchrun
     rank: int = 0
-
-
-@dataclass(frozen=True)
-class SampleRequest:
-    """The sampling flags of ``emodiff sample``; None takes the recipe's value."""
-
-    sampler: str | None = None
-    steps: int | None = None
-    eta: float | None = None
-    guidance: float | None = None
-    voices: Voices | None = None  # the coefficients come in Conditions; the family refuses what it cannot honour
-    sigma_min: float | None = None  # v/edm: the last noise level the sampler visits before returning D there
 
 
 @dataclass(frozen=True)
@@ -114,10 +105,14 @@ class Drawer(Protocol):
         ...
 
 
-class Family(Protocol):
-    name: str
+class Family(RecipeFamily, Protocol):
+    """A generator family (the module docstring says what each member is for); ``name``, ``sections``,
+    ``sample`` and ``check`` are what recipe loading reads (:class:`emodiff.config.RecipeFamily`)."""
 
-    def check(self, recipe: Recipe) -> None: ...
+    def sampled(self, recipe: Recipe, options: Mapping[str, Any], where: str) -> Recipe:
+        """``recipe`` with ``emodiff sample``'s flags ``options`` (None: not given) applied and checked, for the run
+        at ``where``: the one place a sampling option is checked (most families: :func:`emodiff.config.sample_with`)."""
+        ...
 
     def architecture(self, recipe: Recipe) -> dict[str, Any]: ...
 
@@ -127,5 +122,7 @@ class Family(Protocol):
 
     def trainer(self, setup: TrainSetup, state: dict[str, Any] | None) -> Trainer: ...
 
-    def drawer(self, recipe: Recipe, state: dict[str, Any], request: SampleRequest, device: torch.device,
-               where: Path) -> Drawer: ...
+    def drawer(self, recipe: Recipe, state: dict[str, Any], device: torch.device, where: Path) -> Drawer:
+        """The drawer of the run whose checkpoint ``state`` was loaded from ``where``; ``recipe`` is the run's recipe
+        as :meth:`sampled` made it (``state["recipe"]`` is the recipe it was trained with)."""
+        ...

@@ -4,21 +4,40 @@ Training: the objective of emodiff/diffusion/objectives.py on the denoiser it bu
 EMA; for v/EDM, sigma_data and the Wiener skip's filter are measured on training examples first and
 kept in the checkpoint. Sampling: the EMA denoiser with the recipe's (or the flags') sampler, steps,
 DDIM eta and classifier-free guidance.
+
+Its recipe sections are ``diffusion`` and ``denoiser`` (emodiff/config/generator.py holds them: the building
+blocks of emodiff/diffusion/ take them), and its ``sample`` section holds its sampling options
+(:class:`DiffusionSampleConfig`); :meth:`DiffusionFamily.check` is where they must agree.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
 from emodiff.batches import Batch, Batches
 from emodiff.checkpoint import load_weights
-from emodiff.config import Recipe, check_recipe
+from emodiff.config import (
+    DenoiserConfig,
+    DiffusionConfig,
+    Recipe,
+    Sampler,
+    SettingError,
+    Voices,
+    check_diffusion_model,
+    check_shared_sample,
+    integers,
+    mismatch,
+    numbers,
+    override,
+    sample_with,
+)
 from emodiff.devices import autocast_forward
 from emodiff.diffusion import create_diffusion
 from emodiff.diffusion.normalize import MelNormalizer
@@ -27,19 +46,68 @@ from emodiff.diffusion.preconditioned import PreconditionedDiffusion
 from emodiff.diffusion.wiener import BlockWiener
 from emodiff.ema import EMA
 from emodiff.errors import EmodiffError
-from emodiff.generators.base import Conditions, SampleRequest, TrainSetup
+from emodiff.generators.base import Conditions, TrainSetup
 
 WIENER_EXAMPLES = 2048  # training examples the Wiener filter's moments are estimated from
 FLAT_KEYS = ("tokens", "mask")  # the paper's denoiser is conditioned on the text alone
 
 
+@dataclass(frozen=True)
+class DiffusionSections:
+    """The diffusion family's own recipe sections, by their YAML keys."""
+
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+
+
+@dataclass(frozen=True)
+class DiffusionSampleConfig:
+    """The diffusion family's ``sample`` section: its sampling options and the settings every family shares
+    (emodiff.config.SampleConfig), in the order recipes have always recorded them. Its ranges are the one check
+    of each option, from a recipe or a flag of ``emodiff sample`` alike."""
+
+    steps: int = 100  # respaced steps S
+    sampler: Sampler = "ddpm"
+    eta: float = 0.0  # DDIM only
+    batch_size: int = 64
+    guidance: float = 0.0  # classifier-free guidance W: D = D_cond + W (D_cond - D_uncond); 0 = none
+    voices: Voices = "training"
+
+    def __post_init__(self) -> None:
+        integers(self, "sample", 1, "steps")
+        if self.sampler not in get_args(Sampler):
+            raise SettingError("sample", "sampler", self.sampler, f"one of {', '.join(get_args(Sampler))}")
+        check_shared_sample(self)
+        numbers(self, "sample", lambda v: 0 <= v <= 1, "a number in [0, 1] (0: deterministic DDIM, 1: DDPM)",
+                 "eta")
+        numbers(self, "sample", lambda v: 0 <= v <= 20, "a number in [0, 20]", "guidance")
+
+
 class DiffusionFamily:
     name = "diffusion"
+    sections = DiffusionSections
+    sample = DiffusionSampleConfig
 
-    def check(self, recipe: Recipe) -> None:
-        """The sections must agree (the flat denoiser predicts eps, the U-Net v or edm, ...), for a recipe built
-        in code too: a recipe file was checked when it was read."""
-        check_recipe(recipe)
+    def check(self, recipe: Recipe, where: str = "recipe") -> None:
+        """The sections must agree (the flat denoiser predicts eps, the U-Net v or edm, ...), and the sample
+        section must ask only what the model can draw (:func:`check_sampling`)."""
+        check_diffusion_model(recipe.diffusion, recipe.denoiser, recipe.train, where)
+        check_sampling(recipe, where)
+
+    def sampled(self, recipe: Recipe, options: Mapping[str, Any], where: str) -> Recipe:
+        """The sample section's flags, and ``sigma_min`` (a v/edm model's ``diffusion.sigma_min``: the last noise
+        level its sampler visits, returning D there)."""
+        options = dict(options)
+        sigma_min = options.pop("sigma_min", None)
+        if sigma_min is not None:
+            if recipe.diffusion.parameterization == "eps":
+                raise EmodiffError(f"--sigma-min {sigma_min}: the IDDPM (eps) model of {where} samples over its "
+                                   "discrete timesteps; --sigma-min is for v/edm models")
+            # The last noise levels (sigma < ~0.2) add frame-to-frame jitter no real mel has (docs/generator.md,
+            # "Where the jitter comes from"): stopping there and returning D(x; sigma_min) leaves it out.
+            stopped = override(recipe.diffusion, "--sigma-min", section="diffusion", sigma_min=sigma_min)
+            recipe = recipe.with_sections(diffusion=stopped)
+        return sample_with(recipe, options, where, self.check)
 
     def architecture(self, recipe: Recipe) -> dict[str, Any]:
         return {"diffusion": dataclasses.asdict(recipe.diffusion), "denoiser": dataclasses.asdict(recipe.denoiser)}
@@ -58,9 +126,26 @@ class DiffusionFamily:
     def trainer(self, setup: TrainSetup, state: dict[str, Any] | None) -> DiffusionTrainer:
         return DiffusionTrainer(setup, state)
 
-    def drawer(self, recipe: Recipe, state: dict[str, Any], request: SampleRequest, device: torch.device,
-               where: Path) -> DiffusionDrawer:
-        return DiffusionDrawer(recipe, state, request, device, where)
+    def drawer(self, recipe: Recipe, state: dict[str, Any], device: torch.device, where: Path) -> DiffusionDrawer:
+        return DiffusionDrawer(recipe, state, device, where)
+
+
+def check_sampling(recipe: Recipe, where: str = "recipe") -> None:
+    """The IDDPM (eps) model draws with ddpm or ddim, in at most its diffusion steps, unguided (trained without
+    condition dropout) and in the training voices (its flat denoiser has no speaker embedding)."""
+    d, s = recipe.diffusion, recipe.sample
+    if d.parameterization != "eps":
+        return
+    if s.sampler not in ("ddpm", "ddim"):
+        raise mismatch(where, "sample.sampler", s.sampler, "ddpm or ddim with diffusion.parameterization eps")
+    if s.steps > d.steps:
+        raise mismatch(where, "sample.steps", s.steps, f"at most diffusion.steps ({d.steps})")
+    if s.guidance:
+        raise mismatch(where, "sample.guidance", s.guidance, "0 with diffusion.parameterization eps (trained "
+                       "without condition dropout, it has no unconditional model)")
+    if s.voices != "training":
+        raise mismatch(where, "sample.voices", s.voices, "training with diffusion.parameterization eps (its flat "
+                       "denoiser has no speaker embedding)")
 
 
 DIFFUSION = DiffusionFamily()
@@ -146,42 +231,17 @@ def data_moments(recipe: Recipe, state: dict[str, Any] | None, batches: Batches,
 
 
 class DiffusionDrawer:
-    """The EMA denoiser and the sampler the flags (else the recipe) ask for, checked against the model."""
+    """The EMA denoiser and the sampler the recipe asks for (with the flags, checked: DiffusionFamily.sampled)."""
 
-    def __init__(self, recipe: Recipe, state: dict[str, Any], request: SampleRequest, device: torch.device,
-                 where: Path) -> None:
+    def __init__(self, recipe: Recipe, state: dict[str, Any], device: torch.device, where: Path) -> None:
         s, param = recipe.sample, recipe.diffusion.parameterization
-        self.sampler = request.sampler or s.sampler
-        self.steps = request.steps or s.steps
-        self.eta = s.eta if request.eta is None else request.eta
-        self.guidance = s.guidance if request.guidance is None else request.guidance
-        # The last noise levels (sigma < ~0.2) add frame-to-frame jitter no real mel has (docs/generator.md,
-        # "Where the jitter comes from"): stopping there and returning D(x; sigma_min) leaves it out.
-        self.sigma_min = recipe.diffusion.sigma_min if request.sigma_min is None else request.sigma_min
-        if param == "eps" and request.sigma_min is not None:
-            raise EmodiffError(f"--sigma-min {request.sigma_min}: the IDDPM (eps) model of {where} samples over its "
-                               "discrete timesteps; --sigma-min is for v/edm models")
-        if not 0 < self.sigma_min < recipe.diffusion.sigma_max:
-            raise EmodiffError(f"--sigma-min {self.sigma_min}: expected a noise level in (0, "
-                               f"{recipe.diffusion.sigma_max:g}), below the model's sigma_max")
-        if param == "eps":
-            if self.sampler not in ("ddpm", "ddim"):
-                raise EmodiffError(f"--sampler {self.sampler}: the IDDPM (eps) model of {where} samples with ddpm "
-                                   "or ddim")
-            if self.steps > recipe.diffusion.steps:
-                raise EmodiffError(f"--steps {self.steps}: the model of {where} was trained on "
-                                   f"{recipe.diffusion.steps} diffusion steps; sample with at most that many")
-            if self.guidance:
-                raise EmodiffError(f"--guidance {self.guidance}: the IDDPM (eps) model of {where} is trained "
-                                   "without condition dropout, so it has no unconditional model to guide with")
-        voices = request.voices or s.voices
-        if voices != "training" and recipe.denoiser.kind == "flat":
-            raise EmodiffError(f"--voices {voices}: the flat denoiser of {where} is conditioned on the text alone, "
-                               "with no speaker embedding to give another voice")
+        self.sampler, self.steps, self.eta, self.guidance = s.sampler, s.steps, s.eta, s.guidance
+        self.sigma_min = recipe.diffusion.sigma_min  # the recipe's, or --sigma-min's (DiffusionFamily.sampled)
         self.shape = (recipe.denoiser.mel_channels, int(state.get("segment_frames", 256)))
         self.config: dict[str, Any] = {"steps": self.steps, "sampler": self.sampler, "eta": self.eta,
                                        **({"guidance": self.guidance} if param != "eps" else {})}
-        moved = self.sigma_min != recipe.diffusion.sigma_min  # only then in the config: older sets keep their hash
+        trained = state["recipe"].get("diffusion", {}).get("sigma_min", DiffusionConfig.sigma_min)
+        moved = self.sigma_min != trained  # only then in the config: older sets keep their hash
         if moved:
             self.config["sigma_min"] = self.sigma_min
         said = [self.sampler, f"{self.steps} steps"] + ([f"eta {self.eta:g}"] if self.sampler == "ddim" else []) + (
@@ -200,9 +260,8 @@ class DiffusionDrawer:
             self.diffusion: Any = create_diffusion(recipe.diffusion, respace=self.steps,
                                                    clip_bounds=self.norm.bounds())
         else:
-            self.diffusion = PreconditionedDiffusion.from_config(
-                dataclasses.replace(recipe.diffusion, sigma_min=self.sigma_min), float(state.get("sigma_data") or 1.0),
-                load_wiener(state))
+            sigma_data = float(state.get("sigma_data") or 1.0)
+            self.diffusion = PreconditionedDiffusion.from_config(recipe.diffusion, sigma_data, load_wiener(state))
         self.device = device
 
     @torch.no_grad()

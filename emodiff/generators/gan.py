@@ -14,35 +14,112 @@ the batch's real mels against G(z) with the batch's conditions, then one generat
 random draw (z, mixup, the penalty's interpolation) comes from the loop's seeded stream, so a
 resumed run ends with the weights of an uninterrupted one. The GAN trains in float32 on any device
 (``train.bf16`` is the diffusion family's), in one process.
+
+Its recipe section is ``gan`` (:class:`GanConfig`); its ``sample`` section has only the settings every family
+shares (:class:`GanSampleConfig`): it draws in one pass, with no sampling options of its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from emodiff.batches import Batch
 from emodiff.checkpoint import load_weights
-from emodiff.config import Recipe, check_recipe
+from emodiff.config import Recipe, SampleConfig, SettingError, integers, mismatch, numbers, sample_with
 from emodiff.diffusion.normalize import MelNormalizer
 from emodiff.ema import EMA
 from emodiff.errors import EmodiffError
 from emodiff.gan.losses import d_hinge, d_wasserstein, g_adversarial, gradient_penalty, mix_reals
 from emodiff.gan.networks import Discriminator, Generator
-from emodiff.generators.base import Conditions, SampleRequest, TrainSetup
+from emodiff.generators.base import Conditions, TrainSetup
 
 BETAS = (0.0, 0.9)  # Adam's for both networks (SAGAN, BigGAN)
+GanLoss = Literal["hinge", "wgan-gp"]
+
+
+@dataclass(frozen=True)
+class GanConfig:
+    """The conditional GAN baseline (emodiff/gan/, ``generator: gan``): a 1-D convolutional generator over
+    frames (mel bins as channels) and a projection discriminator with spectral normalisation.
+
+    The generator is trained at ``train.lr``, the discriminator at ``lr_d`` (two time-scale rule,
+    Heusel et al. 2017), both with Adam betas (0, 0.9) as in SAGAN (Zhang et al. 2019).
+    """
+
+    mel_channels: int = 80
+    latent_dim: int = 64  # noise channels per latent position (one position per 2^levels frames)
+    channels: int = 256  # generator width at the coarsest levels; halved per finer level, min 64
+    levels: int = 4  # x2 upsamplings in the generator, /2 downsamplings in the discriminator
+    emb_dim: int = 128  # emotion, speaker (and text) embeddings
+    disc_channels: int = 64  # discriminator width at the finest level; doubled per level, at most 8x
+    kernel_size: int = 5
+    text: bool = False  # also condition on the utterance's text (its token vectors, mean-pooled)
+    text_dim: int = 384
+    loss: GanLoss = "hinge"  # hinge (Lim & Ye 2017; Miyato et al. 2018) or WGAN-GP (Gulrajani et al. 2017)
+    gp_weight: float = 10.0  # wgan-gp: lambda of the gradient penalty
+    spectral_norm: bool = True  # on every discriminator layer (Miyato et al. 2018)
+    lr_d: float = 4.0e-4
+    d_steps: int = 1  # discriminator updates per generator update
+    # Latif et al. (2020)'s mixup GAN: the discriminator also sees real pairs mixed with
+    # lambda ~ Beta(alpha, alpha), their conditions mixed alike; 0 = off.
+    mixup: float = 0.0
+
+    def __post_init__(self) -> None:
+        integers(self, "gan", 1, "mel_channels", "latent_dim", "channels", "emb_dim", "disc_channels",
+                  "text_dim", "d_steps")
+        integers(self, "gan", 0, "levels")
+        if not (isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1 and self.kernel_size >= 1):
+            raise SettingError("gan", "kernel_size", self.kernel_size, "an odd integer >= 1")
+        numbers(self, "gan", lambda v: v > 0, "a number > 0", "lr_d")
+        numbers(self, "gan", lambda v: v >= 0, "a number >= 0", "gp_weight", "mixup")
+
+
+@dataclass(frozen=True)
+class GanSections:
+    """The GAN family's own recipe section, by its YAML key."""
+
+    gan: GanConfig = field(default_factory=GanConfig)
+
+
+@dataclass(frozen=True)
+class GanSampleConfig(SampleConfig):
+    """The GAN's ``sample`` section: the settings every family shares, and no sampling options."""
+
+    def recipe_dict(self) -> dict[str, Any]:
+        """What a GAN recipe records of it. Until sampling options were each family's own, every recipe had the
+        diffusion sampler's four; a GAN's did nothing, and recipes/gan.yaml set them as below. They are
+        recorded still, so that the config hashes of stored GAN runs hold (a recipe reads them back and drops
+        them: emodiff.config.build_recipe)."""
+        return {"steps": 1, "sampler": "ddpm", "eta": 0.0, "batch_size": self.batch_size, "guidance": 0.0,
+                "voices": self.voices}
 
 
 class GanFamily:
     name = "gan"
+    sections = GanSections
+    sample = GanSampleConfig
 
-    def check(self, recipe: Recipe) -> None:
-        check_recipe(recipe)
+    def check(self, recipe: Recipe, where: str = "recipe") -> None:
+        """Whole segments fit the levels, and no condition dropout (the GAN has no guidance to train an
+        unconditional model for)."""
+        multiple, train = 2 ** recipe.gan.levels, recipe.train
+        if train.crop_frames % multiple:
+            raise mismatch(where, "train.crop_frames", train.crop_frames, f"0 or a multiple of {multiple} (the "
+                           f"GAN's {recipe.gan.levels} levels halve the frames {recipe.gan.levels} times)")
+        if train.cond_dropout:
+            raise mismatch(where, "train.cond_dropout", train.cond_dropout, "0 with generator gan (it has no "
+                           "guidance to train an unconditional model for)")
+
+    def sampled(self, recipe: Recipe, options: Mapping[str, Any], where: str) -> Recipe:
+        """Only the shared flags (--batch-size, --voices): any other is refused by name."""
+        return sample_with(recipe, options, where, self.check)
 
     def architecture(self, recipe: Recipe) -> dict[str, Any]:
         return {"gan": dataclasses.asdict(recipe.gan)}
@@ -59,9 +136,8 @@ class GanFamily:
     def trainer(self, setup: TrainSetup, state: dict[str, Any] | None) -> GanTrainer:
         return GanTrainer(setup)
 
-    def drawer(self, recipe: Recipe, state: dict[str, Any], request: SampleRequest, device: torch.device,
-               where: Path) -> GanDrawer:
-        return GanDrawer(recipe, state, request, device, where)
+    def drawer(self, recipe: Recipe, state: dict[str, Any], device: torch.device, where: Path) -> GanDrawer:
+        return GanDrawer(recipe, state, device, where)
 
 
 GAN = GanFamily()
@@ -201,13 +277,7 @@ def _moment_gap(real: torch.Tensor, fake: torch.Tensor) -> float:
 class GanDrawer:
     """The EMA generator: one pass from noise z, seeded by (seed, batch index), to mels."""
 
-    def __init__(self, recipe: Recipe, state: dict[str, Any], request: SampleRequest, device: torch.device,
-                 where: Path) -> None:
-        # --voices is the one flag both families take: it reaches the generator through the conditions
-        given = [f"--{k}" for k, v in dataclasses.asdict(request).items() if v is not None and k != "voices"]
-        if given:
-            raise EmodiffError(f"{', '.join(given)}: the GAN of {where} draws in one pass; --sampler, --steps, --eta "
-                               ", --guidance and --sigma-min are the diffusion family's")
+    def __init__(self, recipe: Recipe, state: dict[str, Any], device: torch.device, where: Path) -> None:
         frames = int(state.get("segment_frames", 256))
         _frames_fit(frames, recipe, str(where))
         self.shape = (recipe.gan.mel_channels, frames)

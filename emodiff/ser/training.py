@@ -166,7 +166,8 @@ def fit_selecting(cfg: ClassifierConfig, data: Segments, device: torch.device,
         model.train()
         if all(state is None for state in states):  # the first validation says how many selections there are
             if cfg.patience and len(now) > 1:
-                raise ValueError(f"fit_selecting: early stopping (classifier.patience) follows one score, got {len(now)}")
+                raise ValueError("fit_selecting: early stopping (classifier.patience) follows one score, "
+                                 f"got {len(now)}")
             best = [Fitted(model, passes, float("nan"), passes, total, total) for _ in now]
             states = [None] * len(now)
         if len(now) != len(best):
