@@ -31,7 +31,7 @@ from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resam
 from emodiff.errors import EmodiffError
 from emodiff.parallel import ordered_map, thread_budget, torch_threads
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Augmented, Corpus, Different, Same, augmented_segments, compare, write_augmented_attrs
+from emodiff.records import Augmented, Corpus, Different, Same, augmented_segments, existing_in, write_augmented_attrs
 
 Kind = Literal["speed", "noise"]
 KINDS = ("speed", "noise")
@@ -122,7 +122,7 @@ def augment(job: AugmentJob, progress: Progress = QUIET) -> AugmentResult:
     with st.open_store(store) as f:
         corpus = Corpus.read(f, job.corpus)
         table, dtype = corpus.utterances, corpus.mel_dtype
-        there = compare(f, group_name, job.config())
+        there = existing_in(f, group_name, job.config())
         if isinstance(there, Same) and not job.overwrite:
             done = Augmented.read(f, job.corpus, job.kind)
             return AugmentResult(f"/{group_name}", len(table["id"]), len(done.seg_utt), already_there=True)

@@ -1,4 +1,5 @@
-"""``emodiff classify``: the CNN-BLSTM under a speaker-independent protocol -> ``/results/<name>``.
+"""``emodiff classify``: the CNN-BLSTM (or, with ``classifier.kind: stats``, utterance statistics into a linear
+model: emodiff/ser/stats.py) under a speaker-independent protocol -> ``/results/<name>``.
 
 Protocols: within one corpus (``loso``, ``session``, ``groups:K``, ``groups:KxR``), cross-corpus (train on one
 corpus, select on a seeded 30 % of the other's speakers, test on the rest) and adaptation (the
@@ -287,4 +288,4 @@ def _write_fold(writer: ResultsWriter, name: str, res: FoldResult, preds: Predic
                 best_epoch=res.best_epoch, val_uar=res.val_uar, epochs_run=res.epochs_run, best_step=res.best_step,
                 steps_run=res.steps_run, seed=res.seed, synthetic=res.synthetic, leaky=leak,
                 n_train=len(fold.train), n_val=len(fold.val), n_test=len(fold.test),
-                test_speakers=speakers(fold.test), val_speakers=speakers(fold.val))
+                test_speakers=speakers(fold.test), val_speakers=speakers(fold.val), l2=res.l2)

@@ -62,6 +62,12 @@ class ClassifyJob:
         if self.target_split != "speakers" and (self.train_corpus is None or self.target_fraction is not None):
             raise EmodiffError(f"--target-split {self.target_split}: only cross-corpus (--train/--test without "
                                "--target-fraction) splits a target")
+        # mixup and SpecAugment act on a network's batches of mel segments; the stats classifier has neither.
+        on_batches = "mixup" if self.augment.mixup is not None else "specaugment" if self.augment.specaugment else ""
+        if self.classifier.kind == "stats" and on_batches:
+            raise EmodiffError(f"--augment {on_batches}: classifier.kind stats fits a linear model to utterance "
+                               f"statistics, which {on_batches} does not apply to; drop it, or use classifier.kind "
+                               "cnn-blstm")
         if self.train_corpus is not None and self.train_corpus == self.corpus:
             raise EmodiffError(f"--train and --test are both {self.corpus}; for one corpus use --corpus with --loso "
                                "or --folds")

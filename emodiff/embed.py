@@ -22,7 +22,7 @@ from emodiff import store as st
 from emodiff.devices import check_device
 from emodiff.errors import EmodiffError
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Corpus, Embeddings, Same, compare, meta, none_prepared, not_prepared, write_embeddings
+from emodiff.records import Corpus, Embeddings, Same, existing_in, meta, none_prepared, not_prepared, write_embeddings
 from emodiff.text import (
     DEFAULT_MODEL,
     DEFAULT_TEMPLATE,
@@ -159,7 +159,7 @@ def _corpora(f: h5py.File, store: Path, job: EmbedJob) -> list[str]:
 
 def _existing(f: h5py.File, group: str, corpus: str, job: EmbedJob) -> EmbedResult:
     record = Embeddings.read(f, job.model_name, corpus)
-    same_config = isinstance(compare(f, group, job.group_config(corpus)), Same)
+    same_config = isinstance(existing_in(f, group, job.group_config(corpus)), Same)
     corpus_meta = meta(f, Corpus.path(corpus))
     same_corpus = record.corpus_created == (corpus_meta.created if corpus_meta else "")
     return EmbedResult(

@@ -100,7 +100,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Generator:
+class StudyGenerator:
     """A generator the study trains and samples: its recipe, the speakers it must never see, its run folder and
     set."""
 
@@ -210,7 +210,7 @@ def _experiments(job: StudyJob, corpus: str, targets: list[Target]) -> list[Clas
 
 
 def _generators(job: StudyJob, corpus: str, experiments: list[ClassifyJob],
-                recipes: dict[str, Recipe]) -> list[Generator]:
+                recipes: dict[str, Recipe]) -> list[StudyGenerator]:
     """One generator per family and distinct held-out speaker set of the experiments that use synthetic data;
     the study's own family's are named ``without-...``, another's ``<family>-without-...``."""
     held: dict[str, set[tuple[str, ...]]] = {}
@@ -226,11 +226,11 @@ def _generators(job: StudyJob, corpus: str, experiments: list[ClassifyJob],
         recipe = recipes[family]
         for speakers in sorted(held[family]):
             name = prefix + (generator_name(list(speakers)) if speakers else f"all-{corpus}")
-            out.append(Generator(name, job.runs / recipe.name / name, speakers, recipe))
+            out.append(StudyGenerator(name, job.runs / recipe.name / name, speakers, recipe))
     return out
 
 
-def _own_sets(e: ClassifyJob, generators: list[Generator]) -> ClassifyJob:
+def _own_sets(e: ClassifyJob, generators: list[StudyGenerator]) -> ClassifyJob:
     """``e`` drawing only on the sets of the study's own generators of its family, where it names no set: the
     store may hold other sets of that family (a sweep's), and a fold would otherwise take whichever sorts first."""
     if e.effective_train_on == "real" or e.augment.synthetic:
@@ -240,7 +240,7 @@ def _own_sets(e: ClassifyJob, generators: list[Generator]) -> ClassifyJob:
     return dataclasses.replace(e, sets=own) if own else e
 
 
-def _generator_steps(job: StudyJob, corpus: str, generators: list[Generator]) -> list[Step]:
+def _generator_steps(job: StudyJob, corpus: str, generators: list[StudyGenerator]) -> list[Step]:
     study = job.recipe.study
     steps = []
     for g in generators:
@@ -252,7 +252,7 @@ def _generator_steps(job: StudyJob, corpus: str, generators: list[Generator]) ->
     return steps
 
 
-def _evaluation_steps(job: StudyJob, experiments: list[ClassifyJob], generators: list[Generator],
+def _evaluation_steps(job: StudyJob, experiments: list[ClassifyJob], generators: list[StudyGenerator],
                       report: Path) -> list[Step]:
     study = job.recipe.study
     steps = [Step(f"classify {e.name}", functools.partial(_classify, e)) for e in experiments]
@@ -303,7 +303,7 @@ def _augment(store: Path, corpus: str, kind: str) -> bool:
     return augment(AugmentJob(store, corpus, kind)).already_there  # type: ignore[arg-type]
 
 
-def _train(job: StudyJob, recipe: Recipe, corpus: str, g: Generator) -> bool:
+def _train(job: StudyJob, recipe: Recipe, corpus: str, g: StudyGenerator) -> bool:
     ckpt = latest_checkpoint(g.out)
     if ckpt is not None and int(load_checkpoint(ckpt)["step"]) >= recipe.train.steps:
         return True
@@ -312,7 +312,7 @@ def _train(job: StudyJob, recipe: Recipe, corpus: str, g: Generator) -> bool:
     return False
 
 
-def _sample(job: StudyJob, g: Generator) -> bool:
+def _sample(job: StudyJob, g: StudyGenerator) -> bool:
     return sample(SampleJob(store=job.store, n=job.recipe.study.samples, run=str(g.out), name=g.name,
                             device=job.device)).already_there
 

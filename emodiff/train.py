@@ -135,7 +135,7 @@ def _resolve_resume(job: TrainJob) -> tuple[Recipe, dict[str, Any] | None]:
 
 
 @dataclass
-class _Run:
+class _Training:
     """A run set up to train: the family's trainer, the examples and what the checkpoints record."""
 
     recipe: Recipe
@@ -185,7 +185,7 @@ def train(job: TrainJob, progress: Progress = QUIET) -> TrainResult:
 
 
 def _setup(job: TrainJob, recipe: Recipe, state: dict[str, Any] | None, device: torch.device, rank: int,
-           world: int) -> _Run:
+           world: int) -> _Training:
     """Data, validation split, normaliser, the family's trainer (restored on resume) and the random stream."""
     cfg = recipe.train
     data, fingerprint = load_segments(job.store, list(job.corpora), job.embed_model,
@@ -218,11 +218,11 @@ def _setup(job: TrainJob, recipe: Recipe, state: dict[str, Any] | None, device: 
         torch.set_rng_state(state["torch_rng"][rank])
         start = int(state["step"])
     val_batches = Batches(val_set, norm, speaker_index, device, cfg.crop_frames).fixed(VAL_SEGMENTS, cfg.seed)
-    return _Run(recipe, trainer, batches, val_batches, speakers, fingerprint, norm, int(train_set.mel.shape[2]),
+    return _Training(recipe, trainer, batches, val_batches, speakers, fingerprint, norm, int(train_set.mel.shape[2]),
                 gen, start, rank, world)
 
 
-def _loop(job: TrainJob, run: _Run, progress: Progress) -> tuple[dict[str, float], Path | None]:
+def _loop(job: TrainJob, run: _Training, progress: Progress) -> tuple[dict[str, float], Path | None]:
     """Steps ``run.start`` .. ``train.steps``: train, log, validate, checkpoint; (last metrics, last checkpoint)."""
     recipe, cfg = run.recipe, run.recipe.train
     log = _Log(job.out / "metrics.jsonl") if run.rank == 0 else None
@@ -266,7 +266,7 @@ def _record_run(job: TrainJob, recipe: Recipe, result: TrainResult) -> None:
               wait_s=LOCK_WAIT_S)
 
 
-def _state(run: _Run, job: TrainJob) -> dict[str, Any]:
+def _state(run: _Training, job: TrainJob) -> dict[str, Any]:
     """Everything a resume needs, as tensors and plain values (torch.load(weights_only=True) reads it)."""
     generators, rngs = [run.gen.get_state()], [torch.get_rng_state()]
     if run.world > 1:  # rank 0 writes, so it collects the other ranks' generator states

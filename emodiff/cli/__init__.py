@@ -206,7 +206,7 @@ def classify(
     overwrite: OverwriteOpt = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Train and test the CNN-BLSTM per fold (UAR per utterance) -> /results/NAME."""
+    """Train and test the CNN-BLSTM (or the recipe's classifier.kind) per fold (UAR per utterance) -> /results/NAME."""
     _threads(threads)
     from emodiff.classify import classify as run_classify
     from emodiff.classify_job import ClassifyRequest

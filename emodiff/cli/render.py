@@ -131,12 +131,14 @@ def classify_summary(console: Console, result: ClassifyResult) -> None:
     if len(seeds) > 1:
         spread += f" +/- {100 * result.uar_seed_std:.2f} over {len(seeds)} seeds"
     title = f"{escape(result.group)} ({escape(str(result.protocol))}): UAR {100 * result.uar[0]:.2f} %{spread}{leaky}"
-    columns = ["fold", *(["seed"] if len(seeds) > 1 else []), "UAR %", "WA %", "macro-F1 %", "best epoch",
-               "val UAR %", *(["synthetic"] if any(r.synthetic for r in result.folds) else [])]
+    stats = any(r.l2 is not None for r in result.folds)  # classifier.kind stats: the L2 strength kept, not an epoch
+    columns = ["fold", *(["seed"] if len(seeds) > 1 else []), "UAR %", "WA %", "macro-F1 %",
+               "L2 kept" if stats else "best epoch", "val UAR %",
+               *(["synthetic"] if any(r.synthetic for r in result.folds) else [])]
     table = _table(title, columns, right=[c for c in columns if c not in ("fold", "synthetic")])
     for r in result.folds:
         row = [_plain(r.name), *([str(r.seed)] if len(seeds) > 1 else []), f"{100 * r.uar:.2f}", f"{100 * r.wa:.2f}",
-               f"{100 * r.f1:.2f}", str(r.best_epoch), f"{100 * r.val_uar:.2f}"]
+               f"{100 * r.f1:.2f}", f"{r.l2:g}" if r.l2 is not None else str(r.best_epoch), f"{100 * r.val_uar:.2f}"]
         table.add_row(*row, *([_plain(r.synthetic)] if "synthetic" in columns else []))
     console.print(table)
     console.print(f"{len(result.folds)} fold runs in {result.seconds:.0f} s")

@@ -43,6 +43,7 @@ from emodiff.config.recipe import (
     section_types,
 )
 from emodiff.config.settings import (
+    ClassifierKind,
     DenoiserKind,
     GeneratorName,
     Load,
@@ -63,10 +64,10 @@ from emodiff.config.study import VOCODERS, StudyConfig
 from emodiff.config.training import SampleConfig, SampleSettings, TrainConfig, check_shared_sample
 
 __all__ = [
-    "COMMON_SECTIONS", "ClassifierConfig", "DenoiserConfig", "DenoiserKind", "DiffusionConfig", "GeneratorName",
-    "Load", "LrSchedule", "Normalize", "Parameterization", "RECIPES", "Recipe", "RecipeFamily", "SampleConfig",
-    "SampleSettings", "Sampler", "Schedule", "SettingError", "Skip", "StudyConfig", "TimestepSampler", "TrainConfig",
-    "VOCODERS", "Voices", "build", "build_recipe", "check_diffusion_model", "check_flat_denoiser",
+    "COMMON_SECTIONS", "ClassifierConfig", "ClassifierKind", "DenoiserConfig", "DenoiserKind", "DiffusionConfig",
+    "GeneratorName", "Load", "LrSchedule", "Normalize", "Parameterization", "RECIPES", "Recipe", "RecipeFamily",
+    "SampleConfig", "SampleSettings", "Sampler", "Schedule", "SettingError", "Skip", "StudyConfig", "TimestepSampler",
+    "TrainConfig", "VOCODERS", "Voices", "build", "build_recipe", "check_diffusion_model", "check_flat_denoiser",
     "check_shared_sample", "check_unet_denoiser", "integers", "mismatch", "numbers", "override", "own_sections",
     "parse_options", "read_recipe", "recorded", "sample_with", "section_types",
 ]

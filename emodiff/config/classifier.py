@@ -1,11 +1,19 @@
-"""The ``classifier`` section: the CNN-BLSTM and how it trains (emodiff/ser/)."""
+"""The ``classifier`` section: which classifier (the CNN-BLSTM, or utterance statistics into a linear model) and
+how it trains (emodiff/ser/)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import get_args
 
-from emodiff.config.settings import LrSchedule, SettingError, integers, numbers
+from emodiff.config.settings import ClassifierKind, LrSchedule, SettingError, integers, is_number, numbers
+
+# classifier.l2's default: lambda from strongest to weakest (ties in validation UAR keep the earlier, stronger one).
+# lambda is sklearn's 1 / (C N) for N training units: C ~ 0.00004..1.5 with the ~670-860 utterances of a RAVDESS or
+# nEMO source. The lab probe's C range (0.0003..0.1, lambda 3..0.01 here) was too narrow: validation chose its
+# strongest end in all 24 nEMO -> RAVDESS folds and its weakest in 5 of 12 RAVDESS folds (docs/classify.md).
+DEFAULT_L2 = (30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 
 
 @dataclass(frozen=True)
@@ -14,6 +22,11 @@ class ClassifierConfig:
 
     ``channels`` is the width of all three conv layers (one int rather than a tuple, so that it
     reads plainly in YAML and passes :func:`build`).
+
+    ``kind: stats`` is another classifier (emodiff/ser/stats.py): each utterance's per-bin mean and std,
+    standardised per speaker, into multinomial logistic regression, fitted once per L2 strength of ``l2``. It
+    reads ``mel_channels``, ``n_classes`` and ``seed`` (the controls' draws) of the rest; the CNN's sizes and
+    training settings do nothing for it (docs/classify.md "A classifier that transfers").
     """
 
     mel_channels: int = 80
@@ -41,16 +54,30 @@ class ClassifierConfig:
     # augmentation that adds segments does not also buy more updates (docs/classify.md "Equal training").
     steps: int = 0
     eval_every: int = 0  # with `steps`: validate every this many steps (0: once per pass over the training data)
+    kind: ClassifierKind = "cnn-blstm"  # or stats: utterance statistics into a linear model (docs/classify.md)
+    # kind stats: the L2 strengths lambda fitted, each fold keeping the one of best validation UAR; the loss is the
+    # (weighted) mean cross-entropy + lambda / 2 ||W||^2, the bias unpenalised.
+    l2: tuple[float, ...] = DEFAULT_L2
 
     def recorded(self) -> dict:
         """What a result records of this section (its ``config`` attr): every field, but ``steps`` and
-        ``eval_every`` only when ``steps`` is set and ``segment_norm`` only when on, so results recorded before
-        they existed keep their hash."""
-        out = asdict(self)
+        ``eval_every`` only when ``steps`` is set, ``segment_norm`` only when on, and ``kind`` and ``l2`` only
+        when ``kind`` is not cnn-blstm, so results recorded before they existed keep their hash."""
+        out = self.recipe_dict()
         if not self.segment_norm:
             del out["segment_norm"]
         if not self.steps:
             del out["steps"], out["eval_every"]
+        return out
+
+    def recipe_dict(self) -> dict:
+        """What a recipe records of this section (Recipe.to_dict: checkpoints, /runs, runs/NAME/recipe.yaml): every
+        field as a plain value, but ``kind`` and ``l2`` only when ``kind`` is not cnn-blstm, so recipes recorded
+        before they existed keep their hash."""
+        out = asdict(self)
+        out["l2"] = list(self.l2)
+        if self.kind == "cnn-blstm":
+            del out["kind"], out["l2"]
         return out
 
     def __post_init__(self) -> None:
@@ -64,6 +91,14 @@ class ClassifierConfig:
         for name in ("normalize", "segment_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError("classifier", name, getattr(self, name), "true or false")
+        if self.kind not in get_args(ClassifierKind):
+            raise SettingError("classifier", "kind", self.kind, f"one of {', '.join(get_args(ClassifierKind))}")
+        if (not isinstance(self.l2, tuple) or not self.l2
+                or any(not is_number(v) or not math.isfinite(v) or v <= 0 for v in self.l2)):
+            raise SettingError("classifier", "l2", self.l2, "a non-empty list of numbers > 0 (L2 strengths lambda)")
+        if self.kind == "cnn-blstm" and self.l2 != DEFAULT_L2:
+            raise SettingError("classifier", "l2", list(self.l2), "the default unless classifier.kind is stats (the "
+                               "CNN-BLSTM has no L2 grid; its decay is weight_decay)")
         if self.schedule not in get_args(LrSchedule):
             raise SettingError("classifier", "schedule", self.schedule, f"one of {', '.join(get_args(LrSchedule))}")
         if self.kernel_size % 2 == 0:

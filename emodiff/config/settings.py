@@ -17,6 +17,8 @@ DenoiserKind = Literal["flat", "unet"]
 Load = Literal["auto", "memory", "chunks"]
 Normalize = Literal["center", "none"]
 LrSchedule = Literal["constant", "cosine"]
+# emodiff classify's classifier: the CNN-BLSTM, or utterance statistics into a linear model (emodiff/ser/stats.py).
+ClassifierKind = Literal["cnn-blstm", "stats"]
 # Whose voice a sample speaks in (emodiff/voices.py): a training speaker's, a mix of two, or a Gaussian draw.
 Voices = Literal["training", "mix", "gaussian"]
 # A generator family's name: any family emodiff/families.py lists, checked against that list when a recipe is loaded.

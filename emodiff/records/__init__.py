@@ -37,8 +37,8 @@ from emodiff.records.base import (
     Same,
     check_name,
     children,
-    compare,
     existing,
+    existing_in,
     group_at,
     meta,
     taken,
@@ -47,16 +47,16 @@ from emodiff.records.comparisons import Comparison
 from emodiff.records.corpus import Corpus, none_prepared, not_prepared, prepared_corpora, write_corpus
 from emodiff.records.embeddings import Embeddings, EmbeddingsWriter, write_embeddings
 from emodiff.records.quality import Quality
-from emodiff.records.results import Fold, Results, ResultsWriter, write_results
+from emodiff.records.results import Results, ResultsWriter, StoredFold, write_results
 from emodiff.records.runs import Run
 from emodiff.records.segments import DEFLATE_LEVEL, GROW, SegmentWriter, compress_segment, deflate, shuffle
 from emodiff.records.synthetic import Synthetic, SyntheticAttrs, SyntheticWriter, write_synthetic
 
 __all__ = [
     "Absent", "Augmented", "Comparison", "Corpus", "DEFLATE_LEVEL", "Different", "Embeddings", "EmbeddingsWriter",
-    "Fold", "GROW", "Meta", "NAME_MAX", "NAME_RULE", "Quality", "Results", "ResultsWriter", "Run", "Same",
-    "SegmentWriter", "Synthetic", "SyntheticAttrs", "SyntheticWriter", "augmented_segments", "check_name",
-    "children", "compare", "compress_segment", "deflate", "existing", "group_at", "meta", "none_prepared",
+    "GROW", "Meta", "NAME_MAX", "NAME_RULE", "Quality", "Results", "ResultsWriter", "Run", "Same",
+    "SegmentWriter", "StoredFold", "Synthetic", "SyntheticAttrs", "SyntheticWriter", "augmented_segments", "check_name",
+    "children", "compress_segment", "deflate", "existing", "existing_in", "group_at", "meta", "none_prepared",
     "not_prepared", "prepared_corpora", "shuffle", "taken", "write_augmented_attrs", "write_corpus",
     "write_embeddings", "write_results", "write_synthetic",
 ]

@@ -180,7 +180,7 @@ class Different:
         return EmodiffError(f"{store}: /{self.path} exists with other settings; {fix}")
 
 
-def compare(f: h5py.File, path: str, config: Mapping[str, Any]) -> Absent | Same | Different:
+def existing_in(f: h5py.File, path: str, config: Mapping[str, Any]) -> Absent | Same | Different:
     """:func:`existing` on an open store."""
     path = path.strip("/")
     g = group_at(f, path)
@@ -200,7 +200,7 @@ def existing(store: Path, path: str, config: Mapping[str, Any]) -> Absent | Same
     if not Path(store).exists():
         return Absent(path.strip("/"))
     with open_store(store) as f:
-        return compare(f, path, config)
+        return existing_in(f, path, config)
 
 
 def taken(store: Path | str, path: str, instead: str = "") -> EmodiffError:

@@ -25,7 +25,7 @@ from emodiff.store import (
 
 
 @dataclass(frozen=True)
-class Fold:
+class StoredFold:
     """One fold (per seed) of ``/results/<name>``."""
 
     name: str
@@ -48,7 +48,7 @@ class Fold:
         return self.name.split("@seed")[0]
 
     @classmethod
-    def of(cls, g: h5py.Group) -> Fold:
+    def of(cls, g: h5py.Group) -> StoredFold:
         a = attrs_dict(g)
         conf = read_data(g["confusion"]).astype(np.int64) if "confusion" in g else None
         if conf is not None and conf.shape != (len(EMOTIONS), len(EMOTIONS)):
@@ -71,7 +71,7 @@ class Results(InSection):
     name: str
     meta: Meta
     attrs: dict[str, Any]
-    folds: tuple[Fold, ...]
+    folds: tuple[StoredFold, ...]
     corpus: str = ""
     train_corpus: str = ""
     protocol: str = ""
@@ -93,7 +93,7 @@ class Results(InSection):
             raise EmodiffError(f"{file_name(f)}: no /results/{name}")
         a = attrs_dict(g)
         # A fold is a subgroup holding a confusion matrix or a uar attr (not `predictions`).
-        folds = tuple(Fold.of(g[k]) for k in children(g, "/")
+        folds = tuple(StoredFold.of(g[k]) for k in children(g, "/")
                       if "confusion" in g[k] or "uar" in g[k].attrs)
         return cls(name=name, meta=Meta.of(g), attrs=a, folds=folds, corpus=as_str(a, "corpus"),
                    train_corpus=as_str(a, "train_corpus"), protocol=as_str(a, "protocol"),
@@ -134,10 +134,11 @@ class ResultsWriter:
              speakers: Sequence[str], true: np.ndarray, pred: np.ndarray, log_probs: np.ndarray, uar: float,
              wa: float, macro_f1: float, best_epoch: int, val_uar: float, epochs_run: int, best_step: int,
              steps_run: int, seed: int, synthetic: str, leaky: bool, n_train: int, n_val: int, n_test: int,
-             test_speakers: Sequence[str], val_speakers: Sequence[str]) -> None:
+             test_speakers: Sequence[str], val_speakers: Sequence[str], l2: float | None = None) -> None:
         """The fold group ``name``: ``confusion`` [4, 4] (rows true), ``predictions/`` (one row per test
         utterance: ``ids``, ``corpora``, ``speakers``, ``true`` and ``pred`` classes, ``log_probs`` [U, 4]) and
-        the fold's attrs; the speakers are ``corpus:speaker``, stored as a JSON list."""
+        the fold's attrs; the speakers are ``corpus:speaker``, stored as a JSON list. ``l2`` (classifier.kind
+        stats: the L2 strength kept) is written only when given."""
         g = self.group.create_group(name)
         g.create_dataset("confusion", data=confusion)
         write_table(g.create_group("predictions"), {
@@ -148,6 +149,8 @@ class ResultsWriter:
                        epochs_run=epochs_run, best_step=best_step, steps_run=steps_run, seed=seed,
                        synthetic=synthetic, leaky=leaky, n_train=n_train, n_val=n_val, n_test=n_test,
                        test_speakers=json.dumps(list(test_speakers)), val_speakers=json.dumps(list(val_speakers)))
+        if l2 is not None:
+            g.attrs["l2"] = l2
 
     def finish(self, *, corpus: str, train_corpus: str, protocol: str, folds: str, target_fraction: float | None,
                train_on: str, augment: str, leaky: bool, repeats: int, seeds: Sequence[int], split_seed: int,

@@ -19,6 +19,7 @@ from emodiff.records.segments import DEFLATE_LEVEL
 from emodiff.store import (
     attrs_dict,
     read_data,
+    reading,
     write_group,
     write_table,
 )
@@ -125,6 +126,15 @@ class Synthetic(InSection):
         g = f[self.path(self.name)]
         mel = read_data(g["mel"]).astype(np.float16)
         return mel, read_data(g["frames"]).astype(np.int64) if "frames" in g else None
+
+    def load_speaker(self, f: h5py.File) -> np.ndarray | None:
+        """Each segment's ``speaker`` [M] str (the training speaker whose transcript and voice it borrows), or None
+        for a set without that column."""
+        g = f[self.path(self.name)]
+        if "speaker" not in g:
+            return None
+        with reading(g["speaker"]):
+            return g["speaker"].asstr()[()].astype(str)
 
 
 class SyntheticWriter:

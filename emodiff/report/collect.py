@@ -22,7 +22,7 @@ import numpy as np
 from emodiff import store as st
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment
-from emodiff.records import Comparison, Corpus, Embeddings, Fold, Meta, Quality, Results, Run, Synthetic, children
+from emodiff.records import Comparison, Corpus, Embeddings, Meta, Quality, Results, Run, StoredFold, Synthetic, children
 from emodiff.ser.paired import PairedComparison, compare
 from emodiff.summary import CorpusStats, corpus_stats
 
@@ -48,7 +48,7 @@ class ResultInfo:
     uar: tuple[float, float] | None  # (mean, std) as stored
     wa: tuple[float, float] | None  # stored, else from the folds (see metric_of)
     f1: tuple[float, float] | None
-    folds: list[Fold]
+    folds: list[StoredFold]
     classifier: dict[str, Any]  # the config's classifier section
     meta: Meta
     baseline: str = ""  # the result it is compared with (`paired_baseline`, else the config's `baseline`)

@@ -109,9 +109,11 @@ def experiments(results: list[ResultInfo]) -> list[ResultTable]:
 
 
 def classifier_words(c: dict) -> str:
-    """'the paper-size classifier' or its sizes beside the paper's."""
+    """'the paper-size classifier', its sizes beside the paper's, or what ``classifier.kind: stats`` is."""
     if not c:
         return "classifier settings not recorded"
+    if c.get("kind") == "stats":  # recorded only when not the CNN-BLSTM, whose sizes are the rest of the dict
+        return "speaker-normalised utterance statistics into a linear model (classifier.kind stats)"
     paper = asdict(ClassifierConfig())  # its defaults are the paper's
     if all(c.get(k) == paper[k] for k in _CLASSIFIER_KEYS):
         return "the paper-size classifier"

@@ -1,6 +1,8 @@
 """One classifier training per (fold, seed) of ``emodiff classify``: the corpus data it reads, the segments a
 fold trains on (real, their offline copies, a synthetic set), and the runs, here one after another or in
-spawned worker processes.
+spawned worker processes. With ``classifier.kind: stats`` a fold trains on units instead (an utterance, an
+offline copy of one, a synthetic segment), each one row of speaker-standardised statistics
+(:func:`stats_features`, :func:`training_units`; emodiff/ser/stats.py).
 
 ``classify`` (emodiff/classify.py) plans the folds, checks every one (leaks, empty sets, the paired
 baseline) and writes the store; this module only reads the store and trains. A worker reads the
@@ -29,6 +31,7 @@ from emodiff.records import Augmented, Corpus, Synthetic
 from emodiff.ser.classifier import ClassifierConfig, SpecAugment
 from emodiff.ser.metrics import macro_f1, uar, weighted_accuracy
 from emodiff.ser.protocols import Fold
+from emodiff.ser.stats import Units, fit_stats_selecting, standardise_groups, utterance_stats
 from emodiff.ser.training import Segments, fit_selecting, utterance_scores
 
 
@@ -58,6 +61,9 @@ class FoldResult:
     epochs_run: int = 0  # below the recipe's epochs when early stopping ended the fold
     best_step: int = 0  # optimiser steps taken when the kept weights were validated
     steps_run: int = 0  # optimiser steps taken in all (fewer than planned when early stopping ended the fold)
+    # kind stats: the L2 strength kept (best_epoch and best_step are its 1-based place in classifier.l2, epochs_run
+    # and steps_run the grid's size); None for the CNN-BLSTM, whose results do not record it
+    l2: float | None = None
 
 
 @dataclass
@@ -94,6 +100,7 @@ class Candidate:
     shape: tuple[int, ...]
     count: int
     _segments: Segments | None = None
+    _units: Units | None = None
 
     def segments(self, store: Path) -> Segments:
         if self._segments is None:
@@ -103,6 +110,18 @@ class Candidate:
             frames = torch.from_numpy(valid) if valid is not None else torch.full((len(mel),), mel.shape[2])
             self._segments = Segments(torch.from_numpy(mel), frames, torch.from_numpy(record.emotion))
         return self._segments
+
+    def units(self, store: Path) -> Units:
+        """kind stats: each segment one unit, its statistics standardised within its ``speaker`` (the voice it was
+        drawn in; the whole set is one group when the set has no speaker column)."""
+        if self._units is None:
+            seg = self.segments(store)
+            with st.open_store(store) as f:
+                speaker = Synthetic.read(f, self.name).load_speaker(f)
+            x = utterance_stats(seg.mel, seg.frames, np.arange(len(seg)), len(seg))
+            group = speaker if speaker is not None else np.zeros(len(seg), dtype=np.int64)
+            self._units = Units(standardise_groups(x, group), seg.labels.numpy().astype(np.int64))
+        return self._units
 
 
 def read_corpora(store: Path, corpora: list[str], segments: bool = True) -> CorpusData:
@@ -182,9 +201,9 @@ def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline]
 def shared_trainings(runs: list[FoldRun], cfg: ClassifierConfig) -> list[tuple[int, ...]]:
     """Indices of ``runs`` grouped by what they train on: the fold's training utterances, the synthetic set and
     the seed fix the training data (:func:`training_segments`) and its trajectory, so the runs of a group
-    differ only in the utterances that select and test, and one training serves them all. Early stopping
-    (``cfg.patience``) ends each run at its own validation, so then every run trains alone."""
-    if cfg.patience:
+    differ only in the utterances that select and test, and one training serves them all. The CNN-BLSTM's early
+    stopping (``cfg.patience``) ends each run at its own validation, so then every run trains alone."""
+    if cfg.patience and cfg.kind == "cnn-blstm":
         return [(i,) for i in range(len(runs))]
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
@@ -196,6 +215,12 @@ def _run_group(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline
                device: torch.device) -> list[tuple[FoldResult, Predictions]]:
     """The runs of one :func:`shared_trainings` group, trained once."""
     first = runs[0]
+    if spec.classifier.kind == "stats":
+        features = stats_features(data, offline)
+        units = training_units(first.fold, data, first.synth, features, spec, first.seed)
+        return run_folds_stats([run.fold for run in runs], data, units, features, first.seed, spec.classifier)
+    if spec.classifier.kind != "cnn-blstm":
+        raise ValueError(f"classifier.kind {spec.classifier.kind!r}: expected cnn-blstm or stats")
     train = training_segments(first.fold, data, first.synth, offline, spec, first.seed)
     return run_folds([run.fold for run in runs], data, train, spec, device, first.seed)
 
@@ -218,7 +243,7 @@ def _worker_inputs(store: Path, corpora: tuple[str, ...],
 
 def read_offline(store: Path, kind: str, data: CorpusData, corpora: list[str]) -> Offline:
     """Every training corpus's /augmented/<corpus>/<kind> segments, labelled; ``utt`` mapped into ``data``."""
-    parts, utts = [], []
+    parts, utts, params = [], [], []
     with st.open_store(store) as f:
         for corpus in corpora:
             if not Augmented.exists(f, corpus, kind):
@@ -228,10 +253,11 @@ def read_offline(store: Path, kind: str, data: CorpusData, corpora: list[str]) -
             parts.append(Segments(torch.from_numpy(record.load_mel(f)), torch.from_numpy(record.seg_frames),
                                   torch.from_numpy(data.emotion[utt])))
             utts.append(utt)
+            params.append(record.seg_param.astype(np.float64))
     if not parts:
         raise EmodiffError(f"{store}: no /augmented/*/{kind} set for {' or '.join(corpora)}; run "
                            f"`emodiff augment {kind} --corpus {corpora[0]}` first")
-    return Offline(Segments.join(parts), np.concatenate(utts))
+    return Offline(Segments.join(parts), np.concatenate(utts), np.concatenate(params))
 
 
 @dataclass(frozen=True)
@@ -240,6 +266,7 @@ class Offline:
 
     segments: Segments
     utt: np.ndarray  # [N]
+    param: np.ndarray | None = None  # [N] the speed factor or SNR of each segment's copy (None: one copy each)
 
 
 def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, offline: dict[str, Offline],
@@ -327,3 +354,77 @@ class _Scorer:
 
     def truth_pred(self, model) -> tuple[np.ndarray, np.ndarray]:
         return self.truth, self.scores(model).argmax(axis=1)
+
+
+@dataclass(frozen=True)
+class StatsFeatures:
+    """kind stats: the utterance statistics [U, 2C] of every corpus utterance (row as in ``CorpusData``), each
+    standardised within its speaker (corpus:speaker), and per offline kind those of each copy (an utterance's
+    segments of one speed factor or SNR) [M, 2C], standardised within (speaker, kind), with its utterance row [M]."""
+
+    real: np.ndarray
+    offline: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def stats_features(data: CorpusData, offline: dict[str, Offline]) -> StatsFeatures:
+    """Every unit's speaker-standardised statistics (:func:`emodiff.ser.stats.utterance_stats`,
+    :func:`~emodiff.ser.stats.standardise_groups`): each speaker, trained on, validated or tested, by its own
+    utterances (labels unused: the transductive speaker normalisation of docs/classify.md)."""
+    speaker = data.qualified
+    real = standardise_groups(utterance_stats(data.mel, data.frames, data.utt, len(data.ids)), speaker)
+    copies = {}
+    for kind, extra in offline.items():
+        param = extra.param if extra.param is not None else np.zeros(len(extra.utt))
+        keys, unit = np.unique(np.column_stack([extra.utt.astype(np.float64), param]), axis=0, return_inverse=True)
+        utt = keys[:, 0].astype(np.int64)
+        x = utterance_stats(extra.segments.mel, extra.segments.frames, unit.reshape(-1), len(keys))
+        copies[kind] = (standardise_groups(x, speaker[utt]), utt)
+    return StatsFeatures(real, copies)
+
+
+def training_units(fold: Fold, data: CorpusData, synth: Candidate | None, features: StatsFeatures, spec: FoldSpec,
+                   seed: int = 0) -> Units:
+    """What one run of ``fold`` trains on with kind stats, as :func:`training_segments` for the CNN-BLSTM, with a
+    unit for a segment: with ``spec.real`` the fold's training utterances, ``augment.extra_real`` more drawn
+    from them with replacement, and their offline copies; then ``synth``'s segments (``shuffle``, ``uniform``
+    and ``weight`` as there)."""
+    augment, k = spec.augment, spec.classifier.n_classes
+    parts = []
+    if spec.real:
+        utts = np.asarray(fold.train, dtype=np.int64)
+        if augment.extra_real is not None:
+            utts = np.concatenate([utts, np.random.default_rng(seed).choice(utts, augment.extra_real)])
+        parts.append(Units(features.real[utts], data.emotion[utts]))
+        for x, utt in features.offline.values():  # only the copies of this fold's training utterances
+            keep = np.isin(utt, np.asarray(fold.train))
+            parts.append(Units(x[keep], data.emotion[utt[keep]]))
+    if synth is not None:
+        units = synth.units(spec.store)
+        labels = units.labels
+        if augment.shuffle:
+            labels = labels[np.random.default_rng(seed).permutation(len(labels))]
+        soft = np.full((len(labels), k), 1.0 / k) if augment.uniform else None
+        weight = None if augment.weight is None else np.full(len(labels), augment.weight)
+        parts.append(Units(units.x, labels, soft, weight))
+    return Units.join(parts, k)
+
+
+def run_folds_stats(folds: list[Fold], data: CorpusData, train: Units, features: StatsFeatures, seed: int,
+                    cfg: ClassifierConfig) -> list[tuple[FoldResult, Predictions]]:
+    """kind stats: :func:`run_folds` with one fit per L2 strength of ``cfg.l2`` in place of the training steps: each
+    fold keeps the strength of its own best validation UAR and scores its own test utterances."""
+
+    def val_uars(model) -> list[float]:
+        return [uar(data.emotion[rows], model.log_probs(features.real[rows]).argmax(axis=1))
+                for rows in (np.asarray(fold.val, dtype=np.int64) for fold in folds)]
+
+    out = []
+    for fold, kept in zip(folds, fit_stats_selecting(cfg, train, val_uars), strict=True):
+        test = np.asarray(fold.test, dtype=np.int64)
+        probs = kept.model.log_probs(features.real[test]).astype(np.float32)
+        truth, pred = data.emotion[test], probs.argmax(axis=1)
+        res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
+                         kept.index + 1, kept.best_score, seed, epochs_run=kept.fits, best_step=kept.index + 1,
+                         steps_run=kept.fits, l2=kept.l2)
+        out.append((res, (test, pred, probs)))
+    return out
