@@ -11,6 +11,7 @@ from pathlib import Path
 
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment, TrainOn
+from emodiff.inspect import chosen_corpus
 from emodiff.records import check_name
 from emodiff.ser.classifier import ClassifierConfig
 from emodiff.ser.folds import FoldSpec
@@ -27,6 +28,8 @@ class ClassifyJob:
     dev_fraction: float = 0.3  # cross-corpus: share of target utterances (by speaker) for model selection
     split_seed: int = 0  # seeds the cross-corpus and adaptation speaker splits
     target_split: str = "speakers"  # cross-corpus: speakers | random | groups:K | loso (TargetSplit.parse)
+    # The experiment as given (--train-on, --augment): the result records these two as they were spelled (its
+    # config hash); ``experiment`` is what they mean, and what the folds train on.
     train_on: TrainOn = "real"
     augment: Augment = field(default_factory=Augment)
     allow_leak: bool = False
@@ -40,9 +43,11 @@ class ClassifyJob:
     # The synthetic sets each fold may choose from, when a caller (a study) names its own; empty: every set
     # --augment selects. A study's store can hold other sets (a sweep's), which must not stand in for its own.
     sets: tuple[str, ...] = ()
+    experiment: Experiment = field(init=False, repr=False, compare=False)  # train_on and augment as one, checked
 
     def __post_init__(self) -> None:
-        Experiment(self.train_on, self.augment)  # checks --train-on, and that offline augmentations have real data
+        # checks --train-on, and that what --augment adds fits the data (emodiff/experiments.py)
+        object.__setattr__(self, "experiment", Experiment(self.train_on, self.augment))
         WithinCorpus.parse(self.folds)  # a bad --folds stops here, before the store is read
         if self.name is not None:
             check_name(self.name)
@@ -52,12 +57,10 @@ class ClassifyJob:
             raise EmodiffError(f"--repeats must be at least 1, got {self.repeats}")
         if self.workers < 1:
             raise EmodiffError(f"--workers must be at least 1, got {self.workers}")
-        if self.target_fraction is not None:
-            if self.train_corpus is None:
-                raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
-            if not 0.0 <= self.target_fraction <= 1.0:
-                raise EmodiffError(f"--target-fraction {self.target_fraction:g}: expected a fraction in [0, 1] "
-                                   "(30 % is 0.3)")
+        _needs_source(self.target_fraction, self.train_corpus)
+        if self.target_fraction is not None and not 0.0 <= self.target_fraction <= 1.0:
+            raise EmodiffError(f"--target-fraction {self.target_fraction:g}: expected a fraction in [0, 1] "
+                               "(30 % is 0.3)")
         TargetSplit.parse(self.target_split)
         if self.target_split != "speakers" and (self.train_corpus is None or self.target_fraction is not None):
             raise EmodiffError(f"--target-split {self.target_split}: only cross-corpus (--train/--test without "
@@ -77,11 +80,6 @@ class ClassifyJob:
         if self.target_fraction is not None:
             return "adaptation"
         return "cross-corpus" if self.train_corpus is not None else self.folds
-
-    @property
-    def experiment(self) -> Experiment:
-        """``train_on`` and ``augment`` as one :class:`Experiment` (EmodiffError when they do not fit)."""
-        return Experiment(self.train_on, self.augment)
 
     @property
     def effective_train_on(self) -> TrainOn:
@@ -107,8 +105,7 @@ class ClassifyJob:
     def fold_spec(self) -> FoldSpec:
         """What each (fold, seed) training of this job shares (emodiff/ser/folds.py)."""
         return FoldSpec(store=self.store, corpora=tuple(self.corpora), classifier=self.classifier,
-                        real=self.effective_train_on != "synthetic", augment=self.augment, device=self.device,
-                        workers=self.workers)
+                        experiment=self.experiment, device=self.device, workers=self.workers)
 
     def default_name(self) -> str:
         if self.protocol == "adaptation":
@@ -162,8 +159,7 @@ class ClassifyRequest:
         if self.name is not None:
             check_name(self.name)
         _check_baseline(self.compare_with, self.name if len(_fractions(self.target_fraction)) == 1 else None)
-        if self.target_fraction is not None and self.train is None:
-            raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
+        _needs_source(self.target_fraction, self.train)
 
     def jobs(self, classifier: ClassifierConfig, prepared: Callable[[], list[str]]) -> list[ClassifyJob]:
         """One :class:`ClassifyJob` per target fraction, every one checked before any runs.
@@ -171,12 +167,7 @@ class ClassifyRequest:
         ``prepared()`` lists the store's corpora; within one corpus it picks ``--corpus`` when the
         store holds only one.
         """
-        corpus = self.test
-        if self.train is None:
-            corpora = prepared()
-            if self.corpus is None and len(corpora) > 1:
-                raise EmodiffError(f"{self.store}: holds {', '.join(corpora)}; choose one with --corpus")
-            corpus = self.corpus or corpora[0]
+        corpus = self.test if self.train is not None else chosen_corpus(self.store, self.corpus, prepared())
         augment = Augment.parse(self.augment)
         fractions = _fractions(self.target_fraction)
         return [ClassifyJob(store=self.store, corpus=corpus, train_corpus=self.train,  # type: ignore[arg-type]
@@ -188,6 +179,12 @@ class ClassifyRequest:
                             device=self.device, overwrite=self.overwrite, baseline=self.compare_with,
                             workers=self.workers)
                 for fraction in fractions]
+
+
+def _needs_source(target_fraction: object, source: str | None) -> None:
+    """``--target-fraction`` (a number, or the flag's text) adapts a source corpus's training to a target."""
+    if target_fraction is not None and source is None:
+        raise EmodiffError("--target-fraction needs --train SOURCE and --test TARGET")
 
 
 def _check_baseline(baseline: str | None, name: str | None) -> None:

@@ -218,20 +218,9 @@ class Experiment:
             object.__setattr__(self, "train_on", "real+synthetic")
         elif self.train_on != "real" and self.augment.synthetic is None:
             object.__setattr__(self, "augment", _with_synthetic(self.augment, "", self.augment.generator))
-        if self.train_on == "synthetic" and self.augment.offline:
-            raise EmodiffError(f"--augment {'+'.join(self.augment.offline)} augments real utterances; it needs "
-                               "--train-on real or real+synthetic")
-        for control in CONTROLS:
-            if getattr(self.augment, control) and self.augment.synthetic is None:
-                raise EmodiffError(f"--augment {control} {_CONTROL_DOES[control]}; it needs synthetic data "
-                                   f"(e.g. --augment synthetic+{control})")
-        if self.augment.extra_real is not None and self.train_on == "synthetic":
-            raise EmodiffError(f"--augment real:{self.augment.extra_real} adds real segments; it needs --train-on "
-                               "real or real+synthetic")
-        if self.augment.weight is not None and self.train_on != "real+synthetic":
-            w = _number(self.augment.weight)
-            raise EmodiffError(f"--augment weight:{w} {_WEIGHT_DOES}; it needs real and synthetic data (e.g. "
-                               f"--augment synthetic+weight:{w})")
+        broken = _unfit(self.train_on, self.augment)
+        if broken:
+            raise EmodiffError(_told_to_flags(broken[0], self.augment))
 
     @classmethod
     def of(cls, train_on: str, augment: Augment | str = "") -> Experiment:
@@ -254,15 +243,9 @@ class Experiment:
             given = Augment.parse(synthetic[0], where=f"{where} {text!r}:")
             augment = _with_synthetic(augment, given.synthetic or "", given.generator)
         train_on = "real+synthetic" if "real" in data and synthetic else "real" if data == ["real"] else "synthetic"
-        if train_on == "synthetic" and augment.offline:
-            raise EmodiffError(f"{where}: {text!r}: {'+'.join(augment.offline)} augments real utterances; add real")
-        for control in CONTROLS:
-            if getattr(augment, control) and not synthetic:
-                raise EmodiffError(f"{where}: {text!r}: {control} {_CONTROL_DOES[control]}; add "
-                                   f"{_synthetic_words()}")
-        if augment.weight is not None and train_on != "real+synthetic":
-            raise EmodiffError(f"{where}: {text!r}: weight:{_number(augment.weight)} {_WEIGHT_DOES}; add "
-                               f"{_synthetic_words() if train_on == 'real' else 'real'}")
+        broken = [rule for rule in _unfit(train_on, augment) if rule != "extra_real"]  # real:N: see cls() below
+        if broken:
+            raise EmodiffError(f"{where}: {text!r}: {_told_to_text(broken[0], augment, train_on)}")
         if data.count("real") > 1:
             raise EmodiffError(f"{where}: {text!r} names real twice; extra real segments are real:N (e.g. "
                                "real+real:400)")
@@ -324,6 +307,43 @@ class Experiment:
         """Sort key: the paper's rows in its order, then the rest by label."""
         key = self.paper_key
         return (PAPER_ROWS.index(key), self.label) if key in PAPER_ROWS else (len(PAPER_ROWS), self.label)
+
+
+def _unfit(train_on: str, augment: Augment) -> list[str]:
+    """The rules of what an experiment's data can take that ``train_on`` and ``augment`` break, in the order they
+    are told: ``offline`` (speed and noise copy real utterances), a control (``shuffle``, ``uniform``: they act on
+    synthetic segments), ``extra_real`` (real:N adds real ones) and ``weight`` (weighs synthetic against real).
+    The one place of these rules: :class:`Experiment` words them for the flags, :meth:`Experiment.parse` for a
+    text."""
+    broken = ["offline"] if train_on == "synthetic" and augment.offline else []
+    broken += [control for control in CONTROLS if getattr(augment, control) and augment.synthetic is None]
+    broken += ["extra_real"] if augment.extra_real is not None and train_on == "synthetic" else []
+    return broken + (["weight"] if augment.weight is not None and train_on != "real+synthetic" else [])
+
+
+def _told_to_flags(rule: str, augment: Augment) -> str:
+    """What ``--train-on`` and ``--augment`` are told when they break ``rule`` (:func:`_unfit`)."""
+    if rule == "offline":
+        return (f"--augment {'+'.join(augment.offline)} augments real utterances; it needs --train-on real or "
+                "real+synthetic")
+    if rule in CONTROLS:
+        return f"--augment {rule} {_CONTROL_DOES[rule]}; it needs synthetic data (e.g. --augment synthetic+{rule})"
+    if rule == "extra_real":
+        return f"--augment real:{augment.extra_real} adds real segments; it needs --train-on real or real+synthetic"
+    w = _number(augment.weight)  # type: ignore[arg-type]
+    return (f"--augment weight:{w} {_WEIGHT_DOES}; it needs real and synthetic data (e.g. --augment "
+            f"synthetic+weight:{w})")
+
+
+def _told_to_text(rule: str, augment: Augment, train_on: str) -> str:
+    """What an experiment's text is told when it breaks ``rule`` (:func:`_unfit`; not ``extra_real``, told by the
+    constructor in the flags' words)."""
+    if rule == "offline":
+        return f"{'+'.join(augment.offline)} augments real utterances; add real"
+    if rule in CONTROLS:
+        return f"{rule} {_CONTROL_DOES[rule]}; add {_synthetic_words()}"
+    w = _number(augment.weight)  # type: ignore[arg-type]
+    return f"weight:{w} {_WEIGHT_DOES}; add {_synthetic_words() if train_on == 'real' else 'real'}"
 
 
 def name_safe(text: str) -> str:

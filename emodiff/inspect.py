@@ -87,6 +87,14 @@ def prepared_corpora(store: Path, note: Callable[[str], object]) -> list[str]:
     return records.prepared_corpora(store, note)
 
 
+def chosen_corpus(store: Path, corpus: str | None, prepared: list[str]) -> str:
+    """The corpus a command works on: ``--corpus``, else the store's only prepared one (``prepared``, from
+    :func:`prepared_corpora`); EmodiffError naming them when the store holds several."""
+    if corpus is None and len(prepared) > 1:
+        raise EmodiffError(f"{store}: holds {', '.join(prepared)}; choose one with --corpus")
+    return corpus or prepared[0]
+
+
 def _unreadable(err: EmodiffError) -> Unreadable:
     return Unreadable(str(err).removesuffix(f"; {st.INSPECT_HINT}"))
 

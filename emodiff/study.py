@@ -245,8 +245,8 @@ def _generator_steps(job: StudyJob, corpus: str, generators: list[StudyGenerator
     steps = []
     for g in generators:
         own = g.recipe is job.recipe  # study.train_steps is the study recipe's; another family's recipe has its own
-        recipe = g.recipe if not (study.train_steps and own) else dataclasses.replace(
-            g.recipe, train=override(g.recipe.train, "study.train_steps", steps=study.train_steps))
+        train_steps = study.train_steps if own and study.train_steps else None  # 0: the recipe's train.steps
+        recipe = override(g.recipe, "study.train_steps", section="train", steps=train_steps)
         steps.append(Step(f"train {g.name}", functools.partial(_train, job, recipe, corpus, g)))
         steps.append(Step(f"sample {g.name}", functools.partial(_sample, job, g)))
     return steps

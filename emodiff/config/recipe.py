@@ -247,14 +247,26 @@ def read_recipe(path: str | Path, families: Mapping[str, RecipeFamily]) -> Recip
 
 
 def override(config: T, where: str = "flags", *, section: str | None = None, **values: Any) -> T:
-    """A copy of ``config`` with the non-None ``values`` replaced (command-line flags win).
+    """A copy of ``config`` with the non-None ``values`` replaced: how a command's flags reach a recipe (recipe
+    file first, flags last; None is a flag not given).
 
-    The values go through the recipe's checks: EmodiffError reads ``--steps: train.steps: expected ...``.
-    ``section``: the YAML key of ``config`` (default: the common section of its type).
+    ``config`` is a whole :class:`Recipe`, whose ``section`` (its YAML key: ``train``, ``classifier``, ``sample``,
+    ``diffusion``, ...) takes the values, or one section's settings (``section``: its YAML key for the message;
+    default: the common section of its type). The values go through that section's own checks, as the recipe
+    file's did: EmodiffError reads ``--steps: train.steps: expected ...``. The family's checks across sections
+    are not run again here: :func:`sample_with` runs them for ``emodiff sample``'s flags, and ``train`` before it
+    trains.
     """
     given = {k: v for k, v in values.items() if v is not None}
     if not given:
         return config
+    if isinstance(config, Recipe):
+        if section is None:
+            raise TypeError("override of a recipe: name the section the values are for (section='train', ...)")
+        merged_section = override(getattr(config, section), where, section=section, **given)
+        if section in COMMON_SECTIONS:
+            return dataclasses.replace(config, **{section: merged_section})  # type: ignore[return-value]
+        return config.with_sections(**{section: merged_section})  # type: ignore[return-value]
     merged = {**_plain(dataclasses.asdict(config)), **given}  # type: ignore[call-overload]
     key = section or next((k for k, cls in _COMMON_TYPES.items() if cls is type(config)), type(config).__name__)
     return build(type(config), merged, f"{where}: {key}")
@@ -277,7 +289,7 @@ def sample_with(recipe: Recipe, options: Mapping[str, Any], where: str,
     if unknown:
         raise EmodiffError(f"{_flags(unknown)}: not a sampling option of the {recipe.generator} model of {where}; "
                            f"its options are {_flags(known)}")
-    out = dataclasses.replace(recipe, sample=override(recipe.sample, _flags(list(given)), section="sample", **given))
+    out = override(recipe, _flags(list(given)), section="sample", **given)
     try:
         check(out, f"{where}:recipe")
     except EmodiffError as err:

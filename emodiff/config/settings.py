@@ -21,6 +21,9 @@ LrSchedule = Literal["constant", "cosine"]
 ClassifierKind = Literal["cnn-blstm", "stats"]
 # Whose voice a sample speaks in (emodiff/voices.py): a training speaker's, a mix of two, or a Gaussian draw.
 Voices = Literal["training", "mix", "gaussian"]
+# The vocoder of the report's audio (emodiff/vocoder.py; report --vocoder, study.vocoder): here, so that checking
+# one loads no torch.
+VocoderKind = Literal["auto", "hifigan", "griffin-lim"]
 # A generator family's name: any family emodiff/families.py lists, checked against that list when a recipe is loaded.
 GeneratorName = str
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
-from emodiff.config.settings import SettingError, integers
+from emodiff.config.settings import SettingError, VocoderKind, integers
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment
 from emodiff.families import FAMILIES
@@ -141,7 +142,7 @@ class StudyConfig:
         return {f.strip(): r.strip() for f, _, r in (i.partition("=") for i in _items(self.recipes))}
 
 
-VOCODERS = ("auto", "hifigan", "griffin-lim")  # emodiff.vocoder.VocoderKind, without importing torch here
+VOCODERS: tuple[str, ...] = get_args(VocoderKind)
 
 
 def _items(text: str) -> list[str]:

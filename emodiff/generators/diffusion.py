@@ -105,8 +105,7 @@ class DiffusionFamily:
                                    "discrete timesteps; --sigma-min is for v/edm models")
             # The last noise levels (sigma < ~0.2) add frame-to-frame jitter no real mel has (docs/generator.md,
             # "Where the jitter comes from"): stopping there and returning D(x; sigma_min) leaves it out.
-            stopped = override(recipe.diffusion, "--sigma-min", section="diffusion", sigma_min=sigma_min)
-            recipe = recipe.with_sections(diffusion=stopped)
+            recipe = override(recipe, "--sigma-min", section="diffusion", sigma_min=sigma_min)
         return sample_with(recipe, options, where, self.check)
 
     def architecture(self, recipe: Recipe) -> dict[str, Any]:

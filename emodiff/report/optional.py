@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, get_args
+
+from emodiff.config.settings import VocoderKind
 
 if TYPE_CHECKING:
     from emodiff.vocoder import Vocoder
 
-# A copy of emodiff.vocoder.VocoderKind, so that checking --vocoder does not load that module
-# (tests/test_vocoder.py checks that the two agree).
-VocoderKind = Literal["auto", "hifigan", "griffin-lim"]
+# From the recipe's settings, not emodiff.vocoder, so that checking --vocoder does not load that module.
 VOCODER_KINDS: tuple[str, ...] = get_args(VocoderKind)
 
 

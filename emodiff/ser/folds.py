@@ -25,7 +25,7 @@ from emodiff import store as st
 from emodiff.corpora import CORPORA, unknown_corpus
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
-from emodiff.experiments import Augment
+from emodiff.experiments import Augment, Experiment
 from emodiff.parallel import process_pool, thread_budget, use_threads
 from emodiff.records import Augmented, Corpus, Synthetic
 from emodiff.ser.classifier import ClassifierConfig, SpecAugment
@@ -42,10 +42,19 @@ class FoldSpec:
     store: Path
     corpora: tuple[str, ...]  # read, source first
     classifier: ClassifierConfig
-    real: bool = True  # train on the fold's real utterances (False: on synthetic segments alone)
-    augment: Augment = field(default_factory=Augment)  # what is added to the data, and the controls
+    experiment: Experiment = field(default_factory=Experiment)  # the data trained on, what is added, the controls
     device: str = "auto"
     workers: int = 1
+
+    @property
+    def real(self) -> bool:
+        """Train on the fold's real utterances (False: on synthetic segments alone)."""
+        return "real" in self.experiment.sources
+
+    @property
+    def augment(self) -> Augment:
+        """What is added to the data, and the controls."""
+        return self.experiment.augment
 
 
 @dataclass
