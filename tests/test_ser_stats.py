@@ -21,7 +21,7 @@ from emodiff.config.recipe import RECIPES
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Experiment
 from emodiff.report.experiments import classifier_words
-from emodiff.ser import folds as folds_module
+from emodiff.ser import stats_folds as folds_module
 from emodiff.ser.folds import (
     Candidate,
     FoldSpec,

@@ -1,8 +1,8 @@
-"""One classifier training per (fold, seed) of ``emodiff classify``: the corpus data it reads, the segments a
-fold trains on (real, their offline copies, a synthetic set), and the runs, here one after another or in
-spawned worker processes. With ``classifier.kind: stats`` a fold trains on units instead (an utterance, an
-offline copy of one, a synthetic segment), each one row of speaker-standardised statistics
-(:func:`stats_features`, :func:`training_units`; emodiff/ser/stats.py).
+"""One classifier training per (fold, seed) of ``emodiff classify``: the segments a fold trains on (real, their
+offline copies, a synthetic set), and the runs, here one after another or in spawned worker processes. What a
+run reads is emodiff/ser/fold_data.py; with ``classifier.kind: stats`` a fold trains on units instead (an
+utterance, an offline copy of one, a synthetic segment), each one row of speaker-standardised statistics
+(emodiff/ser/stats_folds.py).
 
 ``classify`` (emodiff/classify.py) plans the folds, checks every one (leaks, empty sets, the paired
 baseline) and writes the store; this module only reads the store and trains. A worker reads the
@@ -15,153 +15,36 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from emodiff import store as st
-from emodiff.corpora import CORPORA, unknown_corpus
 from emodiff.devices import resolve_device
 from emodiff.errors import EmodiffError
-from emodiff.experiments import Augment, Experiment
 from emodiff.parallel import process_pool, thread_budget, use_threads
-from emodiff.records import Augmented, Corpus, Synthetic
 from emodiff.ser.classifier import ClassifierConfig, SpecAugment
+from emodiff.ser.fold_data import (
+    Candidate,
+    CorpusData,
+    FoldResult,
+    FoldSpec,
+    Offline,
+    Predictions,
+    read_corpora,
+    read_offline,
+)
 from emodiff.ser.metrics import macro_f1, uar, weighted_accuracy
 from emodiff.ser.protocols import Fold
-from emodiff.ser.stats import Units, fit_stats_selecting, standardise_groups, utterance_stats
+from emodiff.ser.stats_folds import StatsFeatures, run_folds_stats, stats_features, training_units
 from emodiff.ser.training import Segments, fit_selecting, utterance_scores
 
-
-@dataclass(frozen=True)
-class FoldSpec:
-    """What every run of one ``classify`` shares: where the data are, what it trains on, how, and how many at once."""
-
-    store: Path
-    corpora: tuple[str, ...]  # read, source first
-    classifier: ClassifierConfig
-    experiment: Experiment = field(default_factory=Experiment)  # the data trained on, what is added, the controls
-    device: str = "auto"
-    workers: int = 1
-
-    @property
-    def real(self) -> bool:
-        """Train on the fold's real utterances (False: on synthetic segments alone)."""
-        return "real" in self.experiment.sources
-
-    @property
-    def augment(self) -> Augment:
-        """What is added to the data, and the controls."""
-        return self.experiment.augment
-
-
-@dataclass
-class FoldResult:
-    name: str
-    uar: float
-    wa: float
-    f1: float
-    best_epoch: int
-    val_uar: float
-    seed: int = 0
-    synthetic: str = ""
-    epochs_run: int = 0  # below the recipe's epochs when early stopping ended the fold
-    best_step: int = 0  # optimiser steps taken when the kept weights were validated
-    steps_run: int = 0  # optimiser steps taken in all (fewer than planned when early stopping ended the fold)
-    # kind stats: the L2 strength kept (best_epoch and best_step are its 1-based place in classifier.l2, epochs_run
-    # and steps_run the grid's size); None for the CNN-BLSTM, whose results do not record it
-    l2: float | None = None
-
-
-@dataclass
-class CorpusData:
-    """The utterances of one or two corpora (source first), with their segments."""
-
-    mel: torch.Tensor  # [N, C, F] float16
-    frames: torch.Tensor  # [N]
-    utt: np.ndarray  # [N] row in the utterance arrays
-    emotion: np.ndarray  # [U]
-    speaker: np.ndarray  # [U] as the corpus names them
-    session: np.ndarray  # [U]
-    ids: np.ndarray  # [U]
-    corpus: np.ndarray  # [U]
-    offset: dict[str, int]  # first utterance row of each corpus
-    gender: np.ndarray | None = None  # [U] "F"/"M"; None when a corpus's table has no gender column
-
-    @property
-    def qualified(self) -> np.ndarray:
-        """[U] "corpus:speaker", the form the generator's training speakers are recorded in."""
-        return np.char.add(np.char.add(self.corpus.astype(str), ":"), self.speaker.astype(str))
-
-    def rows_of(self, utts: tuple[int, ...]) -> np.ndarray:
-        """Segment rows of the utterances ``utts``."""
-        return np.flatnonzero(np.isin(self.utt, np.asarray(utts, dtype=np.int64)))
-
-
-@dataclass
-class Candidate:
-    """A /synthetic set a fold may train on: who its generator saw, and its segments, read on first use."""
-
-    name: str
-    training_speakers: frozenset[str]
-    shape: tuple[int, ...]
-    count: int
-    _segments: Segments | None = None
-    _units: Units | None = None
-
-    def segments(self, store: Path) -> Segments:
-        if self._segments is None:
-            with st.open_store(store) as f:
-                record = Synthetic.read(f, self.name)
-                mel, valid = record.load_mel(f)
-            frames = torch.from_numpy(valid) if valid is not None else torch.full((len(mel),), mel.shape[2])
-            self._segments = Segments(torch.from_numpy(mel), frames, torch.from_numpy(record.emotion))
-        return self._segments
-
-    def units(self, store: Path) -> Units:
-        """kind stats: each segment one unit, its statistics standardised within its ``speaker`` (the voice it was
-        drawn in; the whole set is one group when the set has no speaker column)."""
-        if self._units is None:
-            seg = self.segments(store)
-            with st.open_store(store) as f:
-                speaker = Synthetic.read(f, self.name).load_speaker(f)
-            x = utterance_stats(seg.mel, seg.frames, np.arange(len(seg)), len(seg))
-            group = speaker if speaker is not None else np.zeros(len(seg), dtype=np.int64)
-            self._units = Units(standardise_groups(x, group), seg.labels.numpy().astype(np.int64))
-        return self._units
-
-
-def read_corpora(store: Path, corpora: list[str], segments: bool = True) -> CorpusData:
-    mels, frames, utts, tables, offset, n = [], [], [], [], {}, 0
-    with st.open_store(store) as f:
-        for corpus in corpora:
-            if not Corpus.exists(f, corpus) and corpus not in CORPORA:  # a named one is "not prepared" below
-                raise EmodiffError(f"{unknown_corpus(corpus)} (prepared in {store}: "
-                                   f"{', '.join(Corpus.names(f)) or 'none'})")
-            record = Corpus.read(f, corpus)
-            table = record.utterances
-            mels.append(torch.from_numpy(record.load_mel(f)) if segments
-                        else torch.zeros((0, *record.mel_shape[1:]), dtype=torch.float16))
-            frames.append(torch.from_numpy(record.seg_frames))
-            utts.append(record.seg_utt + n)
-            tables.append(table | {"corpus": np.full(len(table["id"]), corpus)})
-            offset[corpus] = n
-            n += len(table["id"])
-    if len({m.shape[1:] for m in mels}) > 1:
-        shapes = ", ".join(f"{c} {tuple(m.shape[1:])}" for c, m in zip(corpora, mels, strict=True))
-        raise EmodiffError(f"{store}: the corpora's segments differ in shape ({shapes})")
-
-    def col(key: str) -> np.ndarray:
-        return np.concatenate([t[key] for t in tables])
-
-    gender = col("gender").astype(str) if all("gender" in t for t in tables) else None
-    return CorpusData(torch.cat(mels), torch.cat(frames), np.concatenate(utts), col("emotion").astype(np.int64),
-                 col("speaker"), col("session"), col("id"), col("corpus"), offset, gender)
-
-
-Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # test utterance rows, predicted class, scores
+__all__ = [  # what classify and the tests take from here, wherever it is defined
+    "Candidate", "CorpusData", "FoldResult", "FoldRun", "FoldSpec", "Offline", "Predictions", "StatsFeatures",
+    "fold_runs", "read_corpora", "read_offline", "run_fold", "run_folds", "run_folds_stats", "shared_trainings",
+    "stats_features", "training_segments", "training_units",
+]
 
 
 @dataclass(frozen=True)
@@ -250,34 +133,6 @@ def _worker_inputs(store: Path, corpora: tuple[str, ...],
     return data, {kind: read_offline(store, kind, data, list(corpora)) for kind in kinds}
 
 
-def read_offline(store: Path, kind: str, data: CorpusData, corpora: list[str]) -> Offline:
-    """Every training corpus's /augmented/<corpus>/<kind> segments, labelled; ``utt`` mapped into ``data``."""
-    parts, utts, params = [], [], []
-    with st.open_store(store) as f:
-        for corpus in corpora:
-            if not Augmented.exists(f, corpus, kind):
-                continue
-            record = Augmented.read(f, corpus, kind)
-            utt = record.seg_utt + data.offset[corpus]
-            parts.append(Segments(torch.from_numpy(record.load_mel(f)), torch.from_numpy(record.seg_frames),
-                                  torch.from_numpy(data.emotion[utt])))
-            utts.append(utt)
-            params.append(record.seg_param.astype(np.float64))
-    if not parts:
-        raise EmodiffError(f"{store}: no /augmented/*/{kind} set for {' or '.join(corpora)}; run "
-                           f"`emodiff augment {kind} --corpus {corpora[0]}` first")
-    return Offline(Segments.join(parts), np.concatenate(utts), np.concatenate(params))
-
-
-@dataclass(frozen=True)
-class Offline:
-    """Offline-augmented segments and the utterance row in ``CorpusData`` each was made from."""
-
-    segments: Segments
-    utt: np.ndarray  # [N]
-    param: np.ndarray | None = None  # [N] the speed factor or SNR of each segment's copy (None: one copy each)
-
-
 def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, offline: dict[str, Offline],
                       spec: FoldSpec, seed: int = 0) -> Segments:
     """What one run of ``fold`` trains on, drawn from ``seed`` (the run's) where a part is random.
@@ -363,77 +218,3 @@ class _Scorer:
 
     def truth_pred(self, model) -> tuple[np.ndarray, np.ndarray]:
         return self.truth, self.scores(model).argmax(axis=1)
-
-
-@dataclass(frozen=True)
-class StatsFeatures:
-    """kind stats: the utterance statistics [U, 2C] of every corpus utterance (row as in ``CorpusData``), each
-    standardised within its speaker (corpus:speaker), and per offline kind those of each copy (an utterance's
-    segments of one speed factor or SNR) [M, 2C], standardised within (speaker, kind), with its utterance row [M]."""
-
-    real: np.ndarray
-    offline: dict[str, tuple[np.ndarray, np.ndarray]]
-
-
-def stats_features(data: CorpusData, offline: dict[str, Offline]) -> StatsFeatures:
-    """Every unit's speaker-standardised statistics (:func:`emodiff.ser.stats.utterance_stats`,
-    :func:`~emodiff.ser.stats.standardise_groups`): each speaker, trained on, validated or tested, by its own
-    utterances (labels unused: the transductive speaker normalisation of docs/classify.md)."""
-    speaker = data.qualified
-    real = standardise_groups(utterance_stats(data.mel, data.frames, data.utt, len(data.ids)), speaker)
-    copies = {}
-    for kind, extra in offline.items():
-        param = extra.param if extra.param is not None else np.zeros(len(extra.utt))
-        keys, unit = np.unique(np.column_stack([extra.utt.astype(np.float64), param]), axis=0, return_inverse=True)
-        utt = keys[:, 0].astype(np.int64)
-        x = utterance_stats(extra.segments.mel, extra.segments.frames, unit.reshape(-1), len(keys))
-        copies[kind] = (standardise_groups(x, speaker[utt]), utt)
-    return StatsFeatures(real, copies)
-
-
-def training_units(fold: Fold, data: CorpusData, synth: Candidate | None, features: StatsFeatures, spec: FoldSpec,
-                   seed: int = 0) -> Units:
-    """What one run of ``fold`` trains on with kind stats, as :func:`training_segments` for the CNN-BLSTM, with a
-    unit for a segment: with ``spec.real`` the fold's training utterances, ``augment.extra_real`` more drawn
-    from them with replacement, and their offline copies; then ``synth``'s segments (``shuffle``, ``uniform``
-    and ``weight`` as there)."""
-    augment, k = spec.augment, spec.classifier.n_classes
-    parts = []
-    if spec.real:
-        utts = np.asarray(fold.train, dtype=np.int64)
-        if augment.extra_real is not None:
-            utts = np.concatenate([utts, np.random.default_rng(seed).choice(utts, augment.extra_real)])
-        parts.append(Units(features.real[utts], data.emotion[utts]))
-        for x, utt in features.offline.values():  # only the copies of this fold's training utterances
-            keep = np.isin(utt, np.asarray(fold.train))
-            parts.append(Units(x[keep], data.emotion[utt[keep]]))
-    if synth is not None:
-        units = synth.units(spec.store)
-        labels = units.labels
-        if augment.shuffle:
-            labels = labels[np.random.default_rng(seed).permutation(len(labels))]
-        soft = np.full((len(labels), k), 1.0 / k) if augment.uniform else None
-        weight = None if augment.weight is None else np.full(len(labels), augment.weight)
-        parts.append(Units(units.x, labels, soft, weight))
-    return Units.join(parts, k)
-
-
-def run_folds_stats(folds: list[Fold], data: CorpusData, train: Units, features: StatsFeatures, seed: int,
-                    cfg: ClassifierConfig) -> list[tuple[FoldResult, Predictions]]:
-    """kind stats: :func:`run_folds` with one fit per L2 strength of ``cfg.l2`` in place of the training steps: each
-    fold keeps the strength of its own best validation UAR and scores its own test utterances."""
-
-    def val_uars(model) -> list[float]:
-        return [uar(data.emotion[rows], model.log_probs(features.real[rows]).argmax(axis=1))
-                for rows in (np.asarray(fold.val, dtype=np.int64) for fold in folds)]
-
-    out = []
-    for fold, kept in zip(folds, fit_stats_selecting(cfg, train, val_uars), strict=True):
-        test = np.asarray(fold.test, dtype=np.int64)
-        probs = kept.model.log_probs(features.real[test]).astype(np.float32)
-        truth, pred = data.emotion[test], probs.argmax(axis=1)
-        res = FoldResult(fold.name, uar(truth, pred), weighted_accuracy(truth, pred), macro_f1(truth, pred),
-                         kept.index + 1, kept.best_score, seed, epochs_run=kept.fits, best_step=kept.index + 1,
-                         steps_run=kept.fits, l2=kept.l2)
-        out.append((res, (test, pred, probs)))
-    return out
