@@ -153,15 +153,12 @@ def _check(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise EmodiffError(f"{where}: expected a string, got {value!r}")
         return value
-    if getattr(hint, "__origin__", None) is tuple and get_args(hint)[0] is float:  # a YAML list of numbers
-        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                                                       for v in value):
-            raise EmodiffError(f"{where}: expected a list of numbers, got {value!r}")
-        return tuple(float(v) for v in value)
-    if getattr(hint, "__origin__", None) is tuple:  # tuple[int, ...]: a YAML list of integers
-        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise EmodiffError(f"{where}: expected a list of integers, got {value!r}")
-        return tuple(value)
+    if getattr(hint, "__origin__", None) is tuple:  # tuple[int, ...] or tuple[float, ...]: a YAML list of them
+        numbers = get_args(hint)[0] is float
+        kinds, what = ((int, float), "numbers") if numbers else ((int,), "integers")
+        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, kinds) for v in value):
+            raise EmodiffError(f"{where}: expected a list of {what}, got {value!r}")
+        return tuple(float(v) for v in value) if numbers else tuple(value)
     raise TypeError(f"{where}: no check for type {hint!r}")
 
 

@@ -70,11 +70,13 @@ def fold_runs(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline]
     groups = shared_trainings(runs, spec.classifier)
     group_of = {i: g for g in groups for i in g}
     if spec.workers == 1 or len(groups) == 1:
+        # kind stats: every utterance's features once for all the groups, not once per group
+        features = stats_features(data, offline) if spec.classifier.kind == "stats" else None
         done: dict[int, tuple[FoldResult, Predictions]] = {}
         for i in range(len(runs)):
             if i not in done:  # the first run of its group: train the group
                 group = group_of[i]
-                done.update(zip(group, _run_group([runs[j] for j in group], data, offline, spec, device),
+                done.update(zip(group, _run_group([runs[j] for j in group], data, offline, features, spec, device),
                                 strict=True))
             yield done.pop(i)
         return
@@ -103,12 +105,13 @@ def shared_trainings(runs: list[FoldRun], cfg: ClassifierConfig) -> list[tuple[i
     return [tuple(g) for g in groups.values()]
 
 
-def _run_group(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline], spec: FoldSpec,
-               device: torch.device) -> list[tuple[FoldResult, Predictions]]:
-    """The runs of one :func:`shared_trainings` group, trained once."""
+def _run_group(runs: list[FoldRun], data: CorpusData, offline: dict[str, Offline], features: StatsFeatures | None,
+               spec: FoldSpec, device: torch.device) -> list[tuple[FoldResult, Predictions]]:
+    """The runs of one :func:`shared_trainings` group, trained once (kind stats: on ``features``, computed once per
+    process by the caller)."""
     first = runs[0]
     if spec.classifier.kind == "stats":
-        features = stats_features(data, offline)
+        assert features is not None
         units = training_units(first.fold, data, first.synth, features, spec, first.seed)
         return run_folds_stats([run.fold for run in runs], data, units, features, first.seed, spec.classifier)
     if spec.classifier.kind != "cnn-blstm":
@@ -121,7 +124,10 @@ def _in_worker(runs: list[FoldRun], spec: FoldSpec) -> list[tuple[FoldResult, Pr
     """In a worker process: what :func:`fold_runs` runs here for one group of ``runs``, reading the store
     read-only."""
     data, offline = _worker_inputs(spec.store, spec.corpora, spec.augment.offline)
-    return _run_group(runs, data, offline, spec, resolve_device(spec.device))
+    features = None
+    if spec.classifier.kind == "stats":
+        features = _worker_features(spec.store, spec.corpora, spec.augment.offline)
+    return _run_group(runs, data, offline, features, spec, resolve_device(spec.device))
 
 
 # Read once per worker process, not per run (a worker serves one classify() and ends with its pool);
@@ -131,6 +137,11 @@ def _worker_inputs(store: Path, corpora: tuple[str, ...],
                    kinds: tuple[str, ...]) -> tuple[CorpusData, dict[str, Offline]]:
     data = read_corpora(store, list(corpora))
     return data, {kind: read_offline(store, kind, data, list(corpora)) for kind in kinds}
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_features(store: Path, corpora: tuple[str, ...], kinds: tuple[str, ...]) -> StatsFeatures:
+    return stats_features(*_worker_inputs(store, corpora, kinds))
 
 
 def training_segments(fold: Fold, data: CorpusData, synth: Candidate | None, offline: dict[str, Offline],
