@@ -156,23 +156,30 @@ def process_pool(workers: int, initializer: Callable[..., object] | None = None,
     leaving it by Ctrl-C, SIGTERM (raised as KeyboardInterrupt while the block runs in the main thread)
     or the close of a generator that holds the block kills the workers first.
     """
-    import multiprocessing
-
-    # spawn, not fork: a forked child of a process that has run torch's thread pools can deadlock.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
+    pool = spawn_pool(workers, initializer, initargs)
     try:
-        with _terminate_interrupts():
+        with terminate_interrupts():
             yield pool
     except BaseException as err:
         if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit, GeneratorExit: nobody waits for the runs
-            _kill_workers(pool)
+            kill_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
+def spawn_pool(workers: int, initializer: Callable[..., object] | None = None,
+               initargs: tuple = ()) -> ProcessPoolExecutor:
+    """``workers`` spawned processes that die with this one (:func:`die_with_parent`), each running
+    ``initializer(*initargs)`` first; the caller shuts the pool down (or :func:`kill_workers` it)."""
+    import multiprocessing
+
+    # spawn, not fork: a forked child of a process that has run torch's thread pools can deadlock.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
+
+
+def kill_workers(pool: ProcessPoolExecutor) -> None:
     """SIGKILL every worker process of ``pool``."""
     kill = getattr(pool, "kill_workers", None)
     if kill is not None:  # Python 3.14
@@ -184,7 +191,7 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
 
 
 @contextlib.contextmanager
-def _terminate_interrupts() -> Iterator[None]:
+def terminate_interrupts() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt while the block runs, as Ctrl-C does, so that what encloses it cleans up.
 
     Only in the main thread, the one Python runs signal handlers in; elsewhere nothing changes.

@@ -19,8 +19,10 @@ import h5py
 import numpy as np
 
 from emodiff.errors import EmodiffError, no_space
+from emodiff.write_lock import held_by_another, open_h5
 
 TMP_PREFIX = ".tmp-"
+MERGE_WAIT_S = 600.0  # how long the copy into the store waits for its readers (a study's jobs) to close it
 
 
 # What h5py raises for a damaged file: OSError or RuntimeError from HDF5, KeyError or ValueError
@@ -139,7 +141,13 @@ def merge(side: Path, store: Path, name: str) -> None:
     tmp = f"{TMP_PREFIX}{leaf}-{os.getpid()}"
     src = h5py.File(side, "r")
     try:
-        dst = h5py.File(store, "a")
+        dst = open_h5(store, "a", MERGE_WAIT_S)
+    except OSError as err:
+        close_file(src)
+        if held_by_another(err):
+            raise EmodiffError(f"{store}: another process kept the store open for reading for {MERGE_WAIT_S:.0f} s, "
+                               f"so /{name} could not be added; run again once it is closed") from None
+        raise
     except BaseException:
         close_file(src)
         raise

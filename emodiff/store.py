@@ -9,7 +9,11 @@ Contract (docs/store.md has the schema):
   which readers ignore and the next writer deletes.
 - One writer at a time: a writer holds an exclusive ``flock`` on ``<store>.lock`` from start
   to end; a second writer gets an EmodiffError at once. The operating system drops the lock
-  when a process dies, so a killed run never leaves a stale lock.
+  when a process dies, so a killed run never leaves a stale lock. Readers and the seconds of a
+  writer's copy keep apart by HDF5's own lock on the file, each waiting for the other
+  (:data:`READ_WAIT_S`, side_file.MERGE_WAIT_S).
+- A study's job writes no store: inside :func:`writes_into` its groups are built, finished, in
+  its own folder, and the study's driver adds them (:func:`adopt`).
 - Every group carries attrs ``emodiff_version``, ``created`` (UTC, ISO 8601), ``config``
   (canonical JSON of the settings that made it) and ``config_hash`` (sha256 of that JSON).
 - A store is marked as one: its root has the attr ``emodiff_store``. Readers and writers
@@ -27,6 +31,7 @@ Contract (docs/store.md has the schema):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -42,7 +47,7 @@ from emodiff import __version__
 from emodiff.errors import EmodiffError, no_space
 from emodiff.paths import checked_path
 from emodiff.side_file import TMP_PREFIX, close_side, merge, open_side
-from emodiff.write_lock import WriteLock
+from emodiff.write_lock import WriteLock, held_by_another, open_h5
 
 DEFAULT_STORE = "emodiff.h5"
 STORE_ENV = "EMODIFF_STORE"
@@ -50,6 +55,7 @@ STRING = h5py.string_dtype("utf-8")
 MARK = "emodiff_store"  # root attr of every store emodiff made
 SECTIONS = ("corpora", "embeddings", "runs", "synthetic", "augmented", "results", "quality")
 NOT_A_STORE = "not an emodiff store"
+READ_WAIT_S = 120.0  # how long a reader waits for a writer's copy into the store (seconds, unless a disk is stuck)
 SIDE_ROOM = 120  # bytes the longest side file adds to the store's name: ".synthetic.<100 characters>.partial"
 
 
@@ -77,28 +83,30 @@ def open_store(path: Path) -> Iterator[h5py.File]:
     path = Path(path)
     if not path.exists():
         raise EmodiffError(f"{path}: no store there (run `emodiff prepare` first, or pass --store)")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise _open_failure(path, err) from None
-    with handle:
+    with _read_handle(path) as handle:
         reason = foreign_reason(handle)
         if reason is not None:
             raise not_a_store(path, reason)
         yield handle
 
 
-# HDF5's words when another process holds the file; matched whole because a truncated file's
-# message names the superblock ("sblock"), which a bare "lock" would take for a writer.
-_LOCKED = ("unable to lock file", "resource temporarily unavailable")
+def _read_handle(path: Path) -> h5py.File:
+    """``path`` opened to read, after waiting up to READ_WAIT_S for a writer's copy into it to finish."""
+    try:
+        return open_h5(path, "r", READ_WAIT_S)
+    except OSError as err:
+        raise _open_failure(path, err) from None
+
+
 INSPECT_HINT = "`emodiff inspect` lists what is still readable"
 
 
 def _open_failure(path: Path, err: OSError) -> EmodiffError:
     """The one-line error for a file h5py cannot open: held by a writer, unreadable, not HDF5, or damaged."""
     text = str(err).lower()
-    if any(words in text for words in _LOCKED):
-        return EmodiffError(f"{path}: the store is being written right now; try again in a moment")
+    if held_by_another(err):
+        return EmodiffError(f"{path}: the store is being written right now (waited {READ_WAIT_S:.0f} s); try again "
+                            "in a moment")
     if isinstance(err, PermissionError):
         return EmodiffError(f"{path}: cannot be read (permission denied); choose another --store")
     if "file signature not found" in text:
@@ -205,11 +213,7 @@ def _create_store(path: Path) -> None:
 def _check_writable(path: Path, name: str = "") -> None:
     """EmodiffError unless ``path`` is absent or a writable emodiff store that can take the group ``name``."""
     if path.exists():
-        try:
-            handle = h5py.File(path, "r")
-        except OSError as err:
-            raise _open_failure(path, err) from None
-        with handle:
+        with _read_handle(path) as handle:
             reason = foreign_reason(handle)
             if reason is not None:
                 raise not_a_store(path, reason)
@@ -248,24 +252,29 @@ def write_group(
     written whole), and a later call with the same ``config`` yields its group again as it was
     left (the caller sees what is already written and goes on); another config, or a side file
     that does not read back whole, starts afresh. With ``wait_s`` a writer finding the lock held waits that many
-    seconds for it before giving up. Raises
+    seconds for it before giving up. Inside :func:`writes_into` the group is built in that folder instead and
+    left there finished, for :func:`adopt` to add. Raises
     EmodiffError if the group exists and ``overwrite`` is false, if the store is held by
     another writer, if the store's folder is not writable, if the file at ``store`` is not an
     emodiff store (see :func:`foreign_reason`), or if the disk fills up (the store as it was).
     """
     store = Path(store)
     name = name.strip("/")
-    with WriteLock(store, what or f"writing {name}", wait_s):
+    folder = _JOB_FOLDER.get()
+    flat = name.replace("/", ".")
+    # A job of a study (writes_into) builds its group in its own folder, for the driver to add: no store lock.
+    with WriteLock(store, what or f"writing {name}", wait_s) if folder is None else contextlib.nullcontext():
         _check_writable(store, name)
         if not overwrite and has_group(store, name):
             raise EmodiffError(f"{store}: already holds /{name}; pass --overwrite to replace it")
-        side = store.with_name(f"{store.name}.{name.replace('/', '.')}.partial")
+        side = store.with_name(f"{store.name}.{flat}.partial") if folder is None else folder / f"{flat}.partial"
         text, digest = config_hash(config)
         side_file = open_side(side, digest if resumable else None)
         keep = resumable  # whether the side file outlives a failure (to be resumed from)
         completed = merging = False
         try:
             try:
+                side_file.attrs.update(emodiff_group=name, emodiff_overwrite=overwrite)  # what adopt() needs
                 group = side_file.require_group("g")
                 group.attrs["partial_config_hash"] = digest
                 yield group
@@ -282,9 +291,12 @@ def write_group(
             if close_error is not None:
                 raise close_error
             merging = True
-            if not store.exists():
-                _create_store(store)
-            merge(side, store, name)
+            if folder is not None:
+                os.replace(side, folder / f"{flat}{JOB_OUTPUT}")
+            else:
+                if not store.exists():
+                    _create_store(store)
+                merge(side, store, name)
             completed = True
         except (OSError, RuntimeError) as err:  # h5py raises either for a write that found the disk full
             if not no_space(err):
@@ -297,6 +309,56 @@ def write_group(
         finally:
             if completed or not keep:
                 side.unlink(missing_ok=True)
+
+
+JOB_OUTPUT = ".group.h5"  # a finished group a job built in its folder, waiting for the driver to add it
+_JOB_FOLDER: contextvars.ContextVar[Path | None] = contextvars.ContextVar("emodiff_job_folder", default=None)
+
+
+@contextlib.contextmanager
+def writes_into(folder: Path) -> Iterator[None]:
+    """Inside the block, :func:`write_group` builds each group in ``folder`` (``<section>.<name>.group.h5``) and
+    leaves it there finished, without the store's lock: a study's job writes only its own folder, and its driver,
+    the store's one writer, adds what it left (:func:`adopt`). The store is still read as usual."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = _JOB_FOLDER.set(folder)
+    try:
+        yield
+    finally:
+        _JOB_FOLDER.reset(token)
+
+
+def job_outputs(folder: Path) -> list[Path]:
+    """The finished groups a job left in ``folder`` (:func:`writes_into`), in name order."""
+    return sorted(folder.glob(f"*{JOB_OUTPUT}")) if folder.is_dir() else []
+
+
+def adopt(store: Path, output: Path, wait_s: float = 0.0) -> str:
+    """Add the finished group in ``output`` (a :func:`job_outputs` file) to the store, under its write lock, and
+    remove the file; returns the group's name.
+
+    A group already in the store with the same config (a driver killed after adding it, rerun) only removes
+    the file; one with another config is kept, and the file too, with an EmodiffError, unless the job was
+    asked to overwrite it.
+    """
+    with h5py.File(output, "r") as f:
+        name = str(f.attrs["emodiff_group"])
+        overwrite = bool(f.attrs["emodiff_overwrite"])
+        digest = str(f["g"].attrs["config_hash"])
+    with WriteLock(store, f"adding /{name}", wait_s):
+        _check_writable(store, name)
+        if has_group(store, name) and not overwrite:
+            with open_store(store) as f:
+                same = f[name].attrs.get("config_hash") == digest
+            if not same:
+                raise EmodiffError(f"{store}: already holds /{name} made with other settings; {output} is kept; "
+                                   "remove one of them")
+        else:
+            if not store.exists():
+                _create_store(store)
+            merge(output, store, name)
+    output.unlink(missing_ok=True)
+    return name
 
 
 def attrs_dict(group: h5py.Group) -> dict[str, Any]:

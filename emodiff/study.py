@@ -8,6 +8,11 @@ comes from a generator that never saw that fold's test or validation speakers: f
 the same speakers (IEMOCAP's two LOSO folds per session) share a generator, the others get their
 own, and ``classify`` picks for each fold the set it may use. Each step finds its finished output in
 the store or the run folder and is skipped, so an interrupted study picks up where it stopped.
+
+The driver (this module) runs the corpus steps and, at the end, the comparisons and the report itself;
+train, sample, classify and quality are a graph of jobs (emodiff/jobs.py) that an executor runs side by
+side on this machine or as Ray tasks (emodiff/executors.py, docs/distributed.md), the driver being the
+store's one writer.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from emodiff.config import Recipe, override
 from emodiff.corpora import CORPORA, canonical_name
 from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
+from emodiff.executors import make_executor
 from emodiff.experiments import Experiment, name_safe
 from emodiff.generators import load_recipe
+from emodiff.jobs import Job, job_folder, run_graph
+from emodiff.parallel import terminate_interrupts
 from emodiff.paths import checked_path
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.progress import QUIET, Progress
@@ -49,9 +57,18 @@ class StudyJob:
     adaptation_root: Path | None = None  # overrides study.adaptation_root
     report: Path | None = None  # overrides the recipe's study.report
     device: str = "auto"
+    executor: str = "local"  # where the jobs run: emodiff/executors.py
+    address: str | None = None  # --executor ray: None starts Ray here; "auto" or ray://host:port joins a cluster
+    threads: int = 1  # CPU threads of each job (a classify job takes study.workers if more)
+    jobs: int | None = None  # --executor local: jobs at once (None: as many as fit the cores; 1: in this process)
+    retries: int = 2  # tries after the first for a job whose process died
 
     def __post_init__(self) -> None:
         from emodiff.report import TMP_ROOM  # the report's own rule for its folder's name
+
+        if self.threads < 1 or self.retries < 0 or (self.jobs is not None and self.jobs < 1):
+            raise EmodiffError(f"--threads and --jobs must be at least 1 and --retries at least 0, got {self.threads}, "
+                               f"{self.jobs} and {self.retries}")
 
         checked_path(self.runs, "--runs")
         checked_path(self.report or Path(self.recipe.study.report), "--out" if self.report else "study.report",
@@ -64,6 +81,15 @@ class StudyResult:
     generators: list[str]
     results: list[str]
     steps: list[tuple[str, float, bool]] = field(default_factory=list)  # (step, seconds, skipped)
+
+
+@dataclass
+class StudyPlan:
+    """What a study would do (``--dry-run``): its steps in the driver, its jobs, and why the list may be short."""
+
+    steps: list[tuple[str, bool | None]]  # (driver step, found done; None: not known before it runs)
+    jobs: list[Job]
+    note: str = ""
 
 
 def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: str, source: str | None = None,
@@ -93,10 +119,12 @@ def generator_name(held_out: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the study: its name in the log, and what runs it (returns True when found done)."""
+    """One step the driver runs itself: its name in the log, what runs it (returns True when found done), and the
+    group it adds, when one tells that it is done (for ``--dry-run``)."""
 
     label: str
     run: Callable[[], bool]
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,19 +150,62 @@ def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
     """
     from emodiff.report import check_out  # loads matplotlib: only when a study runs
 
+    job = _absolute(job)
     corpus, targets = _check_settings(job)
     recipes = _family_recipes(job)
     report = job.report or Path(job.recipe.study.report)
     check_out(report)  # a folder the report could not replace is refused now, not after the study
+    executor = make_executor(job.executor, job.address, job.threads, job.jobs, gpus=_gpus(job.device))
     done: list[tuple[str, float, bool]] = []
-    _run(_data_steps(job, corpus, targets), done, progress)
+    try:
+        _run(_data_steps(job, corpus, targets), done, progress)
+        experiments = _experiments(job, corpus, targets)
+        generators = _generators(job, corpus, experiments, recipes)
+        experiments = [_own_sets(e, generators) for e in experiments]
+        jobs = _jobs(job, corpus, generators, experiments)
+        with terminate_interrupts():
+            graph = run_graph(jobs, executor, job.store, progress, retries=job.retries)
+    finally:
+        executor.close()
+    done += graph.done
+    if graph.failed:
+        raise graph.error()
+    _run(_closing_steps(job, experiments, report), done, progress)
+    return StudyResult(report / "index.html", [g.name for g in generators],
+                       [f"/results/{e.name}" for e in experiments], done)
+
+
+def plan_study(job: StudyJob) -> StudyPlan:
+    """The study's plan without running anything (``emodiff study --dry-run``): its driver steps and every job
+    with its needs and resources, each marked done or not. The jobs follow from the prepared corpus's speakers,
+    so while the corpus is not in the store the plan lists only the driver's steps, and says so."""
+    job = _absolute(job)
+    corpus, targets = _check_settings(job)
+    recipes = _family_recipes(job)
+    steps: list[tuple[str, bool | None]] = [
+        (s.label, st.has_group(job.store, s.group) if s.group else None) for s in _data_steps(job, corpus, targets)]
+    if not st.has_group(job.store, f"corpora/{corpus}"):
+        return StudyPlan(steps, [], note=f"the jobs follow from the speakers of the prepared {corpus}: run "
+                                         f"`emodiff prepare {corpus} ROOT --store {job.store}` to see them")
     experiments = _experiments(job, corpus, targets)
     generators = _generators(job, corpus, experiments, recipes)
     experiments = [_own_sets(e, generators) for e in experiments]
-    _run(_generator_steps(job, corpus, generators), done, progress)
-    _run(_evaluation_steps(job, experiments, generators, report), done, progress)
-    return StudyResult(report / "index.html", [g.name for g in generators],
-                       [f"/results/{e.name}" for e in experiments], done)
+    closing = [(s.label, None) for s in _closing_steps(job, experiments, job.report or Path(job.recipe.study.report))]
+    return StudyPlan(steps + closing, _jobs(job, corpus, generators, experiments))
+
+
+def _absolute(job: StudyJob) -> StudyJob:
+    """``job`` with its store and runs folder absolute: a job may run in another process with another folder."""
+    return dataclasses.replace(job, store=job.store.absolute(), runs=job.runs.absolute())
+
+
+def _gpus(device: str) -> int:
+    """The GPUs this machine offers the local executor: those torch sees when the device is CUDA (or auto)."""
+    if device not in ("auto", "cuda") and not device.startswith("cuda"):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 Target = tuple[str, Path, list[tuple[str, float | None]]]  # corpus, its folder, [(experiment, fraction)]
@@ -187,10 +258,11 @@ def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]
     root = job.root or (Path(study.root) if study.root else _bundled(job.store, corpus))
     texts = study.all_experiment_texts()
     offline = dict.fromkeys(k for text in texts for k in Experiment.parse(text, "study.experiments").augment.offline)
-    return [Step(f"prepare {corpus}", functools.partial(_prepare, job.store, corpus, root)),
+    return [Step(f"prepare {corpus}", functools.partial(_prepare, job.store, corpus, root), f"corpora/{corpus}"),
             Step("embed", functools.partial(_embed, job.store, corpus)),
-            *[Step(f"augment {kind}", functools.partial(_augment, job.store, corpus, kind)) for kind in offline],
-            *[Step(f"prepare {target}", functools.partial(_prepare, job.store, target, folder))
+            *[Step(f"augment {kind}", functools.partial(_augment, job.store, corpus, kind),
+                   f"augmented/{corpus}/{kind}") for kind in offline],
+            *[Step(f"prepare {target}", functools.partial(_prepare, job.store, target, folder), f"corpora/{target}")
               for target, folder, _ in targets]]
 
 
@@ -240,34 +312,56 @@ def _own_sets(e: ClassifyJob, generators: list[StudyGenerator]) -> ClassifyJob:
     return dataclasses.replace(e, sets=own) if own else e
 
 
-def _generator_steps(job: StudyJob, corpus: str, generators: list[StudyGenerator]) -> list[Step]:
+def _jobs(job: StudyJob, corpus: str, generators: list[StudyGenerator], experiments: list[ClassifyJob]) -> list[Job]:
+    """The study's graph: train -> sample for each generator; classify for each experiment, after the samples of
+    its family and its paired baseline; quality for each held-out speaker set's samples. Each job's folder is
+    ``runs/<recipe>/jobs/<job>``."""
     study = job.recipe.study
-    steps = []
+    folders = job.runs / job.recipe.name / "jobs"
+    gpus = 1 if _gpus(job.device) else 0
+    jobs = []
     for g in generators:
         own = g.recipe is job.recipe  # study.train_steps is the study recipe's; another family's recipe has its own
         train_steps = study.train_steps if own and study.train_steps else None  # 0: the recipe's train.steps
         recipe = override(g.recipe, "study.train_steps", section="train", steps=train_steps)
-        steps.append(Step(f"train {g.name}", functools.partial(_train, job, recipe, corpus, g)))
-        steps.append(Step(f"sample {g.name}", functools.partial(_sample, job, g)))
-    return steps
+        jobs += [Job(f"train {g.name}", "train", functools.partial(_train, job, recipe, corpus, g),
+                     job_folder(folders, f"train {g.name}"), threads=job.threads, gpus=gpus,
+                     done=functools.partial(_trained, recipe, g)),
+                 Job(f"sample {g.name}", "sample", functools.partial(_sample, job, g),
+                     job_folder(folders, f"sample {g.name}"), needs=(f"train {g.name}",), threads=job.threads,
+                     gpus=gpus, done=functools.partial(st.has_group, job.store, f"synthetic/{g.name}"))]
+    for e in experiments:
+        family = [f"sample {g.name}" for g in generators if g.recipe.generator == e.augment.generator]
+        needs = (*(family if e.effective_train_on != "real" else ()),
+                 *([f"classify {e.baseline}"] if e.baseline else ()))
+        threads = max(job.threads, e.workers)  # each of classify's worker processes on at least one thread
+        jobs.append(Job(f"classify {e.name}", "classify", functools.partial(_classify, e),
+                        job_folder(folders, f"classify {e.name}"), needs=needs, threads=threads, gpus=gpus,
+                        done=functools.partial(_classified, e)))
+    if study.quality:
+        for held in dict.fromkeys(g.held_out for g in generators):  # one yardstick per speaker set, shared by its sets
+            names = tuple(g.name for g in generators if g.held_out == held)
+            label = f"quality {generator_name(list(held)) if held else 'all-' + corpus}"
+            jobs.append(Job(label, "quality", functools.partial(_quality, job, names), job_folder(folders, label),
+                            needs=tuple(f"sample {n}" for n in names), threads=job.threads, gpus=gpus,
+                            done=functools.partial(_assessed, job.store, names)))
+    return jobs
 
 
-def _evaluation_steps(job: StudyJob, experiments: list[ClassifyJob], generators: list[StudyGenerator],
-                      report: Path) -> list[Step]:
+def _closing_steps(job: StudyJob, experiments: list[ClassifyJob], report: Path) -> list[Step]:
+    """What the driver does once every job is done: the study's paired comparisons, then the report."""
     study = job.recipe.study
-    steps = [Step(f"classify {e.name}", functools.partial(_classify, e)) for e in experiments]
     corpus = canonical_name(study.corpus)
+    steps = []
     for a, b in study.comparison_pairs():
         names = [experiment_job(job.store, job.recipe, corpus, text, job.device).name for text in (a, b)]
         steps.append(Step(f"compare {a} vs {b}", functools.partial(_compare, job.store, *names)))
-    if study.quality and generators:
-        steps.append(Step("quality", functools.partial(_quality, job, tuple(g.name for g in generators))))
     steps.append(Step("report", functools.partial(_report, job, report)))
     return steps
 
 
 def _run(steps: list[Step], done: list[tuple[str, float, bool]], progress: Progress) -> None:
-    """Run ``steps`` in order, noting each, and append (label, seconds, found done) to ``done``."""
+    """Run the driver's ``steps`` in order, noting each, and append (label, seconds, found done) to ``done``."""
     for step in steps:
         start = time.perf_counter()
         progress.note(f"[study] {step.label} ...")
@@ -304,12 +398,17 @@ def _augment(store: Path, corpus: str, kind: str) -> bool:
 
 
 def _train(job: StudyJob, recipe: Recipe, corpus: str, g: StudyGenerator) -> bool:
-    ckpt = latest_checkpoint(g.out)
-    if ckpt is not None and int(load_checkpoint(ckpt)["step"]) >= recipe.train.steps:
+    if _trained(recipe, g):
         return True
+    ckpt = latest_checkpoint(g.out)
     train(TrainJob(store=job.store, recipe=recipe, corpora=(corpus,), out=g.out, exclude_speakers=g.held_out,
                    resume=ckpt is not None, device=job.device))
     return False
+
+
+def _trained(recipe: Recipe, g: StudyGenerator) -> bool:
+    ckpt = latest_checkpoint(g.out)
+    return ckpt is not None and int(load_checkpoint(ckpt)["step"]) >= recipe.train.steps
 
 
 def _sample(job: StudyJob, g: StudyGenerator) -> bool:
@@ -321,6 +420,10 @@ def _quality(job: StudyJob, sets: tuple[str, ...]) -> bool:
     from emodiff.quality import QualityJob, assess
 
     return not assess(QualityJob(job.store, device=job.device, allow_empty=True, among=sets))
+
+
+def _assessed(store: Path, sets: tuple[str, ...]) -> bool:
+    return all(st.has_group(store, f"quality/{name}") for name in sets)
 
 
 def _report(job: StudyJob, out: Path) -> bool:
@@ -346,6 +449,11 @@ def _chose_own_sets(e: ClassifyJob, found: Different) -> bool:
 def _compare(store: Path, experiment: str, baseline: str) -> bool:
     # A comparison is derived data: when either result was rerun since, it is made again (refresh).
     return run_compare(CompareJob(store, experiment, baseline, refresh=True)).already_there
+
+
+def _classified(e: ClassifyJob) -> bool:
+    found = existing(e.store, f"results/{e.name}", e.config())
+    return isinstance(found, Same) or (isinstance(found, Different) and _chose_own_sets(e, found))
 
 
 def _classify(e: ClassifyJob) -> bool:

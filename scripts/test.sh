@@ -2,7 +2,7 @@
 # Set up and run the whole test suite (CI runs exactly this through .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+EMODIFF_EXTRAS=dev,ray bash scripts/setup.sh  # Ray for tests/test_study_executors.py's local cluster
 . .venv/bin/activate
 python -m ruff check emodiff tests benchmarks
 # OpenMP threads that sleep instead of spinning between parallel regions, as the `emodiff` command

@@ -156,3 +156,36 @@ def test_study_add_experiments_extends_the_recipe(monkeypatch, tmp_path: Path):
     assert runner.invoke(app, args).exit_code == 0 and "real+gan" not in seen[-1]
     one_line_error(runner.invoke(app, [*args, "--add-experiments", "real+wavenet"]), "--add-experiments",
                    "study.experiments", "real+wavenet")
+
+
+def test_study_dry_run_prints_the_jobs_and_runs_nothing(tmp_path: Path):
+    store, runs = tmp_path / "s.h5", tmp_path / "runs"
+    args = ["study", "--recipe", "demo", "--store", str(store), "--runs", str(runs), "--dry-run"]
+    before = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert before.exit_code == 0, before.output
+    assert "prepare ravdess" in before.stdout and "the jobs follow from the speakers of the prepared ravdess" in \
+        " ".join(before.stdout.split())
+    assert runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--store", str(store)]).exit_code == 0
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "22 jobs" in out and "22 of 22 jobs to run" in " ".join(out.split())
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
+    rows = {c[0]: c[1:] for c in cells if c[0].startswith(("train", "sample", "classify", "quality"))}
+    assert rows["sample without-01-02"] == ["train without-01-02", "1", "0", "to run"]
+    assert rows["classify study-real"] == ["", "1", "0", "to run"]
+    assert len(rows) == 22 and rows["classify study-synthetic"][0].startswith("sample without-01-02, ")
+    assert not runs.exists()  # nothing ran
+    with st.open_store(store) as f:
+        assert list(f) == ["corpora"]
+
+
+@pytest.mark.parametrize(("flags", "fragments"), [
+    (["--executor", "slurm"], ["--executor 'slurm': expected one of local, ray"]),
+    (["--jobs", "0"], ["--jobs must be at least 1"]),
+    (["--address", "auto"], ["--address is for --executor ray"]),
+])
+def test_study_refuses_a_bad_executor_setting_in_one_line(tmp_path: Path, flags: list[str], fragments: list[str]):
+    args = ["study", "--recipe", "demo", "--store", str(tmp_path / "s.h5"), "--runs", str(tmp_path / "runs"), *flags]
+    one_line_error(runner.invoke(app, args), *fragments, first=True)
+    assert not (tmp_path / "s.h5").exists()

@@ -572,7 +572,9 @@ def test_a_store_held_by_a_writer_is_being_written(store: Path, monkeypatch):
                                             "error message = 'Resource temporarily unavailable')")
 
     monkeypatch.setattr(h5py, "File", held)
-    with pytest.raises(EmodiffError, match=r"s\.h5: the store is being written right now"), st.open_store(store):
+    monkeypatch.setattr(st, "READ_WAIT_S", 0.3)  # a reader waits this long for a writer's copy, then says so
+    with pytest.raises(EmodiffError, match=r"s\.h5: the store is being written right now \(waited 0 s\)"), \
+            st.open_store(store):
         pass
 
 

@@ -21,6 +21,13 @@ from emodiff.study import StudyJob, experiment_job, generator_name, run_study
 TINY_CLASSIFIER = ClassifierConfig(channels=16, lstm_hidden=16, epochs=1, lr=1e-3, batch_size=32)
 
 
+@pytest.fixture(autouse=True)
+def _jobs_in_this_process(monkeypatch):
+    # As on a one-core machine: the local executor runs each job in this process (tests/test_study_executors.py
+    # runs them side by side, and on Ray); spawning a process per job of these tiny studies would only add time.
+    monkeypatch.setattr("emodiff.executors.available_cores", lambda: 1)
+
+
 def _recipe(experiments: str):
     study = StudyConfig(folds="groups:3", train_steps=3, samples=8, experiments=experiments, quality=False,
                         vocoder="griffin-lim", examples=1)

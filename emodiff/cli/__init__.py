@@ -8,6 +8,7 @@ code 1, so no user ever sees a traceback for bad input.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -319,14 +320,19 @@ def study(
     add_experiments: Annotated[str | None, typer.Option(help="Experiments to run besides the recipe's study.experiments, comma-separated (e.g. real+gan: one GAN per fold from study.recipes); what is done is skipped.", show_default=False)] = None,
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
-    threads: ThreadsOpt = None,
+    executor: Annotated[str, typer.Option(help="Where the jobs (train, sample, classify, quality) run: local (this machine, side by side as the cores allow) or ray (Ray tasks: pip install 'emodiff[ray]'; docs/distributed.md).")] = "local",
+    address: Annotated[str | None, typer.Option(help="--executor ray: the cluster to join (auto: the one `ray start` made here; ray://HOST:10001: a remote one). Default: start Ray on this machine.", show_default=False)] = None,
+    jobs: Annotated[int | None, typer.Option(help="--executor local: jobs at once. Default: as many as --threads per job fit the cores this process may run on (one per GPU on CUDA); 1 runs them in this process, one by one.", show_default=False)] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of each job (a classify job takes study.workers if more); the driver's own steps (prepare, embed, augment, report) use every core of its CPU affinity. One thread per job, two jobs at once, trained the demo's generators 2.3x faster than one job on two threads (docs/performance.md).")] = 1,
+    retries: Annotated[int, typer.Option(help="Tries after the first for a job whose process died (killed, out of memory); a job's own error is not retried.")] = 2,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (the driver's steps and every job with what it needs, its threads and GPUs, done or not) and run nothing.")] = False,
 ) -> None:
     """The whole study: prepare, embed, train leak-free generators, sample, classify each experiment, quality, report."""
-    _threads(threads)
+    _threads(None)  # the driver's own steps (prepare, embed, augment, report) on every core; each job on --threads
     from emodiff.config import override
     from emodiff.generators import load_recipe
     from emodiff.store import resolve_store
-    from emodiff.study import StudyJob, run_study
+    from emodiff.study import StudyJob, plan_study, run_study
 
     plan = load_recipe(recipe)
     extra = [t.strip() for t in (add_experiments or "").split(",") if t.strip()]  # one already there is run once
@@ -334,10 +340,17 @@ def study(
     plan = override(plan, "--add-experiments", section="study",
                     experiments=", ".join([*plan.study.experiment_texts(), *extra]) if extra else None)
     job = StudyJob(store=resolve_store(store), recipe=plan, runs=runs, root=root,
-                   cross_root=cross_root, adaptation_root=adaptation_root, report=out, device=device)
+                   cross_root=cross_root, adaptation_root=adaptation_root, report=out, device=device,
+                   executor=executor, address=address, jobs=jobs, threads=threads, retries=retries)
+    if dry_run:
+        from emodiff.cli.render import study_plan
+
+        study_plan(console, plan_study(job))
+        return
+    start = time.perf_counter()
     with _Bar("study", lines=True) as bar:
         result = run_study(job, bar)
-    total = sum(seconds for _, seconds, _ in result.steps)
+    total = time.perf_counter() - start  # wall time: jobs side by side overlap
     console.print(f"study done in {total / 60:.1f} min: {len(result.generators)} generators, "
                   f"{len(result.results)} experiments; the report is {result.report.resolve()}", markup=False)
 

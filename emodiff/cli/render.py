@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # only for annotations: keeps `emodiff inspect` from importin
     from emodiff.prepare import PrepareResult
     from emodiff.quality import QualityResult
     from emodiff.sample import SampleResult
+    from emodiff.study import StudyPlan
     from emodiff.train import TrainResult
 
 MAX_SKIPPED_ROWS = 20
@@ -229,3 +230,25 @@ def groups_table(overview: StoreOverview) -> Table:
         else:
             table.add_row(_plain(row.path), _plain(row.holds), row.created, row.config_hash)
     return table
+
+
+def study_plan(console: Console, plan: StudyPlan) -> None:
+    """``study --dry-run``: the driver's steps, then every job with its needs and resources, done or to run."""
+    state = {True: "done", False: "to run", None: ""}
+    steps = _table("steps the driver runs", ("step", "state"))
+    for label, done in plan.steps:
+        steps.add_row(_plain(label), state[done])
+    console.print(steps)
+    if plan.note:
+        console.print(escape(plan.note), highlight=False, soft_wrap=True)
+        return
+    jobs = _table(f"{len(plan.jobs)} jobs", ("job", "needs", "threads", "GPUs", "state"), right=("threads", "GPUs"))
+    done = {job.id: bool(job.done and job.done()) for job in plan.jobs}
+    for job in plan.jobs:
+        jobs.add_row(_plain(job.id), _plain(", ".join(job.needs)), str(job.threads), str(job.gpus),
+                     state[done[job.id]])
+    console.print(jobs)
+    folders = {job.folder.parent for job in plan.jobs}
+    console.print(f"{sum(not d for d in done.values())} of {len(plan.jobs)} jobs to run; their folders (logs, and "
+                  f"groups waiting for the store) are in {escape(', '.join(map(str, sorted(folders))))}",
+                  highlight=False, soft_wrap=True)
