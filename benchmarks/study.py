@@ -86,7 +86,8 @@ def _run(way: str, recipe: Path, folder: Path, cores: int) -> dict[str, object]:
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "emodiff", "study", "--recipe", str(recipe), "--store", str(folder / "s.h5"),
            "--runs", str(folder / "runs"), "--out", str(folder / "report"), "--device", "cpu"]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # a cluster on this machine only: no usage report, and no auth token for the driver to find
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     started = False
     if way == "serial":
         cmd += ["--jobs", "1", "--threads", str(cores)]

@@ -90,7 +90,7 @@ def cluster(tmp_path_factory):
     port = _free_port()
     # the workers import this folder's modules for the jobs of the kill test (emodiff itself is installed)
     path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": path}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": path, "RAY_AUTH_MODE": "disabled"}
     subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                     f"--temp-dir={temp}", "--object-store-memory=100000000", "--disable-usage-stats"],
                    check=True, env=env, capture_output=True)
