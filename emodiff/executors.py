@@ -128,21 +128,32 @@ class RayExecutor:
 
 
 def _translate(inner: Future, outer: Future) -> None:
-    """Ray's Future as the driver expects it: an EmodiffError or Retriable as the job raised it, and a worker that
-    died (killed, out of memory) as Retriable."""
+    """Ray's Future as the driver expects it: an EmodiffError or Retriable as the job raised it, a task Ray could
+    not start on its worker (the job's code not importable there) and a worker that died (killed, out of memory)
+    as Retriable, each saying which it was."""
     try:
         outcome: Outcome = inner.result()
     except BaseException as err:  # noqa: BLE001 - every failure is handed on
-        cause = getattr(err, "cause", None) or err  # a RayTaskError carries the job's own exception
+        cause = getattr(err, "cause", None)  # a RayTaskError carries the exception raised on the worker
         if isinstance(cause, EmodiffError):
             outer.set_exception(EmodiffError(str(cause)))
         elif isinstance(cause, Retriable):
             outer.set_exception(Retriable(str(cause)))
+        elif cause is not None:  # raised by Ray on the worker before the job ran
+            hint = " (is emodiff installed on every node, importable by Ray's workers? docs/distributed.md)" \
+                if "failed to import" in str(cause) else ""
+            outer.set_exception(Retriable(f"Ray could not run it on its worker: {type(cause).__name__}: "
+                                          f"{_first_line(cause)}{hint}"))
         else:
-            outer.set_exception(Retriable(f"its Ray worker died ({type(err).__name__}: "
-                                          f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})"))
+            outer.set_exception(Retriable(f"its Ray worker died ({type(err).__name__}: {_first_line(err)})"))
         return
     outer.set_result(outcome)
+
+
+def _first_line(err: BaseException) -> str:
+    """The first sentence of an exception's first line: Ray's own messages run on with sys.path and advice."""
+    line = next((x.strip() for x in str(err).splitlines() if x.strip()), "")
+    return line.split(". ")[0].rstrip(".")
 
 
 def make_executor(kind: str, address: str | None, job_threads: int, jobs: int | None = None, gpus: int = 0) -> Any:

@@ -3,23 +3,19 @@
 prepare -> embed -> train one generator per distinct held-out speaker set of the protocol (and per
 generator family the experiments use: ``synthetic`` is the recipe's own, ``gan`` a GAN recipe's named
 in ``study.recipes``) -> sample from each -> classify each experiment (real, synthetic,
-real+synthetic, +mixup, real+gan, ...) -> quality -> report. Every synthetic sample a fold trains on
-comes from a generator that never saw that fold's test or validation speakers: folds that hold out
-the same speakers (IEMOCAP's two LOSO folds per session) share a generator, the others get their
-own, and ``classify`` picks for each fold the set it may use. Each step finds its finished output in
-the store or the run folder and is skipped, so an interrupted study picks up where it stopped.
+real+synthetic, +mixup, real+gan, ...) -> quality -> compare -> report. Each step finds its finished
+output in the store or the run folder and is skipped, so an interrupted study picks up where it stopped.
 
-The driver (this module) runs the corpus steps and, at the end, the comparisons and the report itself;
-train, sample, classify and quality are a graph of jobs (emodiff/jobs.py) that an executor runs side by
-side on this machine or as Ray tasks (emodiff/executors.py, docs/distributed.md), the driver being the
-store's one writer.
+This module is the driver: it runs the corpus steps and, at the end, the comparisons and the report
+itself. Train, sample, classify and quality are a graph of jobs (emodiff/study_graph.py plans it,
+emodiff/jobs.py runs it) that an executor runs side by side on this machine or as Ray tasks
+(emodiff/executors.py, docs/distributed.md), the driver being the store's one writer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,24 +23,30 @@ from pathlib import Path
 
 from emodiff import store as st
 from emodiff.augment import AugmentJob, augment
-from emodiff.checkpoint import latest_checkpoint, load_checkpoint
-from emodiff.classify import ClassifyJob, classify, plan_held_out
+from emodiff.classify import ClassifyJob
 from emodiff.compare import CompareJob, run_compare
-from emodiff.config import Recipe, override
+from emodiff.config import Recipe
 from emodiff.corpora import CORPORA, canonical_name
 from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
 from emodiff.executors import make_executor
-from emodiff.experiments import Experiment, name_safe
+from emodiff.experiments import Experiment
 from emodiff.generators import load_recipe
-from emodiff.jobs import Job, job_folder, run_graph
+from emodiff.jobs import Job, run_graph
 from emodiff.parallel import terminate_interrupts
 from emodiff.paths import checked_path
 from emodiff.prepare import PrepareJob, prepare
 from emodiff.progress import QUIET, Progress
-from emodiff.records import Different, Results, Same, check_name, existing
-from emodiff.sample import SampleJob, sample
-from emodiff.train import TrainJob, train
+from emodiff.study_graph import (
+    GraphSettings,
+    StudyGenerator,
+    Target,
+    experiment_job,
+    graph,
+    own_sets,
+    plan_experiments,
+    plan_generators,
+)
 
 
 @dataclass(frozen=True)
@@ -92,31 +94,6 @@ class StudyPlan:
     note: str = ""
 
 
-def experiment_job(store: Path, recipe: Recipe, corpus: str, text: str, device: str, source: str | None = None,
-                   fraction: float | None = None) -> ClassifyJob:
-    """One of ``study.experiments``, read by :meth:`Experiment.parse`: real/synthetic pick the data, the rest augment.
-
-    ``corpus`` is tested on; with ``source`` the classifier trains on that corpus (cross-corpus), and
-    with ``fraction`` also on that share of ``corpus`` (adaptation).
-    """
-    experiment = Experiment.parse(text, where="study.experiments")
-    tokens = [t.strip() for t in text.split("+") if t.strip()]  # the name keeps the recipe's spelling
-    study = recipe.study
-    where = "" if source is None else f"{source}-to-{corpus}-" + ("" if fraction is None else f"adapt{fraction:g}-")
-    name = "study-" + where + name_safe(re.sub(r"[:\s]", "", "-".join(tokens)))  # synthetic:g0.5-* -> ...g0.5-all
-    check_name(name, where=f"study.experiments {text!r}: the result's name")  # only an odd synthetic:NAME can fail
-    return ClassifyJob(store=store, corpus=corpus, train_corpus=source, target_fraction=fraction,
-                       target_split=study.cross_split if source is not None and fraction is None else "speakers",
-                       folds=study.folds, train_on=experiment.train_on, augment=experiment.augment,
-                       classifier=recipe.classifier, repeats=study.repeats, name=name, device=device,
-                       workers=study.workers)
-
-
-def generator_name(held_out: list[str]) -> str:
-    """A /synthetic name that says which speakers the generator never saw: ``without-01-02``."""
-    return "without-" + "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", s.partition(":")[2]) for s in held_out)
-
-
 @dataclass(frozen=True)
 class Step:
     """One step the driver runs itself: its name in the log, what runs it (returns True when found done), and the
@@ -125,17 +102,6 @@ class Step:
     label: str
     run: Callable[[], bool]
     group: str = ""
-
-
-@dataclass(frozen=True)
-class StudyGenerator:
-    """A generator the study trains and samples: its recipe, the speakers it must never see, its run folder and
-    set."""
-
-    name: str
-    out: Path
-    held_out: tuple[str, ...]
-    recipe: Recipe
 
 
 def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
@@ -155,21 +121,19 @@ def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
     recipes = _family_recipes(job)
     report = job.report or Path(job.recipe.study.report)
     check_out(report)  # a folder the report could not replace is refused now, not after the study
-    executor = make_executor(job.executor, job.address, job.threads, job.jobs, gpus=_gpus(job.device))
+    gpus = _gpus(job.device)
+    executor = make_executor(job.executor, job.address, job.threads, job.jobs, gpus=gpus)
     done: list[tuple[str, float, bool]] = []
     try:
         _run(_data_steps(job, corpus, targets), done, progress)
-        experiments = _experiments(job, corpus, targets)
-        generators = _generators(job, corpus, experiments, recipes)
-        experiments = [_own_sets(e, generators) for e in experiments]
-        jobs = _jobs(job, corpus, generators, experiments)
+        generators, experiments, jobs = _plan(job, corpus, targets, recipes, gpus)
         with terminate_interrupts():
-            graph = run_graph(jobs, executor, job.store, progress, retries=job.retries)
+            ran = run_graph(jobs, executor, job.store, progress, retries=job.retries)
     finally:
         executor.close()
-    done += graph.done
-    if graph.failed:
-        raise graph.error()
+    done += ran.done
+    if ran.failed:
+        raise ran.error()
     _run(_closing_steps(job, experiments, report), done, progress)
     return StudyResult(report / "index.html", [g.name for g in generators],
                        [f"/results/{e.name}" for e in experiments], done)
@@ -187,11 +151,19 @@ def plan_study(job: StudyJob) -> StudyPlan:
     if not st.has_group(job.store, f"corpora/{corpus}"):
         return StudyPlan(steps, [], note=f"the jobs follow from the speakers of the prepared {corpus}: run "
                                          f"`emodiff prepare {corpus} ROOT --store {job.store}` to see them")
-    experiments = _experiments(job, corpus, targets)
-    generators = _generators(job, corpus, experiments, recipes)
-    experiments = [_own_sets(e, generators) for e in experiments]
+    _, experiments, jobs = _plan(job, corpus, targets, recipes, _gpus(job.device))
     closing = [(s.label, None) for s in _closing_steps(job, experiments, job.report or Path(job.recipe.study.report))]
-    return StudyPlan(steps + closing, _jobs(job, corpus, generators, experiments))
+    return StudyPlan(steps + closing, jobs)
+
+
+def _plan(job: StudyJob, corpus: str, targets: list[Target], recipes: dict[str, Recipe],
+          gpus: int) -> tuple[list[StudyGenerator], list[ClassifyJob], list[Job]]:
+    """The study's generators, experiments and job graph, once its corpora are in the store (emodiff/study_graph.py)."""
+    settings = GraphSettings(job.store, job.recipe, job.runs, job.device, job.threads, gpus=1 if gpus else 0)
+    experiments = plan_experiments(settings, corpus, targets)
+    generators = plan_generators(settings, corpus, experiments, recipes)
+    experiments = [own_sets(e, generators) for e in experiments]
+    return generators, experiments, graph(settings, corpus, generators, experiments)
 
 
 def _absolute(job: StudyJob) -> StudyJob:
@@ -206,9 +178,6 @@ def _gpus(device: str) -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-Target = tuple[str, Path, list[tuple[str, float | None]]]  # corpus, its folder, [(experiment, fraction)]
 
 
 def _check_settings(job: StudyJob) -> tuple[str, list[Target]]:
@@ -266,88 +235,6 @@ def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]
               for target, folder, _ in targets]]
 
 
-def _experiments(job: StudyJob, corpus: str, targets: list[Target]) -> list[ClassifyJob]:
-    """Every experiment's classify job; where the list has ``real``, it runs first and every other experiment
-    of the same corpora and fraction is compared with it (paired, over the same folds and seeds)."""
-    jobs = [experiment_job(job.store, job.recipe, corpus, text, job.device)
-            for text in job.recipe.study.experiment_texts()]
-    for target, _, runs in targets:
-        jobs += [experiment_job(job.store, job.recipe, target, text, job.device, source=corpus, fraction=fraction)
-                 for text, fraction in runs]
-    real = Experiment.parse("real")
-    baselines = {(j.corpus, j.train_corpus, j.target_fraction): j.name for j in jobs if j.experiment == real}
-    paired = [dataclasses.replace(j, baseline=baselines.get((j.corpus, j.train_corpus, j.target_fraction)))
-              if j.experiment != real else j for j in jobs]
-    return sorted(paired, key=lambda j: j.experiment != real)  # stable: the baselines first, else as listed
-
-
-def _generators(job: StudyJob, corpus: str, experiments: list[ClassifyJob],
-                recipes: dict[str, Recipe]) -> list[StudyGenerator]:
-    """One generator per family and distinct held-out speaker set of the experiments that use synthetic data;
-    the study's own family's are named ``without-...``, another's ``<family>-without-...``."""
-    held: dict[str, set[tuple[str, ...]]] = {}
-    for e in experiments:
-        if e.effective_train_on != "real":
-            family = held.setdefault(e.augment.generator, set())
-            family |= {tuple(h) for h in plan_held_out(job.store, e) if all(s.startswith(f"{corpus}:") for s in h)}
-            if e.train_corpus is not None:
-                family.add(())  # across corpora: a generator that saw every speaker of the source
-    out = []
-    for family in sorted(held, key=lambda f: f != job.recipe.generator):  # the study's own family first
-        prefix = "" if family == job.recipe.generator else f"{family}-"
-        recipe = recipes[family]
-        for speakers in sorted(held[family]):
-            name = prefix + (generator_name(list(speakers)) if speakers else f"all-{corpus}")
-            out.append(StudyGenerator(name, job.runs / recipe.name / name, speakers, recipe))
-    return out
-
-
-def _own_sets(e: ClassifyJob, generators: list[StudyGenerator]) -> ClassifyJob:
-    """``e`` drawing only on the sets of the study's own generators of its family, where it names no set: the
-    store may hold other sets of that family (a sweep's), and a fold would otherwise take whichever sorts first."""
-    if e.effective_train_on == "real" or e.augment.synthetic:
-        return e
-    family = e.augment.generator
-    own = tuple(g.name for g in generators if g.recipe.generator == family)
-    return dataclasses.replace(e, sets=own) if own else e
-
-
-def _jobs(job: StudyJob, corpus: str, generators: list[StudyGenerator], experiments: list[ClassifyJob]) -> list[Job]:
-    """The study's graph: train -> sample for each generator; classify for each experiment, after the samples of
-    its family and its paired baseline; quality for each held-out speaker set's samples. Each job's folder is
-    ``runs/<recipe>/jobs/<job>``."""
-    study = job.recipe.study
-    folders = job.runs / job.recipe.name / "jobs"
-    gpus = 1 if _gpus(job.device) else 0
-    jobs = []
-    for g in generators:
-        own = g.recipe is job.recipe  # study.train_steps is the study recipe's; another family's recipe has its own
-        train_steps = study.train_steps if own and study.train_steps else None  # 0: the recipe's train.steps
-        recipe = override(g.recipe, "study.train_steps", section="train", steps=train_steps)
-        jobs += [Job(f"train {g.name}", "train", functools.partial(_train, job, recipe, corpus, g),
-                     job_folder(folders, f"train {g.name}"), threads=job.threads, gpus=gpus,
-                     done=functools.partial(_trained, recipe, g)),
-                 Job(f"sample {g.name}", "sample", functools.partial(_sample, job, g),
-                     job_folder(folders, f"sample {g.name}"), needs=(f"train {g.name}",), threads=job.threads,
-                     gpus=gpus, done=functools.partial(st.has_group, job.store, f"synthetic/{g.name}"))]
-    for e in experiments:
-        family = [f"sample {g.name}" for g in generators if g.recipe.generator == e.augment.generator]
-        needs = (*(family if e.effective_train_on != "real" else ()),
-                 *([f"classify {e.baseline}"] if e.baseline else ()))
-        threads = max(job.threads, e.workers)  # each of classify's worker processes on at least one thread
-        jobs.append(Job(f"classify {e.name}", "classify", functools.partial(_classify, e),
-                        job_folder(folders, f"classify {e.name}"), needs=needs, threads=threads, gpus=gpus,
-                        done=functools.partial(_classified, e)))
-    if study.quality:
-        for held in dict.fromkeys(g.held_out for g in generators):  # one yardstick per speaker set, shared by its sets
-            names = tuple(g.name for g in generators if g.held_out == held)
-            label = f"quality {generator_name(list(held)) if held else 'all-' + corpus}"
-            jobs.append(Job(label, "quality", functools.partial(_quality, job, names), job_folder(folders, label),
-                            needs=tuple(f"sample {n}" for n in names), threads=job.threads, gpus=gpus,
-                            done=functools.partial(_assessed, job.store, names)))
-    return jobs
-
-
 def _closing_steps(job: StudyJob, experiments: list[ClassifyJob], report: Path) -> list[Step]:
     """What the driver does once every job is done: the study's paired comparisons, then the report."""
     study = job.recipe.study
@@ -397,35 +284,6 @@ def _augment(store: Path, corpus: str, kind: str) -> bool:
     return augment(AugmentJob(store, corpus, kind)).already_there  # type: ignore[arg-type]
 
 
-def _train(job: StudyJob, recipe: Recipe, corpus: str, g: StudyGenerator) -> bool:
-    if _trained(recipe, g):
-        return True
-    ckpt = latest_checkpoint(g.out)
-    train(TrainJob(store=job.store, recipe=recipe, corpora=(corpus,), out=g.out, exclude_speakers=g.held_out,
-                   resume=ckpt is not None, device=job.device))
-    return False
-
-
-def _trained(recipe: Recipe, g: StudyGenerator) -> bool:
-    ckpt = latest_checkpoint(g.out)
-    return ckpt is not None and int(load_checkpoint(ckpt)["step"]) >= recipe.train.steps
-
-
-def _sample(job: StudyJob, g: StudyGenerator) -> bool:
-    return sample(SampleJob(store=job.store, n=job.recipe.study.samples, run=str(g.out), name=g.name,
-                            device=job.device)).already_there
-
-
-def _quality(job: StudyJob, sets: tuple[str, ...]) -> bool:
-    from emodiff.quality import QualityJob, assess
-
-    return not assess(QualityJob(job.store, device=job.device, allow_empty=True, among=sets))
-
-
-def _assessed(store: Path, sets: tuple[str, ...]) -> bool:
-    return all(st.has_group(store, f"quality/{name}") for name in sets)
-
-
 def _report(job: StudyJob, out: Path) -> bool:
     from emodiff.report import ReportJob, build_report
 
@@ -434,36 +292,6 @@ def _report(job: StudyJob, out: Path) -> bool:
     return False  # always rebuilt: it is cheap and reflects whatever the store now holds
 
 
-def _chose_own_sets(e: ClassifyJob, found: Different) -> bool:
-    """Whether a result stored before studies named their own sets (:func:`_own_sets`) is what ``e`` would
-    make: the same config but for ``sets``, and every fold took one of them. A fold takes the first of its
-    candidates in a fixed order, so a choice that fell within ``e.sets`` is the choice among them alone."""
-    unnamed = {k: v for k, v in e.config().items() if k != "sets"}
-    if not e.sets or found.attrs.get("config_hash") != st.config_hash(unnamed)[1]:
-        return False
-    with st.open_store(e.store) as f:
-        folds = Results.read(f, e.name).folds
-    return bool(folds) and all(fold.synthetic in e.sets for fold in folds)
-
-
 def _compare(store: Path, experiment: str, baseline: str) -> bool:
     # A comparison is derived data: when either result was rerun since, it is made again (refresh).
     return run_compare(CompareJob(store, experiment, baseline, refresh=True)).already_there
-
-
-def _classified(e: ClassifyJob) -> bool:
-    found = existing(e.store, f"results/{e.name}", e.config())
-    return isinstance(found, Same) or (isinstance(found, Different) and _chose_own_sets(e, found))
-
-
-def _classify(e: ClassifyJob) -> bool:
-    found = existing(e.store, f"results/{e.name}", e.config())
-    if isinstance(found, Different) and _chose_own_sets(e, found):
-        return True
-    if isinstance(found, Different):
-        raise found.error(e.store, fix=f"remove it with `emodiff classify ... --name {e.name} --overwrite` or change "
-                                       "the recipe's study name")
-    if isinstance(found, Same):
-        return True
-    classify(e)
-    return False

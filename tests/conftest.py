@@ -24,6 +24,19 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+# Files that keep one worker busy for a minute or more (measured: docs/performance.md), longest first. Under
+# `--dist loadfile --no-loadscope-reorder` (scripts/test.sh) xdist hands out files in collection order, so these
+# start first and the short files fill the gaps: with xdist's own order (most tests first) the one-test files
+# that train a model came last, and one worker ran them alone for a minute while the other sat idle.
+LONGEST_FIRST = ("test_conditioning.py", "test_study.py", "test_classify.py", "test_quality.py",
+                 "test_study_executors.py", "test_generator_unet.py", "test_gan.py", "test_jobs.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as collected
+
+
 @pytest.fixture(scope="session")
 def toy_store(tmp_path_factory) -> Path:
     return make_toy_store(tmp_path_factory.mktemp("toy") / "toy.h5")

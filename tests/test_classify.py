@@ -41,9 +41,10 @@ def ravdess_store(tmp_path_factory) -> Path:
 def test_loso_on_real_ravdess_is_clearly_above_chance(ravdess_store, tmp_path):
     store = tmp_path / "s.h5"
     shutil.copy(ravdess_store, store)
-    result = classify(ClassifyJob(store=store, corpus="ravdess", folds="loso", classifier=TINY, device="cpu"))
+    pooled = dataclasses.replace(TINY, time_pool=4)  # the BLSTM over every 4th frame, as the ravdess recipe has it
+    result = classify(ClassifyJob(store=store, corpus="ravdess", folds="loso", classifier=pooled, device="cpu"))
     assert [r.name for r in result.folds] == [f"test={s}" for s in ("01", "02", "03", "04", "05", "06")]
-    # Chance is 0.25. Six actors leave four to train on per fold; this tiny model reaches 0.36
+    # Chance is 0.25. Six actors leave four to train on per fold; this tiny model reaches 0.37
     # here. The "well over" is for the 24-actor subset, still to be measured (see note).
     assert result.uar[0] > 0.30, result.folds
     with st.open_store(store) as f:

@@ -15,7 +15,7 @@ from emodiff.records import Meta
 from emodiff.report.collect import ResultInfo, augment_text
 from emodiff.report.experiments import condition, trained_on
 from emodiff.ser.classifier import ClassifierConfig
-from emodiff.study import experiment_job
+from emodiff.study_graph import experiment_job
 
 # (text as written, canonical text, the report's label)
 EXPERIMENTS = [

@@ -20,7 +20,7 @@ import pytest
 from emodiff import store as st
 from emodiff.errors import EmodiffError
 from emodiff.executors import InProcess, LocalProcesses, make_executor
-from emodiff.jobs import Job, check_graph, execute, run_graph
+from emodiff.jobs import Job, Retriable, check_graph, execute, run_graph
 
 
 def _write(store: str, name: str, value: float, pid_file: str = "") -> bool:
@@ -218,6 +218,40 @@ def test_without_ray_the_ray_executor_says_so_in_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(EmodiffError, match=r"--executor ray needs Ray, an optional extra: pip install 'emodiff\[ray"):
         make_executor("ray", None, 1)
+
+
+class _TaskError(Exception):
+    """What Ray's ray.get raises for a task that raised on its worker: the worker's exception as ``cause``."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(f"ray::run() (pid=1, ip=10.0.0.1)\n{type(cause).__name__}: {cause}")
+        self.cause = cause
+
+
+# Ray 2.60's message for a task whose function does not unpickle on the worker (seen with a module only the driver had)
+NOT_IMPORTABLE = ("The remote function failed to import on the worker. This may be because needed library dependencies "
+                  "are not installed in the worker environment or cannot be found from sys.path ['/tmp', ...]")
+
+
+@pytest.mark.parametrize(("raised", "kind", "message"), [
+    (_TaskError(EmodiffError("s.h5: not an emodiff store")), EmodiffError, "s.h5: not an emodiff store"),
+    (_TaskError(Retriable("ValueError: nan loss")), Retriable, "ValueError: nan loss"),
+    (_TaskError(RuntimeError(NOT_IMPORTABLE)), Retriable,
+     "Ray could not run it on its worker: RuntimeError: The remote function failed to import on the worker "
+     "(is emodiff installed on every node"),
+    (OSError("WorkerCrashedError: The worker died unexpectedly. Check the logs"), Retriable,
+     "its Ray worker died (OSError: WorkerCrashedError: The worker died unexpectedly)"),
+])
+def test_ray_failures_reach_the_driver_saying_what_failed(raised, kind, message):
+    from concurrent.futures import Future
+
+    from emodiff.executors import _translate
+
+    inner, outer = Future(), Future()
+    inner.set_exception(raised)
+    _translate(inner, outer)
+    err = outer.exception()
+    assert type(err) is kind and str(err).startswith(message), str(err)
 
 
 def test_a_group_built_in_a_job_folder_reads_back_whole(tmp_path):

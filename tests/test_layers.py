@@ -16,7 +16,7 @@ import emodiff
 
 PACKAGE = Path(emodiff.__file__).resolve().parent
 STEPS = {"prepare", "embed", "train", "sample", "augment", "classify", "classify_job", "compare", "quality", "report",
-         "study", "inspect"}
+         "study", "study_graph", "inspect"}
 LEVEL = {"cli": 3, "steps": 2, "families": 1, "blocks": 0}
 
 

@@ -444,7 +444,7 @@ def test_default_names_follow_the_rule():
     from emodiff.experiments import Augment
     from emodiff.generators import load_recipe
     from emodiff.records import check_name
-    from emodiff.study import experiment_job, generator_name
+    from emodiff.study_graph import experiment_job, generator_name
 
     recipe = load_recipe(Path("demo"))
     texts = ["real", "synthetic", "real+synthetic", "real+synthetic+mixup:0.4", "real + synthetic + mixup: 0.2",

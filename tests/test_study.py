@@ -16,7 +16,8 @@ from emodiff.config import StudyConfig
 from emodiff.errors import EmodiffError
 from emodiff.generators import load_recipe
 from emodiff.ser.classifier import ClassifierConfig
-from emodiff.study import StudyJob, experiment_job, generator_name, run_study
+from emodiff.study import StudyJob, run_study
+from emodiff.study_graph import experiment_job, generator_name
 
 TINY_CLASSIFIER = ClassifierConfig(channels=16, lstm_hidden=16, epochs=1, lr=1e-3, batch_size=32)
 
@@ -28,17 +29,20 @@ def _jobs_in_this_process(monkeypatch):
     monkeypatch.setattr("emodiff.executors.available_cores", lambda: 1)
 
 
-def _recipe(experiments: str):
+def _recipe(experiments: str, examples: int = 0):
+    # No audio by default: vocoding the report's clips was most of a tiny study's time (tests/test_report.py tests it)
     study = StudyConfig(folds="groups:3", train_steps=3, samples=8, experiments=experiments, quality=False,
-                        vocoder="griffin-lim", examples=1)
+                        vocoder="griffin-lim", examples=examples)
     return dataclasses.replace(tiny_recipe(3), classifier=TINY_CLASSIFIER, study=study)
 
 
 def test_study_runs_every_step_then_picks_up_where_it_stopped(tmp_path):
     store, runs, report = tmp_path / "s.h5", tmp_path / "runs", tmp_path / "report"
-    first = run_study(StudyJob(store=store, recipe=_recipe("real"), runs=runs, report=report, device="cpu"))
+    first = run_study(StudyJob(store=store, recipe=_recipe("real", examples=1), runs=runs, report=report,
+                               device="cpu"))
     assert [s for s, _, _ in first.steps] == ["prepare ravdess", "embed", "classify study-real", "report"]
     assert first.generators == [] and (report / "index.html").is_file()
+    assert len(list((report / "audio").glob("real-ravdess-*.wav"))) == 4  # study.examples: one clip per emotion
 
     # A later run with more experiments skips what is done and adds the generators it now needs.
     second = run_study(StudyJob(store=store, recipe=_recipe("real, real+synthetic+mixup"), runs=runs, report=report,
@@ -121,14 +125,16 @@ def test_repeated_partitions_plan_a_generator_per_held_out_set_and_each_fold_tak
     """groups:3x2: 6 folds, each holding out 4 of the 6 actors; each gets the generator of the other two."""
     from emodiff.classify import choose_synthetic, held_out, plan_folds
     from emodiff.ser.folds import Candidate, read_corpora
-    from emodiff.study import _experiments, _family_recipes, _generators
+    from emodiff.study import _family_recipes
+    from emodiff.study_graph import GraphSettings, plan_experiments, plan_generators
 
     store = _six_actors(tmp_path / "s.h5")
     recipe = _recipe("real, real+synthetic")
     recipe = dataclasses.replace(recipe, study=dataclasses.replace(recipe.study, folds="groups:3x2"))
     job = StudyJob(store=store, recipe=recipe, runs=tmp_path / "runs", device="cpu")
-    experiments = _experiments(job, "ravdess", [])
-    generators = _generators(job, "ravdess", experiments, _family_recipes(job))
+    settings = GraphSettings(store, recipe, tmp_path / "runs", "cpu", threads=1, gpus=0)
+    experiments = plan_experiments(settings, "ravdess", [])
+    generators = plan_generators(settings, "ravdess", experiments, _family_recipes(job))
     # partition 0: groups 01-02, 03-04, 05-06; partition 1 (seed 1): 02-05, 01-04, 03-06 (one male, one female)
     assert [g.name for g in generators] == ["without-01-02-03-04", "without-01-02-04-05", "without-01-02-05-06",
                                             "without-01-03-04-06", "without-02-03-05-06", "without-03-04-05-06"]
