@@ -197,8 +197,9 @@ def run_graph(jobs: list[Job], executor: Executor, store: Path, progress: Progre
     finished: set[str] = set()
     progress.total(len(jobs))
 
-    def note(text: str) -> None:
-        progress.note(f"{text}   [{_counts(jobs, finished, set(result.failed), {j.id for j in running.values()})}]")
+    def note(text: str, starting: str = "") -> None:  # a job being started counts as running
+        busy = {j.id for j in running.values()} | ({starting} if starting else set())
+        progress.note(f"{text}   [{_counts(jobs, finished, set(result.failed), busy)}]")
 
     while waiting or running:
         for j in [j for j in waiting if any(n in result.failed for n in j.needs)]:
@@ -210,7 +211,7 @@ def run_graph(jobs: list[Job], executor: Executor, store: Path, progress: Progre
                 continue
             waiting.remove(j)
             tries[j.id] = tries.get(j.id, 0) + 1
-            note(f"{j.id} ..." if tries[j.id] == 1 else f"{j.id}: try {tries[j.id]} ...")
+            note(f"{j.id} ..." if tries[j.id] == 1 else f"{j.id}: try {tries[j.id]} ...", starting=j.id)
             running[executor.submit(j)] = j  # the in-process executor returns once the job has ended
         if not running:  # (a job that fits no executor starts alone, and check_graph refused cycles)
             break

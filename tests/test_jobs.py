@@ -147,6 +147,21 @@ def test_jobs_run_after_what_they_need_and_see_its_groups(tmp_path, executor):
     assert all(skipped for _, _, skipped in again.done)
 
 
+def test_progress_counts_each_stage_with_the_job_being_started_as_running(tmp_path):
+    notes: list[str] = []
+    progress = type("P", (), {"total": lambda s, n: None, "advance": lambda s, k=1: None,
+                              "note": lambda s, t: notes.append(t)})()
+    store = _store(tmp_path)
+    jobs = [_job(tmp_path, "classify a", _write, "a", 1.0), _job(tmp_path, "classify b", _write, "b", 2.0),
+            Job("quality a", "quality", functools.partial(_write, str(store), "q", 3.0), tmp_path / "q",
+                needs=("classify a",))]
+    run_graph(jobs, InProcess(1), store, progress)
+    assert [n.partition("   ")[2] for n in notes] == [
+        "[classify 0/2 (1 running) | quality 0/1]", "[classify 1/2 | quality 0/1]",
+        "[classify 1/2 (1 running) | quality 0/1]", "[classify 2/2 | quality 0/1]",
+        "[classify 2/2 | quality 0/1 (1 running)]", "[classify 2/2 | quality 1/1]"]
+
+
 def test_a_job_whose_process_dies_is_tried_again(tmp_path):
     store = _store(tmp_path)
     jobs = [_job(tmp_path, "classify a", _crash_once, "a", str(tmp_path / "marker")),
