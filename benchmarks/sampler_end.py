@@ -9,7 +9,9 @@ real segments of the store's corpus (full 256-frame ones, where no padding is co
    as a mel: its mean frame-to-frame change |x[b, t+1] - x[b, t]| relative to real's, and its share of
    frames whose mean level is below -0.95 (emodiff.silence.SILENCE);
 2. the denoiser on real segments plus noise of each sigma: does it remove the noise, or keep it?
-3. the whole sampler stopped at each --sigma-min (the last level, whose D is the sample).
+3. the whole sampler stopped at each --sigma-min (the last level, whose D is the sample);
+4. the sample at the recipe's sigma_min without the final clamp to [-1, 1] (the log floor), and drawn
+   with the raw weights instead of the EMA's: whether either makes the pauses shallow.
 
 Prints ratios, not times: it is a diagnostic, run on whatever machine holds the run.
 """
@@ -97,6 +99,25 @@ def main() -> None:
         with torch.no_grad():
             x = diffusion.sample_loop(denoise, noise, drawer.steps, sampler=drawer.sampler)
         print(f"   sigma_min {value:5.3f}  {_stats(as_mel(x), real_change)}")
+    diffusion.sigma_min = drawer.sigma_min
+
+    print("4. the sample without the final clamp, and with the raw weights instead of the EMA's")
+    with torch.no_grad():
+        x = diffusion.sample_loop(denoise, noise, drawer.steps, sampler=drawer.sampler)
+    raw = norm.inverse(x.float()).numpy()
+    print(f"   clamped (as stored)  {_stats(np.clip(raw, -1, 1), real_change)}")
+    print(f"   not clamped          {_stats(raw, real_change)}; values below -1: {np.mean(raw < -1):.3f}")
+    quiet = raw.mean(axis=1) < -0.9  # [N, F] frames near the floor
+    print(f"   in frames whose mean is below -0.9 ({quiet.mean():.3f} of all): per-bin values' mean "
+          f"{raw.transpose(0, 2, 1)[quiet].mean():.3f}, std {raw.transpose(0, 2, 1)[quiet].std():.3f}; "
+          f"real: mean {real.transpose(0, 2, 1)[real.mean(axis=1) < -0.9].mean():.3f}, "
+          f"std {real.transpose(0, 2, 1)[real.mean(axis=1) < -0.9].std():.3f}")
+    plain_weights = family_for(plan.sampled).drawer(plan.sampled, dict(plan.state, ema=plan.state["model"]), device,
+                                                    plan.checkpoint)
+    denoise_raw = guided_denoiser(plain_weights.forward, diffusion, kwargs, drawer.guidance, norm)
+    with torch.no_grad():
+        x = diffusion.sample_loop(denoise_raw, noise, drawer.steps, sampler=drawer.sampler)
+    print(f"   raw weights          {_stats(as_mel(x), real_change)}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,23 @@ def test_every_flag_is_documented():
         for line in lines:
             # an option row has its flag, then a help text after the type column
             assert len(line.split("│")[1].split()) > 2, line
+
+
+def test_help_keeps_every_bracket():
+    """Rich reads [word] in a help text as markup and drops it (``emodiff[ray]`` became ``emodiff``)."""
+    import typer.main
+
+    checked = 0
+    for name, command in typer.main.get_command(app).commands.items():
+        shown = None
+        for param in command.params:
+            for bracket in re.findall(r"\[[^\]]*\]", getattr(param, "help", None) or ""):
+                if shown is None:
+                    out = runner.invoke(app, [name, "--help"], terminal_width=200).stdout
+                    shown = " ".join(" ".join(out.replace("│", " ").split()).split())
+                assert " ".join(bracket.split()) in shown, f"emodiff {name} --help lost {bracket}"
+                checked += 1
+    assert checked >= 5  # the sample, classify and study flags that show ranges, optional parts, extras
 
 
 def test_version_and_module_entry_point():

@@ -24,11 +24,16 @@ UARS = {
 }
 
 
-def write_result(store: Path, name: str, uars: list[list[float]], tag: str = "") -> None:
+def write_result(store: Path, name: str, uars: list[list[float]], tag: str = "",
+                 val: list[list[float]] | None = None) -> None:
+    """A result of UAR ``uars`` [fold][seed]; with ``val`` each run's validation UAR too (n_val 16)."""
     with st.write_group(store, f"results/{name}", config={"name": name, "tag": tag}, overwrite=True) as g:
         for j, per_seed in enumerate(uars):
             for seed, uar in enumerate(per_seed):
-                g.create_group(f"group={j}@seed{seed}").attrs.update(uar=uar, seed=seed, n_train=32, n_test=8)
+                run = g.create_group(f"group={j}@seed{seed}")
+                run.attrs.update(uar=uar, seed=seed, n_train=32, n_test=8)
+                if val is not None:
+                    run.attrs.update(val_uar=val[j][seed], n_val=16)
         g.attrs.update(corpus="ravdess", train_corpus="ravdess", protocol="groups:3", folds="groups:3",
                        train_on="real", augment="", repeats=2)
 
@@ -55,6 +60,30 @@ def test_compare_stores_the_fold_level_comparison(results):
     assert c.attrs["paired_p_t"] == pytest.approx(2 * scipy.stats.t.sf(abs(t), 2))
     assert c.attrs["paired_n_folds"] == 3 and c.attrs["paired_n_seeds"] == 2 and c.attrs["paired_wins"] == 3
     assert c.attrs["paired_p_perm"] == pytest.approx(2 / 8)  # 8 sign patterns; all-plus and all-minus reach it
+
+
+def test_compare_on_validation_pairs_the_validation_uars_and_stores_nothing(tmp_path):
+    """--on validation: the fold differences of val_uar (not uar), the corrected t with n_val / n_train, the fold
+    means; nothing written; a result without validation UARs is refused."""
+    store = tmp_path / "s.h5"
+    write_result(store, "base", UARS["speed"], val=[[0.60, 0.62], [0.50, 0.50], [0.70, 0.66]])
+    write_result(store, "exp", UARS["speed"], val=[[0.62, 0.62], [0.56, 0.52], [0.69, 0.67]])  # d +1, +4, 0 pp
+    res = run_compare(CompareJob(store, "exp", "base", on="validation"))
+    d = np.array([0.01, 0.04, 0.0])
+    t = scipy.stats.ttest_1samp(d, 0.0).statistic * math.sqrt(1 / 3) / math.sqrt(1 / 3 + 16 / 32)
+    assert res.path == "" and res.comparison.mean_diff == pytest.approx(d.mean())
+    assert res.comparison.corrected.p == pytest.approx(2 * scipy.stats.t.sf(abs(t), 2))
+    assert (res.comparison.wins, res.comparison.losses, res.comparison.ties) == (2, 0, 1)
+    assert res.means == pytest.approx((np.mean([0.62, 0.54, 0.68]), np.mean([0.61, 0.50, 0.68])))
+    on_test = run_compare(CompareJob(store, "exp", "base"))
+    assert on_test.comparison.mean_diff == pytest.approx(0.0)  # the same test UARs: validation was read above
+    with st.open_store(store) as f:
+        assert Comparison.names(f) == ["exp--vs--base"]  # only the test comparison
+    write_result(store, "no-val", UARS["speed"])
+    with pytest.raises(EmodiffError, match="lack the n_val and n_train attrs"):
+        run_compare(CompareJob(store, "no-val", "base", on="validation"))
+    with pytest.raises(EmodiffError, match="expected test .* or validation"):
+        CompareJob(store, "exp", "base", on="val")
 
 
 def test_compare_skips_what_is_done_and_refuses_a_stale_comparison(results):
@@ -108,5 +137,13 @@ def test_the_compare_command_prints_stores_and_inspect_lists_it(results):
     assert "already in /comparisons/speed-synth--vs--speed" in " ".join(runner.invoke(app, args).stdout.split())
     listed = " ".join(runner.invoke(app, ["inspect", "--store", str(results)]).stdout.split())
     assert "+2.7 pp, p" in listed
+    write_result(results, "v-base", UARS["speed"], val=UARS["speed"])
+    write_result(results, "v-exp", UARS["speed"], val=UARS["speed-synth"])
+    shown = runner.invoke(app, ["compare", "v-exp", "v-base", "--on", "validation", "--store", str(results)])
+    assert shown.exit_code == 0, shown.output
+    out = " ".join(shown.stdout.split())
+    assert "on validation: v-exp 53.3 % vs v-base 50.7 %" in out and "+2.7 pp [" in out and "not stored" in out
+    one_line_error(runner.invoke(app, ["compare", "v-exp", "v-base", "--on", "tests", "--store", str(results)]),
+                   "--on 'tests': expected test")
     one_line_error(runner.invoke(app, ["compare", "speed-synth", "short", "--store", str(results)]),
                    "compare speed-synth short:", "different (fold, seed) pairs")

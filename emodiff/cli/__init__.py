@@ -235,6 +235,7 @@ def compare(
     experiment: Annotated[str, typer.Argument(help="A /results name: the experiment whose gain is measured (e.g. study-real-speed-synthetic).", show_default=False)],
     baseline: Annotated[str, typer.Argument(help="A /results name run on the same folds and seeds (e.g. study-real-speed).", show_default=False)],
     name: Annotated[str | None, typer.Option(help="Name of the comparison: /comparisons/NAME. Default: EXPERIMENT--vs--BASELINE.", show_default=False)] = None,
+    on: Annotated[str, typer.Option(help="Which UARs to pair: test (stored as /comparisons/NAME, for the report) or validation (each run's best validation UAR; printed only: for choosing a setting without reading test actors).")] = "test",
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -242,8 +243,16 @@ def compare(
     from emodiff.compare import CompareJob, run_compare
     from emodiff.store import resolve_store
 
-    result = run_compare(CompareJob(resolve_store(store), experiment, baseline, name=name, overwrite=overwrite))
+    result = run_compare(CompareJob(resolve_store(store), experiment, baseline, name=name, overwrite=overwrite, on=on))
     c = result.comparison
+    if on == "validation":
+        mine, theirs = (100 * m for m in result.means)
+        console.print(f"on validation: {escape(experiment)} {mine:.1f} % vs {escape(baseline)} {theirs:.1f} % (UAR, the "
+                      f"mean over folds of the seeds' mean): {escape(c.text())}; folds better / worse / equal "
+                      f"{c.wins} / {c.losses} / {c.ties}", highlight=False, soft_wrap=True)
+        console.print("not stored: a validation comparison chooses a setting; the report compares on test",
+                      highlight=False, soft_wrap=True)
+        return
     console.print(f"{escape(experiment)} vs {escape(baseline)}: {escape(c.text())}; folds better / worse / equal "
                   f"{c.wins} / {c.losses} / {c.ties}", highlight=False, soft_wrap=True)
     console.print(f"{'already in' if result.already_there else 'wrote'} {escape(result.path)} (the report adjusts its "
@@ -320,7 +329,7 @@ def study(
     add_experiments: Annotated[str | None, typer.Option(help="Experiments to run besides the recipe's study.experiments, comma-separated (e.g. real+gan: one GAN per fold from study.recipes); what is done is skipped.", show_default=False)] = None,
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
-    executor: Annotated[str, typer.Option(help="Where the jobs (train, sample, classify, quality) run: local (this machine, side by side as the cores allow) or ray (Ray tasks: pip install 'emodiff[ray]'; docs/distributed.md).")] = "local",
+    executor: Annotated[str, typer.Option(help="Where the jobs (train, sample, classify, quality) run: local (this machine, side by side as the cores allow) or ray (Ray tasks: pip install 'emodiff\\[ray]'; docs/distributed.md).")] = "local",
     address: Annotated[str | None, typer.Option(help="--executor ray: the cluster to join (auto: the one `ray start` made here; ray://HOST:10001: a remote one). Default: start Ray on this machine.", show_default=False)] = None,
     jobs: Annotated[int | None, typer.Option(help="--executor local: jobs at once. Default: as many as --threads per job fit the cores this process may run on (one per GPU on CUDA); 1 runs them in this process, one by one.", show_default=False)] = None,
     threads: Annotated[int, typer.Option(help="CPU threads of each job (a classify job takes study.workers if more); the driver's own steps (prepare, embed, augment, report) use every core of its CPU affinity. One thread per job, two jobs at once, trained the demo's generators 2.3x faster than one job on two threads (docs/performance.md).")] = 1,

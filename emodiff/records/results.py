@@ -107,13 +107,17 @@ class Results(InSection):
         """The ``paired_*`` attrs, as :meth:`~emodiff.ser.paired.PairedComparison.from_attrs` reads them."""
         return {k: v for k, v in self.attrs.items() if k.startswith("paired_")}
 
-    def uar_by_key(self) -> dict[tuple[str, int], float]:
-        """UAR per (fold, seed): what :func:`emodiff.ser.paired.compare` pairs (a fold without a seed attr: 0)."""
-        return {(x.unit, x.seed if x.seed is not None else 0): x.uar for x in self.folds if x.uar is not None}
+    def uar_by_key(self, validation: bool = False) -> dict[tuple[str, int], float]:
+        """UAR per (fold, seed): what :func:`emodiff.ser.paired.compare` pairs (a fold without a seed attr: 0);
+        with ``validation`` the best validation UAR each run kept its weights for."""
+        return {(x.unit, x.seed if x.seed is not None else 0): v for x in self.folds
+                if (v := x.val_uar if validation else x.uar) is not None}
 
-    def fold_sizes(self) -> dict[str, tuple[int, int]] | None:
-        """(n_test, n_train) utterances per fold, the corrected t-test's sizes; None when a fold lacks them."""
-        sizes = {x.unit: (as_int(x.attrs, "n_test"), as_int(x.attrs, "n_train")) for x in self.folds}
+    def fold_sizes(self, validation: bool = False) -> dict[str, tuple[int, int]] | None:
+        """(n_test, n_train) utterances per fold, the corrected t-test's sizes ((n_val, n_train) with
+        ``validation``); None when a fold lacks them."""
+        held = "n_val" if validation else "n_test"
+        sizes = {x.unit: (as_int(x.attrs, held), as_int(x.attrs, "n_train")) for x in self.folds}
         if any(a is None or b is None for a, b in sizes.values()):
             return None
         return sizes  # type: ignore[return-value]
