@@ -102,8 +102,12 @@ INSPECT_HINT = "`emodiff inspect` lists what is still readable"
 
 
 def _open_failure(path: Path, err: OSError) -> EmodiffError:
-    """The one-line error for a file h5py cannot open: held by a writer, unreadable, not HDF5, or damaged."""
+    """The one-line error for a file h5py cannot open: a directory, held by a writer, unreadable, not HDF5, or
+    damaged."""
     text = str(err).lower()
+    if path.is_dir():
+        return EmodiffError(f"{path}: a directory, not a store file (expected an emodiff HDF5 file, e.g. "
+                            f"{path / DEFAULT_STORE})")
     if held_by_another(err):
         return EmodiffError(f"{path}: the store is being written right now (waited {READ_WAIT_S:.0f} s); try again "
                             "in a moment")
@@ -117,7 +121,7 @@ def _open_failure(path: Path, err: OSError) -> EmodiffError:
 
 def hdf5_reason(err: BaseException) -> str:
     """HDF5's own words in an h5py error: the text in its outer parentheses (``truncated file: eof = ...``)."""
-    text = str(err).strip()
+    text = " ".join(str(err).split())  # HDF5's report can hold a newline (after its ctime timestamp)
     start = text.find("(")
     return text[start + 1:-1] if start >= 0 and text.endswith(")") else text
 

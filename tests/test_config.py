@@ -116,6 +116,22 @@ def test_unknown_sections_and_a_bad_name_are_errors(tmp_path):
         tmp_path, {**_demo(), "train": [1, 2]})
 
 
+def test_a_recipe_path_that_is_no_yaml_text_is_one_line(tmp_path):
+    """A folder, a device, a binary file, a broken YAML file: each names the path and what was expected."""
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(b"PK\x03\x04\xd0\xff\x00")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [1, 2\n")
+    for path, expected in ((tmp_path, "a directory (expected a recipe YAML file; shipped recipes: demo,"),
+                           (Path("/dev/null"), "not a regular file (expected a recipe YAML file"),
+                           (binary, "not UTF-8 text (expected a recipe YAML file)"),
+                           (tmp_path / "gone.yaml", "no such recipe file (expected a recipe YAML file"),
+                           (broken, "not valid YAML (")):
+        with pytest.raises(EmodiffError) as err:
+            load_recipe(path)
+        assert str(err.value).startswith(f"{path}: {expected}") and "\n" not in str(err.value), str(err.value)
+
+
 @pytest.mark.parametrize(("section", "key", "value", "expected"), [
     ("diffusion", "steps", "4000", "expected an integer, got '4000'"),
     ("diffusion", "learn_sigma", "no", "expected true or false, got 'no'"),

@@ -111,6 +111,24 @@ def test_not_a_store(tmp_path):
         pass
 
 
+def test_a_directory_is_no_store(tmp_path):
+    """--store DIR: one line that says so (HDF5's own report has a newline and called the file damaged)."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    for attempt in (lambda: st.open_store(folder).__enter__(), lambda: _add(folder, "corpora/a", 1)):
+        with pytest.raises(EmodiffError) as err:
+            attempt()
+        assert str(err.value) == f"{folder}: a directory, not a store file (expected an emodiff HDF5 file, e.g. " \
+                                 f"{folder / 'emodiff.h5'})"
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"] and (folder / "keep.txt").read_text() == "mine"
+
+
+def test_hdf5_reason_is_one_line():
+    err = OSError("Unable to open file (file read failed: time = Fri Dec  4 21:48:58 2026\n, filename = 'x')")
+    assert st.hdf5_reason(err) == "file read failed: time = Fri Dec 4 21:48:58 2026 , filename = 'x'"
+
+
 def test_resolve_store_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv(st.STORE_ENV, raising=False)
     assert st.resolve_store(None) == Path("emodiff.h5")

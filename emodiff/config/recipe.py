@@ -234,9 +234,14 @@ def read_recipe(path: str | Path, families: Mapping[str, RecipeFamily]) -> Recip
         path = RECIPES / f"{path.stem}.yaml"
     if not path.is_file():
         shipped = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
-        raise EmodiffError(f"{path}: no such recipe file (shipped recipes: {shipped})")
+        what = "a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such recipe file"
+        raise EmodiffError(f"{path}: {what} (expected a recipe YAML file; shipped recipes: {shipped})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise EmodiffError(f"{path}: not UTF-8 text (expected a recipe YAML file)") from None
+    except OSError as err:
+        raise EmodiffError(f"{path}: cannot be read ({err.strerror or err}); expected a recipe YAML file") from None
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0]
         raise EmodiffError(f"{path}: not valid YAML ({first})") from None
