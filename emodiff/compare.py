@@ -37,6 +37,8 @@ class CompareJob:
     def __post_init__(self) -> None:
         if self.on not in ("test", "validation"):
             raise EmodiffError(f"--on {self.on!r}: expected test (the stored comparison) or validation (printed only)")
+        if self.on == "validation" and (self.name or self.overwrite):
+            raise EmodiffError("--name and --overwrite are for a stored comparison; --on validation stores nothing")
         for flag, value in (("EXPERIMENT", self.experiment), ("BASELINE", self.baseline)):
             if not value or "/" in value:  # a name is read, not written: only what would leave /results is refused
                 raise EmodiffError(f"{flag} {value!r}: expected the name of a /results group (no '/')")

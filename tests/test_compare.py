@@ -84,6 +84,8 @@ def test_compare_on_validation_pairs_the_validation_uars_and_stores_nothing(tmp_
         run_compare(CompareJob(store, "no-val", "base", on="validation"))
     with pytest.raises(EmodiffError, match="expected test .* or validation"):
         CompareJob(store, "exp", "base", on="val")
+    with pytest.raises(EmodiffError, match="--on validation stores nothing"):
+        CompareJob(store, "exp", "base", on="validation", name="mine")
 
 
 def test_compare_skips_what_is_done_and_refuses_a_stale_comparison(results):
