@@ -64,6 +64,8 @@ class SampleJob:
     # The flags over the run's recipe, by their key in its sample section (steps, guidance, batch_size, voices,
     # ...; sigma_min for v/edm models); None: the recipe's. The run's family checks them (Family.sampled).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # What to tell a user whose /synthetic/<name> holds a set drawn otherwise (a study has no --overwrite).
+    on_conflict: str = "pass --overwrite to replace it or --name for a new set"
 
     def __post_init__(self) -> None:
         if self.name is not None:
@@ -172,7 +174,7 @@ def sample(job: SampleJob, progress: Progress = QUIET) -> SampleResult:
     if not job.overwrite:
         found = existing(job.store, Synthetic.path(plan.name), config)
         if isinstance(found, Different):
-            raise found.error(job.store, fix="pass --overwrite to replace it or --name for a new set")
+            raise found.error(job.store, fix=job.on_conflict)
         if isinstance(found, Same):
             return SampleResult(group=f"/synthetic/{plan.name}", n=job.n, resumed_from=0, seconds=0.0,
                                 checkpoint=plan.checkpoint, already_there=True)

@@ -178,8 +178,12 @@ def _reached(ckpt: Path | None, recipe: Recipe) -> bool:
 
 
 def _sample(s: GraphSettings, g: StudyGenerator) -> bool:
-    return sample(SampleJob(store=s.store, n=s.recipe.study.samples, run=str(g.out), name=g.name,
-                            device=s.device)).already_there
+    n = s.recipe.study.samples
+    conflict = (f"the study's set of generator {g.out} was drawn with other settings (study.samples is {n}; the "
+                f"sample section or the generator may have changed): draw it again with `emodiff sample --run "
+                f"{g.out} --n {n} --name {g.name} --overwrite --store {s.store}`, or give the study a new --store")
+    return sample(SampleJob(store=s.store, n=n, run=str(g.out), name=g.name, device=s.device,
+                            on_conflict=conflict)).already_there
 
 
 def _quality(s: GraphSettings, sets: tuple[str, ...]) -> bool:

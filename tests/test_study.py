@@ -75,6 +75,15 @@ def test_study_runs_every_step_then_picks_up_where_it_stopped(tmp_path):
                                device="cpu"))
     assert all(done for step, _, done in third.steps if step != "report")
 
+    # study.samples changed: the stored sets are not silently reused, and the message says what a study user can do
+    more = _recipe("real, real+synthetic+mixup")
+    more = dataclasses.replace(more, study=dataclasses.replace(more.study, samples=9))
+    with pytest.raises(EmodiffError) as err:
+        run_study(StudyJob(store=store, recipe=more, runs=runs, report=report, device="cpu"))
+    assert "study.samples is 9" in str(err.value) and "--name without-01-02-03-04 --overwrite" in str(err.value)
+    with st.open_store(store) as f:
+        assert len(f["synthetic/without-01-02-03-04/mel"]) == 8  # the set is kept as it was
+
 
 def test_study_across_corpora_uses_a_generator_of_the_whole_source(tmp_path):
     make_crema_d(tmp_path / "crema")  # 3 actors, 5 files: enough to exercise both protocols

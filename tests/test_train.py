@@ -242,8 +242,10 @@ def test_sampling_again_is_already_there_unless_settings_differ(store, tmp_path)
     job = SampleJob(store=store, n=4, options={"steps": 3}, device="cpu")
     assert not sample(job).already_there
     assert sample(job).already_there
-    with pytest.raises(EmodiffError, match="exists with other settings"):
+    with pytest.raises(EmodiffError, match="exists with other settings; pass --overwrite to replace it"):
         sample(dataclasses.replace(job, seed=1))
+    with pytest.raises(EmodiffError, match="exists with other settings; the study's advice$"):  # a study's words
+        sample(dataclasses.replace(job, n=5, on_conflict="the study's advice"))
     assert not sample(dataclasses.replace(job, seed=1, overwrite=True)).already_there
 
 
