@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emodiff.corpora import canonical_name
 from emodiff.errors import EmodiffError
 from emodiff.experiments import Augment, Experiment, TrainOn
 from emodiff.inspect import chosen_corpus
@@ -46,6 +47,11 @@ class ClassifyJob:
     experiment: Experiment = field(init=False, repr=False, compare=False)  # train_on and augment as one, checked
 
     def __post_init__(self) -> None:
+        # RAVDESS, MSP_IMPROV: the store's spelling, as `emodiff prepare` wrote it
+        object.__setattr__(self, "corpus", canonical_name(self.corpus, "--corpus" if self.train_corpus is None
+                                                          else "--test"))
+        if self.train_corpus is not None:
+            object.__setattr__(self, "train_corpus", canonical_name(self.train_corpus, "--train"))
         # checks --train-on, and that what --augment adds fits the data (emodiff/experiments.py)
         object.__setattr__(self, "experiment", Experiment(self.train_on, self.augment))
         WithinCorpus.parse(self.folds)  # a bad --folds stops here, before the store is read

@@ -197,6 +197,8 @@ def test_cli_cross_corpus_adaptation_sweep_and_bad_input(store):
     for args, message in (
         (["--train", "crema-d"], "needs both --train SOURCE and --test TARGET"),
         (["--train", "crema-d", "--test", "ravdess"], "already holds /results/crema-d-to-ravdess-real"),
+        (["--train", "CREMA_D", "--test", "RAVDESS"], "already holds /results/crema-d-to-ravdess-real"),  # as prepared
+        (["--corpus", "../ravdess"], "--corpus '../ravdess': expected a corpus name of"),
         (["--train", "crema-d", "--test", "ravdess", "--corpus", "ravdess"], "its own protocol"),
         (["--target-fraction", "0.5"], "--target-fraction needs --train"),
         (["--train", "crema-d", "--test", "ravdess", "--target-fraction", "x"], "comma-separated numbers"),

@@ -40,6 +40,17 @@ def test_prepare_then_inspect(store: Path):
         assert text in out, text
 
 
+def test_corpus_is_named_as_prepare_wrote_it(store: Path):
+    """prepare RAVDESS writes /corpora/ravdess; --corpus RAVDESS then finds it in every command that reads it."""
+    result = runner.invoke(app, ["prepare", "RAVDESS", str(ravdess_sample()), "--store", str(store), "--limit", "8"])
+    assert result.exit_code == 0, result.output
+    done = runner.invoke(app, ["augment", "speed", "--corpus", "RAVDESS", "--store", str(store), "--factors", "1.1"])
+    assert done.exit_code == 0, done.output
+    assert st.has_group(store, "augmented/ravdess/speed") and not st.has_group(store, "augmented/RAVDESS")
+    one_line_error(runner.invoke(app, ["augment", "speed", "--corpus", "../x", "--store", str(store)]),
+                   "--corpus '../x': expected a corpus name of")
+
+
 def test_store_from_environment(store: Path, monkeypatch):
     monkeypatch.setenv("EMODIFF_STORE", str(store))
     result = runner.invoke(app, ["prepare", "ravdess", str(ravdess_sample()), "--limit", "4"])
