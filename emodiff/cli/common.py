@@ -38,6 +38,21 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 F = TypeVar("F", bound=Callable[..., None])
 
 
+def canonical_corpus(corpus: str | None) -> str | None:
+    """--corpus as the store spells it (RAVDESS, MSP_IMPROV -> ravdess, msp-improv), as `emodiff prepare` wrote it;
+    classify's names go through ClassifyJob, which does the same."""
+    from emodiff.corpora import canonical_name
+
+    return None if corpus is None else canonical_name(corpus, "--corpus")
+
+
+def canonical_corpora(corpora: list[str] | None) -> list[str]:
+    """A repeatable --corpus, each as :func:`canonical_corpus` reads it."""
+    from emodiff.corpora import canonical_name
+
+    return [canonical_name(c, "--corpus") for c in corpora or []]
+
+
 def _threads(threads: int | None) -> int:
     """``--threads`` applied (emodiff.parallel.use_threads), with its note on stderr when capped at the cores."""
     return use_threads(threads, note=lambda text: err_console.print(f"note: {text}", markup=False, highlight=False))
