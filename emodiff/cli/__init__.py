@@ -16,18 +16,8 @@ import typer
 from rich.markup import escape
 
 from emodiff import __version__
-from emodiff.cli.common import (
-    OverwriteOpt,
-    StoreOpt,
-    ThreadsOpt,
-    _Bar,
-    _friendly,
-    _threads,
-    canonical_corpora,
-    canonical_corpus,
-    console,
-    err_console,
-)
+from emodiff.cli import common
+from emodiff.cli.common import OverwriteOpt, StoreOpt, ThreadsOpt, _Bar, _friendly, _threads, console, err_console
 from emodiff.cli.prepare_cmd import prepare
 from emodiff.errors import EmodiffError
 from emodiff.parallel import passive_openmp
@@ -64,7 +54,7 @@ def embed(
     from emodiff.text import DEFAULT_TEMPLATE
 
     path = resolve_store(store)
-    job = EmbedJob(store=path, corpus=canonical_corpora(corpus) or None, model=model, template=template or DEFAULT_TEMPLATE,
+    job = EmbedJob(store=path, corpus=common.canonical_corpora(corpus) or None, model=model, template=template or DEFAULT_TEMPLATE,
                    batch_size=batch_size, device=device, max_length=max_length, overwrite=overwrite)
     with _Bar("embed") as bar:
         results = run_embed(job, bar)
@@ -99,7 +89,7 @@ def train(
 
     path = resolve_store(store)
     loaded = override(load_recipe(recipe), "--steps", section="train", steps=steps)
-    corpora = tuple(canonical_corpora(corpus) or _prepared_corpora(path))
+    corpora = tuple(common.canonical_corpora(corpus) or _prepared_corpora(path))
     excluded = tuple(s.strip() for item in (exclude_speakers or []) for s in item.split(",") if s.strip())
     job = TrainJob(store=path, recipe=loaded, corpora=corpora, out=out or Path("runs") / loaded.name,
                    exclude_speakers=excluded, embed_model=model, resume=resume, device=device)
@@ -171,7 +161,7 @@ def augment(
     from emodiff.store import resolve_store
 
     path = resolve_store(store)
-    job = AugmentJob(store=path, corpus=chosen_corpus(path, canonical_corpus(corpus), _prepared_corpora(path)), kind=kind,  # type: ignore[arg-type]
+    job = AugmentJob(store=path, corpus=chosen_corpus(path, common.canonical_corpus(corpus), _prepared_corpora(path)), kind=kind,  # type: ignore[arg-type]
                      factors=_numbers(factors, "--factors"),
                      snrs=_numbers(snrs, "--snrs"), colour=colour, noise_dir=noise_dir, seed=seed,
                      workers=n_threads if workers is None else workers, overwrite=overwrite)
@@ -297,7 +287,7 @@ def quality(
     from emodiff.store import resolve_store
 
     classifier = load_recipe(recipe).classifier if recipe is not None else None
-    results = assess(QualityJob(store=resolve_store(store), synthetic=synthetic, corpus=canonical_corpus(corpus),
+    results = assess(QualityJob(store=resolve_store(store), synthetic=synthetic, corpus=common.canonical_corpus(corpus),
                                 classifier=classifier, device=device, overwrite=overwrite))
     if not results:
         console.print("every synthetic set already has its /quality group; pass --overwrite to measure again")
