@@ -225,9 +225,10 @@ def _setup(job: TrainJob, recipe: Recipe, state: dict[str, Any] | None, device: 
 def _loop(job: TrainJob, run: _Training, progress: Progress) -> tuple[dict[str, float], Path | None]:
     """Steps ``run.start`` .. ``train.steps``: train, log, validate, checkpoint; (last metrics, last checkpoint)."""
     recipe, cfg = run.recipe, run.recipe.train
-    log = _Log(job.out / "metrics.jsonl") if run.rank == 0 else None
+    log = None
     if run.rank == 0:
         job.out.mkdir(parents=True, exist_ok=True)
+        log = _Log(job.out / "metrics.jsonl", resumed_at=run.start)
         (job.out / "recipe.yaml").write_text(_yaml(recipe))
     last: dict[str, float] = {}
     tick, tick_step = time.perf_counter(), run.start
@@ -285,15 +286,33 @@ def _state(run: _Training, job: TrainJob) -> dict[str, Any]:
 
 
 class _Log:
-    """Append-only JSONL metrics log (one object per logged step)."""
+    """Append-only JSONL metrics log (one object per logged step).
 
-    def __init__(self, path: Path):
+    A resumed run replays the steps after its checkpoint, so the records an interrupted run wrote
+    past ``resumed_at`` are dropped first (with any line the interruption cut off): one record per step.
+    """
+
+    def __init__(self, path: Path, resumed_at: int = 0):
         self.path = path
+        if resumed_at and path.exists():
+            kept = [ln for ln in path.read_text(encoding="utf-8").splitlines() if _step_of(ln) <= resumed_at]
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+            os.replace(tmp, path)
 
     def write(self, record: dict[str, float]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v)
                                 for k, v in record.items()}) + "\n")
+
+
+def _step_of(line: str) -> float:
+    """The ``step`` of one metrics line; infinity for a line that is not a whole record."""
+    try:
+        record = json.loads(line)
+        return float(record["step"]) if isinstance(record, dict) else math.inf
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _yaml(recipe: Recipe) -> str:

@@ -61,6 +61,18 @@ def test_resume_ends_with_the_same_weights(store, tmp_path):
     assert [json.loads(ln)["step"] for ln in lines] == [3, 6]
 
 
+def test_a_resumed_run_logs_each_step_once(store, tmp_path):
+    """A run killed after logging past its last checkpoint replays those steps: their old records go,
+    and so does a line the kill cut off."""
+    out = tmp_path / "killed"
+    train(_job(store, out, steps=3))
+    log = out / "metrics.jsonl"
+    with open(log, "a") as f:
+        f.write('{"step": 4, "loss": 0.5}\n{"step": 5, "loss": 0.4}\n{"step": 6, "lo')
+    train(_job(store, out, steps=6, resume=True))
+    assert [json.loads(ln)["step"] for ln in log.read_text().splitlines()] == [3, 6]
+
+
 def test_cosine_schedule_warms_up_then_decays_to_zero(store, tmp_path):
     """The logged lr and the optimizer's follow lr min(1, (t+1)/W) (1 + cos(pi (t-W)/(T-W))) / 2."""
     recipe = tiny_recipe(8, warmup_steps=2, schedule="cosine", log_every=1, val_every=8, checkpoint_every=4)
