@@ -29,12 +29,13 @@ import torch
 from emodiff import store as st
 from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resample, segment
 from emodiff.errors import EmodiffError
+from emodiff.experiments import OFFLINE
 from emodiff.parallel import ordered_map, thread_budget, torch_threads
 from emodiff.progress import QUIET, Progress
 from emodiff.records import Augmented, Corpus, Different, Same, augmented_segments, existing_in, write_augmented_attrs
 
 Kind = Literal["speed", "noise"]
-KINDS = ("speed", "noise")
+KINDS = OFFLINE  # the kinds an experiment (`+speed`) and a recipe (`train.augmented`) may name
 NOISE_COLOURS = ("white", "pink")
 
 

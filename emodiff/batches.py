@@ -68,13 +68,16 @@ class Batches:
 
 
 def split(data: SegmentSet, fraction: float, seed: int, limit: int) -> tuple[SegmentSet, SegmentSet]:
-    """Hold out a seeded ``fraction`` of utterances (all their segments, at most ``limit`` of them kept)
-    for the validation loss; (train, validation)."""
-    utts = np.unique(data.utt.numpy())
+    """Hold out a seeded ``fraction`` of original utterances (all their segments, at most ``limit`` of them
+    kept) for the validation loss; (train, validation). An offline copy goes where its original goes, and
+    only originals are validated on: the loss stays the one on real speech, and no copy of a held-out
+    utterance is trained on."""
+    originals = data.originals()
+    utts = np.unique(originals)
     rng = np.random.default_rng(seed)
     held = set(rng.choice(utts, size=max(1, round(fraction * len(utts))), replace=False).tolist())
-    is_val = np.isin(data.utt.numpy(), list(held))
+    is_val = np.isin(originals, list(held))
     if is_val.all():
         raise EmodiffError("the validation split took every utterance; lower train.val_fraction or add data")
-    val_rows = np.flatnonzero(is_val)[:limit]
+    val_rows = np.flatnonzero(is_val & (originals == data.utt.numpy()))[:limit]
     return data.subset(np.flatnonzero(~is_val)), data.subset(val_rows)

@@ -20,7 +20,7 @@ import torch
 
 from emodiff import store as st
 from emodiff.errors import EmodiffError
-from emodiff.records import Corpus, Embeddings
+from emodiff.records import Augmented, Corpus, Embeddings
 
 Load = Literal["auto", "memory", "chunks"]
 # "auto" reads everything into memory when it takes at most this share of the available RAM.
@@ -74,12 +74,19 @@ class SegmentSet:
     speaker: np.ndarray  # [U] str, "corpus:speaker"
     emotion: torch.Tensor | None = None  # [U] long, 0..3
     frames: torch.Tensor | None = None  # [N] long, valid frames of each segment
+    # [U] long: the utterance row each row copies (an offline copy's original; None: every row is an original)
+    source: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.mel.shape[0])
 
     def speakers(self) -> list[str]:
         return sorted(set(self.speaker[self.utt.numpy()].tolist()))
+
+    def originals(self) -> np.ndarray:
+        """[N] the original utterance row of each segment (its own, unless it is an offline copy's)."""
+        utt = self.utt.numpy()
+        return utt if self.source is None else self.source[utt]
 
     def subset(self, rows: np.ndarray) -> SegmentSet:
         """The segments ``rows`` (utterance arrays are kept whole, so ``utt`` stays valid)."""
@@ -105,14 +112,17 @@ def available_memory() -> int:
 
 def load_segments(
     store: Path, corpora: list[str], embed_model: str, exclude_speakers: list[str] | None = None,
-    load: Load = "auto",
+    load: Load = "auto", augmented: tuple[str, ...] = (),
 ) -> tuple[SegmentSet, dict[str, str]]:
     """Read the segments of ``corpora`` with their ``embed_model`` tokens.
 
-    ``load``: "memory" reads every mel into RAM once; "chunks" leaves them in the store and
+    ``augmented``: kinds of offline copies (``/augmented/<corpus>/<kind>``) read beside each corpus's
+    own segments. Each factor's copy of an utterance is an utterance row of its own (so windows never
+    join a copy to its original) with the original's text, speaker and emotion, and ``source`` pointing
+    at the original. ``load``: "memory" reads every mel into RAM once; "chunks" leaves them in the store and
     reads each batch's rows on demand; "auto" picks memory when the mels take at most half the
     available RAM. Returns the set and a fingerprint of what it was built from: group ->
-    config_hash. Raises EmodiffError when a corpus or its embeddings are missing, or when the
+    config_hash. Raises EmodiffError when a corpus, its embeddings or a copy are missing, or when the
     exclusion leaves nothing.
     """
     if load not in ("auto", "memory", "chunks"):
@@ -121,7 +131,9 @@ def load_segments(
     parts, fingerprint = [], {}
     with st.open_store(store) as f:
         for corpus in corpora:
-            parts.append(_read_corpus(f, store, corpus, embed_model, fingerprint))
+            original = _read_corpus(f, store, corpus, embed_model, fingerprint)
+            parts.append(original)
+            parts += [_read_copies(f, store, corpus, kind, original, len(parts) - 1, fingerprint) for kind in augmented]
         size = sum(f[p["mel"]].size * 2 for p in parts)  # float16 bytes
         in_memory = load == "memory" or (load == "auto" and size <= MEMORY_SHARE * available_memory())
         for p in parts:
@@ -133,10 +145,12 @@ def load_segments(
     dims = {p["tokens"].shape[2] for p in parts}
     if len(dims) > 1:
         raise EmodiffError(f"{store}: embeddings of {embed_model} differ in width across corpora: {sorted(dims)}")
-    mel, utt, tokens, lengths, speaker, emotion, frames = [], [], [], [], [], [], []
-    part, local = [], []
+    mel, utt, tokens, lengths, speaker, emotion, frames, source = [], [], [], [], [], [], [], []
+    part, local, offsets = [], [], []
     offset = 0
     for i, p in enumerate(parts):
+        offsets.append(offset)
+        source.append(p["source"] + offsets[i if p["source_part"] is None else p["source_part"]])
         keep = np.array([not speaker_matches(s, exclude) for s in p["speaker"]])[p["utt"]]
         if in_memory:
             mel.append(torch.from_numpy(p["mel"][keep]))
@@ -153,7 +167,7 @@ def load_segments(
     mels: torch.Tensor | StoreMel = torch.cat(mel) if in_memory else StoreMel(
         store, [p["mel"] for p in parts], np.concatenate(part), np.concatenate(local), parts[0]["frame_shape"])
     data = SegmentSet(mels, torch.cat(utt), torch.cat(tokens), torch.cat(lengths), np.concatenate(speaker),
-                      torch.cat(emotion), torch.cat(frames))
+                      torch.cat(emotion), torch.cat(frames), np.concatenate(source) if augmented else None)
     if len(data) == 0:
         raise EmodiffError(f"{store}: no segments left in {', '.join(corpora)} after excluding {', '.join(exclude)}")
     return data, fingerprint
@@ -176,6 +190,31 @@ def _read_corpus(f: h5py.File, store: Path, corpus: str, model: str, fingerprint
         "speaker": c.qualified_speakers(),
         "emotion": c.utterances["emotion"].astype(np.int64),
         "frames": c.seg_frames,
+        "source": np.arange(len(c.utterances["id"])), "source_part": None,  # its own
+    }
+
+
+def _read_copies(f: h5py.File, store: Path, corpus: str, kind: str, original: dict, at: int,
+                 fingerprint: dict[str, str]) -> dict:
+    """The offline copies ``/augmented/<corpus>/<kind>`` as a part like :func:`_read_corpus`'s: factor k's copy of
+    utterance u is utterance row k U + u, its text, speaker and emotion the original's (``original``, part ``at``)."""
+    a = Augmented.read(f, corpus, kind)
+    group = Augmented.path(corpus, kind)
+    shape = tuple(f[group]["segments/mel"].shape[1:])
+    if shape != original["frame_shape"]:
+        raise EmodiffError(f"{store}: /{group} has segments of {shape}, /{Corpus.path(corpus)} of "
+                           f"{original['frame_shape']}; re-run `emodiff augment {kind} --corpus {corpus} --overwrite`")
+    fingerprint[group] = a.meta.config_hash
+    n_utt, params = len(original["speaker"]), np.unique(a.seg_param)
+    copy = np.searchsorted(params, a.seg_param)
+    tile = (len(params), 1, 1)
+    return {
+        "mel": f"{group}/segments/mel", "frame_shape": shape,
+        "utt": copy * n_utt + a.seg_utt,
+        "tokens": np.tile(original["tokens"], tile), "lengths": np.tile(original["lengths"], len(params)),
+        "speaker": np.tile(original["speaker"], len(params)), "emotion": np.tile(original["emotion"], len(params)),
+        "frames": a.seg_frames,
+        "source": np.tile(np.arange(n_utt), len(params)), "source_part": at,
     }
 
 

@@ -125,7 +125,7 @@ def run_study(job: StudyJob, progress: Progress = QUIET) -> StudyResult:
     executor = make_executor(job.executor, job.address, job.threads, job.jobs, gpus=gpus)
     done: list[tuple[str, float, bool]] = []
     try:
-        _run(_data_steps(job, corpus, targets), done, progress)
+        _run(_data_steps(job, corpus, targets, recipes), done, progress)
         generators, experiments, jobs = _plan(job, corpus, targets, recipes, gpus)
         with terminate_interrupts():
             ran = run_graph(jobs, executor, job.store, progress, retries=job.retries)
@@ -146,8 +146,8 @@ def plan_study(job: StudyJob) -> StudyPlan:
     job = _absolute(job)
     corpus, targets = _check_settings(job)
     recipes = _family_recipes(job)
-    steps: list[tuple[str, bool | None]] = [
-        (s.label, st.has_group(job.store, s.group) if s.group else None) for s in _data_steps(job, corpus, targets)]
+    steps: list[tuple[str, bool | None]] = [(s.label, st.has_group(job.store, s.group) if s.group else None)
+                                            for s in _data_steps(job, corpus, targets, recipes)]
     if not st.has_group(job.store, f"corpora/{corpus}"):
         return StudyPlan(steps, [], note=f"the jobs follow from the speakers of the prepared {corpus}: run "
                                          f"`emodiff prepare {corpus} ROOT --store {job.store}` to see them")
@@ -220,13 +220,14 @@ def _family_recipes(job: StudyJob) -> dict[str, Recipe]:
     return recipes
 
 
-def _data_steps(job: StudyJob, corpus: str, targets: list[Target]) -> list[Step]:
-    """Prepare and embed the corpus, make the offline copies (speed, noise) its experiments train on, and
-    prepare the other corpora it is tested on."""
+def _data_steps(job: StudyJob, corpus: str, targets: list[Target], recipes: dict[str, Recipe]) -> list[Step]:
+    """Prepare and embed the corpus, make the offline copies (speed, noise) its experiments and its generators
+    (``train.augmented``) train on, and prepare the other corpora it is tested on."""
     study = job.recipe.study
     root = job.root or (Path(study.root) if study.root else _bundled(job.store, corpus))
     texts = study.all_experiment_texts()
-    offline = dict.fromkeys(k for text in texts for k in Experiment.parse(text, "study.experiments").augment.offline)
+    asked = [k for text in texts for k in Experiment.parse(text, "study.experiments").augment.offline]
+    offline = dict.fromkeys([*asked, *(k for recipe in recipes.values() for k in recipe.train.augmented)])
     return [Step(f"prepare {corpus}", functools.partial(_prepare, job.store, corpus, root), f"corpora/{corpus}"),
             Step("embed", functools.partial(_embed, job.store, corpus)),
             *[Step(f"augment {kind}", functools.partial(_augment, job.store, corpus, kind),

@@ -189,7 +189,7 @@ def _setup(job: TrainJob, recipe: Recipe, state: dict[str, Any] | None, device: 
     """Data, validation split, normaliser, the family's trainer (restored on resume) and the random stream."""
     cfg = recipe.train
     data, fingerprint = load_segments(job.store, list(job.corpora), job.embed_model,
-                                      list(job.exclude_speakers), load=cfg.load)
+                                      list(job.exclude_speakers), load=cfg.load, augmented=cfg.augmented)
     family = family_for(recipe)
     family.check_data(recipe, text_dim=int(data.tokens.shape[2]), where=f"the {job.embed_model} embeddings")
     frames = int(data.mel.shape[2])

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+import yaml
+from toy import tiny_recipe
 from typer.testing import CliRunner
 
 from emodiff import store as st
 from emodiff.augment import AugmentJob, add_noise, augment, coloured_noise, speed_perturb
+from emodiff.batches import split
+from emodiff.checkpoint import load_checkpoint
 from emodiff.cli import app
+from emodiff.config import TrainConfig
 from emodiff.data import ravdess_sample
+from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
 from emodiff.prepare import PrepareJob, prepare
+from emodiff.segments import load_segments
+from emodiff.train import TrainJob, train
 
 SR = 22050
 
@@ -149,3 +159,66 @@ def test_bad_input_gets_one_line_and_leaves_the_store_alone(store, tmp_path):
     assert store.read_bytes() == before
     done = runner.invoke(app, ["augment", "speed", "--store", str(store)])
     assert done.exit_code == 0 and "/augmented/ravdess/speed" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def copies_store(small_store, tmp_path_factory) -> Path:
+    """The six utterances with their text embeddings and their 0.9 / 1.1 speed copies."""
+    path = tmp_path_factory.mktemp("copies") / "s.h5"
+    shutil.copy(small_store, path)
+    embed(EmbedJob(path))
+    augment(AugmentJob(path, "ravdess", "speed", factors=(0.9, 1.1)))
+    return path
+
+
+def test_speed_copies_join_the_generators_training_data_as_utterances_of_their_own(copies_store):
+    """``train.augmented: [speed]``: each factor's copy of utterance u is a row with u's text, speaker and emotion,
+    its segments the stored copy's, and ``source`` points back at u."""
+    plain, _ = load_segments(copies_store, ["ravdess"], "all-MiniLM-L6-v2", load="memory")
+    data, fingerprint = load_segments(copies_store, ["ravdess"], "all-MiniLM-L6-v2", load="memory",
+                                      augmented=("speed",))
+    assert "augmented/ravdess/speed" in fingerprint and plain.source is None
+    with st.open_store(copies_store) as f:
+        g = f["augmented/ravdess/speed"]
+        copy_mel, copy_utt, copy_param = g["segments/mel"][()], g["segments/utt"][()], g["segments/param"][()]
+    u = len(plain.speaker)
+    assert len(data) == len(plain) + len(copy_mel) and len(data.speaker) == 3 * u
+    assert torch.equal(data.mel[:len(plain)], plain.mel) and torch.equal(data.utt[:len(plain)], plain.utt)
+    rows = data.utt[len(plain):].numpy()
+    factor = np.where(np.isclose(copy_param, 0.9), 1, 2)
+    assert (rows == factor * u + copy_utt).all()
+    assert np.array_equal(data.mel[len(plain):].numpy(), copy_mel.astype(np.float16))
+    assert (data.source[rows] == copy_utt).all() and (data.source[:u] == np.arange(u)).all()
+    for row in (u + 2, 2 * u + 5):
+        original = row % u
+        assert data.speaker[row] == plain.speaker[original] and data.emotion[row] == plain.emotion[original]
+        assert torch.equal(data.tokens[row], plain.tokens[original]) and data.lengths[row] == plain.lengths[original]
+    assert data.speakers() == plain.speakers()
+    # validation: whole original utterances, never a copy; no copy of a held-out utterance is trained on
+    train_set, val_set = split(data, 0.34, 0, 256)
+    held = set(val_set.utt.numpy().tolist())
+    assert held and held <= set(range(u)) and not held & set(train_set.originals().tolist())
+    assert len(train_set) + len(val_set) < len(data)  # the held-out utterances' copies are nobody's
+
+
+def test_copies_follow_their_speakers_out_and_a_missing_kind_is_named(copies_store):
+    speaker = str(load_segments(copies_store, ["ravdess"], "all-MiniLM-L6-v2")[0].speaker[0])  # "ravdess:01"
+    data, _ = load_segments(copies_store, ["ravdess"], "all-MiniLM-L6-v2", [speaker], augmented=("speed",))
+    assert speaker not in data.speakers() and len(data.originals()) == len(data)
+    assert all(str(s) != speaker for s in data.speaker[data.utt.numpy()])
+    with pytest.raises(EmodiffError, match=r"no /augmented/ravdess/noise; run `emodiff augment noise --corpus rav"):
+        load_segments(copies_store, ["ravdess"], "all-MiniLM-L6-v2", augmented=("noise",))
+
+
+def test_a_generator_trains_on_speed_copies_and_records_it(copies_store, tmp_path):
+    store = tmp_path / "s.h5"
+    shutil.copy(copies_store, store)
+    recipe = tiny_recipe(3, crop_frames=64, augmented=("speed",))
+    result = train(TrainJob(store=store, recipe=recipe, corpora=("ravdess",), out=tmp_path / "run", device="cpu"))
+    state = load_checkpoint(result.checkpoint)
+    assert state["recipe"]["train"]["augmented"] == ["speed"]
+    assert "augmented/ravdess/speed" in state["store_fingerprint"]
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["augmented"] == ["speed"]
+    assert "augmented" not in dataclasses.replace(recipe, train=TrainConfig()).to_dict()["train"]  # old hashes kept
+    with pytest.raises(ValueError, match=r"train.augmented: expected a list of distinct offline copies"):
+        TrainConfig(augmented=("speed", "speed"))

@@ -16,7 +16,7 @@ from emodiff.config import StudyConfig
 from emodiff.errors import EmodiffError
 from emodiff.generators import load_recipe
 from emodiff.ser.classifier import ClassifierConfig
-from emodiff.study import StudyJob, run_study
+from emodiff.study import StudyJob, plan_study, run_study
 from emodiff.study_graph import experiment_job, generator_name
 
 TINY_CLASSIFIER = ClassifierConfig(channels=16, lstm_hidden=16, epochs=1, lr=1e-3, batch_size=32)
@@ -205,6 +205,19 @@ def test_study_makes_the_offline_copies_its_experiments_train_on(tmp_path):
     with st.open_store(store) as f:
         assert f["augmented/ravdess/noise/segments/mel"].shape[0] == 2 * f["corpora/ravdess/segments/mel"].shape[0]
         assert f["results/study-real-noise"].attrs["paired_baseline"] == "study-real"
+
+
+def test_study_makes_the_copies_its_generators_train_on(tmp_path):
+    """A recipe with ``train.augmented: [speed]`` needs the speed copies before its generators, with no speed
+    experiment asking for them."""
+    recipe = _recipe("real, real+synthetic")
+    recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, augmented=("speed",)))
+    plan = plan_study(StudyJob(store=tmp_path / "s.h5", recipe=recipe, runs=tmp_path / "runs",
+                               report=tmp_path / "report", device="cpu"))
+    assert [label for label, _ in plan.steps][:3] == ["prepare ravdess", "embed", "augment speed"]
+    plain = plan_study(StudyJob(store=tmp_path / "s.h5", recipe=_recipe("real, real+synthetic"),
+                                runs=tmp_path / "runs", report=tmp_path / "report", device="cpu"))
+    assert "augment speed" not in [label for label, _ in plain.steps]
 
 
 def test_study_trains_each_familys_generators_and_each_experiment_takes_its_own(tmp_path):

@@ -153,6 +153,10 @@ def _check(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise EmodiffError(f"{where}: expected a string, got {value!r}")
         return value
+    if getattr(hint, "__origin__", None) is tuple and get_args(hint)[0] is str:  # tuple[str, ...]: a list of strings
+        if not isinstance(value, (list, tuple)) or any(not isinstance(v, str) for v in value):
+            raise EmodiffError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
     if getattr(hint, "__origin__", None) is tuple:  # tuple[int, ...] or tuple[float, ...]: a YAML list of them
         numbers = get_args(hint)[0] is float
         kinds, what = ((int, float), "numbers") if numbers else ((int,), "integers")

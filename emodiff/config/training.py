@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol, get_args
 
 from emodiff.config.settings import Load, LrSchedule, SettingError, Voices, integers, numbers
+from emodiff.experiments import OFFLINE
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,18 @@ class TrainConfig:
     crop_frames: int = 0
     cond_dropout: float = 0.0  # share of examples trained without emotion, speaker and text (for guidance)
     ema_warmup: bool = False  # EMA decay min(ema_decay, (1 + step) / (10 + step)): useful from the first steps
+    # Offline copies (/augmented/<corpus>/<kind>, made by `emodiff augment`) trained on beside the originals,
+    # each copy an utterance of its original's speaker, emotion and text; e.g. [speed]. Empty: originals only.
+    augmented: tuple[str, ...] = ()
+
+    def recipe_dict(self) -> dict:
+        """What a recipe records of this section: every field, but ``augmented`` only when set, so recipes recorded
+        before it existed keep their hash."""
+        out = asdict(self)
+        out["augmented"] = list(self.augmented)
+        if not self.augmented:
+            del out["augmented"]
+        return out
 
     def __post_init__(self) -> None:
         integers(self, "train", 1, "batch_size", "steps", "val_every", "log_every", "checkpoint_every")
@@ -45,6 +58,9 @@ class TrainConfig:
         numbers(self, "train", lambda v: v >= 0, "a number >= 0", "weight_decay")
         numbers(self, "train", lambda v: 0 <= v < 1, "a fraction in [0, 1)", "ema_decay", "val_fraction",
                  "cond_dropout")
+        if any(kind not in OFFLINE for kind in self.augmented) or len(set(self.augmented)) < len(self.augmented):
+            raise SettingError("train", "augmented", list(self.augmented),
+                               f"a list of distinct offline copies, each one of {', '.join(OFFLINE)}")
 
 
 @dataclass(frozen=True)
