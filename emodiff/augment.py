@@ -151,7 +151,8 @@ def augment(job: AugmentJob, progress: Progress = QUIET) -> AugmentResult:
                 progress.advance()
         n_segments = segments.close()
         write_augmented_attrs(g, corpus=job.corpus, kind=job.kind, params=job.params, seed=job.seed,
-                              param_unit="speed factor" if job.kind == "speed" else "SNR dB")
+                              param_unit="speed factor" if job.kind == "speed" else "SNR dB",
+                              corpus_created=corpus.meta.created)
     return AugmentResult(f"/{group_name}", len(paths), n_segments, already_there=False)
 
 

@@ -160,8 +160,7 @@ def _corpora(f: h5py.File, store: Path, job: EmbedJob) -> list[str]:
 def _existing(f: h5py.File, group: str, corpus: str, job: EmbedJob) -> EmbedResult:
     record = Embeddings.read(f, job.model_name, corpus)
     same_config = isinstance(existing_in(f, group, job.group_config(corpus)), Same)
-    corpus_meta = meta(f, Corpus.path(corpus))
-    same_corpus = record.corpus_created == (corpus_meta.created if corpus_meta else "")
+    same_corpus = record.made_from(meta(f, Corpus.path(corpus)))
     return EmbedResult(
         corpus=corpus,
         group=f"/{group}",

@@ -177,9 +177,10 @@ def _read_corpus(f: h5py.File, store: Path, corpus: str, model: str, fingerprint
     c = Corpus.read(f, corpus)
     e = Embeddings.read(f, model, corpus)
     group, emb = Corpus.path(corpus), Embeddings.path(model, corpus)
-    if e.rows != len(c.utterances["id"]):
-        raise EmodiffError(f"{store}: /{emb} has {e.rows} rows for {len(c.utterances['id'])} utterances of "
-                           f"/{group}; re-run `emodiff embed --corpus {corpus} --overwrite`")
+    if e.rows != len(c.utterances["id"]) or not e.made_from(c.meta):
+        raise EmodiffError(f"{store}: /{emb} was made from an earlier preparation of /{group} ({e.rows} rows for "
+                           f"its {len(c.utterances['id'])} utterances); re-run `emodiff embed --corpus {corpus} "
+                           "--overwrite`")
     fingerprint[group], fingerprint[emb] = c.meta.config_hash, e.meta.config_hash
     return {
         "mel": c.mel_path,  # read by the caller, into memory or on demand

@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import soundfile as sf
@@ -24,6 +25,7 @@ from emodiff.data import ravdess_sample
 from emodiff.embed import EmbedJob, embed
 from emodiff.errors import EmodiffError
 from emodiff.prepare import PrepareJob, prepare
+from emodiff.records import Augmented
 from emodiff.segments import load_segments
 from emodiff.train import TrainJob, train
 
@@ -159,6 +161,45 @@ def test_bad_input_gets_one_line_and_leaves_the_store_alone(store, tmp_path):
     assert store.read_bytes() == before
     done = runner.invoke(app, ["augment", "speed", "--store", str(store)])
     assert done.exit_code == 0 and "/augmented/ravdess/speed" in done.stdout
+
+
+def test_copies_of_an_earlier_preparation_are_refused_not_misread(tmp_path):
+    """Re-preparing the corpus renumbers its utterances: copies (and text embeddings) made before would carry other
+    utterances' labels (or index past the table), so every reader refuses them with one line naming the command that
+    makes them again."""
+    root = tmp_path / "ravdess"
+    shutil.copytree(ravdess_sample(), root)
+    store = tmp_path / "s.h5"
+    prepare(PrepareJob(store, "ravdess", root, limit=6))
+    embed(EmbedJob(store))
+    augment(AugmentJob(store, "ravdess", "speed"))
+    prepare(PrepareJob(store, "ravdess", root, limit=4, overwrite=True))
+    stale = "/augmented/ravdess/speed was made from an earlier preparation of /corpora/ravdess; make it again with " \
+            "`emodiff augment speed --corpus ravdess --overwrite`"
+    runner = CliRunner()
+    for args in (["augment", "speed"], ["classify", "--folds", "groups:3", "--augment", "speed", "--epochs", "1"]):
+        before = store.read_bytes()
+        bad = runner.invoke(app, [*args, "--store", str(store)])
+        assert bad.exit_code == 1 and "Traceback" not in bad.output, (args, bad.output)
+        assert stale in " ".join(bad.stderr.split()), (args, bad.stderr)
+        assert store.read_bytes() == before
+    with pytest.raises(EmodiffError, match=r"/embeddings/all-MiniLM-L6-v2/ravdess was made from an earlier "
+                                           r"preparation of /corpora/ravdess \(6 rows for its 4 utterances\); re-run "
+                                           r"`emodiff embed --corpus ravdess --overwrite`"):
+        load_segments(store, ["ravdess"], "all-MiniLM-L6-v2")  # the text conditions are stale too
+    embed(EmbedJob(store, overwrite=True))
+    with pytest.raises(EmodiffError, match="/augmented/ravdess/speed was made from an earlier preparation"):
+        load_segments(store, ["ravdess"], "all-MiniLM-L6-v2", augmented=("speed",))
+    assert not augment(AugmentJob(store, "ravdess", "speed", overwrite=True)).already_there
+    assert len(load_segments(store, ["ravdess"], "all-MiniLM-L6-v2", augmented=("speed",))[0].speaker) == 12
+    # copies written before they recorded their corpus: judged by age (made before the corpus: stale)
+    with h5py.File(store, "a") as f:
+        g = f["augmented/ravdess/speed"]
+        del g.attrs["corpus_created"]
+        assert Augmented.read(f, "ravdess", "speed").corpus_created == ""  # younger than the corpus: fresh
+        g.attrs["created"] = "2000-01-01T00:00:00+00:00"
+        with pytest.raises(EmodiffError, match="made from an earlier preparation"):
+            Augmented.read(f, "ravdess", "speed")
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,15 @@ def meta(f: h5py.File | h5py.Group, path: str) -> Meta | None:
     return Meta.of(g) if g is not None else None
 
 
+def made_from(corpus: Meta | None, recorded: str, created: str) -> bool:
+    """Whether a group derived from a corpus (its embeddings, its offline copies) was made from the corpus now in the
+    store: the corpus's ``created`` it recorded (``recorded``) is the corpus's; a group that did not record it must be
+    younger (its own ``created``), as any made before a re-preparation is older. False without a corpus."""
+    if corpus is None:
+        return False
+    return recorded == corpus.created if recorded else created >= corpus.created
+
+
 def file_name(f: h5py.File | h5py.Group) -> str:
     return str(f.file.filename)
 

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from emodiff.errors import EmodiffError
-from emodiff.records.base import Meta, as_int, as_str, children, file_name, group_at
+from emodiff.records.base import Meta, as_int, as_str, children, file_name, group_at, made_from
 from emodiff.store import (
     attrs_dict,
     read_data,
@@ -74,6 +74,10 @@ class Embeddings:
                    max_length=as_int(a, "max_length"), corpus_created=as_str(a, "corpus_created"),
                    truncated=as_int(a, "truncated") or 0,
                    pooled_dim=int(g["pooled"].shape[1]) if "pooled" in g else 0)
+
+    def made_from(self, corpus: Meta | None) -> bool:
+        """Whether these embeddings were made from the corpus ``corpus`` now in the store (:func:`made_from`)."""
+        return made_from(corpus, self.corpus_created, self.meta.created)
 
     def _path(self) -> str:
         return self.path(self.model, self.corpus)
