@@ -235,6 +235,9 @@ def test_speed_copies_join_the_generators_training_data_as_utterances_of_their_o
         assert data.speaker[row] == plain.speaker[original] and data.emotion[row] == plain.emotion[original]
         assert torch.equal(data.tokens[row], plain.tokens[original]) and data.lengths[row] == plain.lengths[original]
     assert data.speakers() == plain.speakers()
+    chunks, _ = load_segments(copies_store, ["ravdess"], "all-MiniLM-L6-v2", load="chunks", augmented=("speed",))
+    picked = np.array([len(plain) + 3, 1, len(data) - 1])  # read on demand from both datasets
+    assert torch.equal(chunks.mel[picked], data.mel[picked]) and torch.equal(chunks.utt, data.utt)
     # validation: whole original utterances, never a copy; no copy of a held-out utterance is trained on
     train_set, val_set = split(data, 0.34, 0, 256)
     held = set(val_set.utt.numpy().tolist())
