@@ -61,7 +61,7 @@ def test_unet_lists_are_read_as_tuples():
      r"diffusion\.sigma_max: expected a number > sigma_min \(5\.0\), got 1\.0"),
     ("diffusion", {"steps": 0}, r"diffusion\.steps: expected an integer >= 1, got 0"),
     ("diffusion", {"skip": "linear"}, "not one of scalar, wiener"),
-    ("sample", {"sampler": "euler"}, "not one of ddpm, ddim, heun, dpmpp-2m"),
+    ("sample", {"sampler": "euler"}, "not one of ddpm, ddim, heun, dpmpp-2m, dpmpp-2m-sde"),
 ])
 def test_bad_generator_settings_name_themselves(section, values, match):
     with pytest.raises(EmodiffError, match=match):
@@ -142,7 +142,7 @@ def test_a_recipe_path_that_is_no_yaml_text_is_one_line(tmp_path):
     ("train", "lr", "fast", "expected a number, got 'fast'"),
     ("train", "bf16", 1, "expected true or false, got 1"),
     ("train", "batch_size", True, "expected an integer, got True"),
-    ("sample", "sampler", 3, "3 is not one of ddpm, ddim, heun, dpmpp-2m"),
+    ("sample", "sampler", 3, "3 is not one of ddpm, ddim, heun, dpmpp-2m, dpmpp-2m-sde"),
     ("classifier", "epochs", None, "expected an integer, got None"),
     ("classifier", "schedule", "step", "'step' is not one of constant, cosine"),
     ("train", "schedule", "linear", "'linear' is not one of constant, cosine"),

@@ -34,6 +34,15 @@ def test_unet_samples_follow_their_emotion(store, tmp_path, parameterization, st
         means = class_means()
         nearest = ((mel[:, None] - means[None]) ** 2).mean(axis=(2, 3)).argmin(axis=1)
         assert (nearest == asked).mean() >= 0.9, (nearest, asked)
+        # the stochastic solver draws other segments that carry their emotion as well
+        sample(SampleJob(store=store, n=32, seed=0, device="cpu", name="u-sde",
+                         options={"guidance": 1.0, "sampler": "dpmpp-2m-sde", "eta": 1.0}))
+        with st.open_store(store) as f:
+            g = f["synthetic/u-sde"]
+            sde, asked = g["mel"][()].astype(np.float32), g["emotion"][()]
+            assert g.attrs["sampler"] == "dpmpp-2m-sde" and g.attrs["eta"] == 1.0
+        nearest = ((sde[:, None] - means[None]) ** 2).mean(axis=(2, 3)).argmin(axis=1)
+        assert (nearest == asked).mean() >= 0.9 and np.abs(sde - mel).mean() > 0.01, (nearest, asked)
 
 
 def test_unet_resume_ends_with_the_same_weights(store, tmp_path):

@@ -10,7 +10,7 @@ from emodiff.errors import EmodiffError
 
 Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
-Sampler = Literal["ddpm", "ddim", "heun", "dpmpp-2m"]
+Sampler = Literal["ddpm", "ddim", "heun", "dpmpp-2m", "dpmpp-2m-sde"]
 Parameterization = Literal["eps", "v", "edm"]
 Skip = Literal["scalar", "wiener"]
 DenoiserKind = Literal["flat", "unet"]

@@ -30,7 +30,10 @@ its expected error: EDM's c_skip x and c_out are this for white data of variance
 Sampling integrates the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma over the noise
 levels sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min, sigma_N = 0 of EDM eq. 5 (rho = 7):
 Euler (``ddim``: deterministic DDIM is exactly this Euler step), ``ddpm`` (ancestral steps, DDIM
-with eta = 1), ``heun`` (EDM algorithm 1) and ``dpmpp-2m`` (DPM-Solver++(2M), Lu et al. 2022).
+with eta = 1), ``heun`` (EDM algorithm 1) and ``dpmpp-2m`` (DPM-Solver++(2M), Lu et al. 2022); and
+``dpmpp-2m-sde``, its stochastic form (the SDE solver of DPM-Solver++ with the same second-order
+correction), whose ``eta`` in [0, 1] scales the noise it injects: 0 is ``dpmpp-2m`` exactly, 1 the
+reverse SDE. With it, the sampler's stochasticity can be changed without a first-order solver's error.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from emodiff.diffusion.wiener import BlockWiener
 
 Denoise = Callable[[Tensor, Tensor], Tensor]  # D(x [B, C, F], sigma [B]) -> x_0 estimate [B, C, F]
 COSINE_S = 0.008  # IDDPM's cosine offset
-SAMPLERS = ("ddpm", "ddim", "heun", "dpmpp-2m")
+SAMPLERS = ("ddpm", "ddim", "heun", "dpmpp-2m", "dpmpp-2m-sde")
 
 
 class PreconditionedDiffusion:
@@ -150,8 +153,9 @@ class PreconditionedDiffusion:
                     generator: torch.Generator | None = None, progress: Callable[[], Any] | None = None) -> Tensor:
         """x_0 [B, C, F] from noise n [B, C, F] ~ N(0, I): x = sigma_max n, then ``steps`` solver steps.
 
-        ``eta`` is DDIM's (0 deterministic, 1 ancestral) for ``ddim``; ``ddpm`` is eta = 1. Fresh noise for
-        the stochastic steps comes from ``generator``.
+        ``eta`` is DDIM's (0 deterministic, 1 ancestral) for ``ddim``, ``ddpm`` is eta = 1, and for
+        ``dpmpp-2m-sde`` the share of the SDE's noise (0: ``dpmpp-2m``). Fresh noise for the stochastic steps
+        comes from ``generator``.
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; expected one of: {', '.join(SAMPLERS)}")
@@ -166,9 +170,10 @@ class PreconditionedDiffusion:
                 d = denoise(x.float(), s.float().expand(len(x))).double()
                 if sampler == "heun" and s_next > 0:
                     x = self.heun_step(denoise, x, d, s, s_next)
-                elif sampler == "dpmpp-2m":
+                elif sampler in ("dpmpp-2m", "dpmpp-2m-sde"):
                     h_prev = None if old_d is None else (-sigmas[i].log()) - (-sigmas[i - 1].log())
-                    x = dpmpp_2m_step(x, d, old_d, s, s_next, h_prev)
+                    x = (dpmpp_2m_step(x, d, old_d, s, s_next, h_prev) if sampler == "dpmpp-2m" else
+                         dpmpp_2m_sde_step(x, d, old_d, s, s_next, h_prev, eta, generator))
                     old_d = d
                 else:
                     x = ancestral_step(x, d, s, s_next, 1.0 if sampler == "ddpm" else eta, generator)
@@ -197,9 +202,7 @@ def ancestral_step(x: Tensor, d: Tensor, s: Tensor, s_next: Tensor, eta: float,
     down = (s_next**2 - up**2).clamp(min=0).sqrt()
     out = d + down * (x - d) / s
     if eta > 0 and s_next > 0:
-        where = generator.device if generator is not None else x.device
-        z = torch.randn(x.shape, generator=generator, device=where, dtype=torch.float32).to(x.device, x.dtype)
-        out = out + up * z
+        out = out + up * _fresh_noise(x, generator)
     return out
 
 
@@ -219,6 +222,33 @@ def dpmpp_2m_step(x: Tensor, d: Tensor, old_d: Tensor | None, s: Tensor, s_next:
         r = h_prev / h
         dd = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old_d
     return (s_next / s) * x - torch.expm1(-h) * dd
+
+
+def dpmpp_2m_sde_step(x: Tensor, d: Tensor, old_d: Tensor | None, s: Tensor, s_next: Tensor,
+                      h_prev: Tensor | None, eta: float, generator: torch.Generator | None) -> Tensor:
+    """DPM-Solver++(2M) SDE (Lu et al. 2022, the SDE solver of DPM-Solver++, section 4) with its noise scaled by
+    eta, in lambda = -ln(sigma), h = lambda_next - lambda:
+
+        x' = (s_next / s) e^{-eta h} x + (1 - e^{-(1+eta) h}) (D + (D - D_old) / (2r)) + s_next sqrt(1 - e^{-2 eta h}) z
+
+    r = h_prev / h, without the D_old term on the first step; x' = D at s_next = 0. Given x = x_0 + s n, the first
+    two terms keep x_0 and the noise's variance is s_next^2 for every eta; eta = 0 is :func:`dpmpp_2m_step`.
+    """
+    if s_next == 0:
+        return d
+    h = (-s_next.log()) - (-s.log())
+    dd = d if old_d is None or h_prev is None else d + (d - old_d) * h / (2 * h_prev)
+    out = (s_next / s) * torch.exp(-eta * h) * x - torch.expm1(-(1 + eta) * h) * dd
+    if eta > 0:
+        out = out + s_next * (-torch.expm1(-2 * eta * h)).sqrt() * _fresh_noise(x, generator)
+    return out
+
+
+def _fresh_noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """z ~ N(0, I) shaped as x, drawn in float32 on the generator's device (so a CPU generator gives the same draws
+    whatever device samples), then moved to x's device and dtype."""
+    where = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=where, dtype=torch.float32).to(x.device, x.dtype)
 
 
 def _b(values: Tensor, like: Tensor) -> Tensor:

@@ -68,7 +68,7 @@ class DiffusionSampleConfig:
 
     steps: int = 100  # respaced steps S
     sampler: Sampler = "ddpm"
-    eta: float = 0.0  # DDIM only
+    eta: float = 0.0  # ddim's noise (1: ddpm), or dpmpp-2m-sde's (0: dpmpp-2m)
     batch_size: int = 64
     guidance: float = 0.0  # classifier-free guidance W: D = D_cond + W (D_cond - D_uncond); 0 = none
     voices: Voices = "training"
