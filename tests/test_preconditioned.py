@@ -161,6 +161,12 @@ def test_the_sde_solver_without_noise_is_dpmpp_2m_and_with_noise_draws_the_data_
         assert (out - diff.sample_loop(denoise, noise, 128, sampler="dpmpp-2m")).abs().mean() > 0.05  # its own draws
     ancestral = diff.sample_loop(denoise, noise, 128, sampler="ddpm", generator=torch.Generator().manual_seed(5))
     assert ancestral.std().item() < 0.49
+    # at the ravdess recipe's 16 steps (docs/generator.md quotes these): std / sd 0.71 ancestral, 1.09 the ODE,
+    # 1.16 the SDE
+    at_16 = {name: diff.sample_loop(denoise, noise, 16, sampler=name, eta=eta,
+                                    generator=torch.Generator().manual_seed(5)).std().item() / sd
+             for name, eta in (("ddpm", 1.0), ("dpmpp-2m", 0.0), ("dpmpp-2m-sde", 1.0))}
+    assert at_16 == pytest.approx({"ddpm": 0.71, "dpmpp-2m": 1.09, "dpmpp-2m-sde": 1.16}, abs=0.02)
 
 
 def test_step_formulas_by_hand() -> None:
