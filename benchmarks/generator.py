@@ -7,7 +7,8 @@ On real 256-frame windows of utterances (emodiff.segments.UtteranceWindows) of t
    denoiser's (fitted on windows of the run's training speakers, blocks of 4 frames) and the noisy input's;
 2. at sigma = --mid-sigma: the error with the true emotion and with the other three (same noise);
 3. for each --synthetic set, and for real segments of held-out and training speakers: std, silent share,
-   frame-to-frame change and correlation, spectral flatness.
+   frame-to-frame change and correlation, spectral flatness; and in their pauses (frames whose bins 10-79 average
+   below -0.9) the level of bins 0-7, beside the normalizer's per-bin centre.
 
 Run: ``python benchmarks/generator.py --store S --run runs/NAME [--synthetic SET ...] [--windows 128]``.
 """
@@ -30,6 +31,8 @@ from emodiff.diffusion.objectives import build_denoiser
 from emodiff.diffusion.wiener import BlockWiener
 from emodiff.generators import recipe_from_dict
 from emodiff.segments import UtteranceWindows, load_segments, speaker_matches
+
+PAUSE = -0.9  # a frame whose bins 10-79 average below this is a pause
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -97,6 +100,25 @@ def main(argv: list[str] | None = None) -> None:
         s = mel_statistics(m, fr)
         print(f"| {label} | {s['std']:.3f} | {s['silent']:.3f} | {s['change']:.3f} | {s['correlation']:.3f} | "
               f"{s['flatness']:.4f} |")
+    # The low band: in pauses (frames whose bins 10-79 are at the floor on average), where do bins 0-7 sit, beside
+    # the per-bin centre the model's inputs are measured from (diffusion.normalize: center)?
+    print(f"\n| pauses (valid frames, mean of bins 10-79 < {PAUSE}) | share of frames | "
+          + " | ".join(f"bin {b}" for b in range(8)) + " |\n|---|---|" + "---|" * 8)
+    centre = getattr(norm, "mean", None)
+    if centre is not None:
+        values = torch.as_tensor(centre).float().reshape(-1)[:8].tolist()
+        print("| the normalizer's centre, per bin | | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    for label, m, fr in rows:
+        share, level = pause_levels(m, fr, bins=8)
+        print(f"| {label} | {share:.3f} | " + " | ".join(f"{v:.3f}" for v in level) + " |")
+
+
+def pause_levels(mel: np.ndarray, frames: np.ndarray | None, bins: int) -> tuple[float, np.ndarray]:
+    """(share of valid frames that are pauses, mean level of bins 0..bins-1 over those frames)."""
+    valid = [m[:, : (m.shape[1] if frames is None else int(frames[i]))].astype(np.float32) for i, m in enumerate(mel)]
+    joined = np.concatenate(valid, axis=1)
+    pause = joined[10:].mean(axis=0) < PAUSE
+    return float(pause.mean()), joined[:bins, pause].mean(axis=1)
 
 
 def _real(data) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
