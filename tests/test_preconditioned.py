@@ -160,7 +160,7 @@ def test_the_sde_solver_without_noise_is_dpmpp_2m_and_with_noise_draws_the_data_
         assert out.std().item() == pytest.approx(sd, rel=0.015) and abs(out.mean().item()) < 0.02, eta
         assert (out - diff.sample_loop(denoise, noise, 128, sampler="dpmpp-2m")).abs().mean() > 0.05  # its own draws
     ancestral = diff.sample_loop(denoise, noise, 128, sampler="ddpm", generator=torch.Generator().manual_seed(5))
-    assert ancestral.std().item() < 0.49
+    assert ancestral.std().item() / sd == pytest.approx(0.96, abs=0.01)  # still too narrow
     # at the ravdess recipe's 16 steps (docs/generator.md quotes these): std / sd 0.71 ancestral, 1.09 the ODE,
     # 1.16 the SDE
     at_16 = {name: diff.sample_loop(denoise, noise, 16, sampler=name, eta=eta,
