@@ -288,13 +288,14 @@ def _state(run: _Training, job: TrainJob) -> dict[str, Any]:
 class _Log:
     """Append-only JSONL metrics log (one object per logged step).
 
-    A resumed run replays the steps after its checkpoint, so the records an interrupted run wrote
-    past ``resumed_at`` are dropped first (with any line the interruption cut off): one record per step.
+    A run starts at step ``resumed_at`` (0, or its checkpoint's step), so the records an interrupted run
+    wrote past it are dropped first (with any line the interruption cut off): one record per step, also
+    for a run that was killed before its first checkpoint and started again.
     """
 
     def __init__(self, path: Path, resumed_at: int = 0):
         self.path = path
-        if resumed_at and path.exists():
+        if path.exists():
             kept = [ln for ln in path.read_text(encoding="utf-8").splitlines() if _step_of(ln) <= resumed_at]
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")

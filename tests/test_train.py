@@ -71,6 +71,12 @@ def test_a_resumed_run_logs_each_step_once(store, tmp_path):
         f.write('{"step": 4, "loss": 0.5}\n{"step": 5, "loss": 0.4}\n{"step": 6, "lo')
     train(_job(store, out, steps=6, resume=True))
     assert [json.loads(ln)["step"] for ln in log.read_text().splitlines()] == [3, 6]
+    # killed before its first checkpoint: started afresh, its log starts afresh too
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "loss": 8.0}\n')
+    train(_job(store, fresh, steps=3))
+    assert [json.loads(ln)["step"] for ln in (fresh / "metrics.jsonl").read_text().splitlines()] == [3]
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero(store, tmp_path):
