@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -29,12 +28,12 @@ import torch
 from emodiff import store as st
 from emodiff.audio import AudioError, MelConfig, MelExtractor, load_audio, resample, segment
 from emodiff.errors import EmodiffError
-from emodiff.experiments import OFFLINE
+from emodiff.experiments import OFFLINE, OfflineKind
 from emodiff.parallel import ordered_map, thread_budget, torch_threads
 from emodiff.progress import QUIET, Progress
 from emodiff.records import Augmented, Corpus, Different, Same, augmented_segments, existing_in, write_augmented_attrs
 
-Kind = Literal["speed", "noise"]
+Kind = OfflineKind
 KINDS = OFFLINE  # the kinds an experiment (`+speed`) and a recipe (`train.augmented`) may name
 NOISE_COLOURS = ("white", "pink")
 

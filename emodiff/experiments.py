@@ -32,7 +32,8 @@ from emodiff.families import FAMILIES, METHOD
 
 TrainOn = Literal["real", "synthetic", "real+synthetic"]
 TRAIN_ON: tuple[str, ...] = get_args(TrainOn)
-OFFLINE = ("speed", "noise")  # augmentations materialised by `emodiff augment` into /augmented
+OfflineKind = Literal["speed", "noise"]  # augmentations materialised by `emodiff augment` into /augmented
+OFFLINE: tuple[str, ...] = get_args(OfflineKind)
 # A generator family's name (emodiff/families.py lists them) is the text of its synthetic data, except the
 # method's own diffusion model's (METHOD), which is plain ``synthetic``.
 DEFAULT_MIXUP = 0.2  # Beta(alpha, alpha) when ``mixup`` gives no alpha
