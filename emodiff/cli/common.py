@@ -48,9 +48,7 @@ def canonical_corpus(corpus: str | None) -> str | None:
 
 def canonical_corpora(corpora: list[str] | None) -> list[str]:
     """A repeatable --corpus, each as :func:`canonical_corpus` reads it."""
-    from emodiff.corpora import canonical_name
-
-    return [canonical_name(c, "--corpus") for c in corpora or []]
+    return [str(canonical_corpus(c)) for c in corpora or []]
 
 
 def _threads(threads: int | None) -> int:
