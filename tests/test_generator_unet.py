@@ -41,6 +41,7 @@ def test_unet_samples_follow_their_emotion(store, tmp_path, parameterization, st
             g = f["synthetic/u-sde"]
             sde, asked = g["mel"][()].astype(np.float32), g["emotion"][()]
             assert g.attrs["sampler"] == "dpmpp-2m-sde" and g.attrs["eta"] == 1.0
+            assert g.attrs["drawn_with"] == "edm dpmpp-2m-sde, 12 steps, eta 1, guidance 1"
         nearest = ((sde[:, None] - means[None]) ** 2).mean(axis=(2, 3)).argmin(axis=1)
         assert (nearest == asked).mean() >= 0.9 and np.abs(sde - mel).mean() > 0.01, (nearest, asked)
 
@@ -67,6 +68,8 @@ def test_sampling_options_are_checked(store, tmp_path):
                            (dict(guidance=2.0), "sample.guidance: expected 0 .* no unconditional model"),
                            (dict(sigma_min=0.2), "--sigma-min is for v/edm models"),
                            (dict(eta=-1.0), r"^--eta: sample.eta: expected a number in \[0, 1\]"),
+                           (dict(eta=0.5), r"^--eta 0.5: the ddpm sampler injects no noise for eta to scale; eta "
+                            "is for ddim and dpmpp-2m-sde"),
                            (dict(batch_size=0), r"^--batch-size: sample.batch_size: expected an integer >= 1"),
                            (dict(guidance=-1.0), r"^--guidance: sample.guidance: expected a number in \[0, 20\]"),
                            (dict(sampler="euler"), r"^--sampler: sample.sampler: 'euler' is not one of ddpm"),

@@ -11,6 +11,8 @@ from emodiff.errors import EmodiffError
 Schedule = Literal["cosine", "linear"]
 TimestepSampler = Literal["uniform", "loss-second-moment"]
 Sampler = Literal["ddpm", "ddim", "heun", "dpmpp-2m", "dpmpp-2m-sde"]
+# The samplers whose ``eta`` scales the fresh noise they inject (ddpm injects it all, heun and dpmpp-2m none).
+NOISY_SAMPLERS = ("ddim", "dpmpp-2m-sde")
 Parameterization = Literal["eps", "v", "edm"]
 Skip = Literal["scalar", "wiener"]
 DenoiserKind = Literal["flat", "unet"]

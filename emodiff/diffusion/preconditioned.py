@@ -40,17 +40,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import Tensor
 
-from emodiff.config import DiffusionConfig
+from emodiff.config import DiffusionConfig, Sampler
 from emodiff.diffusion.wiener import BlockWiener
 
 Denoise = Callable[[Tensor, Tensor], Tensor]  # D(x [B, C, F], sigma [B]) -> x_0 estimate [B, C, F]
 COSINE_S = 0.008  # IDDPM's cosine offset
-SAMPLERS = ("ddpm", "ddim", "heun", "dpmpp-2m", "dpmpp-2m-sde")
+SAMPLERS = get_args(Sampler)
 
 
 class PreconditionedDiffusion:

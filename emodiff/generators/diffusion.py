@@ -24,6 +24,7 @@ import torch
 from emodiff.batches import Batch, Batches
 from emodiff.checkpoint import load_weights
 from emodiff.config import (
+    NOISY_SAMPLERS,
     DenoiserConfig,
     DiffusionConfig,
     Recipe,
@@ -78,8 +79,8 @@ class DiffusionSampleConfig:
         if self.sampler not in get_args(Sampler):
             raise SettingError("sample", "sampler", self.sampler, f"one of {', '.join(get_args(Sampler))}")
         check_shared_sample(self)
-        numbers(self, "sample", lambda v: 0 <= v <= 1, "a number in [0, 1] (0: deterministic DDIM, 1: DDPM)",
-                 "eta")
+        numbers(self, "sample", lambda v: 0 <= v <= 1, "a number in [0, 1] (the share of fresh noise ddim and "
+                 "dpmpp-2m-sde inject at each step; 0: none)", "eta")
         numbers(self, "sample", lambda v: 0 <= v <= 20, "a number in [0, 20]", "guidance")
 
 
@@ -106,7 +107,12 @@ class DiffusionFamily:
             # The last noise levels (sigma < ~0.2) add frame-to-frame jitter no real mel has (docs/generator.md,
             # "Where the jitter comes from"): stopping there and returning D(x; sigma_min) leaves it out.
             recipe = override(recipe, "--sigma-min", section="diffusion", sigma_min=sigma_min)
-        return sample_with(recipe, options, where, self.check)
+        out = sample_with(recipe, options, where, self.check)
+        eta, sampler = options.get("eta"), out.sample.sampler
+        if eta and sampler not in NOISY_SAMPLERS:  # else a set would record an eta that drew nothing
+            raise EmodiffError(f"--eta {eta:g}: the {sampler} sampler injects no noise for eta to scale; eta is for "
+                               f"{' and '.join(NOISY_SAMPLERS)} (pass --sampler with it)")
+        return out
 
     def architecture(self, recipe: Recipe) -> dict[str, Any]:
         return {"diffusion": dataclasses.asdict(recipe.diffusion), "denoiser": dataclasses.asdict(recipe.denoiser)}
@@ -243,7 +249,8 @@ class DiffusionDrawer:
         moved = self.sigma_min != trained  # only then in the config: older sets keep their hash
         if moved:
             self.config["sigma_min"] = self.sigma_min
-        said = [self.sampler, f"{self.steps} steps"] + ([f"eta {self.eta:g}"] if self.sampler == "ddim" else []) + (
+        noisy = self.sampler in NOISY_SAMPLERS
+        said = [self.sampler, f"{self.steps} steps"] + ([f"eta {self.eta:g}"] if noisy else []) + (
             [f"guidance {self.guidance:g}"] if self.guidance else []) + (
             [f"sigma_min {self.sigma_min:g}"] if moved else [])
         self.attrs: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "eta": self.eta,
