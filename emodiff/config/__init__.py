@@ -43,6 +43,7 @@ from emodiff.config.recipe import (
     section_types,
 )
 from emodiff.config.settings import (
+    NOISY_SAMPLERS,
     ClassifierKind,
     DenoiserKind,
     GeneratorName,
@@ -50,7 +51,6 @@ from emodiff.config.settings import (
     LrSchedule,
     Normalize,
     Parameterization,
-    NOISY_SAMPLERS,
     Sampler,
     Schedule,
     SettingError,
@@ -66,8 +66,9 @@ from emodiff.config.training import SampleConfig, SampleSettings, TrainConfig, c
 
 __all__ = [
     "COMMON_SECTIONS", "ClassifierConfig", "ClassifierKind", "DenoiserConfig", "DenoiserKind", "DiffusionConfig",
-    "GeneratorName", "Load", "LrSchedule", "Normalize", "Parameterization", "RECIPES", "Recipe", "RecipeFamily",
-    "NOISY_SAMPLERS", "SampleConfig", "SampleSettings", "Sampler", "Schedule", "SettingError", "Skip", "StudyConfig", "TimestepSampler",
+    "GeneratorName", "Load", "LrSchedule", "NOISY_SAMPLERS", "Normalize", "Parameterization", "RECIPES", "Recipe",
+    "RecipeFamily", "SampleConfig", "SampleSettings", "Sampler", "Schedule", "SettingError", "Skip", "StudyConfig",
+    "TimestepSampler",
     "TrainConfig", "VOCODERS", "Voices", "build", "build_recipe", "check_diffusion_model", "check_flat_denoiser",
     "check_shared_sample", "check_unet_denoiser", "integers", "mismatch", "numbers", "override", "own_sections",
     "parse_options", "read_recipe", "recorded", "sample_with", "section_types",
