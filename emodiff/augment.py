@@ -33,7 +33,6 @@ from emodiff.parallel import ordered_map, thread_budget, torch_threads
 from emodiff.progress import QUIET, Progress
 from emodiff.records import Augmented, Corpus, Different, Same, augmented_segments, existing_in, write_augmented_attrs
 
-Kind = OfflineKind
 KINDS = OFFLINE  # the kinds an experiment (`+speed`) and a recipe (`train.augmented`) may name
 NOISE_COLOURS = ("white", "pink")
 
@@ -44,7 +43,7 @@ class AugmentJob:
 
     store: Path
     corpus: str
-    kind: Kind
+    kind: OfflineKind
     factors: tuple[float, ...] = (0.9, 1.1)  # speed
     snrs: tuple[float, ...] = (20.0, 10.0)  # noise, dB
     colour: str = "white"  # noise without noise_dir
