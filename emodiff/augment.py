@@ -33,7 +33,6 @@ from emodiff.parallel import ordered_map, thread_budget, torch_threads
 from emodiff.progress import QUIET, Progress
 from emodiff.records import Augmented, Corpus, Different, Same, augmented_segments, existing_in, write_augmented_attrs
 
-KINDS = OFFLINE  # the kinds an experiment (`+speed`) and a recipe (`train.augmented`) may name
 NOISE_COLOURS = ("white", "pink")
 
 
@@ -53,8 +52,8 @@ class AugmentJob:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise EmodiffError(f"unknown augmentation {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if self.kind not in OFFLINE:  # the kinds an experiment (`+speed`) and a recipe (`train.augmented`) may name
+            raise EmodiffError(f"unknown augmentation {self.kind!r}; expected one of {', '.join(OFFLINE)}")
         if self.kind == "speed" and (not self.factors or any(not 0.5 <= f <= 2.0 for f in self.factors)):
             raise EmodiffError(f"--factors {','.join(map(str, self.factors))}: expected speed factors in [0.5, 2]")
         if self.kind == "noise" and not self.snrs:
