@@ -5,8 +5,10 @@ equations, what each rewards and misses, and how to read them): ``mad`` (the pap
 made precise), ``frechet`` and ``frechet_real``, ``consistency`` and ``recall_real``, ``diversity_*``,
 ``density``/``coverage`` (Naeem et al. 2020) on the yardstick's embedding, the silence fraction and the
 per-bin frame-to-frame change. Per set, on the speakers the generator never saw: ``tstr_uar`` against
-``trtr_uar``, and ``two_sample_auc``. The yardstick is a CNN-BLSTM trained on real speech: on the
-generator's own speakers when it held others out, which are then where it judges.
+``trtr_uar``, and ``two_sample_auc`` (against the generator's own speakers; with ``held_out_auc`` also against
+the held-out speakers, beside the floor that the change of speaker alone sets). The yardstick is a
+CNN-BLSTM trained on real speech: on the generator's own speakers when it held others out, which are
+then where it judges.
 
 The maths is in :mod:`emodiff.metrics`; here are the job, the yardstick and the assembly:
 :mod:`emodiff.quality_inputs` reads the store and pairs a set with its corpus, ``_measure`` computes
@@ -79,6 +81,8 @@ class QualityJob:
     # `report --quality` and the study can always ask for the missing metrics.
     allow_empty: bool = False
     nearest_k: int = NEAREST_K  # the k of density and coverage
+    # Also the two-sample AUC against the held-out speakers and its speaker-change floor: 6 more classifier fits
+    held_out_auc: bool = False
 
     def __post_init__(self) -> None:
         if self.nearest_k < 1:
@@ -284,13 +288,17 @@ class _HeldOut:
     tstr_uar: float = math.nan  # the classifier trained on the synthetic set alone, on held-out real utterances
     trtr_uar: float = math.nan  # the same classifier trained on the generator's speakers' real segments (the yardstick)
     two_sample_auc: float = math.nan  # real (generator's speakers) vs synthetic, cross-validated
+    two_sample_auc_held: float = math.nan  # real (held-out speakers) vs synthetic (QualityJob.held_out_auc)
+    two_sample_auc_floor: float = math.nan  # real (generator's speakers) vs real (held-out): speaker change alone
     speakers: list[str] = field(default_factory=list)
 
 
 def _measure(pair: Pair, mel: np.ndarray, frames: np.ndarray, yard: _Yardstick, cfg: ClassifierConfig,
-             device: torch.device, nearest_k: int) -> tuple[list[EmotionQuality], _HeldOut, FidelityDiversity]:
-    """Per-emotion rows for every emotion present in both sets, the set-level held-out metrics, and the
-    fidelity/diversity block of the whole set (those emotions pooled)."""
+             device: torch.device, nearest_k: int,
+             floors: dict[tuple, float] | None = None) -> tuple[list[EmotionQuality], _HeldOut, FidelityDiversity]:
+    """Per-emotion rows for every emotion present in both sets, the set-level held-out metrics (given
+    ``floors``, the cache of :func:`_held_out_aucs`, also the two-sample AUC against the held-out speakers and
+    its floor), and the fidelity/diversity block of the whole set (those emotions pooled)."""
     drawn = _Drawn(mel, frames, *embed_segments(yard.model, mel, frames, device, cfg.batch_size))
     rows = [_row(k, pair, drawn, yard, nearest_k) for k in pair.common]
     overall = fidelity_diversity(select(pair, pair.common), pair.real, yard.real_embed, mel, frames, drawn.embed,
@@ -307,7 +315,35 @@ def _measure(pair: Pair, mel: np.ndarray, frames: np.ndarray, yard: _Yardstick, 
         out.speakers = pair.held_speakers()
         out.trtr_uar = utterance_uar(yard.model, real, held, device)
         out.tstr_uar = utterance_uar(fit(cfg, synthetic, device).model, real, held, device)
+        if floors is not None:
+            out.two_sample_auc_held, out.two_sample_auc_floor = _held_out_aucs(real, ref, held, synthetic, cfg,
+                                                                               device, floors)
     return rows, out, overall
+
+
+def _held_out_aucs(real: RealCorpus, ref: np.ndarray, held: np.ndarray, synthetic: Segments, cfg: ClassifierConfig,
+                   device: torch.device, floors: dict[tuple, float]) -> tuple[float, float]:
+    """(AUC of the synthetic set against the held-out speakers' real segments, AUC of the generator's speakers'
+    real segments against the held-out speakers': the floor that the change of speaker alone sets).
+
+    The held-out side has m = min(held-out segments, synthetic segments) in both tests (two_sample_auc subsamples
+    its first side to its second's size; the floor's held-out side is m of them, drawn by the yardstick's seed),
+    and each real utterance stays in one fold. ``ref`` and ``held`` are row indices into ``real``. The floor
+    depends on the set only through m: ``floors`` keeps it for the next set of the same speakers and size (a
+    study's diffusion and GAN sets of one fold).
+    """
+    def segments(rows: np.ndarray) -> Segments:
+        return _segments(real.mel[rows], real.frames[rows], real.emotion[rows])
+
+    groups = real.utt if real.utt is not None else np.arange(len(real.speaker))
+    auc_held = two_sample_auc(cfg, segments(held), synthetic, device, seed=cfg.seed, real_groups=groups[held])
+    m = min(len(held), len(synthetic.mel))
+    key = (real.name, cfg, tuple(ref.tolist()), m)
+    if key not in floors:
+        shown = np.sort(np.random.default_rng(cfg.seed).choice(held, size=m, replace=False))
+        floors[key] = two_sample_auc(cfg, segments(ref), segments(shown), device, seed=cfg.seed,
+                                     real_groups=groups[ref], synthetic_groups=groups[shown])
+    return auc_held, floors[key]
 
 
 # ---------------------------------------------------------------------------------------------- store: write
@@ -337,7 +373,15 @@ def _write(store: Path, result: QualityResult, config: dict, overwrite: bool) ->
         real_speakers=json.dumps(result.real_speakers), tstr_uar=result.held_out.tstr_uar,
         trtr_uar=result.held_out.trtr_uar, two_sample_auc=result.held_out.two_sample_auc,
         held_out_speakers=json.dumps(result.held_out.speakers), nearest_k=result.nearest_k,
-        **({} if whole is None else whole.scalars())))
+        **({} if whole is None else whole.scalars()), **_held_out_auc_attrs(result.held_out)))
+
+
+def _held_out_auc_attrs(held: _HeldOut) -> dict[str, float]:
+    """The held-out AUC and its floor when they were measured (QualityJob.held_out_auc), else nothing: a set
+    assessed without them keeps the layout it had before they existed."""
+    if math.isnan(held.two_sample_auc_held) and math.isnan(held.two_sample_auc_floor):
+        return {}
+    return {"two_sample_auc_held": held.two_sample_auc_held, "two_sample_auc_floor": held.two_sample_auc_floor}
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -365,6 +409,7 @@ def assess(job: QualityJob, progress: Progress = QUIET) -> list[QualityResult]:
             corpora[corpus] = read_corpus(store, corpus, name)
         plans.append((pair_up(store, synth, corpora[corpus]), *_classifier(job, synth)))
     yardsticks: dict[tuple[str, ClassifierConfig, tuple[str, ...]], _Yardstick] = {}
+    floors: dict[tuple, float] | None = {} if job.held_out_auc else None
     results = []
     progress.total(len(plans))
     for pair, cfg, source in plans:
@@ -376,7 +421,7 @@ def assess(job: QualityJob, progress: Progress = QUIET) -> list[QualityResult]:
         if key not in yardsticks:
             yardsticks[key] = _train_yardstick(cfg, real, trained, device)
         yard = yardsticks[key]
-        rows, held_out, overall = _measure(pair, *read_mel(store, name), yard, cfg, device, job.nearest_k)
+        rows, held_out, overall = _measure(pair, *read_mel(store, name), yard, cfg, device, job.nearest_k, floors)
         result = QualityResult(
             group=f"/quality/{name}", synthetic=name, corpus=real.name, rows=rows,
             mad_mean=nanmean([r.mad for r in rows]), consistency_mean=nanmean([r.consistency for r in rows]),
@@ -385,6 +430,8 @@ def assess(job: QualityJob, progress: Progress = QUIET) -> list[QualityResult]:
         config = {"synthetic": name, "synthetic_config_hash": pair.synth.config_hash, "corpus": real.name,
                   "corpus_config_hash": real.config_hash, "classifier": cfg.recorded(), "silence": SILENCE,
                   "nearest_k": job.nearest_k}
+        if job.held_out_auc:  # only then: a set assessed without it keeps its config hash
+            config["held_out_auc"] = True
         _write(store, result, config, job.overwrite)
         result.seconds = time.perf_counter() - start
         results.append(result)

@@ -430,10 +430,66 @@ def test_held_out_speakers_give_tstr_trtr_and_an_out_of_sample_floor(stores: dic
     assert swapped.tstr_uar == 0.0  # the swapped labels teach every class as another
     table, attrs = _read(store, "faithful")
     assert attrs["tstr_uar"] == 1.0 and json.loads(attrs["held_out_speakers"]) == ["toy:s3"]
+    # Not asked for (--held-out-auc): neither measured nor written, and the config (so its hash) as before it existed
+    assert math.isnan(faithful.two_sample_auc_held) and math.isnan(faithful.two_sample_auc_floor)
+    assert "two_sample_auc_held" not in attrs and "held_out_auc" not in json.loads(attrs["config"])
     n_s3 = sum(1 for i in range(4 * PER_CLASS) if SPEAKERS[i % 3] == "s3")
     assert table["n_real"].sum() == n_s3  # recall and FD are judged on the held-out speaker only
     for r in results.values():
         assert 0.0 <= r.held_out.two_sample_auc <= 1.0
+
+
+def test_held_out_auc_compares_with_the_held_out_speakers_beside_a_speaker_change_floor(bare: Path,
+                                                                                          tmp_path: Path) -> None:
+    """A corpus where the held-out speaker s3 sounds different (every value 0.3 higher) and a generator that saw s1
+    and s2. The floor (s1 and s2 against s3) is then high, whatever the set; a set that sounds like s1 and s2 is
+    told from s3 as easily as the floor, one that sounds like s3 is not; the AUC against the generator's own
+    speakers says the opposite. (Without --held-out-auc: the test above.)"""
+    store = tmp_path / "held.h5"
+    shutil.copy(bare, store)
+    s3 = np.array([SPEAKERS[i % 3] == "s3" for i in range(4 * PER_CLASS)])
+    with h5py.File(store, "a") as f:  # the speaker effect, written over the stored segments
+        mel = f["corpora/toy/segments/mel"]
+        mel[np.flatnonzero(s3)] = mel[np.flatnonzero(s3)] + np.float16(0.3)
+    emotion = np.repeat(np.arange(4), 10)
+    trained = json.dumps(["toy:s1", "toy:s2"])
+    _add_set(store, "like-s1-s2", class_means()[emotion], emotion, training=trained)
+    _add_set(store, "like-s3", class_means()[emotion] + 0.3, emotion, training=trained)
+    fast = dataclasses.replace(CFG, epochs=20)  # a level shift is learnt in a few steps; 19 fits here in all
+    results = {r.synthetic: r.held_out for r in q.assess(q.QualityJob(store, classifier=fast, device="cpu",
+                                                                      held_out_auc=True))}
+    near, far = results["like-s1-s2"], results["like-s3"]
+    assert near.two_sample_auc_floor == far.two_sample_auc_floor >= 0.9  # the same real segments, the same seeds
+    assert near.two_sample_auc_held >= 0.9 and far.two_sample_auc_held <= 0.75
+    assert near.two_sample_auc <= 0.75 and far.two_sample_auc >= 0.9  # against s1 and s2: the other way round
+    attrs = _read(store, "like-s3")[1]
+    assert attrs["two_sample_auc_held"] == far.two_sample_auc_held
+    assert attrs["two_sample_auc_floor"] == far.two_sample_auc_floor
+    assert json.loads(attrs["config"])["held_out_auc"] is True
+
+
+def test_quality_command_passes_held_out_auc_and_prints_it(stores: dict, monkeypatch) -> None:
+    """--held-out-auc reaches the job; the summary prints the held-out AUC beside its floor when measured."""
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from emodiff.cli import app
+    from emodiff.cli.render import quality_summary
+
+    jobs: list[q.QualityJob] = []
+    monkeypatch.setattr(q, "assess", lambda job: jobs.append(job) or [])
+    for flags, expected in (([], False), (["--held-out-auc"], True)):
+        out = CliRunner().invoke(app, ["quality", "--store", str(stores["store"]), "--device", "cpu", *flags])
+        assert out.exit_code == 0, out.output
+        assert jobs.pop().held_out_auc is expected
+    result = dataclasses.replace(stores["results"][2], held_out=q._HeldOut(
+        two_sample_auc=0.9, two_sample_auc_held=0.97, two_sample_auc_floor=0.95, speakers=["toy:s3"]))
+    console = Console(record=True, width=200)
+    quality_summary(console, [result])
+    assert "two-sample AUC against the held-out speakers 0.97, floor 0.95" in console.export_text()
+    console = Console(record=True, width=200)
+    quality_summary(console, stores["results"][2:3])  # not measured: no such line
+    assert "against the held-out speakers" not in console.export_text()
 
 
 def test_fidelity_and_diversity_are_written_and_reported(bare: Path, tmp_path: Path) -> None:

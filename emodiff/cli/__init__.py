@@ -274,6 +274,7 @@ def quality(
     synthetic: Annotated[str | None, typer.Option(help="The /synthetic set to assess. Default: every set without /quality.", show_default=False)] = None,
     corpus: Annotated[str | None, typer.Option(help="The real corpus to compare with. Default: the one the generator's training speakers are from.", show_default=False)] = None,
     recipe: Annotated[Path | None, typer.Option(help="Take the yardstick classifier from this recipe. Default: the set's own recipe.", show_default=False)] = None,
+    held_out_auc: Annotated[bool, typer.Option("--held-out-auc", help="Also the two-sample AUC against the held-out speakers' real segments, beside its floor: the generator's speakers' real segments against the held-out speakers' (what the change of speaker alone sets). Six more classifier fits per set; NaN when the generator held no speaker out.")] = False,
     device: DeviceOpt = "auto",
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
@@ -288,7 +289,8 @@ def quality(
 
     classifier = load_recipe(recipe).classifier if recipe is not None else None
     results = assess(QualityJob(store=resolve_store(store), synthetic=synthetic, corpus=common.canonical_corpus(corpus),
-                                classifier=classifier, device=device, overwrite=overwrite))
+                                classifier=classifier, device=device, overwrite=overwrite,
+                                held_out_auc=held_out_auc))
     if not results:
         console.print("every synthetic set already has its /quality group; pass --overwrite to measure again")
     quality_summary(console, results)

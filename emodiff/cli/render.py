@@ -164,6 +164,10 @@ def quality_summary(console: Console, results: Sequence[QualityResult]) -> None:
         console.print(f"TSTR UAR {num(h.tstr_uar)} vs TRTR {num(h.trtr_uar)} on held-out speakers {escape(held)}; "
                       f"two-sample AUC {num(h.two_sample_auc)} (0.5: indistinguishable from real)",
                       highlight=False, soft_wrap=True, emoji=False)
+        if h.two_sample_auc_held == h.two_sample_auc_held or h.two_sample_auc_floor == h.two_sample_auc_floor:
+            console.print(f"two-sample AUC against the held-out speakers {num(h.two_sample_auc_held)}, floor "
+                          f"{num(h.two_sample_auc_floor)} (the generator's speakers' real segments against theirs)",
+                          highlight=False, soft_wrap=True, emoji=False)
         if r.overall is not None:  # the whole set's fidelity/diversity, each beside its real value
             o = r.overall
             console.print(f"all emotions, synthetic (real): density {num(o.density)} ({num(o.density_real)}), "
