@@ -12,7 +12,8 @@ then where it judges.
 
 The maths is in :mod:`emodiff.metrics`; here are the job, the yardstick and the assembly:
 :mod:`emodiff.quality_inputs` reads the store and pairs a set with its corpus, ``_measure`` computes
-(:mod:`emodiff.quality_fidelity` the fidelity/diversity block) and ``_write`` writes.
+(:mod:`emodiff.quality_fidelity` the fidelity/diversity block, :mod:`emodiff.quality_held_out` the set-level
+metrics on the speakers the generator never saw) and ``_write`` writes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from emodiff.generators import load_recipe, recipe_from_dict
 from emodiff.metrics import NEAREST_K, frechet_distance, mad, mean_pairwise_distance, nanmean
 from emodiff.progress import QUIET, Progress
 from emodiff.quality_fidelity import TABLE_FIELDS, FidelityDiversity, fidelity_diversity
+from emodiff.quality_held_out import Floors, HeldOut, held_out_metrics, real_segments, segments
 from emodiff.quality_inputs import (
     AssessedSet,
     Pair,
@@ -48,8 +50,8 @@ from emodiff.quality_inputs import (
 from emodiff.records import Quality, Synthetic, taken
 from emodiff.ser.classifier import ClassifierConfig, CnnBlstm
 from emodiff.ser.metrics import uar
-from emodiff.ser.training import Segments, fit, utterance_scores
-from emodiff.ser.two_sample import TWO_SAMPLE_FOLDS, roc_auc, two_sample_auc  # noqa: F401 (roc_auc re-exported)
+from emodiff.ser.training import fit
+from emodiff.ser.two_sample import TWO_SAMPLE_FOLDS, roc_auc, two_sample_auc  # noqa: F401 (re-exported)
 from emodiff.silence import SILENCE, counted_frames, silence_share, synthetic_frames  # noqa: F401 (re-exported)
 
 MAD_DEFINITION = ("MAD = mean over the 80 mel bins of the Wasserstein-1 distance (mean absolute difference of "
@@ -124,7 +126,7 @@ class QualityResult:
     classifier_source: str
     seconds: float
     real_speakers: list[str] = field(default_factory=list)
-    held_out: _HeldOut = field(default_factory=lambda: _HeldOut())
+    held_out: HeldOut = field(default_factory=HeldOut)
     overall: FidelityDiversity | None = None  # the whole set: every emotion present in both
     nearest_k: int = NEAREST_K
 
@@ -199,27 +201,12 @@ def embed_segments(model: CnnBlstm, mel: np.ndarray, frames: np.ndarray, device:
     return np.concatenate(emb), np.concatenate(pred)
 
 
-def _segments(mel: np.ndarray, frames: np.ndarray, labels: np.ndarray) -> Segments:
-    return Segments(torch.from_numpy(np.asarray(mel)), torch.from_numpy(np.asarray(frames, np.int64)),
-                    torch.from_numpy(np.asarray(labels, np.int64)))
-
-
 def _train_yardstick(cfg: ClassifierConfig, real: RealCorpus, trained: np.ndarray, device: torch.device) -> _Yardstick:
     """fit() on the real segments ``trained`` [N] bool for cfg's budget (no selection), seeded by cfg.seed."""
     rows = np.flatnonzero(trained)
-    model = fit(cfg, _segments(real.mel[rows], real.frames[rows], real.emotion[rows]), device).model
+    model = fit(cfg, real_segments(real, rows), device).model
     emb, pred = embed_segments(model, real.mel, real.frames, device, cfg.batch_size)
     return _Yardstick(model, emb, pred, uar(real.emotion[rows], pred[rows]))
-
-
-def utterance_uar(model: CnnBlstm, real: RealCorpus, rows: np.ndarray, device: torch.device) -> float:
-    """UAR over the utterances of the real segments ``rows``, each scored by pooling its segments."""
-    utt = real.utt[rows] if real.utt is not None else rows
-    ids, index = np.unique(utt, return_inverse=True)
-    scores = utterance_scores(model, torch.from_numpy(real.mel[rows]), torch.from_numpy(real.frames[rows]),
-                              index, len(ids), device)
-    first = np.unique(index, return_index=True)[1]
-    return uar(real.emotion[rows][first], scores.argmax(axis=1))
 
 
 def _recall(pred: np.ndarray, label: int) -> float:
@@ -281,69 +268,18 @@ def _row(k: int, pair: Pair, drawn: _Drawn, yard: _Yardstick, nearest_k: int) ->
         silence_synthetic=silence_share(drawn.mel[s_rows]), fidelity_diversity=separated, note="; ".join(notes))
 
 
-@dataclass
-class _HeldOut:
-    """Set-level metrics against the speakers the generator never saw (NaN when it saw every speaker)."""
-
-    tstr_uar: float = math.nan  # the classifier trained on the synthetic set alone, on held-out real utterances
-    trtr_uar: float = math.nan  # the same classifier trained on the generator's speakers' real segments (the yardstick)
-    two_sample_auc: float = math.nan  # real (generator's speakers) vs synthetic, cross-validated
-    two_sample_auc_held: float = math.nan  # real (held-out speakers) vs synthetic (QualityJob.held_out_auc)
-    two_sample_auc_floor: float = math.nan  # real (generator's speakers) vs real (held-out): speaker change alone
-    speakers: list[str] = field(default_factory=list)
-
-
 def _measure(pair: Pair, mel: np.ndarray, frames: np.ndarray, yard: _Yardstick, cfg: ClassifierConfig,
              device: torch.device, nearest_k: int,
-             floors: dict[tuple, float] | None = None) -> tuple[list[EmotionQuality], _HeldOut, FidelityDiversity]:
-    """Per-emotion rows for every emotion present in both sets, the set-level held-out metrics (given
-    ``floors``, the cache of :func:`_held_out_aucs`, also the two-sample AUC against the held-out speakers and
-    its floor), and the fidelity/diversity block of the whole set (those emotions pooled)."""
+             floors: Floors | None = None) -> tuple[list[EmotionQuality], HeldOut, FidelityDiversity]:
+    """Per-emotion rows for every emotion present in both sets, the set-level held-out metrics
+    (:func:`emodiff.quality_held_out.held_out_metrics`, given ``floors`` also the AUC against the held-out
+    speakers), and the fidelity/diversity block of the whole set (those emotions pooled)."""
     drawn = _Drawn(mel, frames, *embed_segments(yard.model, mel, frames, device, cfg.batch_size))
     rows = [_row(k, pair, drawn, yard, nearest_k) for k in pair.common]
     overall = fidelity_diversity(select(pair, pair.common), pair.real, yard.real_embed, mel, frames, drawn.embed,
                                  nearest_k)
-    real = pair.real
-    synthetic = _segments(mel, frames, pair.synth.emotion)
-    ref = np.flatnonzero(pair.ref)
-    groups = real.utt[ref] if real.utt is not None else None
-    out = _HeldOut(two_sample_auc=two_sample_auc(
-        cfg, _segments(real.mel[ref], real.frames[ref], real.emotion[ref]), synthetic, device, seed=cfg.seed,
-        real_groups=groups))
-    if pair.held.any():
-        held = np.flatnonzero(pair.held)
-        out.speakers = pair.held_speakers()
-        out.trtr_uar = utterance_uar(yard.model, real, held, device)
-        out.tstr_uar = utterance_uar(fit(cfg, synthetic, device).model, real, held, device)
-        if floors is not None:
-            out.two_sample_auc_held, out.two_sample_auc_floor = _held_out_aucs(real, ref, held, synthetic, cfg,
-                                                                               device, floors)
+    out = held_out_metrics(pair, segments(mel, frames, pair.synth.emotion), yard.model, cfg, device, floors)
     return rows, out, overall
-
-
-def _held_out_aucs(real: RealCorpus, ref: np.ndarray, held: np.ndarray, synthetic: Segments, cfg: ClassifierConfig,
-                   device: torch.device, floors: dict[tuple, float]) -> tuple[float, float]:
-    """(AUC of the synthetic set against the held-out speakers' real segments, AUC of the generator's speakers'
-    real segments against the held-out speakers': the floor that the change of speaker alone sets).
-
-    The held-out side has m = min(held-out segments, synthetic segments) in both tests (two_sample_auc subsamples
-    its first side to its second's size; the floor's held-out side is m of them, drawn by the yardstick's seed),
-    and each real utterance stays in one fold. ``ref`` and ``held`` are row indices into ``real``. The floor
-    depends on the set only through m: ``floors`` keeps it for the next set of the same speakers and size (a
-    study's diffusion and GAN sets of one fold).
-    """
-    def segments(rows: np.ndarray) -> Segments:
-        return _segments(real.mel[rows], real.frames[rows], real.emotion[rows])
-
-    groups = real.utt if real.utt is not None else np.arange(len(real.speaker))
-    auc_held = two_sample_auc(cfg, segments(held), synthetic, device, seed=cfg.seed, real_groups=groups[held])
-    m = min(len(held), len(synthetic.mel))
-    key = (real.name, cfg, tuple(ref.tolist()), m)
-    if key not in floors:
-        shown = np.sort(np.random.default_rng(cfg.seed).choice(held, size=m, replace=False))
-        floors[key] = two_sample_auc(cfg, segments(ref), segments(shown), device, seed=cfg.seed,
-                                     real_groups=groups[ref], synthetic_groups=groups[shown])
-    return auc_held, floors[key]
 
 
 # ---------------------------------------------------------------------------------------------- store: write
@@ -370,18 +306,8 @@ def _write(store: Path, result: QualityResult, config: dict, overwrite: bool) ->
         classifier_source=result.classifier_source, seed=result.classifier.seed, mad_definition=MAD_DEFINITION,
         mad_mean=result.mad_mean, consistency_mean=result.consistency_mean,
         real_accuracy_on_train=result.real_accuracy_on_train, silence_threshold=SILENCE,
-        real_speakers=json.dumps(result.real_speakers), tstr_uar=result.held_out.tstr_uar,
-        trtr_uar=result.held_out.trtr_uar, two_sample_auc=result.held_out.two_sample_auc,
-        held_out_speakers=json.dumps(result.held_out.speakers), nearest_k=result.nearest_k,
-        **({} if whole is None else whole.scalars()), **_held_out_auc_attrs(result.held_out)))
-
-
-def _held_out_auc_attrs(held: _HeldOut) -> dict[str, float]:
-    """The held-out AUC and its floor when they were measured (QualityJob.held_out_auc), else nothing: a set
-    assessed without them keeps the layout it had before they existed."""
-    if math.isnan(held.two_sample_auc_held) and math.isnan(held.two_sample_auc_floor):
-        return {}
-    return {"two_sample_auc_held": held.two_sample_auc_held, "two_sample_auc_floor": held.two_sample_auc_floor}
+        real_speakers=json.dumps(result.real_speakers), nearest_k=result.nearest_k, **result.held_out.attrs(),
+        **({} if whole is None else whole.scalars())))
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -409,7 +335,7 @@ def assess(job: QualityJob, progress: Progress = QUIET) -> list[QualityResult]:
             corpora[corpus] = read_corpus(store, corpus, name)
         plans.append((pair_up(store, synth, corpora[corpus]), *_classifier(job, synth)))
     yardsticks: dict[tuple[str, ClassifierConfig, tuple[str, ...]], _Yardstick] = {}
-    floors: dict[tuple, float] | None = {} if job.held_out_auc else None
+    floors: Floors | None = {} if job.held_out_auc else None
     results = []
     progress.total(len(plans))
     for pair, cfg, source in plans:

@@ -482,7 +482,7 @@ def test_quality_command_passes_held_out_auc_and_prints_it(stores: dict, monkeyp
         out = CliRunner().invoke(app, ["quality", "--store", str(stores["store"]), "--device", "cpu", *flags])
         assert out.exit_code == 0, out.output
         assert jobs.pop().held_out_auc is expected
-    result = dataclasses.replace(stores["results"][2], held_out=q._HeldOut(
+    result = dataclasses.replace(stores["results"][2], held_out=q.HeldOut(
         two_sample_auc=0.9, two_sample_auc_held=0.97, two_sample_auc_floor=0.95, speakers=["toy:s3"]))
     console = Console(record=True, width=200)
     quality_summary(console, [result])
