@@ -23,7 +23,7 @@ from emodiff.classify import ClassifyJob, classify, plan_held_out
 from emodiff.config import Recipe, override
 from emodiff.experiments import Experiment, name_safe
 from emodiff.jobs import Job, job_folder
-from emodiff.records import Different, Results, Same, check_name, existing
+from emodiff.records import Different, Quality, Results, Same, check_name, existing
 from emodiff.sample import SampleJob, sample
 from emodiff.train import TrainJob, train
 
@@ -155,7 +155,7 @@ def graph(s: GraphSettings, corpus: str, generators: list[StudyGenerator], exper
             label = f"quality {generator_name(list(held)) if held else 'all-' + corpus}"
             jobs.append(Job(label, "quality", functools.partial(_quality, s, names), job_folder(folders, label),
                             needs=tuple(f"sample {n}" for n in names), threads=s.threads, gpus=s.gpus,
-                            done=functools.partial(_assessed, s.store, names)))
+                            done=functools.partial(_assessed, s.store, names, study.held_out_auc)))
     return jobs
 
 
@@ -189,11 +189,24 @@ def _sample(s: GraphSettings, g: StudyGenerator) -> bool:
 def _quality(s: GraphSettings, sets: tuple[str, ...]) -> bool:
     from emodiff.quality import QualityJob, assess
 
-    return not assess(QualityJob(s.store, device=s.device, allow_empty=True, among=sets))
+    held_out_auc = s.recipe.study.held_out_auc
+    if not held_out_auc:
+        return not assess(QualityJob(s.store, device=s.device, allow_empty=True, among=sets))
+    # Replaced, not refused: a set assessed without the held-out AUC gets the same metrics again, and the two AUCs
+    todo = tuple(name for name in sets if not _assessed(s.store, (name,), held_out_auc))
+    return not todo or not assess(QualityJob(s.store, device=s.device, allow_empty=True, among=todo, overwrite=True,
+                                             held_out_auc=True))
 
 
-def _assessed(store: Path, sets: tuple[str, ...]) -> bool:
-    return all(st.has_group(store, f"quality/{name}") for name in sets)
+def _assessed(store: Path, sets: tuple[str, ...], held_out_auc: bool = False) -> bool:
+    """Whether every one of ``sets`` has its /quality group (with ``held_out_auc``, one assessed with it: its config
+    says so, also for a set whose generator held no speaker out and so has no held-out AUC to write)."""
+    if not all(st.has_group(store, f"quality/{name}") for name in sets):
+        return False
+    if not held_out_auc:
+        return True
+    with st.open_store(store) as f:
+        return all(Quality.read(f, name).meta.config.get("held_out_auc") is True for name in sets)
 
 
 def _chose_own_sets(e: ClassifyJob, found: Different) -> bool:

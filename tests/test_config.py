@@ -340,6 +340,17 @@ def test_a_recipe_stored_before_a_section_existed_still_loads():
     assert recipe_from_dict(data, "ckpt.pt:recipe").study == StudyConfig()
 
 
+def test_study_held_out_auc_is_recorded_only_when_on(tmp_path):
+    """A switch added later: off, a recipe records what it recorded before it existed (the hashes above); on, it is
+    recorded, read back and checked as a boolean."""
+    data = _demo()
+    assert "held_out_auc" not in load_recipe("demo").to_dict()["study"]
+    on = load_recipe(_write(tmp_path / "on.yaml", {**data, "study": {**data["study"], "held_out_auc": True}}))
+    assert on.study.held_out_auc is True and on.to_dict()["study"]["held_out_auc"] is True
+    assert recipe_from_dict(on.to_dict(), "ckpt.pt:recipe") == on
+    assert "study.held_out_auc" in _load_error(tmp_path, {**data, "study": {**data["study"], "held_out_auc": "yes"}})
+
+
 def test_configs_made_in_code_are_checked_too():
     with pytest.raises(SettingError, match=r"^denoiser\.kernel_size: expected an odd integer .*, got 4$"):
         DenoiserConfig(kernel_size=4)

@@ -21,6 +21,7 @@ from emodiff import metrics as m
 from emodiff import quality as q
 from emodiff import quality_inputs as qi
 from emodiff import store as st
+from emodiff import study_graph
 from emodiff.emotions import EMOTIONS
 from emodiff.errors import EmodiffError
 from emodiff.quality_fidelity import TABLE_FIELDS
@@ -466,6 +467,32 @@ def test_held_out_auc_compares_with_the_held_out_speakers_beside_a_speaker_chang
     assert attrs["two_sample_auc_held"] == far.two_sample_auc_held
     assert attrs["two_sample_auc_floor"] == far.two_sample_auc_floor
     assert json.loads(attrs["config"])["held_out_auc"] is True
+    assert study_graph._assessed(store, ("like-s1-s2", "like-s3"), held_out_auc=True)  # a study finds them done
+    from emodiff.records import Quality
+    from emodiff.report.quality_table import _table, number
+
+    with st.open_store(store) as f:  # the report's Table 1 says it in words, not among the set-level values
+        notes = " ".join(_table(Quality.read(f, "like-s3")).notes)
+    assert (f"never saw: two-sample AUC {number(far.two_sample_auc_held)}, beside the floor that the change of "
+            f"speaker alone sets, {number(far.two_sample_auc_floor)}") in notes and "two_sample_auc_held" not in notes
+
+
+def test_a_study_with_held_out_auc_assesses_again_the_sets_assessed_without_it(stores: dict, monkeypatch) -> None:
+    """study.held_out_auc: the study's quality job counts a set assessed without the held-out AUC as not done and
+    assesses it again (overwrite, with held_out_auc); without the switch the same sets are done."""
+    from emodiff.generators import load_recipe
+
+    jobs: list[q.QualityJob] = []
+    monkeypatch.setattr(q, "assess", lambda job: jobs.append(job) or [job])
+    store, names = stores["store"], ("faithful", "swapped")
+    recipe = load_recipe("demo")
+    for held_out_auc in (False, True):
+        study = dataclasses.replace(recipe.study, held_out_auc=held_out_auc)
+        s = study_graph.GraphSettings(store, dataclasses.replace(recipe, study=study), store.parent, "cpu", 1, 0)
+        assert study_graph._assessed(store, names, held_out_auc) is not held_out_auc
+        study_graph._quality(s, names)
+        job = jobs.pop()
+        assert (job.held_out_auc, job.overwrite) == (held_out_auc, held_out_auc) and set(job.among) == set(names)
 
 
 def test_quality_command_passes_held_out_auc_and_prints_it(stores: dict, monkeypatch) -> None:
@@ -537,6 +564,7 @@ def test_fidelity_and_diversity_are_written_and_reported(bare: Path, tmp_path: P
     assert [r[block.headers.index(header)] for r in block.rows] == ["0.25 / 0"] * 5
     worst = block.rows[-1][block.headers.index("frame change ratio, worst bin, synthetic / real-vs-real")]
     assert f"(bin {attrs['frame_change_worst_bin']}) / " in worst
+    assert not any("never saw" in n for n in block.notes)  # assessed without --held-out-auc: no such sentence
     assert "silence fraction, synthetic / real" in render_markdown(Document("r", [], [Section("q", "Q", [block])]))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import get_args
 
 from emodiff.config.settings import SettingError, VocoderKind, integers
@@ -41,6 +41,10 @@ class StudyConfig:
     fractions: str = "0, 0.1, 0.2, 0.3, 0.4, 0.5"  # adaptation sweep
     adaptation_experiments: str = "real, real+synthetic"  # run at every fraction
     quality: bool = True
+    # Quality also against the held-out speakers, beside the floor that the change of speaker alone sets
+    # (QualityJob.held_out_auc, docs/quality.md): six more classifier fits a set. A set assessed without it is
+    # assessed again.
+    held_out_auc: bool = False
     report: str = "report"
     vocoder: str = "auto"  # of the report's audio: auto | hifigan | griffin-lim
     examples: int = 1  # vocoded clips per emotion and source in the report
@@ -86,6 +90,14 @@ class StudyConfig:
                 ok = False
             if not ok:
                 raise SettingError("study", "fractions", self.fractions, "comma-separated fractions in [0, 1]")
+
+    def recipe_dict(self) -> dict:
+        """What a recipe records of this section (Recipe.to_dict: checkpoints, /runs, runs/NAME/recipe.yaml): every
+        field, but ``held_out_auc`` only when on, so recipes recorded before it existed keep their hash."""
+        out = asdict(self)
+        if not self.held_out_auc:
+            del out["held_out_auc"]
+        return out
 
     # The lists the texts above hold, read once here (and checked in __post_init__) for emodiff/study.py.
 

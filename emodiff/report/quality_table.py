@@ -31,6 +31,7 @@ PAIRED = (
      ("frame_change_worst_bin", "frame_change_worst_real_bin")),
 )
 PAIRED_KEYS = {key for _, *keys, bins in PAIRED for key in (*keys, *(bins or ()))}
+HELD_OUT_AUC = ("two_sample_auc_held", "two_sample_auc_floor")  # quality --held-out-auc, study.held_out_auc
 WHOLE_SET = "all emotions"
 
 
@@ -67,11 +68,12 @@ def _table(q: Quality) -> Table:
     if measured:  # the whole set's values are attrs; the other metrics are per emotion only
         rows.append([WHOLE_SET, *([""] * len(keys)), *_paired(lambda key: q.summary.get(key, math.nan)),
                      *([""] * len(q.text))])
-    shown = {k: v for k, v in q.summary.items() if k not in PAIRED_KEYS and k != "nearest_k"}
+    shown = {k: v for k, v in q.summary.items() if k not in PAIRED_KEYS and k not in HELD_OUT_AUC and k != "nearest_k"}
     notes = [f"Compared with real segments of {q.corpus}." if q.corpus else "",
              f"Yardstick classifier (for Fréchet distance, consistency, diversity, density, coverage): "
              f"{_classifier_text(q.classifier)}." if q.classifier else "",
              "Set-level values: " + ", ".join(f"{k} {number(v)}" for k, v in shown.items()) + "." if shown else "",
+             _held_out_auc_note(q),
              _paired_note(q, measured),
              "— marks a metric that is undefined for that emotion. How each metric is computed: "
              "docs/quality.md in the emodiff repository."]
@@ -95,6 +97,15 @@ def _paired(get: Callable[[str], float]) -> list[str]:
 
 def _with_bin(value: float, bin_: float) -> str:
     return number(value) if math.isnan(value) or math.isnan(bin_) or bin_ < 0 else f"{number(value)} (bin {int(bin_)})"
+
+
+def _held_out_auc_note(q: Quality) -> str:
+    """The two-sample AUC against the held-out speakers beside its floor, when measured (docs/quality.md)."""
+    held, floor = (q.summary.get(k, math.nan) for k in HELD_OUT_AUC)
+    if math.isnan(held) and math.isnan(floor):
+        return ""
+    return (f"Against the speakers the generator never saw: two-sample AUC {number(held)}, beside the floor that the "
+            f"change of speaker alone sets, {number(floor)} (its own speakers' real segments against theirs).")
 
 
 def _paired_note(q: Quality, measured: bool) -> str:
