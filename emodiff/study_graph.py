@@ -189,24 +189,30 @@ def _sample(s: GraphSettings, g: StudyGenerator) -> bool:
 def _quality(s: GraphSettings, sets: tuple[str, ...]) -> bool:
     from emodiff.quality import QualityJob, assess
 
-    held_out_auc = s.recipe.study.held_out_auc
-    if not held_out_auc:
+    if not s.recipe.study.held_out_auc:
         return not assess(QualityJob(s.store, device=s.device, allow_empty=True, among=sets))
     # Replaced, not refused: a set assessed without the held-out AUC gets the same metrics again, and the two AUCs
-    todo = tuple(name for name in sets if not _assessed(s.store, (name,), held_out_auc))
+    todo = _unassessed(s.store, sets, held_out_auc=True)
     return not todo or not assess(QualityJob(s.store, device=s.device, allow_empty=True, among=todo, overwrite=True,
                                              held_out_auc=True))
 
 
 def _assessed(store: Path, sets: tuple[str, ...], held_out_auc: bool = False) -> bool:
-    """Whether every one of ``sets`` has its /quality group (with ``held_out_auc``, one assessed with it: its config
+    return not _unassessed(store, sets, held_out_auc)
+
+
+def _unassessed(store: Path, sets: tuple[str, ...], held_out_auc: bool) -> tuple[str, ...]:
+    """The ``sets`` without their /quality group (with ``held_out_auc``, without one assessed with it: its config
     says so, also for a set whose generator held no speaker out and so has no held-out AUC to write)."""
-    if not all(st.has_group(store, f"quality/{name}") for name in sets):
-        return False
-    if not held_out_auc:
-        return True
+    if not Path(store).exists():  # a study planned before its first step has written the store
+        return sets
     with st.open_store(store) as f:
-        return all(Quality.read(f, name).meta.config.get("held_out_auc") is True for name in sets)
+        def done(name: str) -> bool:
+            if f"quality/{name}" not in f:
+                return False
+            return not held_out_auc or Quality.read(f, name).meta.config.get("held_out_auc") is True
+
+        return tuple(name for name in sets if not done(name))
 
 
 def _chose_own_sets(e: ClassifyJob, found: Different) -> bool:
